@@ -1,0 +1,82 @@
+"""Run configuration: one frozen dataclass whose defaults are the lecture's.
+
+Variants are made with ``dataclasses.replace(config, field=value)``; every value is
+validated in ``__post_init__`` so a bad one fails before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+POOLS = ("max", "avg")
+INPUT_SIZES = (224, 28)  # 224: the lecture's 11x11/4 stem; 28: the adapted 3x3/1 stem
+PRECISIONS = ("fp32", "tf32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _opt(default, help, choices=None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class Config:
+    # model
+    activation: str = _opt("relu", "hidden-layer activation", ACTIVATIONS)
+    dropout: float = _opt(0.5, "dropout probability after each hidden dense layer, in [0, 1)")
+    pool: str = _opt("max", "pooling type", POOLS)
+    pool_kernel: int = _opt(3, "pooling window in px (3 with stride 2 overlaps, as in AlexNet)")
+    pool_stride: int = _opt(2, "pooling stride in px")
+    input_size: int = _opt(224, "input side: 224 (resized, lecture stem) or 28 (native, 3x3 stem)", INPUT_SIZES)
+    lrn: bool = _opt(False, "local response normalisation after conv1 and conv2 (AlexNet paper)")
+    # optimisation
+    lr: float = _opt(0.01, "SGD learning rate, > 0")
+    momentum: float = _opt(0.0, "SGD momentum, in [0, 1)")
+    weight_decay: float = _opt(0.0, "SGD weight decay (L2), >= 0")
+    batch_size: int = _opt(128, "minibatch size, > 0")
+    epochs: int = _opt(10, "training epochs, > 0")
+    # data
+    augment: bool = _opt(False, "random horizontal flips and shifts of up to 2 px (on the 28-px image)")
+    train_size: int | None = _opt(None, "stratified training subset (first N/10 per class); default all 60,000")
+    test_size: int | None = _opt(None, "stratified subset of the test set; default all 10,000")
+    # execution (recorded with every run; bf16 and tf32 change numerics)
+    precision: str = _opt("fp32", "fp32, tf32 (CUDA only) or bf16 autocast", PRECISIONS)
+    channels_last: bool = _opt(False, "NHWC memory layout for model and inputs")
+    compile: bool = _opt(False, "torch.compile the model")
+    device: str = _opt("auto", "auto picks CUDA when present", DEVICES)
+
+    def __post_init__(self) -> None:
+        for name in ("activation", "pool", "input_size", "precision", "device"):
+            choices = self.__dataclass_fields__[name].metadata["choices"]
+            if getattr(self, name) not in choices:
+                _fail(name, getattr(self, name), "one of " + ", ".join(map(str, choices)))
+        if not 0.0 <= self.dropout < 1.0:
+            _fail("dropout", self.dropout, "a probability in [0, 1)")
+        if not self.lr > 0:
+            _fail("lr", self.lr, "a number > 0")
+        if not 0.0 <= self.momentum < 1.0:
+            _fail("momentum", self.momentum, "a number in [0, 1)")
+        if not self.weight_decay >= 0:
+            _fail("weight_decay", self.weight_decay, "a number >= 0")
+        for name in ("batch_size", "epochs", "pool_kernel", "pool_stride"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
+                _fail(name, getattr(self, name), "an integer > 0")
+        for name in ("train_size", "test_size"):
+            n = getattr(self, name)
+            if n is not None and not (isinstance(n, int) and n >= 10 and n % 10 == 0):
+                _fail(name, n, "a multiple of 10 (equal images per class), at least 10, or None for all")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        """A short stable hash of every field: equal configs give equal keys."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _fail(name: str, value, allowed: str) -> None:
+    raise ValueError(f"invalid {name}={value!r}: expected {allowed}")

@@ -1,0 +1,201 @@
+"""Fashion-MNIST: verified loading of the official IDX files and two input pipelines.
+
+- ``DeviceLoader``: the whole set as uint8 on the training device; each batch is
+  shuffled with a seeded generator, scaled to [0, 1], optionally augmented and
+  bilinearly resized on the device.
+- ``LectureDataset``: the lecture's per-image pipeline (PIL ``Resize`` + ``ToTensor`` in a
+  DataLoader with workers), kept as the comparison arm of the throughput benchmark.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ENV_VAR = "ALEXNET_DATA_DIR"
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "alexnet-claims-lab"
+# The official files and the MD5s torchvision checks them against.
+FILES = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+HOW_TO_PROVIDE = (f"pass --data-dir DIR or set {ENV_VAR}=DIR to a folder holding the four official "
+                  f"files ({', '.join(FILES)}), or leave both unset to download them with torchvision")
+SHIFT_PX = 2  # augmentation: shifts of up to 2 px (of 28) in each direction, zero fill
+
+
+class DataError(RuntimeError):
+    """The data could not be found or is not the official Fashion-MNIST."""
+
+
+@dataclass(frozen=True)
+class FashionMNIST:
+    train_images: torch.Tensor  # uint8 [60000, 28, 28]
+    train_labels: torch.Tensor  # int64 [60000]
+    test_images: torch.Tensor   # uint8 [10000, 28, 28]
+    test_labels: torch.Tensor   # int64 [10000]
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """``data_dir``, else $ALEXNET_DATA_DIR, else torchvision's download into the cache."""
+    given = data_dir if data_dir is not None else os.environ.get(ENV_VAR)
+    if given is not None:
+        path = Path(given).expanduser()
+        if not path.is_dir():
+            source = "--data-dir" if data_dir is not None else f"${ENV_VAR}"
+            raise DataError(f"Fashion-MNIST folder {path} (from {source}) does not exist: {HOW_TO_PROVIDE}")
+        return path
+    import torchvision  # only for the download
+
+    try:
+        torchvision.datasets.FashionMNIST(CACHE_DIR, train=True, download=True)
+    except Exception as exc:  # network or disk failure
+        raise DataError(f"could not download Fashion-MNIST into {CACHE_DIR} ({exc}): {HOW_TO_PROVIDE}") from exc
+    return CACHE_DIR / "FashionMNIST" / "raw"
+
+
+def verify(folder: Path) -> None:
+    """Every official file present with its official MD5, else a DataError naming what is wrong."""
+    missing = [name for name in FILES if not (folder / name).is_file()]
+    if missing:
+        raise DataError(f"Fashion-MNIST folder {folder} lacks {', '.join(missing)}: {HOW_TO_PROVIDE}")
+    for name, md5 in FILES.items():
+        actual = hashlib.md5((folder / name).read_bytes()).hexdigest()
+        if actual != md5:
+            raise DataError(f"{folder / name} has MD5 {actual}, not the official {md5}: the file is "
+                            f"corrupt or not Fashion-MNIST; replace it ({HOW_TO_PROVIDE})")
+
+
+def _read_idx(path: Path, magic: int, dims: int) -> np.ndarray:
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable gzip file ({exc})") from exc
+    header = 4 * (1 + dims)
+    if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
+        raise DataError(f"{path} is not an IDX file with magic number {magic}")
+    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+    if len(raw) - header != int(np.prod(shape)):
+        raise DataError(f"{path} holds {len(raw) - header} bytes of data, its header says {shape}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> FashionMNIST:
+    folder = resolve_data_dir(data_dir)
+    verify(folder)
+    parts = []
+    for split in ("train", "t10k"):
+        images = _read_idx(folder / f"{split}-images-idx3-ubyte.gz", 2051, 3)
+        labels = _read_idx(folder / f"{split}-labels-idx1-ubyte.gz", 2049, 1)
+        if len(images) != len(labels):
+            raise DataError(f"{folder}: {split} has {len(images)} images but {len(labels)} labels")
+        parts += [torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))]
+    return FashionMNIST(*parts)
+
+
+def stratified_subset(images: torch.Tensor, labels: torch.Tensor, size: int | None):
+    """The first ``size // 10`` images of each class, in their original order."""
+    if size is None or size == len(labels):
+        return images, labels
+    per_class = size // 10
+    picked = []
+    for c in range(10):
+        idx = (labels == c).nonzero().flatten()
+        if len(idx) < per_class:
+            raise ValueError(f"subset of {size} needs {per_class} images of class {c}, the data has {len(idx)}")
+        picked.append(idx[:per_class])
+    keep = torch.cat(picked).sort().values
+    return images[keep], labels[keep]
+
+
+def to_input(batch_u8: torch.Tensor, input_size: int) -> torch.Tensor:
+    """uint8 [B, 28, 28] -> float [B, 1, S, S] in [0, 1], bilinear resize (as PIL's Resize)."""
+    x = batch_u8.unsqueeze(1).float().div_(255)
+    if input_size != x.shape[-1]:
+        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
+    return x
+
+
+def augment(batch_u8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per image: a horizontal flip with probability 1/2, then a shift of -2..2 px along
+    each axis with zero fill. Random draws come from a CPU generator for reproducibility."""
+    n, h, w = batch_u8.shape
+    flip = torch.rand(n, generator=generator) < 0.5
+    dy, dx = (torch.randint(-SHIFT_PX, SHIFT_PX + 1, (2, n), generator=generator))
+    dev = batch_u8.device
+    x = torch.where(flip.to(dev)[:, None, None], batch_u8.flip(-1), batch_u8)
+    padded = F.pad(x, (SHIFT_PX,) * 4)
+    rows = (torch.arange(h) + SHIFT_PX - dy[:, None]).to(dev)  # [n, h]
+    cols = (torch.arange(w) + SHIFT_PX - dx[:, None]).to(dev)  # [n, w]
+    return padded[torch.arange(n, device=dev)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+class DeviceLoader:
+    """Batches of a uint8 image set held on ``device``; one call of ``epoch(k)`` per epoch.
+
+    Shuffling and augmentation are seeded from (seed, epoch), so any epoch can be replayed
+    on its own, which is what makes resuming from a checkpoint exact."""
+
+    def __init__(self, images, labels, *, batch_size, input_size, device, shuffle=False,
+                 augment=False, seed=0, channels_last=False):
+        self.images = images.to(device)
+        self.labels = labels.to(device)
+        self.batch_size, self.input_size, self.device = batch_size, input_size, torch.device(device)
+        self.shuffle, self.augment, self.seed, self.channels_last = shuffle, augment, seed, channels_last
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def epoch(self, epoch: int = 0):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        n = len(self.labels)
+        order = torch.randperm(n, generator=g).to(self.device) if self.shuffle else None
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                x, y = self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]
+            else:
+                idx = order[start:start + self.batch_size]
+                x, y = self.images[idx], self.labels[idx]
+            if self.augment:
+                x = augment(x, g)
+            x = to_input(x, self.input_size)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y
+
+
+class LectureDataset(torch.utils.data.Dataset):
+    """The lecture's pipeline, image by image: PIL image -> ``Resize`` -> ``ToTensor``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, input_size: int = 224):
+        from torchvision import transforms
+
+        self.images, self.labels = images.numpy(), labels
+        steps = [transforms.ToTensor()]
+        if input_size != 28:
+            steps.insert(0, transforms.Resize(input_size))
+        self.transform = transforms.Compose(steps)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i], mode="L")), self.labels[i]
+
+
+def lecture_loader(images, labels, *, batch_size=128, input_size=224, shuffle=False, workers=4):
+    """``torch.utils.data.DataLoader`` as in d2l's ``load_data_fashion_mnist``."""
+    return torch.utils.data.DataLoader(LectureDataset(images, labels, input_size), batch_size,
+                                       shuffle=shuffle, num_workers=workers)

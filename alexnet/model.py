@@ -1,0 +1,133 @@
+"""The lecture's AlexNet (and d2l's LeNet), built from a Config, with a shape trace.
+
+Stems:
+- input 224 (the lecture): Conv 11x11 stride 4 pad 1 -> 96 x 54 x 54, then pooling.
+- input 28: an 11x11/4 convolution on 28 px leaves a 5x5 map that the pooling and four
+  later convolutions cannot use. The adapted stem is Conv 3x3 stride 1 pad 1 -> 96 x 28 x 28,
+  followed by the same pooling. Every later layer keeps its kernel, stride, padding and
+  width; only the spatial sizes shrink (13 -> 6 -> 2), so the first dense layer takes
+  256*2*2 = 1024 inputs instead of 6400. Keeping 6400 would need a 26x26 map after the
+  stem, i.e. upsampling: the very resizing whose cost the input224 claim measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import Config
+
+_ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+
+
+def build_alexnet(config: Config = Config()) -> nn.Sequential:
+    act = _ACTIVATIONS[config.activation]
+
+    def pool() -> nn.Module:
+        cls = nn.MaxPool2d if config.pool == "max" else nn.AvgPool2d
+        return cls(kernel_size=config.pool_kernel, stride=config.pool_stride)
+
+    def lrn() -> list[nn.Module]:
+        # Krizhevsky et al. 2012, section 3.3: k=2, n=5, alpha=1e-4, beta=0.75
+        return [nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)] if config.lrn else []
+
+    if config.input_size == 224:
+        stem = nn.Conv2d(1, 96, kernel_size=11, stride=4, padding=1)
+    else:
+        stem = nn.Conv2d(1, 96, kernel_size=3, stride=1, padding=1)
+    features = [
+        stem, act(), *lrn(), pool(),
+        nn.Conv2d(96, 256, kernel_size=5, padding=2), act(), *lrn(), pool(),
+        nn.Conv2d(256, 384, kernel_size=3, padding=1), act(),
+        nn.Conv2d(384, 384, kernel_size=3, padding=1), act(),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), act(), pool(),
+        nn.Flatten(),
+    ]
+    with torch.no_grad():  # the flatten width follows from the input size and pooling
+        probe = torch.zeros(1, 1, config.input_size, config.input_size)
+        try:
+            width = nn.Sequential(*features)(probe).shape[1]
+        except RuntimeError as exc:
+            raise ValueError(f"invalid pool_kernel={config.pool_kernel}, pool_stride={config.pool_stride}: "
+                             f"they shrink a {config.input_size}-px input to nothing; use smaller "
+                             "pooling (the lecture's is 3 with stride 2)") from exc
+    return nn.Sequential(
+        *features,
+        nn.Linear(width, 4096), act(), nn.Dropout(p=config.dropout),
+        nn.Linear(4096, 4096), act(), nn.Dropout(p=config.dropout),
+        nn.Linear(4096, 10),
+    )
+
+
+def build_lenet() -> nn.Sequential:
+    """d2l's LeNet-5 (sigmoid, average pooling) for 1 x 28 x 28 input."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(),
+        nn.Linear(120, 84), nn.Sigmoid(),
+        nn.Linear(84, 10),
+    )
+
+
+def init_weights(model: nn.Module) -> None:
+    """The lecture's init: Xavier-uniform on every Conv2d/Linear weight (biases keep torch's)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+
+
+@dataclass(frozen=True)
+class TraceRow:
+    layer: str
+    shape: tuple[int, ...]
+    params: int
+    flops: int  # forward FLOPs for one image; a multiply-add counts as 2
+
+
+def _flops(layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    """Forward FLOPs of one layer for a batch of one: 2 per multiply-add in Conv2d/Linear,
+    one per input element read by a pooling window or normalisation, one per activation."""
+    if isinstance(layer, nn.Conv2d):
+        k = layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+        return y.numel() * (2 * k + (layer.bias is not None))
+    if isinstance(layer, nn.Linear):
+        return y.numel() * (2 * layer.in_features + (layer.bias is not None))
+    if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+        k = layer.kernel_size if isinstance(layer.kernel_size, int) else layer.kernel_size[0]
+        return y.numel() * k * k
+    if isinstance(layer, nn.LocalResponseNorm):
+        return y.numel() * (layer.size + 3)
+    if isinstance(layer, (nn.ReLU, nn.Sigmoid, nn.Tanh)):
+        return y.numel()
+    return 0  # Flatten, Dropout (identity at inference)
+
+
+def shape_trace(model: nn.Sequential, input_size: int) -> list[TraceRow]:
+    """The lecture's ``for layer in net: X = layer(X)`` loop, with parameters and FLOPs."""
+    rows = []
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, 1, input_size, input_size, device=next(model.parameters()).device)
+    with torch.no_grad():
+        for layer in model:
+            y = layer(x)
+            params = sum(p.numel() for p in layer.parameters())
+            rows.append(TraceRow(layer.__class__.__name__, tuple(y.shape), params, _flops(layer, x, y)))
+            x = y
+    model.train(was_training)
+    return rows
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_image(model: nn.Sequential, input_size: int) -> int:
+    """Forward FLOPs for one image (training costs about 3x: forward + two backward products)."""
+    return sum(row.flops for row in shape_trace(model, input_size))

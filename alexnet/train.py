@@ -1,0 +1,195 @@
+"""``train(config, seed) -> metrics``: the lecture's ``train_ch6`` with checkpoints.
+
+Semantics follow d2l: Xavier-uniform init, SGD on the mean cross-entropy of each
+minibatch, train loss and accuracy accumulated over the epoch in train mode (dropout on),
+test accuracy after each epoch in eval mode. Returns plain numbers; tracking is the
+caller's business (see ``alexnet.tracking``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import Config
+from .data import DeviceLoader, FashionMNIST, load_fashion_mnist, stratified_subset
+from .env import environment, resolve_device
+from .model import build_alexnet, count_params, flops_per_image, init_weights
+
+DIVERGENCE_CHECK_EVERY = 20  # batches between checks of the running loss (each check syncs)
+
+
+@contextmanager
+def _precision(config: Config, device: torch.device):
+    """Autocast for bf16; TF32 matmuls/convolutions switched on for this run only."""
+    if config.precision == "tf32" and device.type != "cuda":
+        raise ValueError("invalid precision='tf32' on the CPU: TF32 needs a CUDA device; use fp32 or bf16")
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.precision == "tf32"
+    try:
+        if config.precision == "bf16":
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _progress(enabled: bool | None):
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeRemainingColumn(), transient=True)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def evaluate(model: nn.Module, loader: DeviceLoader, config: Config, device: torch.device) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad(), _precision(config, device):
+        for x, y in loader.epoch():
+            correct += (model(x).argmax(1) == y).sum()
+    model.train()
+    return correct.item() / len(loader.labels)
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _save(path: Path, payload: dict) -> None:
+    """Atomic: a crash mid-write leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None = None,
+          data_dir: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
+          on_epoch: Callable[[dict], None] | None = None, progress: bool | None = None) -> dict:
+    """Train one AlexNet; return its per-epoch numbers, status and environment.
+
+    ``checkpoint``: a file written at the end of every epoch; if it exists when called, the
+    run resumes from it and gives the same numbers as an uninterrupted run.
+    ``on_epoch``: called with each epoch's record as soon as it is measured."""
+    device = resolve_device(config.device)
+    data = data or load_fashion_mnist(data_dir)
+    train_x, train_y = stratified_subset(data.train_images, data.train_labels, config.train_size)
+    test_x, test_y = stratified_subset(data.test_images, data.test_labels, config.test_size)
+    loader_args = dict(batch_size=config.batch_size, input_size=config.input_size, device=device,
+                       channels_last=config.channels_last)
+    train_loader = DeviceLoader(train_x, train_y, shuffle=True, augment=config.augment, seed=seed, **loader_args)
+    test_loader = DeviceLoader(test_x, test_y, **loader_args)
+
+    torch.manual_seed(seed)  # weights and dropout masks
+    net = build_alexnet(config)
+    init_weights(net)
+    net.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
+    optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    model = torch.compile(net) if config.compile else net
+    loss_fn = nn.CrossEntropyLoss()
+    weighted = [(f"{i}.{m.__class__.__name__}", m.weight) for i, m in enumerate(net)
+                if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+    result = {"config": config.to_dict(), "seed": seed, "env": environment(device), "status": "running",
+              "epochs": [], "grad_norms": {}, "params": count_params(net),
+              "flops_per_image": flops_per_image(net, config.input_size),
+              "train_examples": len(train_y), "test_examples": len(test_y)}
+    ckpt_path = Path(checkpoint) if checkpoint else None
+    if ckpt_path and ckpt_path.exists():
+        saved = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if saved["config_key"] != config.key() or saved["seed"] != seed:
+            raise ValueError(f"checkpoint {ckpt_path} belongs to another run (config {saved['config_key']}, "
+                             f"seed {saved['seed']}); delete it or pass another checkpoint path")
+        net.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        result.update(epochs=saved["epochs"], grad_norms=saved["grad_norms"])
+        _set_rng_state(saved["rng"], device)
+
+    bar = _progress(progress)
+    with ExitStack() as stack:
+        if bar:
+            stack.enter_context(bar)
+            epochs_task = bar.add_task("epochs", total=config.epochs, completed=len(result["epochs"]), status="")
+            batches_task = bar.add_task("batches", total=len(train_loader), status="")
+        model.train()
+        for epoch in range(len(result["epochs"]) + 1, config.epochs + 1):
+            first = epoch == 1
+            grad_sums = torch.zeros(len(weighted), device=device) if first else None
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            seen = 0
+            if bar:
+                bar.reset(batches_task, total=len(train_loader))
+            _sync(device)
+            start = time.perf_counter()
+            for i, (x, y) in enumerate(train_loader.epoch(epoch)):
+                with _precision(config, device):
+                    logits = model(x)
+                    loss = loss_fn(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if first:
+                    grad_sums += torch.stack([w.grad.detach().float().norm() for _, w in weighted])
+                optimizer.step()
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.argmax(1) == y).sum()
+                seen += len(y)
+                if (i + 1) % DIVERGENCE_CHECK_EVERY == 0 and not math.isfinite(loss_sum.item()):
+                    break
+                if bar:
+                    bar.update(batches_task, advance=1, status=f"loss {loss_sum.item() / seen:.3f}")
+            _sync(device)
+            train_time = time.perf_counter() - start
+            train_loss = loss_sum.item() / seen
+            if not math.isfinite(train_loss):
+                result["status"] = "diverged"
+                result["diverged_at_epoch"] = epoch
+                break
+            if first:
+                batches = i + 1
+                result["grad_norms"] = {name: g / batches for (name, _), g in zip(weighted, grad_sums.tolist())}
+            record = {"epoch": epoch, "train_loss": train_loss, "train_acc": correct.item() / seen,
+                      "test_acc": evaluate(model, test_loader, config, device),
+                      "examples_per_s": seen / train_time, "epoch_time_s": time.perf_counter() - start}
+            result["epochs"].append(record)
+            if ckpt_path:
+                _save(ckpt_path, {"config_key": config.key(), "seed": seed, "model": net.state_dict(),
+                                  "optimizer": optimizer.state_dict(), "epochs": result["epochs"],
+                                  "grad_norms": result["grad_norms"], "rng": _rng_state(device)})
+            if on_epoch:
+                on_epoch(record)
+            if bar:
+                bar.update(epochs_task, advance=1,
+                           status=f"loss {train_loss:.3f} test acc {record['test_acc']:.3f}")
+    if result["status"] == "running":
+        result["status"] = "finished"
+    return result

@@ -1,0 +1,42 @@
+"""Sessions share one virtualenv (.nox/shared) so torch (about 5.5 GB) is installed once;
+it is re-installed only when pyproject.toml changes. Arguments after ``--`` pass through."""
+
+import hashlib
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "none"  # every session runs in the shared env below
+nox.options.sessions = ["lint", "tests"]
+SHARED = Path(".nox/shared")
+
+
+def python(session: nox.Session) -> str:
+    """The shared env's interpreter, created and installed on first use."""
+    py = SHARED / "bin" / "python"
+    stamp = SHARED / ".installed"
+    wanted = hashlib.sha256(Path("pyproject.toml").read_bytes()).hexdigest()
+    if not (stamp.exists() and stamp.read_text() == wanted):
+        if not py.exists():
+            session.run(sys.executable, "-m", "venv", str(SHARED))
+        session.run(str(py), "-m", "pip", "install", "-q", "-e", ".[dev]")
+        stamp.write_text(wanted)
+    return str(py)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit and integration tests on the real Fashion-MNIST (CPU-sized)."""
+    session.run(python(session), "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.run(python(session), "-m", "ruff", "check", ".", *session.posargs)
+
+
+@nox.session
+def train(session: nox.Session) -> None:
+    """One training run: ``nox -s train -- --input-size 28 --epochs 1``."""
+    session.run(python(session), "-m", "alexnet", "train", *session.posargs)

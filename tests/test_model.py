@@ -1,0 +1,106 @@
+import itertools
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from alexnet.config import Config
+from alexnet.model import build_alexnet, build_lenet, count_params, flops_per_image, shape_trace
+
+LECTURE_TRACE = [  # the lecture's printout for a 1x1x224x224 input
+    ("Conv2d", (1, 96, 54, 54)), ("ReLU", (1, 96, 54, 54)), ("MaxPool2d", (1, 96, 26, 26)),
+    ("Conv2d", (1, 256, 26, 26)), ("ReLU", (1, 256, 26, 26)), ("MaxPool2d", (1, 256, 12, 12)),
+    ("Conv2d", (1, 384, 12, 12)), ("ReLU", (1, 384, 12, 12)),
+    ("Conv2d", (1, 384, 12, 12)), ("ReLU", (1, 384, 12, 12)),
+    ("Conv2d", (1, 256, 12, 12)), ("ReLU", (1, 256, 12, 12)), ("MaxPool2d", (1, 256, 5, 5)),
+    ("Flatten", (1, 6400)), ("Linear", (1, 4096)), ("ReLU", (1, 4096)), ("Dropout", (1, 4096)),
+    ("Linear", (1, 4096)), ("ReLU", (1, 4096)), ("Dropout", (1, 4096)), ("Linear", (1, 10)),
+]
+
+
+def test_lecture_shape_trace_and_parameter_total():
+    rows = shape_trace(build_alexnet(Config()), 224)
+    assert [(r.layer, r.shape) for r in rows] == LECTURE_TRACE
+    assert sum(r.params for r in rows) == 46_764_746
+
+
+def test_lenet_parameters_and_output():
+    net = build_lenet()
+    assert count_params(net) == 61_706
+    assert shape_trace(net, 28)[-1].shape == (1, 10)
+
+
+def test_28px_variant_keeps_every_layer_after_the_stem():
+    rows224 = shape_trace(build_alexnet(Config()), 224)
+    rows28 = shape_trace(build_alexnet(Config(input_size=28)), 28)
+    assert [r.layer for r in rows28] == [r.layer for r in rows224]
+    assert rows28[0].shape == (1, 96, 28, 28)  # 3x3/1 stem
+    assert rows28[13].shape == (1, 1024)  # 256 x 2 x 2
+    # identical parameters in every layer but the stem and the first dense layer
+    differ = [i for i, (a, b) in enumerate(zip(rows224, rows28)) if a.params != b.params]
+    assert differ == [0, 14]
+
+
+def test_flop_count_matches_torch_flop_counter():
+    """Our Conv2d/Linear FLOPs, without bias adds, equal torch's own count of the forward."""
+    for net, size in [(build_alexnet(Config()), 224), (build_alexnet(Config(input_size=28)), 28),
+                      (build_lenet(), 28)]:
+        rows = shape_trace(net, size)
+        ours = 0
+        for layer, row in zip(net, rows):
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                ours += row.flops - (layer.bias is not None) * (row.shape[1] if len(row.shape) == 2 else
+                                                                 torch.Size(row.shape).numel())
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            net.eval()(torch.zeros(1, 1, size, size))
+        assert ours == counter.get_total_flops()
+        assert flops_per_image(net, size) > ours  # plus pooling and activations
+
+
+OPTIONS = list(itertools.product(["relu", "sigmoid", "tanh"], ["max", "avg"], [(3, 2), (2, 2)],
+                                 [224, 28], [False, True]))
+
+
+@pytest.mark.parametrize("activation,pool,window,size,lrn", OPTIONS)
+def test_every_option_builds_and_trains_a_step(activation, pool, window, size, lrn):
+    config = Config(activation=activation, pool=pool, pool_kernel=window[0], pool_stride=window[1],
+                    input_size=size, lrn=lrn, dropout=0.3)
+    net = build_alexnet(config)
+    kinds = {type(m) for m in net}
+    assert {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[activation] in kinds
+    assert {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}[pool] in kinds
+    assert (nn.LocalResponseNorm in kinds) == lrn
+    assert all(m.p == 0.3 for m in net if isinstance(m, nn.Dropout))
+    pools = [m for m in net if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
+    assert len(pools) == 3 and all((p.kernel_size, p.stride) == window for p in pools)
+    out = net(torch.rand(2, 1, size, size))
+    assert out.shape == (2, 10)
+    out.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_non_overlapping_pooling_changes_flatten_width():
+    rows = shape_trace(build_alexnet(Config(pool_kernel=2, pool_stride=2)), 224)
+    assert rows[13].shape == (1, 256 * 6 * 6)
+
+
+def test_pooling_too_large_for_input_is_rejected():
+    with pytest.raises(ValueError, match="pool_kernel=7"):
+        build_alexnet(Config(input_size=28, pool_kernel=7, pool_stride=7))
+
+
+@pytest.mark.parametrize("field,value", [
+    ("activation", "swish"), ("pool", "median"), ("input_size", 64), ("dropout", 1.0), ("dropout", -0.1),
+    ("lr", 0.0), ("lr", -1.0), ("batch_size", 0), ("epochs", 0), ("momentum", 1.0), ("weight_decay", -1.0),
+    ("precision", "fp16"), ("device", "tpu"), ("train_size", 55), ("test_size", 0),
+])
+def test_invalid_config_names_value_and_allowed(field, value):
+    with pytest.raises(ValueError, match=f"invalid {field}={value!r}: expected"):
+        Config(**{field: value})
+
+
+def test_config_key_is_stable_and_distinguishes_configs():
+    assert Config().key() == Config().key()
+    assert Config(lr=0.02).key() != Config().key()
