@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import subprocess
 from functools import cache
@@ -25,6 +26,15 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+@cache
+def code_version() -> str:
+    """Hash of the package's Python sources: what a run's numbers depend on (docs don't)."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "alexnet").glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -42,6 +52,7 @@ def device_name(device: torch.device) -> str:
 def environment(device: torch.device) -> dict:
     return {
         "git_commit": git_commit(),
+        "code_version": code_version(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda or "none",
         "python": platform.python_version(),

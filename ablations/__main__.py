@@ -1,0 +1,84 @@
+"""``python -m ablations``: re-run the AlexNet lecture's claims, log to MLflow, write verdicts.
+
+Scales: full (the lecture's settings, for a GPU), quick (CPU, about 30 min on 2 cores),
+smoke (CI, a few minutes). Default: full when a GPU is present, else quick. Arm x seed runs
+already finished in the MLflow store with the same config and code version are reused,
+interrupted ones resume from their checkpoint, so re-running a finished suite trains nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from alexnet.data import ENV_VAR, DataError, load_fashion_mnist
+from alexnet.env import environment
+from alexnet.tracking import DEFAULT_URI, Tracker
+
+from .claims import BY_ID, SCALES
+from .report import verdict_table, write_results
+from .suite import Suite, device_slug, select_claims
+
+console = Console(stderr=True)
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="python -m ablations", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", choices=list(SCALES), help="default: full with a GPU, else quick")
+    p.add_argument("--only", nargs="+", metavar="CLAIM",
+                   help=f"run only these claims (any of: {', '.join(BY_ID)}); default: all non-optional "
+                        "claims of the scale")
+    p.add_argument("--seeds", type=int, help="seeds per arm (default: the scale's, 3; smoke: 2)")
+    p.add_argument("--epochs", type=int, help="epochs per run (default: the scale's)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--tracking-uri", help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI})")
+    p.add_argument("--data-dir", help=f"Fashion-MNIST folder (default: ${ENV_VAR}, else a torchvision download)")
+    p.add_argument("--results-dir", default="results", help="reports go to RESULTS_DIR/<scale>/<device>/")
+    p.add_argument("--checkpoint-dir", default="checkpoints", help="per-run checkpoints of unfinished runs")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: only when stderr is a terminal)")
+    args = p.parse_args(argv)
+    for name in ("seeds", "epochs"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"invalid --{name} {getattr(args, name)}: expected an integer >= 1")
+    return args
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # so a SIGTERM marks the current MLflow runs KILLED, not RUNNING
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    scale = SCALES[args.scale or ("full" if torch.cuda.is_available() and args.device != "cpu" else "quick")]
+    try:
+        claims = select_claims(args.only, scale)
+        data = load_fashion_mnist(args.data_dir)
+        tracker = Tracker(args.tracking_uri)
+        suite = Suite(scale, seeds=args.seeds, epochs=args.epochs, device=args.device, tracker=tracker, data=data,
+                      checkpoint_dir=Path(args.checkpoint_dir), progress=args.progress)
+    except (ValueError, DataError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    console.print(f"[bold]scale {scale.name}[/] on {suite.device}: {scale.description}. "
+                  f"Claims: {', '.join(c.id for c in claims)}; {len(suite.seeds)} seeds; MLflow store {tracker.uri}")
+    signal.signal(signal.SIGTERM, _terminate)
+    reports = suite.run(claims, ["python -m ablations", *argv])
+    folder = Path(args.results_dir) / scale.name / device_slug(suite.device)
+    command = " ".join(["python -m ablations", *argv])
+    write_results(reports, folder, scale=scale, device=device_slug(suite.device), command=command,
+                  env=environment(suite.device), trained=suite.trained)
+    Console().print(verdict_table(reports, f"verdicts, {scale.name} scale ({suite.trained} runs trained, "
+                                           f"the rest reused) — details in {folder}/claims.md"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

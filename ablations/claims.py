@@ -1,0 +1,104 @@
+"""The lecture's claims as data: what it says, the arms that test it, and the verdict rule.
+
+An arm is a set of overrides of the scale's base Config (which is the lecture's Config at
+the ``full`` scale). Arms with equal configs are trained once and shared between claims.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# metric -> True when higher is better
+METRICS = {"test_acc": True, "train_acc": True, "train_loss": False, "gap": False}
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    statement: str  # what the lecture (or the AlexNet paper) says
+    rule: str  # better | no_gain | matches | size | shapes
+    arms: dict[str, dict] = field(default_factory=dict)  # first arm: the one the claim favours
+    metric: str = "test_acc"
+    min_effect: float = 0.0  # smallest difference worth calling an effect, in the metric's units
+    optional: bool = False  # run only when named with --only, or at scales listing it
+    measures: str = ""
+
+
+CLAIMS = [
+    Claim("relu", "ReLU instead of sigmoid (as in LeNet) mitigates vanishing gradients and trains better",
+          "better", {"relu": {}, "sigmoid": {"activation": "sigmoid"}}, "test_acc", 0.02,
+          measures="final test accuracy; per-layer gradient norms over the first epoch"),
+    Claim("dropout", "dropout (p=0.5) after the dense layers controls overfitting",
+          "better", {"p=0.5": {}, "p=0": {"dropout": 0.0}}, "gap", 0.005,
+          measures="train - test accuracy gap of the last epoch (train accuracy as the lecture "
+                   "accumulates it, dropout on); test accuracy beside it"),
+    Claim("maxpool", "max pooling (instead of LeNet's average pooling)",
+          "better", {"max": {}, "avg": {"pool": "avg"}}, "test_acc", 0.01,
+          measures="final test accuracy"),
+    Claim("input224", "resizing 28-px Fashion-MNIST to 224 adds no information, only compute",
+          "no_gain", {"224 px": {"input_size": 224}, "28 px": {"input_size": 28}}, "test_acc", 0.01,
+          measures="final test accuracy; FLOPs per image and training images/s of both arms"),
+    Claim("augment", "data augmentation (here: random flips and 2-px shifts) improves generalisation",
+          "better", {"augment": {"augment": True}, "none": {}}, "test_acc", 0.005,
+          measures="final test accuracy and train - test gap"),
+    Claim("augment_long", "data augmentation pays off with longer training (3x the scale's epochs)",
+          "better", {"augment": {"augment": True, "epochs_factor": 3}, "none": {"epochs_factor": 3}},
+          "test_acc", 0.005, optional=True, measures="final test accuracy after 3x the epochs"),
+    Claim("size", "AlexNet is a bigger, deeper LeNet: about 10x the parameters and 260x the compute",
+          "size", measures="parameter and forward-FLOP counts of both models, from the modules"),
+    Claim("d2l", "train_ch6(lr=0.01, 10 epochs, batch 128) prints about loss 0.331, train acc 0.878, "
+                 "test acc 0.883", "matches", {"lecture": {}},
+          measures="the baseline's per-seed means against the printed numbers (tolerance: "
+                   "±0.05 loss, ±0.02 accuracy); comparable only at the full scale"),
+    Claim("shapes", "the layer-by-layer output shapes printed for a 1x1x224x224 input", "shapes",
+          measures="the model's own shape trace against the lecture's printout"),
+    Claim("overlap", "AlexNet paper: overlapping pooling (3x3, stride 2) beats non-overlapping (2x2, stride 2)",
+          "better", {"3x3/2": {}, "2x2/2": {"pool_kernel": 2, "pool_stride": 2}}, "test_acc", 0.004,
+          optional=True, measures="final test accuracy (the paper reports 0.4% lower top-1 error)"),
+    Claim("lrn", "AlexNet paper: local response normalisation improves accuracy",
+          "better", {"lrn": {"lrn": True}, "none": {}}, "test_acc", 0.005, optional=True,
+          measures="final test accuracy (the paper reports 1.4% lower top-1 error)"),
+]
+BY_ID = {c.id: c for c in CLAIMS}
+
+# The lecture's numbers, quoted from its text and printout.
+D2L_PRINTED = {"train_loss": 0.331, "train_acc": 0.878, "test_acc": 0.883}
+D2L_TOLERANCE = {"train_loss": 0.05, "train_acc": 0.02, "test_acc": 0.02}
+STATED_RATIOS = {"params": 10, "flops": 260}
+LECTURE_TRACE = [
+    ("Conv2d", (1, 96, 54, 54)), ("ReLU", (1, 96, 54, 54)), ("MaxPool2d", (1, 96, 26, 26)),
+    ("Conv2d", (1, 256, 26, 26)), ("ReLU", (1, 256, 26, 26)), ("MaxPool2d", (1, 256, 12, 12)),
+    ("Conv2d", (1, 384, 12, 12)), ("ReLU", (1, 384, 12, 12)),
+    ("Conv2d", (1, 384, 12, 12)), ("ReLU", (1, 384, 12, 12)),
+    ("Conv2d", (1, 256, 12, 12)), ("ReLU", (1, 256, 12, 12)), ("MaxPool2d", (1, 256, 5, 5)),
+    ("Flatten", (1, 6400)), ("Linear", (1, 4096)), ("ReLU", (1, 4096)), ("Dropout", (1, 4096)),
+    ("Linear", (1, 4096)), ("ReLU", (1, 4096)), ("Dropout", (1, 4096)), ("Linear", (1, 10)),
+]
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    description: str
+    base: dict  # overrides of the lecture's Config for every arm
+    seeds: int
+    per_claim: dict = field(default_factory=dict)  # claim id -> extra overrides at this scale
+    optional: tuple[str, ...] = ()  # optional claims this scale runs by default
+    cannot_test: dict = field(default_factory=dict)  # claim id -> why this scale cannot judge it
+
+
+SCALES = {
+    "full": Scale("full", "the lecture's settings: 60,000 images at 224 px, 10 epochs, batch 128, SGD lr 0.01 "
+                  "(for a GPU)", {}, 3, optional=("augment_long", "overlap", "lrn")),
+    "quick": Scale(
+        "quick", "CPU-sized (about 30 min on 2 cores): the 28-px AlexNet on a 2,000-image stratified subset, "
+        "1,000 test images, 3 epochs, batch 32, SGD lr 0.01 with momentum 0.9 (so that 190 steps learn "
+        "something); input224 on 1,000 training images",
+        {"input_size": 28, "train_size": 2000, "test_size": 1000, "epochs": 3, "batch_size": 32, "momentum": 0.9},
+        3, per_claim={"input224": {"train_size": 1000}},
+        cannot_test={"d2l": "the printed numbers are for 60,000 images at 224 px and 10 epochs; run --scale full"}),
+    "smoke": Scale(
+        "smoke", "CI-sized: every code path in a few minutes, no meaningful verdicts (100 images, 1 epoch)",
+        {"input_size": 28, "train_size": 100, "test_size": 100, "epochs": 1, "batch_size": 32, "momentum": 0.9},
+        2, cannot_test={"d2l": "the printed numbers are for the full scale"}),
+}

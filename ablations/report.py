@@ -1,0 +1,188 @@
+"""Claim reports -> results/<scale>/<device>/: claims.md, claims.csv and PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import math
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean, stdev
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from .suite import ClaimReport, metric  # noqa: E402
+
+CSV_METRICS = ("test_acc", "train_acc", "train_loss", "gap")
+COLOURS = {"reproduced": "green", "contradicted": "red", "inconclusive": "yellow"}
+
+
+def _mean_sd(xs):
+    xs = [x for x in xs if not math.isnan(x)]
+    return (mean(xs), stdev(xs) if len(xs) > 1 else 0.0) if xs else (math.nan, math.nan)
+
+
+def verdict_table(reports: list[ClaimReport], title: str) -> Table:
+    table = Table(title=title, show_lines=True)
+    table.add_column("claim")
+    table.add_column("the lecture says")
+    table.add_column("verdict")
+    table.add_column("evidence")
+    for r in reports:
+        table.add_row(r.claim.id, r.claim.statement, f"[{COLOURS[r.verdict]}]{r.verdict}[/]",
+                      "\n".join(r.evidence))
+    return table
+
+
+def write_csv(reports: list[ClaimReport], path: Path, scale: str, device: str) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["claim", "arm", "seed", "metric", "value", "status", "config_key", "run_id", "scale",
+                    "device", "code_version", "torch", "git_commit"])
+        for r in reports:
+            for run in r.runs:
+                env = run.result["env"]
+                values = {m: metric(run.result, m) for m in CSV_METRICS}
+                values["flops_per_image"] = run.result["flops_per_image"]
+                values["params"] = run.result["params"]
+                speeds = sorted(e["examples_per_s"] for e in run.result["epochs"])
+                if speeds:
+                    values["train_images_per_s"] = speeds[len(speeds) // 2]
+                for name, layer_norm in run.result.get("grad_norms", {}).items():
+                    values[f"grad_norm_epoch1.{name}"] = layer_norm
+                for m, v in values.items():
+                    w.writerow([r.claim.id, run.arm, run.seed, m, v, run.result["status"], run.config.key(),
+                                run.run_id, scale, device, env["code_version"], env["torch"],
+                                env["git_commit"]])
+
+
+def plot_curves(report: ClaimReport, path: Path) -> None:
+    """Test accuracy and train loss per epoch, mean ± std over seeds, one line per arm."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
+    for arm in report.claim.arms:
+        per_epoch = defaultdict(lambda: defaultdict(list))
+        for run in report.runs:
+            if run.arm == arm:
+                for e in run.result["epochs"]:
+                    per_epoch["test_acc"][e["epoch"]].append(e["test_acc"])
+                    per_epoch["train_loss"][e["epoch"]].append(e["train_loss"])
+        for ax, key in ((ax_acc, "test_acc"), (ax_loss, "train_loss")):
+            epochs = sorted(per_epoch[key])
+            if not epochs:
+                continue
+            m = [mean(per_epoch[key][e]) for e in epochs]
+            s = [stdev(per_epoch[key][e]) if len(per_epoch[key][e]) > 1 else 0 for e in epochs]
+            ax.plot(epochs, m, marker="o", label=arm)
+            ax.fill_between(epochs, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], alpha=0.2)
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy", title=f"{report.claim.id}: test accuracy")
+    ax_loss.set(xlabel="epoch", ylabel="train loss", title=f"{report.claim.id}: train loss")
+    ax_acc.legend()
+    fig.suptitle(f"{report.claim.id} — {report.verdict} (mean ± std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_final_accuracy(reports: list[ClaimReport], path: Path) -> None:
+    """Final test accuracy of every arm of every trained claim, with std error bars."""
+    trained = [r for r in reports if r.runs and len(r.claim.arms) >= 2]
+    if not trained:
+        return
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(trained)), 4))
+    x, labels = 0, []
+    for r in trained:
+        for i, arm in enumerate(r.claim.arms):
+            m, s = _mean_sd([metric(run.result, "test_acc") for run in r.runs if run.arm == arm])
+            ax.bar(x, m, yerr=s, capsize=4, color=f"C{i}")
+            ax.text(x, 0.01, arm, rotation=90, ha="center", va="bottom", fontsize=8, color="white")
+            labels.append((x, r.claim.id))
+            x += 1
+        x += 0.6
+    ax.set_xticks([sum(p for p, c in labels if c == r.claim.id) / len(r.claim.arms) for r in trained])
+    ax.set_xticklabels([f"{r.claim.id}\n{r.verdict}" for r in trained])
+    ax.set(ylabel="final test accuracy", title="final test accuracy per arm (mean ± std over seeds)", ylim=(0, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_flops_vs_accuracy(report: ClaimReport, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for i, arm in enumerate(report.claim.arms):
+        runs = [run for run in report.runs if run.arm == arm]
+        m, s = _mean_sd([metric(run.result, "test_acc") for run in runs])
+        ax.errorbar(runs[0].result["flops_per_image"], m, yerr=s, fmt="o", capsize=4, color=f"C{i}", label=arm)
+    ax.set_xscale("log")
+    ax.set(xlabel="forward FLOPs per image (log)", ylabel="final test accuracy",
+           title="input224: accuracy against compute")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_grad_norms(report: ClaimReport, path: Path) -> None:
+    """Mean first-epoch gradient norm of each layer's weights: vanishing gradients made visible."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, arm in enumerate(report.claim.arms):
+        norms = defaultdict(list)
+        for run in report.runs:
+            if run.arm == arm:
+                for layer, g in run.result.get("grad_norms", {}).items():
+                    norms[layer].append(g)
+        layers = list(norms)
+        ax.plot(range(len(layers)), [mean(norms[n]) for n in layers], marker="o", color=f"C{i}", label=arm)
+        ax.set_xticks(range(len(layers)), layers, rotation=30, fontsize=8)
+    ax.set_yscale("log")
+    ax.set(ylabel="mean gradient L2 norm, epoch 1 (log)", title="relu vs sigmoid: per-layer gradient norms")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: str, env: dict, trained: int) -> None:
+    lines = [f"# Claims of the d2l AlexNet lecture — {scale.name} scale", "",
+             f"Produced by `{command}` on {datetime.date.today().isoformat()}.", "",
+             f"Scale: {scale.description}.", "",
+             f"Environment: device {env['device']}, torch {env['torch']}, CUDA {env['cuda']}, "
+             f"Python {env['python']}, git commit {env['git_commit']}. "
+             f"Runs trained by this invocation: {trained} (the rest were found finished in the MLflow store).", "",
+             "| claim | the lecture says | measured | verdict |", "|---|---|---|---|"]
+    for r in reports:
+        evidence = "<br>".join(e.replace("|", "\\|") for e in r.evidence)
+        lines.append(f"| {r.claim.id} | {r.claim.statement} | {evidence} | **{r.verdict}** |")
+    lines += ["", "## How each claim is measured", ""]
+    for r in reports:
+        arms = "; ".join(f"`{a}`: {o or 'the scale’s base config'}" for a, o in r.claim.arms.items())
+        lines.append(f"- **{r.claim.id}** ({r.claim.rule}, minimum effect {r.claim.min_effect}): "
+                     f"{r.claim.measures}. Arms: {arms or 'none (computed from the models)'}.")
+    lines += ["", "Verdict rules: *better* — reproduced when the favoured arm wins by at least the minimum effect "
+              "and Welch's t-test across seeds gives p < 0.05, contradicted when it loses by the same standard, "
+              "else inconclusive; *no_gain* — reproduced when the 95% interval of the gain lies below the "
+              "minimum effect; *matches* — every mean within its tolerance of the printed number; *size* — "
+              "measured ratios within a factor of 2 of the stated ones.", "",
+              "Plots: " + ", ".join(f"[{p.name}]({p.name})" for p in sorted(path.parent.glob("*.png")))]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_results(reports: list[ClaimReport], folder: Path, *, scale, device: str, command: str, env: dict,
+                  trained: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    write_csv(reports, folder / "claims.csv", scale.name, device)
+    for r in reports:
+        if r.runs:
+            plot_curves(r, folder / f"curves_{r.claim.id}.png")
+        if r.claim.id == "input224" and r.runs:
+            plot_flops_vs_accuracy(r, folder / "input224_flops_vs_accuracy.png")
+        if r.claim.id == "relu" and r.runs:
+            plot_grad_norms(r, folder / "relu_grad_norms.png")
+    plot_final_accuracy(reports, folder / "final_accuracy.png")
+    write_markdown(reports, folder / "claims.md", scale=scale, command=command, env=env, trained=trained)
+    return sorted(folder.iterdir())

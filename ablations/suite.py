@@ -1,0 +1,268 @@
+"""Run any claims table: every arm x seed trained once (or found in the store), then verdicts.
+
+``run_suite`` trains what the store lacks, judges each claim from its per-seed values and
+returns the claim reports; ``ablations.report`` turns them into files and plots."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import median
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from alexnet.config import Config
+from alexnet.data import FashionMNIST
+from alexnet.env import device_name, environment, resolve_device
+from alexnet.model import build_alexnet, build_lenet, count_params, flops_per_image, shape_trace
+from alexnet.tracking import Tracker, code_version
+from alexnet.train import train
+
+from . import verdict as V
+from .claims import BY_ID, CLAIMS, D2L_PRINTED, D2L_TOLERANCE, LECTURE_TRACE, METRICS, STATED_RATIOS, Claim, Scale
+
+
+@dataclass
+class ArmRun:
+    arm: str
+    seed: int
+    config: Config
+    result: dict
+    run_id: str
+    reused: bool
+
+
+@dataclass
+class ClaimReport:
+    claim: Claim
+    verdict: str
+    evidence: list[str]
+    runs: list[ArmRun] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+    run_id: str = ""
+
+
+def select_claims(only: list[str] | None, scale: Scale) -> list[Claim]:
+    if only:
+        unknown = [c for c in only if c not in BY_ID]
+        if unknown:
+            raise ValueError(f"unknown claim {', '.join(map(repr, unknown))}: expected any of {', '.join(BY_ID)}")
+        return [BY_ID[c] for c in only]
+    return [c for c in CLAIMS if not c.optional or c.id in scale.optional]
+
+
+def arm_config(claim: Claim, arm: str, scale: Scale, device: str, epochs: int | None = None) -> Config:
+    over = {**scale.base, **scale.per_claim.get(claim.id, {}), **claim.arms[arm]}
+    factor = over.pop("epochs_factor", 1)
+    over["epochs"] = (epochs or over.get("epochs", Config().epochs)) * factor
+    return Config(**over, device=device)
+
+
+def metric(result: dict, name: str) -> float:
+    """A run's final value of ``name``; NaN for a run that diverged before finishing an epoch."""
+    if not result["epochs"] or result["status"] != "finished":
+        return math.nan
+    last = result["epochs"][-1]
+    return last["train_acc"] - last["test_acc"] if name == "gap" else last[name]
+
+
+def device_slug(device) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-") if device.type == "cuda" else "cpu"
+
+
+class Suite:
+    def __init__(self, scale: Scale, *, seeds: int | None = None, epochs: int | None = None, device: str = "auto",
+                 tracker: Tracker, data: FashionMNIST, checkpoint_dir: Path, progress: bool | None = None):
+        self.scale, self.epochs, self.tracker, self.data = scale, epochs, tracker, data
+        self.seeds = list(range(seeds or scale.seeds))
+        self.device = resolve_device(device)
+        self.checkpoint_dir = checkpoint_dir
+        self.code = code_version()
+        self.progress = progress
+        self.trained = 0  # arm x seed runs trained by this invocation (the rest came from the store)
+
+    def run(self, claims: list[Claim], argv: list[str]) -> list[ClaimReport]:
+        tags = {"kind": "suite", "scale": self.scale.name, "code_version": self.code}
+        reports = []
+        with self.tracker.run(f"suite {self.scale.name}", tags) as suite_id:
+            self.tracker.log_params({"scale": self.scale.name, "seeds": len(self.seeds), "epochs": self.epochs,
+                                     "claims": ",".join(c.id for c in claims), "command": " ".join(argv)})
+            self.tracker.set_tags({f"env.{k}": v for k, v in environment(self.device).items()})
+            total = sum(len(c.arms) for c in claims) * len(self.seeds)
+            with _bar(self.progress) as bar:
+                task = bar.add_task("arm x seed runs", total=total, status="") if bar else None
+                for claim in claims:
+                    reports.append(self.run_claim(claim, suite_id, bar, task))
+            self.tracker.log_metrics({"trained_runs": self.trained, "claims_reproduced":
+                                      sum(r.verdict == "reproduced" for r in reports)})
+        return reports
+
+    def run_claim(self, claim: Claim, suite_id: str, bar, task) -> ClaimReport:
+        tags = {"kind": "claim", "claim": claim.id, "scale": self.scale.name, "code_version": self.code}
+        with self.tracker.run(claim.id, tags, parent=suite_id) as claim_id:
+            runs = []
+            for arm in claim.arms:
+                config = arm_config(claim, arm, self.scale, self.device.type, self.epochs)
+                for seed in self.seeds:
+                    if bar:
+                        bar.update(task, status=f"{claim.id}: {arm}, seed {seed}")
+                    runs.append(self.arm_run(claim, arm, config, seed, claim_id, bar))
+                    if bar:
+                        bar.update(task, advance=1)
+            report = judge(claim, runs, self.scale)
+            report.run_id = claim_id
+            self.tracker.set_tags({"verdict": report.verdict, "statement": claim.statement})
+            self.tracker.log_params({"rule": claim.rule, "metric": claim.metric, "min_effect": claim.min_effect,
+                                     "arms": "; ".join(f"{a}: {o or 'lecture'}" for a, o in claim.arms.items())})
+            self.tracker.log_metrics({k: v for k, v in report.stats.items()
+                                      if isinstance(v, (int, float)) and math.isfinite(v)})
+            self.tracker.log_dict({"verdict": report.verdict, "evidence": report.evidence,
+                                   "runs": [{"arm": r.arm, "seed": r.seed, "run_id": r.run_id, "reused": r.reused}
+                                            for r in runs]}, "verdict.json")
+        return report
+
+    def arm_run(self, claim: Claim, arm: str, config: Config, seed: int, claim_id: str, bar) -> ArmRun:
+        ident = {"config_key": config.key(), "seed": seed, "code_version": self.code}
+        done = self.tracker.find(ident)
+        if done:
+            return ArmRun(arm, seed, config, self.tracker.load_result(done[0]), done[0].info.run_id, True)
+        for stale in self.tracker.find(ident, statuses=("RUNNING",)):
+            self.tracker.terminate(stale.info.run_id, "KILLED")  # its process died; resume from its checkpoint
+        checkpoint = self.checkpoint_dir / f"{config.key()}-seed{seed}-{self.code}.pt"
+        tags = {**ident, "kind": "arm", "claim": claim.id, "arm": arm, "scale": self.scale.name,
+                "resumed": checkpoint.exists()}
+        with self.tracker.run(f"{claim.id}/{arm}/seed{seed}", tags, parent=claim_id) as run_id:
+            self.tracker.log_train_start(config.to_dict(), environment(self.device), seed)
+            logged = set()
+
+            def on_epoch(record):
+                self.tracker.log_epoch(record)
+                logged.add(record["epoch"])
+                if bar:
+                    bar.update(bar.task_ids[0], status=f"{claim.id}: {arm}, seed {seed}, epoch {record['epoch']}"
+                               f"/{config.epochs}, test acc {record['test_acc']:.3f}")
+
+            result = train(config, seed, data=self.data, checkpoint=checkpoint, on_epoch=on_epoch, progress=False)
+            for record in result["epochs"]:  # epochs restored from a checkpoint
+                if record["epoch"] not in logged:
+                    self.tracker.log_epoch(record)
+            self.tracker.log_result(result)
+        checkpoint.unlink(missing_ok=True)
+        self.trained += 1
+        return ArmRun(arm, seed, config, result, run_id, False)
+
+
+def _bar(enabled: bool | None):
+    import contextlib
+    import sys
+
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return contextlib.nullcontext()
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[status]}"))
+
+
+def per_arm(runs: list[ArmRun], name: str) -> dict[str, list[float]]:
+    values: dict[str, list[float]] = {}
+    for r in runs:
+        values.setdefault(r.arm, [])
+        v = metric(r.result, name)
+        if not math.isnan(v):
+            values[r.arm].append(v)
+    return values
+
+
+def judge(claim: Claim, runs: list[ArmRun], scale: Scale) -> ClaimReport:
+    """The claim's rule applied to its per-seed values (or, for static claims, to the models)."""
+    arms = list(claim.arms)
+    evidence, parts = [], []
+    diverged = [f"{r.arm} seed {r.seed}" for r in runs if r.result["status"] != "finished"]
+    if diverged:
+        evidence.append(f"diverged (left out of the statistics): {', '.join(diverged)}")
+    if claim.rule in ("better", "no_gain"):
+        values = per_arm(runs, claim.metric)
+        a, b = values[arms[0]], values[arms[1]]
+        if claim.rule == "better":
+            v = V.better(a, b, claim.min_effect, higher_is_better=METRICS[claim.metric], names=tuple(arms),
+                         metric=claim.metric)
+        else:
+            v = V.no_gain(a, b, claim.min_effect, names=tuple(arms), metric=claim.metric)
+        parts.append(v)
+        evidence.append(v.evidence)
+        stats = dict(v.stats)
+        if claim.metric != "test_acc":
+            acc = per_arm(runs, "test_acc")
+            evidence.append("context: " + V._describe(V.welch(acc[arms[0]], acc[arms[1]]), tuple(arms), "test_acc")
+                            if all(len(acc[x]) >= 2 for x in arms) else "")
+        if claim.id.startswith("augment"):
+            gap = per_arm(runs, "gap")
+            if all(len(gap[x]) >= 2 for x in arms):
+                evidence.append("context: " + V._describe(V.welch(gap[arms[0]], gap[arms[1]]), tuple(arms), "gap"))
+        if claim.id == "relu":
+            evidence.append(_grad_norm_evidence(runs))
+        if claim.id == "input224":
+            v2 = _compute_evidence(runs, arms, stats)
+            parts.append(v2)
+            evidence.append(v2.evidence)
+    elif claim.rule == "matches":
+        values = {m: per_arm(runs, m)[arms[0]] for m in D2L_PRINTED}
+        v = V.matches(values, D2L_PRINTED, D2L_TOLERANCE)
+        stats = v.stats
+        parts.append(v)
+        evidence.append(v.evidence)
+    elif claim.rule == "size":
+        alex, lenet = build_alexnet(Config()), build_lenet()
+        p = count_params(alex) / count_params(lenet)
+        f = flops_per_image(alex, 224) / flops_per_image(lenet, 28)
+        parts = [V.ratio(p, STATED_RATIOS["params"], "parameters"), V.ratio(f, STATED_RATIOS["flops"], "FLOPs/image")]
+        evidence += [v.evidence for v in parts] + [
+            f"AlexNet-224 {count_params(alex):,} parameters, {flops_per_image(alex, 224):,} FLOPs/image; "
+            f"LeNet {count_params(lenet):,} parameters, {flops_per_image(lenet, 28):,} FLOPs/image"]
+        stats = {"params_ratio": p, "flops_ratio": f}
+    elif claim.rule == "shapes":
+        trace = [(r.layer, r.shape) for r in shape_trace(build_alexnet(Config()), 224)]
+        wrong = [f"layer {i}: {ours} vs lecture {theirs}" for i, (ours, theirs) in
+                 enumerate(zip(trace, LECTURE_TRACE)) if ours != theirs]
+        same = not wrong and len(trace) == len(LECTURE_TRACE)
+        parts = [V.Verdict("reproduced" if same else "contradicted", "")]
+        evidence.append(f"all {len(trace)} layers match the printout" if same else "; ".join(wrong))
+        stats = {"layers": len(trace)}
+    else:
+        raise ValueError(f"claim {claim.id!r} has unknown rule {claim.rule!r}")
+    word = V.combine(parts)
+    if claim.id in scale.cannot_test:
+        word = "inconclusive"
+        evidence.insert(0, f"not testable at the {scale.name} scale: {scale.cannot_test[claim.id]}")
+    return ClaimReport(claim, word, [e for e in evidence if e], runs, stats)
+
+
+def _grad_norm_evidence(runs: list[ArmRun]) -> str:
+    """Mean first-epoch gradient norm of the first conv layer over that of the last dense layer."""
+    by_arm: dict[str, list[float]] = {}
+    for r in runs:
+        g = r.result.get("grad_norms") or {}
+        if g:
+            names = list(g)
+            by_arm.setdefault(r.arm, []).append(g[names[0]] / g[names[-1]] if g[names[-1]] else math.nan)
+    return "first-epoch gradient norm, first conv / last dense layer: " + ", ".join(
+        f"{arm} {sum(v) / len(v):.3g}" for arm, v in by_arm.items())
+
+
+def _compute_evidence(runs: list[ArmRun], arms: list[str], stats: dict) -> V.Verdict:
+    flops = {r.arm: r.result["flops_per_image"] for r in runs}
+    speed = {arm: median(e["examples_per_s"] for r in runs if r.arm == arm for e in r.result["epochs"])
+             for arm in arms if any(r.arm == arm and r.result["epochs"] for r in runs)}
+    f_ratio = flops[arms[0]] / flops[arms[1]]
+    stats.update(flops_ratio=f_ratio)
+    text = (f"compute: {arms[0]} {flops[arms[0]]:,} FLOPs/image vs {arms[1]} {flops[arms[1]]:,} "
+            f"({f_ratio:.2f}x)")
+    if len(speed) == 2:
+        s_ratio = speed[arms[1]] / speed[arms[0]]
+        stats.update(speed_ratio=s_ratio)
+        text += (f"; training {speed[arms[0]]:.1f} vs {speed[arms[1]]:.1f} images/s "
+                 f"({arms[1]} {s_ratio:.2f}x faster, median over epochs and seeds)")
+    return V.Verdict("reproduced" if f_ratio > 1 else "contradicted", text)

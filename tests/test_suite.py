@@ -1,0 +1,105 @@
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+from conftest import DATA_DIR, REPO, run_suite
+
+from ablations.claims import BY_ID, CLAIMS, SCALES
+
+DEFAULT_SMOKE = [c for c in CLAIMS if not c.optional]
+
+
+def _runs(workdir, filter_string=""):
+    mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlflow.db")
+    exp = mlflow.get_experiment_by_name("alexnet-claims")
+    return mlflow.search_runs([exp.experiment_id], filter_string, output_format="list")
+
+
+def test_smoke_suite_writes_reports_with_computed_verdicts(smoke_suite):
+    workdir, out = smoke_suite
+    folder = workdir / "results" / "smoke" / "cpu"
+    md = (folder / "claims.md").read_text()
+    assert "python -m ablations" in md  # the command that produced it
+    for claim in DEFAULT_SMOKE:
+        assert f"| {claim.id} |" in md
+    assert "all 21 layers match the printout" in md
+    rows = list(csv.DictReader((folder / "claims.csv").open()))
+    trained = {c.id for c in DEFAULT_SMOKE if c.arms}
+    seen = {(r["claim"], r["arm"], r["seed"]) for r in rows}
+    assert seen == {(c, a, str(s)) for c in trained for a in BY_ID[c].arms for s in range(SCALES["smoke"].seeds)}
+    assert {r["metric"] for r in rows} >= {"test_acc", "train_acc", "train_loss", "gap", "flops_per_image"}
+    for png in ("final_accuracy.png", "input224_flops_vs_accuracy.png", "relu_grad_norms.png", "curves_relu.png"):
+        assert (folder / png).stat().st_size > 10_000
+    assert "verdicts, smoke scale" in out.stdout
+
+
+def test_store_holds_nested_runs_with_params_metrics_and_verdicts(smoke_suite):
+    workdir, _ = smoke_suite
+    runs = _runs(workdir)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    suites = [r for r in runs if r.data.tags.get("kind") == "suite"]
+    claims = [r for r in runs if r.data.tags.get("kind") == "claim"]
+    arms = [r for r in runs if r.data.tags.get("kind") == "arm"]
+    assert len(suites) == 1 and {r.data.tags["claim"] for r in claims} == {c.id for c in DEFAULT_SMOKE}
+    assert all(r.data.tags["mlflow.parentRunId"] == suites[0].info.run_id for r in claims)
+    assert all(r.data.tags["verdict"] in ("reproduced", "contradicted", "inconclusive") for r in claims)
+    claim_ids = {r.info.run_id for r in claims}
+    assert all(r.data.tags["mlflow.parentRunId"] in claim_ids for r in arms)
+    # each distinct config x seed trained once, shared by the claims that use it
+    assert len({(r.data.tags["config_key"], r.data.tags["seed"]) for r in arms}) == len(arms)
+    arm = arms[0]
+    assert {"lr", "batch_size", "activation", "seed"} <= set(arm.data.params)
+    assert {"final_test_acc", "train_loss", "examples_per_s"} <= set(arm.data.metrics)
+    assert {"env.torch", "env.device", "env.git_commit", "claim", "arm", "scale", "code_version"} <= set(arm.data.tags)
+    history = mlflow.MlflowClient().get_metric_history(arm.info.run_id, "test_acc")
+    assert [m.step for m in history] == [1]  # step = epoch
+
+
+def test_rerunning_a_finished_suite_trains_nothing(smoke_suite):
+    workdir, _ = smoke_suite
+    before = len(_runs(workdir, "tags.kind = 'arm'"))
+    out = run_suite(workdir, "--scale", "smoke")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(0 runs trained" in out.stdout
+    assert len(_runs(workdir, "tags.kind = 'arm'")) == before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_interrupted_run_is_marked_and_resumed(tmp_path, sig):
+    cmd = [sys.executable, "-m", "ablations", "--scale", "smoke", "--only", "relu", "--epochs", "4",
+           "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--results-dir", str(tmp_path / "results"),
+           "--checkpoint-dir", str(tmp_path / "checkpoints")]
+    env = {**os.environ, "ALEXNET_DATA_DIR": str(DATA_DIR), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "checkpoints").glob("*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the suite ended before it could be interrupted"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    interrupted = _runs(tmp_path, "tags.kind = 'arm'")
+    assert len(interrupted) == 1
+    expected = "KILLED" if sig == signal.SIGTERM else "RUNNING"  # SIGKILL cannot be caught
+    assert interrupted[0].info.status == expected
+
+    out = run_suite(tmp_path, "--scale", "smoke", "--only", "relu", "--epochs", "4")
+    assert out.returncode == 0, out.stderr[-2000:]
+    arms = _runs(tmp_path, "tags.kind = 'arm'")
+    assert not [r for r in arms if r.info.status == "RUNNING"]
+    finished = [r for r in arms if r.info.status == "FINISHED"]
+    assert len(finished) == 4  # 2 arms x 2 seeds, none duplicated
+    resumed = [r for r in finished if r.data.tags["resumed"] == "True"]
+    assert len(resumed) == 1 and resumed[0].data.tags["config_key"] == interrupted[0].data.tags["config_key"]
+    history = mlflow.MlflowClient().get_metric_history(resumed[0].info.run_id, "test_acc")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4]  # epochs from the checkpoint logged too
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))
+
+
+def test_unknown_claim_is_rejected(tmp_path):
+    out = run_suite(tmp_path, "--scale", "smoke", "--only", "relu", "swish")
+    assert out.returncode == 2 and "unknown claim 'swish'" in out.stderr and "dropout" in out.stderr
