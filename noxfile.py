@@ -40,3 +40,18 @@ def lint(session: nox.Session) -> None:
 def train(session: nox.Session) -> None:
     """One training run: ``nox -s train -- --input-size 28 --epochs 1``."""
     session.run(python(session), "-m", "alexnet", "train", *session.posargs)
+
+
+@nox.session
+def ablations(session: nox.Session) -> None:
+    """The claims suite (the README's main job): ``nox -s ablations -- --scale smoke``."""
+    session.run(python(session), "-m", "ablations", *session.posargs)
+
+
+@nox.session
+def ui(session: nox.Session) -> None:
+    """The MLflow UI on http://127.0.0.1:5000 over the suite's store (``-- --port N`` to move it)."""
+    store = "sqlite:///mlflow.db"
+    session.log(f"MLflow UI for {store}: open http://127.0.0.1:5000/#/experiments (Ctrl-C to stop)")
+    session.run(python(session), "-m", "mlflow", "server", "--backend-store-uri", store,
+                "--host", "127.0.0.1", "--port", "5000", *session.posargs)
