@@ -55,3 +55,16 @@ def ui(session: nox.Session) -> None:
     session.log(f"MLflow UI for {store}: open http://127.0.0.1:5000/#/experiments (Ctrl-C to stop)")
     session.run(python(session), "-m", "mlflow", "server", "--backend-store-uri", store,
                 "--host", "127.0.0.1", "--port", "5000", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Throughput benchmark: ``nox -s bench -- --quick`` on a CPU, plain on a GPU."""
+    session.run(python(session), "-m", "bench", *session.posargs)
+
+
+@nox.session
+def perf(session: nox.Session) -> None:
+    """The CPU perf-regression gate (``-- --update-baseline`` stores a new baseline)."""
+    session.run(python(session), "-m", "pytest", "bench/test_perf.py", "-p", "no:cacheprovider",
+                "--benchmark-columns=min,median,iqr,rounds", *session.posargs)

@@ -26,6 +26,7 @@ def _flat(prefix: str, d: dict) -> dict:
 
 class Tracker:
     def __init__(self, uri: str | None = None, experiment: str = EXPERIMENT):
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per result.json read
         self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)

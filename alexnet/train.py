@@ -17,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import Config
@@ -28,7 +29,7 @@ DIVERGENCE_CHECK_EVERY = 20  # batches between checks of the running loss (each 
 
 
 @contextmanager
-def _precision(config: Config, device: torch.device):
+def precision(config: Config, device: torch.device):
     """Autocast for bf16; TF32 matmuls/convolutions switched on for this run only."""
     if config.precision == "tf32" and device.type != "cuda":
         raise ValueError("invalid precision='tf32' on the CPU: TF32 needs a CUDA device; use fp32 or bf16")
@@ -63,7 +64,7 @@ def _sync(device: torch.device) -> None:
 def evaluate(model: nn.Module, loader: DeviceLoader, config: Config, device: torch.device) -> float:
     model.eval()
     correct = 0
-    with torch.no_grad(), _precision(config, device):
+    with torch.no_grad(), precision(config, device):
         for x, y in loader.epoch():
             correct += (model(x).argmax(1) == y).sum()
     model.train()
@@ -81,6 +82,31 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["cpu"])
     if "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def build(config: Config, device: torch.device, seed: int):
+    """(net, model, optimizer): the initialised network, the same network compiled when asked, SGD."""
+    torch.manual_seed(seed)  # weights, then dropout masks
+    net = build_alexnet(config)
+    init_weights(net)
+    net.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
+    optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    return net, torch.compile(net) if config.compile else net, optimizer
+
+
+def train_step(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, config: Config,
+               device: torch.device, after_backward: Callable[[], None] | None = None):
+    """One SGD step on the mean cross-entropy of a minibatch; returns (loss, logits), unsynchronised."""
+    with precision(config, device):
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if after_backward:
+        after_backward()
+    optimizer.step()
+    return loss, logits
 
 
 def _save(path: Path, payload: dict) -> None:
@@ -108,16 +134,13 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
     train_loader = DeviceLoader(train_x, train_y, shuffle=True, augment=config.augment, seed=seed, **loader_args)
     test_loader = DeviceLoader(test_x, test_y, **loader_args)
 
-    torch.manual_seed(seed)  # weights and dropout masks
-    net = build_alexnet(config)
-    init_weights(net)
-    net.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
-    optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    model = torch.compile(net) if config.compile else net
-    loss_fn = nn.CrossEntropyLoss()
+    net, model, optimizer = build(config, device, seed)
     weighted = [(f"{i}.{m.__class__.__name__}", m.weight) for i, m in enumerate(net)
                 if isinstance(m, (nn.Conv2d, nn.Linear))]
+    grad_sums = torch.zeros(len(weighted), device=device)  # per-layer gradient norms, summed over epoch 1
+
+    def add_grad_norms():
+        grad_sums.add_(torch.stack([w.grad.detach().float().norm() for _, w in weighted]))
 
     result = {"config": config.to_dict(), "seed": seed, "env": environment(device), "status": "running",
               "epochs": [], "grad_norms": {}, "params": count_params(net),
@@ -143,7 +166,6 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
         model.train()
         for epoch in range(len(result["epochs"]) + 1, config.epochs + 1):
             first = epoch == 1
-            grad_sums = torch.zeros(len(weighted), device=device) if first else None
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
             seen = 0
@@ -152,14 +174,7 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
             _sync(device)
             start = time.perf_counter()
             for i, (x, y) in enumerate(train_loader.epoch(epoch)):
-                with _precision(config, device):
-                    logits = model(x)
-                    loss = loss_fn(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if first:
-                    grad_sums += torch.stack([w.grad.detach().float().norm() for _, w in weighted])
-                optimizer.step()
+                loss, logits = train_step(model, optimizer, x, y, config, device, add_grad_norms if first else None)
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y)

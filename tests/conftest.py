@@ -1,3 +1,4 @@
+import functools
 import os
 import subprocess
 import sys
@@ -10,11 +11,19 @@ SHARED = REPO.parent / "shared" / "data" / "fashion-mnist"
 DATA_DIR = Path(os.environ.get("ALEXNET_DATA_DIR", SHARED))
 
 
+@functools.cache
+def data_path() -> Path:
+    """$ALEXNET_DATA_DIR, else ../shared/data/fashion-mnist, else torchvision's download."""
+    if DATA_DIR.is_dir():
+        return DATA_DIR
+    from alexnet.data import resolve_data_dir
+
+    return resolve_data_dir(None)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    if not DATA_DIR.is_dir():
-        pytest.fail(f"Fashion-MNIST not found at {DATA_DIR}: set ALEXNET_DATA_DIR")
-    return DATA_DIR
+    return data_path()
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +37,7 @@ def run_suite(workdir: Path, *args: str, **kwargs) -> subprocess.CompletedProces
     """``python -m ablations`` in ``workdir`` with its own MLflow store, results and checkpoints."""
     cmd = [sys.executable, "-m", "ablations", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db",
            "--results-dir", str(workdir / "results"), "--checkpoint-dir", str(workdir / "checkpoints"), *args]
-    env = {**os.environ, "ALEXNET_DATA_DIR": str(DATA_DIR), "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    env = {**os.environ, "ALEXNET_DATA_DIR": str(data_path()), "PYTHONPATH": str(REPO), "COLUMNS": "200"}
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, **kwargs)
 
 

@@ -5,18 +5,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ablations.claims import LECTURE_TRACE  # the lecture's printout for 1x1x224x224
 from alexnet.config import Config
 from alexnet.model import build_alexnet, build_lenet, count_params, flops_per_image, shape_trace
-
-LECTURE_TRACE = [  # the lecture's printout for a 1x1x224x224 input
-    ("Conv2d", (1, 96, 54, 54)), ("ReLU", (1, 96, 54, 54)), ("MaxPool2d", (1, 96, 26, 26)),
-    ("Conv2d", (1, 256, 26, 26)), ("ReLU", (1, 256, 26, 26)), ("MaxPool2d", (1, 256, 12, 12)),
-    ("Conv2d", (1, 384, 12, 12)), ("ReLU", (1, 384, 12, 12)),
-    ("Conv2d", (1, 384, 12, 12)), ("ReLU", (1, 384, 12, 12)),
-    ("Conv2d", (1, 256, 12, 12)), ("ReLU", (1, 256, 12, 12)), ("MaxPool2d", (1, 256, 5, 5)),
-    ("Flatten", (1, 6400)), ("Linear", (1, 4096)), ("ReLU", (1, 4096)), ("Dropout", (1, 4096)),
-    ("Linear", (1, 4096)), ("ReLU", (1, 4096)), ("Dropout", (1, 4096)), ("Linear", (1, 10)),
-]
 
 
 def test_lecture_shape_trace_and_parameter_total():

@@ -7,7 +7,7 @@ import time
 
 import mlflow
 import pytest
-from conftest import DATA_DIR, REPO, run_suite
+from conftest import REPO, data_path, run_suite
 
 from ablations.claims import BY_ID, CLAIMS, SCALES
 
@@ -74,7 +74,7 @@ def test_interrupted_run_is_marked_and_resumed(tmp_path, sig):
     cmd = [sys.executable, "-m", "ablations", "--scale", "smoke", "--only", "relu", "--epochs", "4",
            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--results-dir", str(tmp_path / "results"),
            "--checkpoint-dir", str(tmp_path / "checkpoints")]
-    env = {**os.environ, "ALEXNET_DATA_DIR": str(DATA_DIR), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "ALEXNET_DATA_DIR": str(data_path()), "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not list((tmp_path / "checkpoints").glob("*.pt")) and time.monotonic() < deadline:

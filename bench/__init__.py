@@ -1,0 +1,1 @@
+"""Throughput benchmarks of the core AlexNet and the CPU performance-regression gate."""

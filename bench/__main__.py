@@ -1,0 +1,121 @@
+"""``python -m bench``: training and inference throughput of AlexNet per configuration.
+
+Writes results/bench/<device>/bench.csv, bench.json and bench.png and logs them to MLflow.
+``--quick`` sizes the sweep for a CPU (a few minutes on 2 cores)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from ablations.suite import device_slug  # noqa: E402
+from alexnet.data import load_fashion_mnist, stratified_subset  # noqa: E402
+from alexnet.env import environment, resolve_device  # noqa: E402
+from alexnet.tracking import Tracker  # noqa: E402
+
+from .throughput import run  # noqa: E402
+
+console = Console()
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    ok = [r for r in rows if r["status"] == "ok"]
+    fig, ax = plt.subplots(figsize=(9, 0.28 * len(ok) + 1.5))
+    colours = {"train": "C0", "infer": "C1"}
+    ax.barh([r["label"] for r in ok], [r["images_per_s"] for r in ok], color=[colours[r["mode"]] for r in ok])
+    for i, r in enumerate(ok):
+        ax.text(r["images_per_s"], i, f" {r['images_per_s']:,.0f}", va="center", fontsize=7)
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set(xlabel="images/s (log; blue: training, orange: inference)", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def summary(rows: list[dict]) -> dict:
+    """The device pipeline's speed-up over the lecture's in the same run, and the best rows."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    out = {}
+    lecture = [r for r in ok if r["pipeline"] == "lecture"]
+    for r in lecture:
+        twin = [t for t in ok if t["pipeline"] == "device" and all(
+            t[k] == r[k] for k in ("mode", "input_size", "batch_size", "precision", "channels_last", "compile"))]
+        if twin:
+            out["device_vs_lecture_pipeline"] = twin[0]["images_per_s"] / r["images_per_s"]
+    for mode in ("train", "infer"):
+        best = max((r for r in ok if r["mode"] == mode and r["input_size"] == 224), key=lambda r: r["images_per_s"],
+                   default=None)
+        if best:
+            out[f"best_{mode}_224"] = {"label": best["label"], "images_per_s": best["images_per_s"],
+                                       "fraction_of_ceiling": best["fraction_of_ceiling"]}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="a CPU-sized sweep (few configurations, short timing)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--out", default="results/bench", help="results go to OUT/<device>/")
+    p.add_argument("--data-dir", help="Fashion-MNIST folder (default: $ALEXNET_DATA_DIR, else a download)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--no-mlflow", action="store_true", help="skip MLflow logging (e.g. on a machine without it)")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    data = load_fashion_mnist(args.data_dir)
+    images, labels = stratified_subset(data.train_images, data.train_labels, 10_000)
+    env = environment(device)
+    console.print(f"benchmarking on {env['device']} ({'quick' if args.quick else 'full'} sweep)")
+
+    def report(case, row):
+        extra = (f"{row['images_per_s']:10,.1f} img/s  {row['tflops']:.3f} TFLOP/s "
+                 f"({100 * row['fraction_of_ceiling']:.1f}% of ceiling)") if row["status"] == "ok" else row["status"]
+        console.print(f"  {case.label:55s} {extra}")
+
+    result = run(device, args.quick, images, labels, progress=report)
+    result.update(env=env, quick=args.quick, command=" ".join(["python -m bench", *(argv or sys.argv[1:])]),
+                  summary=summary(result["rows"]))
+    folder = Path(args.out) / device_slug(device)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bench.json").write_text(json.dumps(result, indent=2))
+    keys = list(dict.fromkeys(k for r in result["rows"] for k in r))
+    with (folder / "bench.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys + ["device", "torch", "git_commit"])
+        w.writeheader()
+        for r in result["rows"]:
+            w.writerow({**r, "device": env["device"], "torch": env["torch"], "git_commit": env["git_commit"]})
+    plot(result["rows"], folder / "bench.png", f"AlexNet throughput on {env['device']}")
+
+    table = Table(title=f"ceilings (dense matmul, n={result['matmul_n']})")
+    table.add_column("precision")
+    table.add_column("TFLOP/s", justify="right")
+    for prec, tf in result["ceilings_tflops"].items():
+        table.add_row(prec, f"{tf:.3f}")
+    console.print(table)
+    console.print(result["summary"])
+    if not args.no_mlflow:
+        tracker = Tracker(args.tracking_uri, experiment="alexnet-bench")
+        with tracker.run(f"bench {env['device']}", {"kind": "bench", "quick": args.quick}):
+            tracker.set_tags({f"env.{k}": v for k, v in env.items()})
+            tracker.log_metrics({f"ceiling_tflops.{k}": v for k, v in result["ceilings_tflops"].items()})
+            tracker.log_metrics({f"images_per_s.{r['label'].replace(' ', '.')}": r["images_per_s"]
+                                 for r in result["rows"] if r["status"] == "ok"})
+            for name in ("bench.json", "bench.csv", "bench.png"):
+                tracker.log_artifact(folder / name)
+    console.print(f"wrote {folder}/bench.csv, bench.json, bench.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

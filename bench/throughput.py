@@ -1,0 +1,164 @@
+"""Throughput of the core AlexNet: training and inference images/s per configuration.
+
+Every case warms up, synchronises the device, times ``steps`` steps with a monotonic clock
+``repeats`` times and keeps the median. Each step includes making its batch, so the two input
+pipelines (device-resident vs the lecture's per-image DataLoader) compare end to end. FLOPs
+per image come from the model's own count (training counted as 3x the forward pass: forward,
+input gradients, weight gradients); the ceiling is a dense matrix product at the same precision
+measured in the same run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+from alexnet.config import Config
+from alexnet.data import DeviceLoader, lecture_loader
+from alexnet.model import flops_per_image
+from alexnet.train import build, precision, train_step
+
+TRAIN_FLOP_FACTOR = 3  # backward costs about twice the forward
+
+
+@dataclass(frozen=True)
+class Case:
+    mode: str  # train | infer
+    input_size: int
+    batch_size: int
+    precision: str
+    channels_last: bool
+    compile: bool
+    pipeline: str  # device | lecture
+
+    @property
+    def label(self) -> str:
+        return (f"{self.mode} {self.input_size}px b{self.batch_size} {self.precision}"
+                f"{' NHWC' if self.channels_last else ''}{' compiled' if self.compile else ''}"
+                f"{' lecture-pipeline' if self.pipeline == 'lecture' else ''}")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, *, warmup: int, repeats: int, steps: int) -> list[float]:
+    """Seconds per call of ``fn``, one value per repeat (each the mean over ``steps`` calls)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        sync(device)
+        times.append((time.perf_counter() - start) / steps)
+    return times
+
+
+def matmul_ceiling(prec: str, device: torch.device, n: int, **timing) -> float:
+    """FLOP/s of an n x n dense matrix product at ``prec`` (fp32 with TF32 off, tf32 on, bf16)."""
+    dtype = torch.bfloat16 if prec == "bf16" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    with precision(Config(precision="tf32" if prec == "tf32" else "fp32"), device):
+        t = statistics.median(timed(lambda: a @ b, device, **timing))
+    return 2 * n**3 / t
+
+
+def _batches(case: Case, images, labels, device):
+    """An endless iterator of (x, y) on ``device`` from the case's pipeline."""
+    if case.pipeline == "device":
+        loader = DeviceLoader(images, labels, batch_size=case.batch_size, input_size=case.input_size, device=device,
+                              shuffle=True, channels_last=case.channels_last)
+        for epoch in itertools.count():
+            yield from loader.epoch(epoch)
+    else:
+        workers = min(8, max(1, torch.get_num_threads()))
+        loader = lecture_loader(images, labels, batch_size=case.batch_size, input_size=case.input_size,
+                                shuffle=True, workers=workers)
+        loader.pin_memory = device.type == "cuda"
+        for _ in itertools.count():
+            for x, y in loader:
+                x = x.to(device, non_blocking=True)
+                if case.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                yield x, y.to(device, non_blocking=True)
+
+
+def measure(case: Case, images, labels, device: torch.device, ceilings: dict, **timing) -> dict:
+    config = Config(input_size=case.input_size, batch_size=case.batch_size, precision=case.precision,
+                    channels_last=case.channels_last, compile=case.compile, device=device.type)
+    net, model, optimizer = build(config, device, seed=0)
+    batches = _batches(case, images, labels, device)
+    if case.mode == "train":
+        model.train()
+
+        def step():
+            x, y = next(batches)
+            train_step(model, optimizer, x, y, config, device)
+    else:
+        model.eval()
+
+        def step():
+            x, _ = next(batches)
+            with torch.no_grad(), precision(config, device):
+                model(x)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = timed(step, device, **timing)
+    step_s = statistics.median(times)
+    images_per_s = case.batch_size / step_s
+    flops = flops_per_image(net, case.input_size) * (TRAIN_FLOP_FACTOR if case.mode == "train" else 1)
+    achieved = flops * images_per_s
+    return {**asdict(case), "label": case.label, "status": "ok", "images_per_s": images_per_s,
+            "step_ms": step_s * 1e3, "step_ms_spread": (max(times) - min(times)) * 1e3,
+            "flops_per_image": flops, "tflops": achieved / 1e12,
+            "fraction_of_ceiling": achieved / ceilings[case.precision],
+            "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
+
+
+def grid(device: torch.device, quick: bool) -> list[Case]:
+    """The configurations to measure: a sweep at batch 128 (32 on a CPU), a batch-size sweep of
+    the fastest settings, and the two pipelines."""
+    precisions = ["fp32", "bf16"] + (["tf32"] if device.type == "cuda" else [])
+    compiles = [False] if quick else [False, True]
+    base_batch = 32 if quick else 128
+    cases = [Case(mode, size, base_batch, p, cl, c, "device")
+             for mode, size, p, cl, c in itertools.product(("train", "infer"), (224, 28), precisions, (False, True),
+                                                           compiles)]
+    fast = Case("train", 224, base_batch, "bf16", True, not quick, "device")
+    for batch in ([64] if quick else [32, 64, 256, 512, 1024]):
+        cases += [replace(fast, batch_size=batch), replace(fast, mode="infer", batch_size=batch)]
+    cases += [replace(fast, pipeline="lecture", compile=False), replace(fast, compile=False)]
+    return list(dict.fromkeys(cases))
+
+
+def run(device: torch.device, quick: bool, images, labels, progress=None) -> dict:
+    timing = dict(warmup=2, repeats=5, steps=2) if quick else dict(warmup=5, repeats=7, steps=10)
+    n = 1024 if device.type == "cpu" else 8192
+    ceilings = {p: matmul_ceiling(p, device, n, **timing) for p in ("fp32", "bf16", "tf32")
+                if p != "tf32" or device.type == "cuda"}
+    rows, oom = [], set()
+    cases = grid(device, quick)
+    for case in cases:
+        setting = (case.mode, case.input_size, case.precision, case.channels_last, case.compile, case.pipeline)
+        if setting in oom:  # a smaller batch already ran out of memory
+            rows.append({**asdict(case), "label": case.label, "status": "skipped after oom"})
+            continue
+        try:
+            rows.append(measure(case, images, labels, device, ceilings, **timing))
+        except torch.OutOfMemoryError:
+            oom.add(setting)
+            rows.append({**asdict(case), "label": case.label, "status": "oom"})
+            torch.cuda.empty_cache()
+        if progress:
+            progress(case, rows[-1])
+    return {"ceilings_tflops": {p: c / 1e12 for p, c in ceilings.items()}, "matmul_n": n, "timing": timing,
+            "rows": rows}

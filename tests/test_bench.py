@@ -1,0 +1,46 @@
+import torch
+
+from bench import gate
+from bench.__main__ import summary
+from bench.throughput import Case, grid, matmul_ceiling, measure
+
+
+def test_grid_covers_the_issue_axes():
+    cpu = grid(torch.device("cpu"), quick=True)
+    assert {c.mode for c in cpu} == {"train", "infer"} and {c.input_size for c in cpu} == {224, 28}
+    assert {c.precision for c in cpu} == {"fp32", "bf16"} and {c.channels_last for c in cpu} == {False, True}
+    assert {c.pipeline for c in cpu} == {"device", "lecture"}
+    assert len(set(cpu)) == len(cpu)
+    gpu = grid(torch.device("cuda"), quick=False)
+    assert "tf32" in {c.precision for c in gpu} and {c.compile for c in gpu} == {False, True}
+    assert {c.batch_size for c in gpu} >= {32, 128, 1024}
+
+
+def test_measure_reports_throughput_flops_and_ceiling_fraction(fmnist):
+    device = torch.device("cpu")
+    timing = dict(warmup=1, repeats=3, steps=1)
+    ceilings = {"fp32": matmul_ceiling("fp32", device, 256, **timing)}
+    images, labels = fmnist.test_images[:64], fmnist.test_labels[:64]
+    row = measure(Case("train", 28, 8, "fp32", False, False, "device"), images, labels, device, ceilings, **timing)
+    assert row["status"] == "ok" and row["images_per_s"] > 0
+    assert row["images_per_s"] == 8 / (row["step_ms"] / 1e3)
+    assert row["flops_per_image"] == 3 * 474_565_738  # training: 3x the model's forward count
+    assert 0 < row["fraction_of_ceiling"] == row["tflops"] * 1e12 / ceilings["fp32"]
+    lecture = measure(Case("infer", 28, 8, "fp32", False, False, "lecture"), images, labels, device, ceilings,
+                      **timing)
+    assert lecture["status"] == "ok"
+
+
+def test_summary_compares_the_pipelines_of_the_same_setting():
+    common = dict(mode="train", input_size=224, batch_size=32, precision="bf16", channels_last=True, compile=False,
+                  status="ok", label="x", fraction_of_ceiling=0.1)
+    rows = [{**common, "pipeline": "device", "images_per_s": 700.0},
+            {**common, "pipeline": "lecture", "images_per_s": 100.0}]
+    assert summary(rows)["device_vs_lecture_pipeline"] == 7.0
+
+
+def test_gate_verdict_margin():
+    baseline = {"step": 10.0}
+    assert gate.verdict("step", 10 * (1 + gate.MARGIN) - 0.1, baseline) is None
+    assert "x its baseline" in gate.verdict("step", 10 * (1 + gate.MARGIN) + 0.1, baseline)
+    assert "no baseline" in gate.verdict("other", 1.0, baseline)
