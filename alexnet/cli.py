@@ -1,4 +1,4 @@
-"""``python -m alexnet {train,shapes}``: one training run, or the lecture's shape trace."""
+"""``python -m alexnet {train,shapes,tune}``: one training run, the lecture's shape trace, or an Optuna study."""
 
 from __future__ import annotations
 
@@ -40,11 +40,12 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 
 
 def epoch_table(result: dict) -> Table:
+    split = result["eval_split"]  # test, or val when a validation split was held out
     table = Table(title=f"{result['status']} run, seed {result['seed']} on {result['env']['device']}")
-    for col in ("epoch", "loss", "train acc", "test acc", "examples/s", "time (s)"):
+    for col in ("epoch", "loss", "train acc", f"{split} acc", "examples/s", "time (s)"):
         table.add_column(col, justify="right")
     for e in result["epochs"]:
-        table.add_row(str(e["epoch"]), f"{e['train_loss']:.3f}", f"{e['train_acc']:.3f}", f"{e['test_acc']:.3f}",
+        table.add_row(str(e["epoch"]), f"{e['train_loss']:.3f}", f"{e['train_acc']:.3f}", f"{e[split + '_acc']:.3f}",
                       f"{e['examples_per_s']:.1f}", f"{e['epoch_time_s']:.1f}")
     return table
 
@@ -84,6 +85,51 @@ def cmd_shapes(args, parser) -> int:
     return 0
 
 
+def cmd_tune(args, parser) -> int:
+    from .data import load_fashion_mnist
+    from .tracking import Tracker
+    from .tune import create_study, load_study, optimize, report_study, search_space
+
+    base = config_from_args(args, parser)
+    if args.arm:
+        from ablations.claims import BY_ID, SCALES
+        from ablations.suite import arm_config
+
+        claim_id, _, arm = args.arm.partition(":")
+        if claim_id not in BY_ID or arm not in BY_ID[claim_id].arms:
+            choices = ", ".join(f"{c.id}:{a}" for c in BY_ID.values() for a in c.arms)
+            parser.error(f"invalid --arm {args.arm!r}: expected one of {choices}")
+        base = arm_config(BY_ID[claim_id], arm, SCALES[args.scale], base.device, args.epochs_override)
+    if base.validation_size is None:
+        base = dataclasses.replace(base, validation_size=1000)
+    ranges = {}
+    for item in args.range:
+        name, _, bounds = item.partition("=")
+        try:
+            low, high = (float(x) for x in bounds.split(":"))
+        except ValueError:
+            parser.error(f"invalid --range {item!r}: expected NAME=LOW:HIGH, e.g. lr=0.001:0.3")
+        ranges[name] = (low, high)
+    space = search_space(args.params, ranges)
+    unknown = set(ranges) - set(space)
+    if unknown:
+        parser.error(f"--range for {', '.join(sorted(unknown))} which is not tuned: add it to --params")
+    tracker = Tracker(args.tracking_uri)
+    if not args.join:
+        create_study(args.storage, args.study, tracker, base=base, space=space, pruner=args.pruner)
+        console.print(f"created study {args.study!r} in {args.storage}")
+        if args.create_only:
+            return 0
+    study = load_study(args.storage, args.study, seed=args.seed + 1000 * args.worker)
+    if args.trials or args.timeout:
+        optimize(study, tracker, load_fashion_mnist(args.data_dir), trials=args.trials, timeout=args.timeout,
+                 seed=args.seed)
+    if args.report:
+        summary = report_study(study, tracker, Path(args.results_dir) / args.study)
+        console.print(summary)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m alexnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +150,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("models", nargs="*", default=["alexnet"], choices=["alexnet", "alexnet28", "lenet"],
                    help="which networks to trace (default: alexnet)")
     p.set_defaults(run=cmd_shapes, parser=p)
+
+    p = sub.add_parser("tune", help="Optuna study of the trainer's hyperparameters on a validation split",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_options(p)
+    from .tune import DEFAULT_STORAGE, PRUNERS, RANGES
+
+    p.add_argument("--arm", help="tune an arm of the claims table, e.g. relu:sigmoid (its config replaces the "
+                                 "configuration options)")
+    p.add_argument("--scale", default="quick", help="the scale whose base config --arm uses (full, quick, smoke)")
+    p.add_argument("--epochs-override", type=int, help="with --arm: epochs per trial instead of the scale's")
+    p.add_argument("--params", nargs="+", default=list(RANGES), help=f"what to tune, any of {', '.join(RANGES)}")
+    p.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH",
+                   help="search range of a tuned parameter (repeatable); defaults: " +
+                        ", ".join(f"{k}={lo:g}:{hi:g}{' (log)' if log else ''}" for k, (lo, hi, log) in RANGES.items()))
+    p.add_argument("--trials", type=int, default=10, help="trials this process adds (0: only report)")
+    p.add_argument("--timeout", type=float, help="stop adding trials after this many seconds")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL (sqlite:///..., postgresql://...)")
+    p.add_argument("--study", default="alexnet-tune", help="study name")
+    p.add_argument("--create-only", action="store_true", help="create the study (once), add no trials")
+    p.add_argument("--join", action="store_true", help="join an existing study instead of creating it")
+    p.add_argument("--worker", type=int, default=0, help="worker index: offsets the sampler seed")
+    p.add_argument("--pruner", choices=list(PRUNERS), default="median")
+    p.add_argument("--seed", type=int, default=0, help="training seed of every trial and base sampler seed")
+    p.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                   help="write best params and plots to RESULTS_DIR/<study>/ and the study's MLflow run")
+    p.add_argument("--results-dir", default="results/tune")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    p.add_argument("--data-dir", help=f"Fashion-MNIST folder (else ${ENV_VAR}, else a download)")
+    p.set_defaults(run=cmd_tune, parser=p)
 
     args = parser.parse_args(argv)
     try:

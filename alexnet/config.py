@@ -42,6 +42,8 @@ class Config:
     augment: bool = _opt(False, "random horizontal flips and shifts of up to 2 px (on the 28-px image)")
     train_size: int | None = _opt(None, "stratified training subset (first N/10 per class); default all 60,000")
     test_size: int | None = _opt(None, "stratified subset of the test set; default all 10,000")
+    validation_size: int | None = _opt(None, "hold out the last N/10 training images of each class and report "
+                                       "val_acc on them instead of test_acc (for tuning: the test set stays unseen)")
     # execution (recorded with every run; bf16 and tf32 change numerics)
     precision: str = _opt("fp32", "fp32, tf32 (CUDA only) or bf16 autocast", PRECISIONS)
     channels_last: bool = _opt(False, "NHWC memory layout for model and inputs")
@@ -64,7 +66,7 @@ class Config:
         for name in ("batch_size", "epochs", "pool_kernel", "pool_stride"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
                 _fail(name, getattr(self, name), "an integer > 0")
-        for name in ("train_size", "test_size"):
+        for name in ("train_size", "test_size", "validation_size"):
             n = getattr(self, name)
             if n is not None and not (isinstance(n, int) and n >= 10 and n % 10 == 0):
                 _fail(name, n, "a multiple of 10 (equal images per class), at least 10, or None for all")

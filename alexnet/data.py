@@ -118,6 +118,20 @@ def stratified_subset(images: torch.Tensor, labels: torch.Tensor, size: int | No
     return images[keep], labels[keep]
 
 
+def split_validation(images: torch.Tensor, labels: torch.Tensor, size: int):
+    """(train_images, train_labels, val_images, val_labels): the last ``size // 10`` images of
+    each class held out for validation, the rest kept for training, both in their original order."""
+    per_class = size // 10
+    held = torch.zeros(len(labels), dtype=torch.bool)
+    for c in range(10):
+        idx = (labels == c).nonzero().flatten()
+        if len(idx) <= per_class:
+            raise ValueError(f"validation_size={size} holds out {per_class} images of class {c}, "
+                             f"the training set has {len(idx)}")
+        held[idx[-per_class:]] = True
+    return images[~held], labels[~held], images[held], labels[held]
+
+
 def to_input(batch_u8: torch.Tensor, input_size: int) -> torch.Tensor:
     """uint8 [B, 28, 28] -> float [B, 1, S, S] in [0, 1], bilinear resize (as PIL's Resize)."""
     x = batch_u8.unsqueeze(1).float().div_(255)

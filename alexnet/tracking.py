@@ -34,11 +34,13 @@ class Tracker:
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
 
     @contextmanager
-    def run(self, name: str, tags: dict, parent: str | None = None):
-        """An MLflow run; ends FINISHED, KILLED on an interrupt, FAILED on an error (never left
-        RUNNING unless the process itself is killed with SIGKILL)."""
-        active = mlflow.start_run(experiment_id=self.experiment_id, run_name=name, parent_run_id=parent,
-                                  nested=parent is not None, tags={k: str(v) for k, v in tags.items()})
+    def run(self, name: str, tags: dict, parent: str | None = None, run_id: str | None = None):
+        """An MLflow run (``run_id`` reopens a finished one); ends FINISHED, KILLED on an interrupt,
+        FAILED on an error (never left RUNNING unless the process is killed with SIGKILL)."""
+        active = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else self.experiment_id,
+                                  run_name=None if run_id else name, parent_run_id=parent,
+                                  nested=parent is not None or mlflow.active_run() is not None,
+                                  tags={k: str(v) for k, v in tags.items()})
         try:
             yield active.info.run_id
         except KeyboardInterrupt:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Config
-from .data import DeviceLoader, FashionMNIST, load_fashion_mnist, stratified_subset
+from .data import DeviceLoader, FashionMNIST, load_fashion_mnist, split_validation, stratified_subset
 from .env import environment, resolve_device
 from .model import build_alexnet, count_params, flops_per_image, init_weights
 
@@ -127,8 +127,14 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
     ``on_epoch``: called with each epoch's record as soon as it is measured."""
     device = resolve_device(config.device)
     data = data or load_fashion_mnist(data_dir)
-    train_x, train_y = stratified_subset(data.train_images, data.train_labels, config.train_size)
-    test_x, test_y = stratified_subset(data.test_images, data.test_labels, config.test_size)
+    train_x, train_y = data.train_images, data.train_labels
+    if config.validation_size:  # evaluate on images carved from the training set, never on the test set
+        train_x, train_y, test_x, test_y = split_validation(train_x, train_y, config.validation_size)
+        eval_key = "val_acc"
+    else:
+        test_x, test_y = stratified_subset(data.test_images, data.test_labels, config.test_size)
+        eval_key = "test_acc"
+    train_x, train_y = stratified_subset(train_x, train_y, config.train_size)
     loader_args = dict(batch_size=config.batch_size, input_size=config.input_size, device=device,
                        channels_last=config.channels_last)
     train_loader = DeviceLoader(train_x, train_y, shuffle=True, augment=config.augment, seed=seed, **loader_args)
@@ -145,7 +151,7 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
     result = {"config": config.to_dict(), "seed": seed, "env": environment(device), "status": "running",
               "epochs": [], "grad_norms": {}, "params": count_params(net),
               "flops_per_image": flops_per_image(net, config.input_size),
-              "train_examples": len(train_y), "test_examples": len(test_y)}
+              "train_examples": len(train_y), "eval_examples": len(test_y), "eval_split": eval_key[:-4]}
     ckpt_path = Path(checkpoint) if checkpoint else None
     if ckpt_path and ckpt_path.exists():
         saved = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -193,7 +199,7 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
                 batches = i + 1
                 result["grad_norms"] = {name: g / batches for (name, _), g in zip(weighted, grad_sums.tolist())}
             record = {"epoch": epoch, "train_loss": train_loss, "train_acc": correct.item() / seen,
-                      "test_acc": evaluate(model, test_loader, config, device),
+                      eval_key: evaluate(model, test_loader, config, device),
                       "examples_per_s": seen / train_time, "epoch_time_s": time.perf_counter() - start}
             result["epochs"].append(record)
             if ckpt_path:
@@ -204,7 +210,7 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
                 on_epoch(record)
             if bar:
                 bar.update(epochs_task, advance=1,
-                           status=f"loss {train_loss:.3f} test acc {record['test_acc']:.3f}")
+                           status=f"loss {train_loss:.3f} {eval_key} {record[eval_key]:.3f}")
     if result["status"] == "running":
         result["status"] = "finished"
     return result

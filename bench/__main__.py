@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     def report(case, row):
         extra = (f"{row['images_per_s']:10,.1f} img/s  {row['tflops']:.3f} TFLOP/s "
                  f"({100 * row['fraction_of_ceiling']:.1f}% of ceiling)") if row["status"] == "ok" else row["status"]
-        console.print(f"  {case.label:55s} {extra}")
+        print(f"  {case.label:45s} {extra}", flush=True)
 
     result = run(device, args.quick, images, labels, progress=report)
     result.update(env=env, quick=args.quick, command=" ".join(["python -m bench", *(argv or sys.argv[1:])]),
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             w.writerow({**r, "device": env["device"], "torch": env["torch"], "git_commit": env["git_commit"]})
     plot(result["rows"], folder / "bench.png", f"AlexNet throughput on {env['device']}")
 
-    table = Table(title=f"ceilings (dense matmul, n={result['matmul_n']})")
+    table = Table(title=f"ceilings (fastest dense matmul of n in {result['matmul_sizes']})")
     table.add_column("precision")
     table.add_column("TFLOP/s", justify="right")
     for prec, tf in result["ceilings_tflops"].items():

@@ -3,8 +3,8 @@
 Shared CI machines drift by 20% or more between runs, so a raw time is compared with
 nothing: each benchmark's median is divided by the median of a fixed matrix product
 measured right before each of its rounds on the same machine, and the median of those
-ratios is compared with the one stored in ``perf_baseline.json``. A benchmark fails when its ratio exceeds the baseline's
-by more than ``MARGIN``."""
+ratios is compared with the one stored in ``perf_baseline.json``. A benchmark fails when
+its ratio exceeds the baseline's by more than ``MARGIN``."""
 
 from __future__ import annotations
 
