@@ -41,9 +41,16 @@ def parse(argv):
     p.add_argument("--data-dir", help=f"Fashion-MNIST folder (default: ${ENV_VAR}, else a torchvision download)")
     p.add_argument("--results-dir", default="results", help="reports go to RESULTS_DIR/<scale>/<device>/")
     p.add_argument("--checkpoint-dir", default="checkpoints", help="per-run checkpoints of unfinished runs")
+    p.add_argument("--tune-lr", type=int, default=0, metavar="TRIALS",
+                   help="fair mode: first tune each arm's learning rate with an Optuna study of TRIALS trials on a "
+                        "validation split of the training set, then also run its seeds at that lr; verdicts are "
+                        "reported at the lecture's lr and at the tuned ones (default 0: off)")
+    p.add_argument("--storage", default="sqlite:///optuna.db", help="Optuna storage for --tune-lr studies")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: only when stderr is a terminal)")
     args = p.parse_args(argv)
+    if args.tune_lr < 0:
+        p.error(f"invalid --tune-lr {args.tune_lr}: expected 0 (off) or a number of trials")
     for name in ("seeds", "epochs"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"invalid --{name} {getattr(args, name)}: expected an integer >= 1")
@@ -63,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         data = load_fashion_mnist(args.data_dir)
         tracker = Tracker(args.tracking_uri)
         suite = Suite(scale, seeds=args.seeds, epochs=args.epochs, device=args.device, tracker=tracker, data=data,
-                      checkpoint_dir=Path(args.checkpoint_dir), progress=args.progress)
+                      checkpoint_dir=Path(args.checkpoint_dir), progress=args.progress, tune_lr=args.tune_lr,
+                      storage=args.storage)
     except (ValueError, DataError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2

@@ -85,6 +85,7 @@ class Scale:
     per_claim: dict = field(default_factory=dict)  # claim id -> extra overrides at this scale
     optional: tuple[str, ...] = ()  # optional claims this scale runs by default
     cannot_test: dict = field(default_factory=dict)  # claim id -> why this scale cannot judge it
+    validation_size: int = 5000  # images held out of the training set to tune lr (the fair-lr mode)
 
 
 SCALES = {
@@ -95,10 +96,10 @@ SCALES = {
         "1,000 test images, 3 epochs, batch 32, SGD lr 0.01 with momentum 0.9 (so that 150 steps learn "
         "something); input224 on 800 training and 500 test images",
         {"input_size": 28, "train_size": 1600, "test_size": 1000, "epochs": 3, "batch_size": 32, "momentum": 0.9},
-        3, per_claim={"input224": {"train_size": 800, "test_size": 500}},
+        3, per_claim={"input224": {"train_size": 800, "test_size": 500}}, validation_size=1000,
         cannot_test={"d2l": "the printed numbers are for 60,000 images at 224 px and 10 epochs; run --scale full"}),
     "smoke": Scale(
         "smoke", "CI-sized: every code path in a few minutes, no meaningful verdicts (100 images, 1 epoch)",
         {"input_size": 28, "train_size": 100, "test_size": 100, "epochs": 1, "batch_size": 32, "momentum": 0.9},
-        2, cannot_test={"d2l": "the printed numbers are for the full scale"}),
+        2, cannot_test={"d2l": "the printed numbers are for the full scale"}, validation_size=100),
 }

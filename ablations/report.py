@@ -32,19 +32,28 @@ def verdict_table(reports: list[ClaimReport], title: str) -> Table:
     table.add_column("the lecture says")
     table.add_column("verdict")
     table.add_column("evidence")
+    tuned = any(r.tuned for r in reports)
+    if tuned:
+        table.add_column("verdict at tuned lr")
     for r in reports:
-        table.add_row(r.claim.id, r.claim.statement, f"[{COLOURS[r.verdict]}]{r.verdict}[/]",
-                      "\n".join(r.evidence))
+        row = [r.claim.id, r.claim.statement, f"[{COLOURS[r.verdict]}]{r.verdict}[/]", "\n".join(r.evidence)]
+        if tuned:
+            row.append(f"[{COLOURS[r.tuned.verdict]}]{r.tuned.verdict}[/]\n" + _lrs(r) if r.tuned else "")
+        table.add_row(*row)
     return table
+
+
+def _lrs(r: ClaimReport) -> str:
+    return ", ".join(f"{arm} lr {lr:.3g}" for arm, lr in r.tuned_lr.items())
 
 
 def write_csv(reports: list[ClaimReport], path: Path, scale: str, device: str) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["claim", "arm", "seed", "metric", "value", "status", "config_key", "run_id", "scale",
+        w.writerow(["claim", "arm", "lr", "seed", "metric", "value", "status", "config_key", "run_id", "scale",
                     "device", "code_version", "torch", "git_commit"])
         for r in reports:
-            for run in r.runs:
+            for run in r.runs + (r.tuned.runs if r.tuned else []):
                 env = run.result["env"]
                 values = {m: metric(run.result, m) for m in CSV_METRICS}
                 values["flops_per_image"] = run.result["flops_per_image"]
@@ -55,8 +64,8 @@ def write_csv(reports: list[ClaimReport], path: Path, scale: str, device: str) -
                 for name, layer_norm in run.result.get("grad_norms", {}).items():
                     values[f"grad_norm_epoch1.{name}"] = layer_norm
                 for m, v in values.items():
-                    w.writerow([r.claim.id, run.arm, run.seed, m, v, run.result["status"], run.config.key(),
-                                run.run_id, scale, device, env["code_version"], env["torch"],
+                    w.writerow([r.claim.id, run.arm, run.config.lr, run.seed, m, v, run.result["status"],
+                                run.config.key(), run.run_id, scale, device, env["code_version"], env["torch"],
                                 env["git_commit"]])
 
 
@@ -156,6 +165,15 @@ def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: st
     for r in reports:
         evidence = "<br>".join(e.replace("|", "\\|") for e in r.evidence)
         lines.append(f"| {r.claim.id} | {r.claim.statement} | {evidence} | **{r.verdict}** |")
+    tuned = [r for r in reports if r.tuned]
+    if tuned:
+        lines += ["", "## At tuned learning rates (fair mode, `--tune-lr`)", "",
+                  "Each arm's lr was tuned by its own Optuna study on a validation split carved from the training "
+                  "set; the seeds then ran at that lr.", "",
+                  "| claim | tuned lr per arm | measured | verdict |", "|---|---|---|---|"]
+        for r in tuned:
+            evidence = "<br>".join(e.replace("|", "\\|") for e in r.tuned.evidence)
+            lines.append(f"| {r.claim.id} | {_lrs(r)} | {evidence} | **{r.tuned.verdict}** |")
     lines += ["", "## How each claim is measured", ""]
     for r in reports:
         arms = "; ".join(f"`{a}`: {o or 'the scale’s base config'}" for a, o in r.claim.arms.items())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import median
 
@@ -19,6 +19,7 @@ from alexnet.env import device_name, environment, resolve_device
 from alexnet.model import build_alexnet, build_lenet, count_params, flops_per_image, shape_trace
 from alexnet.tracking import Tracker, code_version
 from alexnet.train import train
+from alexnet.tune import DEFAULT_STORAGE, create_study, load_study, optimize, search_space
 
 from . import verdict as V
 from .claims import BY_ID, CLAIMS, D2L_PRINTED, D2L_TOLERANCE, LECTURE_TRACE, METRICS, STATED_RATIOS, Claim, Scale
@@ -42,6 +43,8 @@ class ClaimReport:
     runs: list[ArmRun] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
     run_id: str = ""
+    tuned: ClaimReport | None = None  # the same claim with every arm at its own tuned lr
+    tuned_lr: dict[str, float] = field(default_factory=dict)
 
 
 def select_claims(only: list[str] | None, scale: Scale) -> list[Claim]:
@@ -74,7 +77,8 @@ def device_slug(device) -> str:
 
 class Suite:
     def __init__(self, scale: Scale, *, seeds: int | None = None, epochs: int | None = None, device: str = "auto",
-                 tracker: Tracker, data: FashionMNIST, checkpoint_dir: Path, progress: bool | None = None):
+                 tracker: Tracker, data: FashionMNIST, checkpoint_dir: Path, progress: bool | None = None,
+                 tune_lr: int = 0, storage: str = DEFAULT_STORAGE):
         self.scale, self.epochs, self.tracker, self.data = scale, epochs, tracker, data
         self.seeds = list(range(seeds or scale.seeds))
         self.device = resolve_device(device)
@@ -82,6 +86,7 @@ class Suite:
         self.code = code_version()
         self.progress = progress
         self.trained = 0  # arm x seed runs trained by this invocation (the rest came from the store)
+        self.tune_lr, self.storage = tune_lr, storage  # trials per arm of the fair-lr mode (0: off)
 
     def run(self, claims: list[Claim], argv: list[str]) -> list[ClaimReport]:
         tags = {"kind": "suite", "scale": self.scale.name, "code_version": self.code}
@@ -102,16 +107,15 @@ class Suite:
     def run_claim(self, claim: Claim, suite_id: str, bar, task) -> ClaimReport:
         tags = {"kind": "claim", "claim": claim.id, "scale": self.scale.name, "code_version": self.code}
         with self.tracker.run(claim.id, tags, parent=suite_id) as claim_id:
-            runs = []
-            for arm in claim.arms:
-                config = arm_config(claim, arm, self.scale, self.device.type, self.epochs)
-                for seed in self.seeds:
-                    if bar:
-                        bar.update(task, status=f"{claim.id}: {arm}, seed {seed}")
-                    runs.append(self.arm_run(claim, arm, config, seed, claim_id, bar))
-                    if bar:
-                        bar.update(task, advance=1)
-            report = judge(claim, runs, self.scale)
+            configs = {arm: arm_config(claim, arm, self.scale, self.device.type, self.epochs) for arm in claim.arms}
+            report = judge(claim, self.arm_runs(claim, configs, claim_id, bar, task), self.scale)
+            if self.tune_lr and claim.rule in ("better", "no_gain"):
+                tuned_lr = {arm: self.tuned_lr(config) for arm, config in configs.items()}
+                tuned = {arm: replace(config, lr=tuned_lr[arm]) for arm, config in configs.items()}
+                report.tuned = judge(claim, self.arm_runs(claim, tuned, claim_id, bar, task), self.scale)
+                report.tuned_lr = tuned_lr
+                self.tracker.set_tags({"verdict_tuned_lr": report.tuned.verdict})
+                self.tracker.log_params({f"tuned_lr.{arm}": lr for arm, lr in tuned_lr.items()})
             report.run_id = claim_id
             self.tracker.set_tags({"verdict": report.verdict, "statement": claim.statement})
             self.tracker.log_params({"rule": claim.rule, "metric": claim.metric, "min_effect": claim.min_effect,
@@ -119,9 +123,41 @@ class Suite:
             self.tracker.log_metrics({k: v for k, v in report.stats.items()
                                       if isinstance(v, (int, float)) and math.isfinite(v)})
             self.tracker.log_dict({"verdict": report.verdict, "evidence": report.evidence,
-                                   "runs": [{"arm": r.arm, "seed": r.seed, "run_id": r.run_id, "reused": r.reused}
-                                            for r in runs]}, "verdict.json")
+                                   "tuned_lr": report.tuned_lr,
+                                   "verdict_tuned_lr": report.tuned.verdict if report.tuned else None,
+                                   "runs": [{"arm": r.arm, "seed": r.seed, "lr": r.config.lr, "run_id": r.run_id,
+                                             "reused": r.reused} for r in report.runs + (
+                                                 report.tuned.runs if report.tuned else [])]}, "verdict.json")
         return report
+
+    def arm_runs(self, claim: Claim, configs: dict[str, Config], claim_id: str, bar, task) -> list[ArmRun]:
+        runs = []
+        for arm, config in configs.items():
+            for seed in self.seeds:
+                if bar:
+                    bar.update(task, status=f"{claim.id}: {arm}, seed {seed}")
+                runs.append(self.arm_run(claim, arm, config, seed, claim_id, bar))
+                if bar:
+                    bar.update(task, advance=1)
+        return runs
+
+    def tuned_lr(self, config: Config) -> float:
+        """The best lr of a small Optuna study on a validation split carved from the training
+        set (never the test set). One study per arm config and code version, so a re-run adds
+        only the trials still missing, and arms shared between claims are tuned once."""
+        name = f"lr-{config.key()}-{self.code}"
+        base = replace(config, validation_size=self.scale.validation_size, test_size=None)
+        sampler_seed = int(config.key()[:8], 16)  # per arm: arms must not all draw the same lrs
+        try:
+            study = load_study(self.storage, name, seed=sampler_seed)
+        except ValueError:  # not created yet
+            create_study(self.storage, name, self.tracker, base=base, space=search_space(["lr"]),
+                         tags={"arm_config": config.key()})
+            study = load_study(self.storage, name, seed=sampler_seed)
+        missing = self.tune_lr - sum(t.state.is_finished() for t in study.trials)
+        if missing > 0:
+            optimize(study, self.tracker, self.data, trials=missing, timeout=None, seed=0)
+        return study.best_params["lr"]
 
     def arm_run(self, claim: Claim, arm: str, config: Config, seed: int, claim_id: str, bar) -> ArmRun:
         ident = {"config_key": config.key(), "seed": seed, "code_version": self.code}

@@ -143,7 +143,8 @@ def optimize(study: optuna.Study, tracker: Tracker, data: FashionMNIST, *, trial
         value = result["epochs"][-1]["val_acc"]
         return value if math.isfinite(value) else 0.0
 
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(Diverged,), callbacks=list(callbacks))
+    with tracker.run("", {}, run_id=parent):  # the study's run is reopened so that trials nest under it
+        study.optimize(objective, n_trials=trials, timeout=timeout, catch=(Diverged,), callbacks=list(callbacks))
 
 
 def report_study(study: optuna.Study, tracker: Tracker, folder) -> dict:

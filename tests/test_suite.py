@@ -103,3 +103,24 @@ def test_interrupted_run_is_marked_and_resumed(tmp_path, sig):
 def test_unknown_claim_is_rejected(tmp_path):
     out = run_suite(tmp_path, "--scale", "smoke", "--only", "relu", "swish")
     assert out.returncode == 2 and "unknown claim 'swish'" in out.stderr and "dropout" in out.stderr
+
+
+def test_fair_mode_tunes_each_arm_on_validation_and_reports_both_verdicts(tmp_path):
+    args = ("--scale", "smoke", "--only", "relu", "--tune-lr", "2", "--storage", f"sqlite:///{tmp_path}/optuna.db")
+    out = run_suite(tmp_path, *args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    md = (tmp_path / "results" / "smoke" / "cpu" / "claims.md").read_text()
+    assert "## At tuned learning rates" in md and "relu lr " in md and "sigmoid lr " in md
+    claim = _runs(tmp_path, "tags.kind = 'claim'")[0]
+    assert claim.data.tags["verdict_tuned_lr"] in ("reproduced", "contradicted", "inconclusive")
+    lrs = {arm: float(claim.data.params[f"tuned_lr.{arm}"]) for arm in ("relu", "sigmoid")}
+    studies = _runs(tmp_path, "tags.kind = 'study'")
+    assert len(studies) == 2  # one study per arm
+    trials = _runs(tmp_path, "tags.kind = 'trial'")
+    assert len(trials) == 4 and all(t.data.params["validation_size"] == "100" for t in trials)
+    arms = _runs(tmp_path, "tags.kind = 'arm'")
+    assert {float(r.data.params["lr"]) for r in arms} == {0.01, *lrs.values()}  # lecture lr and tuned ones
+    assert len(arms) == 8  # 2 arms x 2 seeds, at the lecture's lr and at the tuned lr
+    again = run_suite(tmp_path, *args)
+    assert again.returncode == 0 and "(0 runs trained" in again.stdout
+    assert len(_runs(tmp_path, "tags.kind = 'trial'")) == 4  # the studies were complete: no new trial
