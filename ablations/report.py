@@ -21,6 +21,12 @@ CSV_METRICS = ("test_acc", "train_acc", "train_loss", "gap")
 COLOURS = {"reproduced": "green", "contradicted": "red", "inconclusive": "yellow"}
 
 
+def save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _mean_sd(xs):
     xs = [x for x in xs if not math.isnan(x)]
     return (mean(xs), stdev(xs) if len(xs) > 1 else 0.0) if xs else (math.nan, math.nan)
@@ -91,9 +97,7 @@ def plot_curves(report: ClaimReport, path: Path) -> None:
     ax_loss.set(xlabel="epoch", ylabel="train loss", title=f"{report.claim.id}: train loss")
     ax_acc.legend()
     fig.suptitle(f"{report.claim.id} — {report.verdict} (mean ± std over seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_final_accuracy(reports: list[ClaimReport], path: Path) -> None:
@@ -114,9 +118,7 @@ def plot_final_accuracy(reports: list[ClaimReport], path: Path) -> None:
     ax.set_xticks([sum(p for p, c in labels if c == r.claim.id) / len(r.claim.arms) for r in trained])
     ax.set_xticklabels([f"{r.claim.id}\n{r.verdict}" for r in trained])
     ax.set(ylabel="final test accuracy", title="final test accuracy per arm (mean ± std over seeds)", ylim=(0, 1))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_flops_vs_accuracy(report: ClaimReport, path: Path) -> None:
@@ -129,9 +131,7 @@ def plot_flops_vs_accuracy(report: ClaimReport, path: Path) -> None:
     ax.set(xlabel="forward FLOPs per image (log)", ylabel="final test accuracy",
            title="input224: accuracy against compute")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_grad_norms(report: ClaimReport, path: Path) -> None:
@@ -149,9 +149,7 @@ def plot_grad_norms(report: ClaimReport, path: Path) -> None:
     ax.set_yscale("log")
     ax.set(ylabel="mean gradient L2 norm, epoch 1 (log)", title="relu vs sigmoid: per-layer gradient norms")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: str, env: dict, trained: int) -> None:

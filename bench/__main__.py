@@ -11,19 +11,16 @@ import json
 import sys
 from pathlib import Path
 
-import matplotlib
+from rich.console import Console
+from rich.table import Table
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from ablations.report import plt, save  # pyplot on the Agg backend
+from ablations.suite import device_slug
+from alexnet.data import load_fashion_mnist, stratified_subset
+from alexnet.env import environment, resolve_device
+from alexnet.tracking import Tracker
 
-from ablations.suite import device_slug  # noqa: E402
-from alexnet.data import load_fashion_mnist, stratified_subset  # noqa: E402
-from alexnet.env import environment, resolve_device  # noqa: E402
-from alexnet.tracking import Tracker  # noqa: E402
-
-from .throughput import run  # noqa: E402
+from .throughput import run
 
 console = Console()
 
@@ -39,9 +36,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=7)
     ax.set(xlabel="images/s (log; blue: training, orange: inference)", title=title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def summary(rows: list[dict]) -> dict:
