@@ -61,6 +61,7 @@ def summary(rows: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="a CPU-sized sweep (few configurations, short timing)")
+    p.add_argument("--smoke", action="store_true", help="three tiny cases: checks the machinery in seconds")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--out", default="results/bench", help="results go to OUT/<device>/")
     p.add_argument("--data-dir", help="Fashion-MNIST folder (default: $ALEXNET_DATA_DIR, else a download)")
@@ -71,15 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     data = load_fashion_mnist(args.data_dir)
     images, labels = stratified_subset(data.train_images, data.train_labels, 10_000)
     env = environment(device)
-    console.print(f"benchmarking on {env['device']} ({'quick' if args.quick else 'full'} sweep)")
+    scale = "smoke" if args.smoke else "quick" if args.quick else "full"
+    console.print(f"benchmarking on {env['device']} ({scale} sweep)")
 
     def report(case, row):
         extra = (f"{row['images_per_s']:10,.1f} img/s  {row['tflops']:.3f} TFLOP/s "
                  f"({100 * row['fraction_of_ceiling']:.1f}% of ceiling)") if row["status"] == "ok" else row["status"]
         print(f"  {case.label:45s} {extra}", flush=True)
 
-    result = run(device, args.quick, images, labels, progress=report)
-    result.update(env=env, quick=args.quick, command=" ".join(["python -m bench", *(argv or sys.argv[1:])]),
+    result = run(device, scale, images, labels, progress=report)
+    result.update(env=env, scale=scale, command=" ".join(["python -m bench", *(argv or sys.argv[1:])]),
                   summary=summary(result["rows"]))
     folder = Path(args.out) / device_slug(device)
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(result["summary"])
     if not args.no_mlflow:
         tracker = Tracker(args.tracking_uri, experiment="alexnet-bench")
-        with tracker.run(f"bench {env['device']}", {"kind": "bench", "quick": args.quick}):
+        with tracker.run(f"bench {env['device']}", {"kind": "bench", "scale": scale}):
             tracker.set_tags({f"env.{k}": v for k, v in env.items()})
             tracker.log_metrics({f"ceiling_tflops.{k}": v for k, v in result["ceilings_tflops"].items()})
             tracker.log_metrics({f"images_per_s.{r['label'].replace(' ', '.')}": r["images_per_s"]

@@ -125,6 +125,10 @@ def measure(case: Case, images, labels, device: torch.device, ceilings: dict, **
             "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
 
 
+SMOKE = [Case("train", 28, 8, "fp32", False, False, "device"), Case("train", 28, 8, "fp32", False, False, "lecture"),
+         Case("infer", 28, 8, "fp32", True, False, "device")]  # every code path in seconds (tests)
+
+
 def grid(device: torch.device, quick: bool) -> list[Case]:
     """The configurations to measure: a sweep at batch 128 (32 on a CPU), a batch-size sweep of
     the fastest settings, and the two pipelines."""
@@ -141,13 +145,17 @@ def grid(device: torch.device, quick: bool) -> list[Case]:
     return list(dict.fromkeys(cases))
 
 
-def run(device: torch.device, quick: bool, images, labels, progress=None) -> dict:
-    timing = dict(warmup=2, repeats=5, steps=2) if quick else dict(warmup=5, repeats=7, steps=10)
-    sizes = (1024, 2048, 3072) if device.type == "cpu" else (4096, 8192)
+def run(device: torch.device, scale: str, images, labels, progress=None) -> dict:
+    """``scale``: full (the GPU sweep), quick (a CPU sweep) or smoke (three cases, for tests)."""
+    timing = {"full": dict(warmup=5, repeats=7, steps=10), "quick": dict(warmup=2, repeats=5, steps=2),
+              "smoke": dict(warmup=1, repeats=3, steps=1)}[scale]
+    sizes = {"full": (4096, 8192), "quick": (1024, 2048, 3072), "smoke": (256,)}[scale]
+    if scale == "full" and device.type == "cpu":
+        sizes = (1024, 2048, 3072)
     ceilings = {p: max(matmul_ceiling(p, device, n, **timing) for n in sizes) for p in ("fp32", "bf16", "tf32")
                 if p != "tf32" or device.type == "cuda"}
     rows, oom = [], set()
-    cases = grid(device, quick)
+    cases = SMOKE if scale == "smoke" else grid(device, scale == "quick")
     for case in cases:
         setting = (case.mode, case.input_size, case.precision, case.channels_last, case.compile, case.pipeline)
         if setting in oom:  # a smaller batch already ran out of memory

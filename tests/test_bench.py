@@ -44,3 +44,28 @@ def test_gate_verdict_margin():
     assert gate.verdict("step", 10 * (1 + gate.MARGIN) - 0.1, baseline) is None
     assert "x its baseline" in gate.verdict("step", 10 * (1 + gate.MARGIN) + 0.1, baseline)
     assert "no baseline" in gate.verdict("other", 1.0, baseline)
+
+
+def test_bench_cli_writes_csv_json_plot_and_logs_to_mlflow(tmp_path, data_dir):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path / "bench"),
+                          "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--data-dir", str(data_dir)],
+                         cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    folder = tmp_path / "bench" / "cpu"
+    result = json.loads((folder / "bench.json").read_text())
+    assert len(result["rows"]) == 3 and all(r["status"] == "ok" for r in result["rows"])
+    assert result["summary"]["device_vs_lecture_pipeline"] > 0 and result["ceilings_tflops"]["fp32"] > 0
+    assert (folder / "bench.csv").read_text().count("\n") == 4
+    assert (folder / "bench.png").stat().st_size > 5000
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["alexnet-bench"], output_format="list")
+    assert len(runs) == 1 and any(k.startswith("images_per_s.") for k in runs[0].data.metrics)
