@@ -5,20 +5,19 @@ returns the claim reports; ``ablations.report`` turns them into files and plots.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import median
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from alexnet.config import Config
 from alexnet.data import FashionMNIST
 from alexnet.env import device_name, environment, resolve_device
 from alexnet.model import build_alexnet, build_lenet, count_params, flops_per_image, shape_trace
 from alexnet.tracking import Tracker, code_version
-from alexnet.train import train
+from alexnet.train import progress_bar, train
 from alexnet.tune import DEFAULT_STORAGE, create_study, load_study, optimize, search_space
 
 from . import verdict as V
@@ -95,9 +94,11 @@ class Suite:
             self.tracker.log_params({"scale": self.scale.name, "seeds": len(self.seeds), "epochs": self.epochs,
                                      "claims": ",".join(c.id for c in claims), "command": " ".join(argv)})
             self.tracker.set_tags({f"env.{k}": v for k, v in environment(self.device).items()})
-            total = sum(len(c.arms) for c in claims) * len(self.seeds)
-            with _bar(self.progress) as bar:
-                task = bar.add_task("arm x seed runs", total=total, status="") if bar else None
+            tuned = bool(self.tune_lr)  # the fair mode runs comparison claims twice
+            total = sum(len(c.arms) * (1 + (tuned and c.rule in ("better", "no_gain"))) for c in claims)
+            bar = progress_bar(self.progress, transient=False)
+            with bar or contextlib.nullcontext():
+                task = bar.add_task("arm x seed runs", total=total * len(self.seeds), status="") if bar else None
                 for claim in claims:
                     reports.append(self.run_claim(claim, suite_id, bar, task))
             self.tracker.log_metrics({"trained_runs": self.trained, "claims_reproduced":
@@ -188,18 +189,6 @@ class Suite:
         checkpoint.unlink(missing_ok=True)
         self.trained += 1
         return ArmRun(arm, seed, config, result, run_id, False)
-
-
-def _bar(enabled: bool | None):
-    import contextlib
-    import sys
-
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return contextlib.nullcontext()
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("{task.fields[status]}"))
 
 
 def per_arm(runs: list[ArmRun], name: str) -> dict[str, list[float]]:

@@ -45,15 +45,24 @@ def precision(config: Config, device: torch.device):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-def _progress(enabled: bool | None):
+def progress_bar(enabled: bool | None, transient: bool = True):
+    """A rich progress bar (tasks take a ``status`` field), or None when disabled; by default
+    shown only when stderr is a terminal."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeRemainingColumn(), transient=True)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[status]}"), transient=transient)
 
 
 def _sync(device: torch.device) -> None:
@@ -163,7 +172,7 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
         result.update(epochs=saved["epochs"], grad_norms=saved["grad_norms"])
         _set_rng_state(saved["rng"], device)
 
-    bar = _progress(progress)
+    bar = progress_bar(progress)
     with ExitStack() as stack:
         if bar:
             stack.enter_context(bar)
