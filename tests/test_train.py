@@ -56,11 +56,11 @@ def test_diverging_run_stops_and_is_reported(fmnist):
     assert math.isfinite(train(SMALL, seed=0, data=fmnist)["epochs"][-1]["train_loss"])
 
 
-def test_bf16_and_channels_last_are_recorded_and_train(fmnist):
-    config = Config(**{**SMALL.to_dict(), "epochs": 1, "precision": "bf16", "channels_last": True})
+def test_bf16_and_nchw_layout_are_recorded_and_train(fmnist):
+    config = Config(**{**SMALL.to_dict(), "epochs": 1, "precision": "bf16", "channels_last": False})
     result = train(config, seed=0, data=fmnist, progress=True)
     assert result["status"] == "finished"
-    assert result["config"]["precision"] == "bf16" and result["config"]["channels_last"] is True
+    assert result["config"]["precision"] == "bf16" and result["config"]["channels_last"] is False
 
 
 def test_tf32_on_cpu_is_rejected(fmnist):
