@@ -25,7 +25,7 @@ from .data import DeviceLoader, FashionMNIST, load_fashion_mnist, split_validati
 from .env import environment, resolve_device
 from .model import build_alexnet, count_params, flops_per_image, init_weights
 
-DIVERGENCE_CHECK_EVERY = 20  # batches between checks of the running loss (each check syncs)
+DIVERGENCE_CHECK_EVERY = 20  # batches between reads of the running loss (each read syncs the device)
 
 
 @contextmanager
@@ -193,10 +193,14 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y)
-                if (i + 1) % DIVERGENCE_CHECK_EVERY == 0 and not math.isfinite(loss_sum.item()):
-                    break
+                if (i + 1) % DIVERGENCE_CHECK_EVERY == 0:  # the only sync inside the batch loop
+                    running = loss_sum.item()
+                    if not math.isfinite(running):
+                        break
+                    if bar:
+                        bar.update(batches_task, status=f"loss {running / seen:.3f}")
                 if bar:
-                    bar.update(batches_task, advance=1, status=f"loss {loss_sum.item() / seen:.3f}")
+                    bar.update(batches_task, advance=1)
             _sync(device)
             train_time = time.perf_counter() - start
             train_loss = loss_sum.item() / seen
