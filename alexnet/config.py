@@ -16,6 +16,8 @@ POOLS = ("max", "avg")
 INPUT_SIZES = (224, 28)  # 224: the lecture's 11x11/4 stem; 28: the adapted 3x3/1 stem
 PRECISIONS = ("fp32", "tf32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000  # Fashion-MNIST, 6,000 and 1,000 per class
+STEM_OUTPUT = {224: 54, 28: 28}  # side after the 11x11/4 (224 px) or 3x3/1 (28 px) stem
 
 
 def _opt(default, help, choices=None):
@@ -71,6 +73,30 @@ class Config:
             n = getattr(self, name)
             if n is not None and not (isinstance(n, int) and n >= 10 and n % 10 == 0):
                 _fail(name, n, "a multiple of 10 (equal images per class), at least 10, or None for all")
+        self._check_sizes()
+        self._check_pooling()
+
+    def _check_sizes(self) -> None:
+        """Subsets that exist in Fashion-MNIST, and a batch no larger than the training data."""
+        if self.validation_size is not None and self.validation_size >= TRAIN_IMAGES:
+            _fail("validation_size", self.validation_size, f"fewer than the {TRAIN_IMAGES:,} training images")
+        available = TRAIN_IMAGES - (self.validation_size or 0)
+        if self.train_size is not None and self.train_size > available:
+            _fail("train_size", self.train_size, f"at most {available:,} (the training images"
+                  + (f" left after validation_size={self.validation_size})" if self.validation_size else ")"))
+        if self.test_size is not None and self.test_size > TEST_IMAGES:
+            _fail("test_size", self.test_size, f"at most the {TEST_IMAGES:,} test images")
+        if self.batch_size > (self.train_size or available):
+            _fail("batch_size", self.batch_size, f"at most the {self.train_size or available:,} training images")
+
+    def _check_pooling(self) -> None:
+        """Each of the three pooling layers needs a map at least as wide as its window."""
+        side = STEM_OUTPUT[self.input_size]
+        for _ in range(3):  # the convolutions between poolings keep the side
+            if side < self.pool_kernel:
+                _fail("pool_kernel", self.pool_kernel, f"a window that fits the {side}-px map it pools "
+                      f"(input_size={self.input_size}, pool_stride={self.pool_stride}); the lecture's is 3")
+            side = (side - self.pool_kernel) // self.pool_stride + 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +64,17 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return CACHE_DIR / "FashionMNIST" / "raw"
 
 
-def verify(folder: Path) -> None:
-    """Every official file present with its official MD5, else a DataError naming what is wrong."""
+def check_complete(folder: Path) -> None:
     missing = [name for name in FILES if not (folder / name).is_file()]
     if missing:
-        raise DataError(f"Fashion-MNIST folder {folder} lacks {', '.join(missing)}: {HOW_TO_PROVIDE}")
+        present = [name for name in FILES if name not in missing]
+        raise DataError(f"Fashion-MNIST folder {folder} lacks {', '.join(missing)}"
+                        + (f" (it has only {', '.join(present)})" if present else "") + f": {HOW_TO_PROVIDE}")
+
+
+def verify(folder: Path) -> None:
+    """Every official file present with its official MD5, else a DataError naming what is wrong."""
+    check_complete(folder)
     for name, md5 in FILES.items():
         actual = hashlib.md5((folder / name).read_bytes()).hexdigest()
         if actual != md5:
@@ -79,11 +86,14 @@ def _read_idx(path: Path, magic: int, dims: int) -> np.ndarray:
     try:
         with gzip.open(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable gzip file ({exc})") from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path} is not a readable gzip file ({exc}): it is truncated or corrupt; replace it "
+                        f"({HOW_TO_PROVIDE})") from exc
     header = 4 * (1 + dims)
-    if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
-        raise DataError(f"{path} is not an IDX file with magic number {magic}")
+    found = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if len(raw) < header or found != magic:
+        raise DataError(f"{path} is not an IDX file with magic number {magic} ({'images' if dims == 3 else 'labels'})"
+                        f": its header reads {found} and is {len(raw)} bytes long; replace it ({HOW_TO_PROVIDE})")
     shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
     if len(raw) - header != int(np.prod(shape)):
         raise DataError(f"{path} holds {len(raw) - header} bytes of data, its header says {shape}")
@@ -91,8 +101,10 @@ def _read_idx(path: Path, magic: int, dims: int) -> np.ndarray:
 
 
 def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> FashionMNIST:
+    """The four official files: each parsed (a specific error for a corrupt gzip, a wrong IDX
+    header or an image/label count mismatch), then checked against its official MD5."""
     folder = resolve_data_dir(data_dir)
-    verify(folder)
+    check_complete(folder)
     parts = []
     for split in ("train", "t10k"):
         images = _read_idx(folder / f"{split}-images-idx3-ubyte.gz", 2051, 3)
@@ -100,6 +112,7 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> FashionMNIS
         if len(images) != len(labels):
             raise DataError(f"{folder}: {split} has {len(images)} images but {len(labels)} labels")
         parts += [torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))]
+    verify(folder)  # well-formed but not the official bytes
     return FashionMNIST(*parts)
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import os
 import platform
+import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -44,6 +47,36 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("invalid device='cuda': no CUDA device is visible; use --device cpu or auto")
     return torch.device(name)
+
+
+def check_runtime(config) -> torch.device:
+    """The device ``config`` runs on, after checking that it has what the config asks for
+    (a precision the device lacks or an unavailable torch.compile fails here, before any work)."""
+    device = resolve_device(config.device)
+    cuda = device.type == "cuda"
+    if config.precision == "tf32" and not (cuda and torch.cuda.get_device_capability(device)[0] >= 8):
+        raise ValueError(f"invalid precision='tf32' on {device_name(device)}: TF32 needs a CUDA device of compute "
+                         "capability 8.0 or newer (Ampere+); use fp32 or bf16")
+    if config.precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"invalid precision='bf16' on {device_name(device)}: this GPU lacks bfloat16; use fp32")
+    if config.compile:
+        problem = compile_problem(device)
+        if problem:
+            raise ValueError(f"invalid compile=True: {problem}; run without --compile")
+    return device
+
+
+def compile_problem(device: torch.device) -> str | None:
+    """Why torch.compile cannot run on ``device`` here, or None when it can."""
+    import torch._dynamo
+
+    if not torch._dynamo.is_dynamo_supported():
+        return f"torch.compile is not supported on Python {platform.python_version()} with torch {torch.__version__}"
+    if device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        return "compiling for CUDA needs the triton package, which is not installed"
+    if device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
+        return f"compiling for the CPU needs a C++ compiler ({os.environ.get('CXX', 'g++')}) on PATH"
+    return None
 
 
 def device_name(device: torch.device) -> str:

@@ -45,14 +45,8 @@ def build_alexnet(config: Config = Config()) -> nn.Sequential:
         nn.Conv2d(384, 256, kernel_size=3, padding=1), act(), pool(),
         nn.Flatten(),
     ]
-    with torch.no_grad():  # the flatten width follows from the input size and pooling
-        probe = torch.zeros(1, 1, config.input_size, config.input_size)
-        try:
-            width = nn.Sequential(*features)(probe).shape[1]
-        except RuntimeError as exc:
-            raise ValueError(f"invalid pool_kernel={config.pool_kernel}, pool_stride={config.pool_stride}: "
-                             f"they shrink a {config.input_size}-px input to nothing; use smaller "
-                             "pooling (the lecture's is 3 with stride 2)") from exc
+    with torch.no_grad():  # the flatten width follows from the input size and pooling (Config checked they fit)
+        width = nn.Sequential(*features)(torch.zeros(1, 1, config.input_size, config.input_size)).shape[1]
     return nn.Sequential(
         *features,
         nn.Linear(width, 4096), act(), nn.Dropout(p=config.dropout),

@@ -22,7 +22,7 @@ from torch import nn
 
 from .config import Config
 from .data import DeviceLoader, FashionMNIST, load_fashion_mnist, split_validation, stratified_subset
-from .env import environment, resolve_device
+from .env import check_runtime, environment
 from .model import build_alexnet, count_params, flops_per_image, init_weights
 
 DIVERGENCE_CHECK_EVERY = 20  # batches between reads of the running loss (each read syncs the device)
@@ -31,8 +31,6 @@ DIVERGENCE_CHECK_EVERY = 20  # batches between reads of the running loss (each r
 @contextmanager
 def precision(config: Config, device: torch.device):
     """Autocast for bf16; TF32 matmuls/convolutions switched on for this run only."""
-    if config.precision == "tf32" and device.type != "cuda":
-        raise ValueError("invalid precision='tf32' on the CPU: TF32 needs a CUDA device; use fp32 or bf16")
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.precision == "tf32"
     try:
@@ -134,7 +132,7 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
     ``checkpoint``: a file written at the end of every epoch; if it exists when called, the
     run resumes from it and gives the same numbers as an uninterrupted run.
     ``on_epoch``: called with each epoch's record as soon as it is measured."""
-    device = resolve_device(config.device)
+    device = check_runtime(config)
     data = data or load_fashion_mnist(data_dir)
     train_x, train_y = data.train_images, data.train_labels
     if config.validation_size:  # evaluate on images carved from the training set, never on the test set

@@ -1,6 +1,7 @@
 import gzip
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,13 +53,52 @@ def test_missing_file_is_named(data_dir, tmp_path):
         load_fashion_mnist(folder)
 
 
-def test_wrong_checksum_is_rejected(data_dir, tmp_path):
-    folder = _copy(data_dir, tmp_path)
-    target = folder / "train-labels-idx1-ubyte.gz"
-    raw = bytearray(target.read_bytes())
+def _gz(payload: bytes, level: int = 9) -> bytes:
+    return gzip.compress(payload, compresslevel=level, mtime=0)
+
+
+def _idx(magic: int, shape: list[int]) -> bytes:
+    header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in shape)
+    return header + bytes(int(np.prod(shape)))
+
+
+def _flip_middle(raw: bytes) -> bytes:
+    raw = bytearray(raw)
     raw[len(raw) // 2] ^= 0xFF
-    target.write_bytes(bytes(raw))
-    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz has MD5 .* not the official 25c81989"):
+    return bytes(raw)
+
+
+# (name, file to damage, damage(official bytes) -> new bytes, expected message)
+BAD_FILES = [
+    ("bit flip", "train-labels-idx1-ubyte.gz", _flip_middle, "train-labels-idx1-ubyte.gz is not a readable gzip"),
+    ("truncated", "t10k-images-idx3-ubyte.gz", lambda raw: raw[: len(raw) // 2], "t10k-images.* truncated or corrupt"),
+    ("not gzip", "t10k-labels-idx1-ubyte.gz", lambda raw: b"<html>404</html>", "not a readable gzip file"),
+    ("empty", "train-images-idx3-ubyte.gz", lambda raw: _gz(b""), "magic number 2051 .images.: its header reads None"),
+    ("labels as images", "train-images-idx3-ubyte.gz", lambda raw: _gz(_idx(2049, [60000])),
+     "magic number 2051 .images.: its header reads 2049"),
+    ("short data", "t10k-images-idx3-ubyte.gz", lambda raw: _gz(_idx(2051, [10000, 28, 28])[:-5]),
+     "holds 7839995 bytes of data, its header says \\[10000, 28, 28\\]"),
+    ("count mismatch", "t10k-labels-idx1-ubyte.gz", lambda raw: _gz(_idx(2049, [9999])),
+     "t10k has 10000 images but 9999 labels"),
+    ("recompressed", "train-labels-idx1-ubyte.gz", lambda raw: _gz(gzip.decompress(raw), level=1),
+     "train-labels-idx1-ubyte.gz has MD5 .* not the official 25c81989"),
+]
+
+
+@pytest.mark.parametrize("case,name,damage,message", BAD_FILES, ids=[c[0] for c in BAD_FILES])
+def test_bad_file_is_a_clear_error(data_dir, tmp_path, case, name, damage, message):
+    folder = _copy(data_dir, tmp_path)
+    (folder / name).write_bytes(damage((folder / name).read_bytes()))
+    with pytest.raises(DataError, match=message):
+        load_fashion_mnist(folder)
+
+
+def test_partial_folder_names_what_is_missing_and_present(data_dir, tmp_path):
+    folder = _copy(data_dir, tmp_path)
+    for name in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (folder / name).unlink()
+    with pytest.raises(DataError, match="lacks train-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz "
+                                        "\\(it has only train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz\\)"):
         load_fashion_mnist(folder)
 
 
