@@ -18,7 +18,7 @@ from rich.console import Console
 
 from alexnet.data import ENV_VAR, DataError, load_fashion_mnist
 from alexnet.env import environment
-from alexnet.tracking import DEFAULT_URI, Tracker
+from alexnet.tracking import DEFAULT_URI, Tracker, TrackingError
 
 from .claims import BY_ID, SCALES
 from .report import verdict_table, write_results
@@ -61,6 +61,16 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt  # so a SIGTERM marks the current MLflow runs KILLED, not RUNNING
 
 
+def _lost(exc: BaseException, tracker: Tracker, args) -> int:
+    """A fault mid-suite: say what failed and that re-running the same command resumes."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    console.print(f"[red]error:[/] {exc.__class__.__name__}: {first[:500]}\n"
+                  f"Nothing finished is lost: finished runs are in {tracker.uri}, the interrupted run's last "
+                  f"epoch is in {args.checkpoint_dir}/. Fix the cause (tracking store reachable? disk space?) "
+                  "and re-run the same command: it resumes.")
+    return 3
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
@@ -72,13 +82,21 @@ def main(argv: list[str] | None = None) -> int:
         suite = Suite(scale, seeds=args.seeds, epochs=args.epochs, device=args.device, tracker=tracker, data=data,
                       checkpoint_dir=Path(args.checkpoint_dir), progress=args.progress, tune_lr=args.tune_lr,
                       storage=args.storage)
-    except (ValueError, DataError) as exc:
+        suite.plan(claims)  # every arm's config checked before any work
+    except (ValueError, DataError, TrackingError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
     console.print(f"[bold]scale {scale.name}[/] on {suite.device}: {scale.description}. "
                   f"Claims: {', '.join(c.id for c in claims)}; {len(suite.seeds)} seeds; MLflow store {tracker.uri}")
     signal.signal(signal.SIGTERM, _terminate)
-    reports = suite.run(claims, ["python -m ablations", *argv])
+    try:
+        reports = suite.run(claims, ["python -m ablations", *argv])
+    except OSError as exc:  # a full disk, or the tracking store went away (MLflow's errors are OSErrors or
+        return _lost(exc, tracker, args)  # MlflowExceptions; see _lost)
+    except Exception as exc:
+        if exc.__class__.__module__.startswith(("mlflow", "requests", "urllib3", "sqlalchemy")):
+            return _lost(exc, tracker, args)
+        raise
     folder = Path(args.results_dir) / scale.name / device_slug(suite.device)
     command = " ".join(["python -m ablations", *argv])
     write_results(reports, folder, scale=scale, device=device_slug(suite.device), command=command,

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import random
 import re
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import median
 
 from alexnet.config import Config
 from alexnet.data import FashionMNIST
-from alexnet.env import device_name, environment, resolve_device
+from alexnet.env import check_runtime, device_name, environment, resolve_device
 from alexnet.model import build_alexnet, build_lenet, count_params, flops_per_image, shape_trace
 from alexnet.tracking import Tracker, code_version
 from alexnet.train import progress_bar, train
@@ -29,9 +32,11 @@ class ArmRun:
     arm: str
     seed: int
     config: Config
-    result: dict
+    result: dict | None  # None while another worker trains it
     run_id: str
-    reused: bool
+    reused: bool  # found in the store (trained by an earlier invocation or another worker)
+    claim: Claim | None = None
+    parent: str = ""  # the claim run it was first asked for
 
 
 @dataclass
@@ -74,7 +79,15 @@ def device_slug(device) -> str:
     return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-") if device.type == "cuda" else "cpu"
 
 
+POLL_S = float(os.environ.get("ALEXNET_POLL_S", 5))  # seconds between looks at runs other workers hold
+
+
 class Suite:
+    """Runs claims over seeds. Several Suites (processes, GPUs, machines) may share one store:
+    each arm x seed run is claimed before it is trained, so every one is trained exactly once;
+    a worker with nothing left to claim waits for the others' runs (taking over any whose
+    worker died), then every worker judges all claims from the store."""
+
     def __init__(self, scale: Scale, *, seeds: int | None = None, epochs: int | None = None, device: str = "auto",
                  tracker: Tracker, data: FashionMNIST, checkpoint_dir: Path, progress: bool | None = None,
                  tune_lr: int = 0, storage: str = DEFAULT_STORAGE):
@@ -87,9 +100,19 @@ class Suite:
         self.trained = 0  # arm x seed runs trained by this invocation (the rest came from the store)
         self.tune_lr, self.storage = tune_lr, storage  # trials per arm of the fair-lr mode (0: off)
 
+    def plan(self, claims: list[Claim]) -> dict[str, dict[str, Config]]:
+        """Every arm's config, each checked (values, then what the device offers) before any work."""
+        plans = {c.id: {arm: arm_config(c, arm, self.scale, self.device.type, self.epochs) for arm in c.arms}
+                 for c in claims}
+        for configs in plans.values():
+            for config in configs.values():
+                check_runtime(config)
+        return plans
+
     def run(self, claims: list[Claim], argv: list[str]) -> list[ClaimReport]:
+        plans = self.plan(claims)
+        self.tracker.reap()  # runs left RUNNING by workers that died
         tags = {"kind": "suite", "scale": self.scale.name, "code_version": self.code}
-        reports = []
         with self.tracker.run(f"suite {self.scale.name}", tags) as suite_id:
             self.tracker.log_params({"scale": self.scale.name, "seeds": len(self.seeds), "epochs": self.epochs,
                                      "claims": ",".join(c.id for c in claims), "command": " ".join(argv)})
@@ -97,38 +120,61 @@ class Suite:
             tuned = bool(self.tune_lr)  # the fair mode runs comparison claims twice
             total = sum(len(c.arms) * (1 + (tuned and c.rule in ("better", "no_gain"))) for c in claims)
             bar = progress_bar(self.progress, transient=False)
+            slots = {}
             with bar or contextlib.nullcontext():
                 task = bar.add_task("arm x seed runs", total=total * len(self.seeds), status="") if bar else None
                 for claim in claims:
-                    reports.append(self.run_claim(claim, suite_id, bar, task))
+                    slots[claim.id] = self.run_claim(claim, plans[claim.id], suite_id, bar, task)
+                self.wait([r for runs, tuned_runs, _, _ in slots.values() for r in runs + tuned_runs], bar, task)
+            reports = [self.report(claim, *slots[claim.id], suite_id) for claim in claims]
             self.tracker.log_metrics({"trained_runs": self.trained, "claims_reproduced":
                                       sum(r.verdict == "reproduced" for r in reports)})
         return reports
 
-    def run_claim(self, claim: Claim, suite_id: str, bar, task) -> ClaimReport:
+    def run_claim(self, claim: Claim, configs: dict[str, Config], suite_id: str, bar, task):
+        """Claim and train this claim's runs (the fair mode: also tune each arm's lr, then its runs
+        at that lr); runs other workers hold are left pending. (runs, tuned runs, tuned lrs, run id)"""
         tags = {"kind": "claim", "claim": claim.id, "scale": self.scale.name, "code_version": self.code}
         with self.tracker.run(claim.id, tags, parent=suite_id) as claim_id:
-            configs = {arm: arm_config(claim, arm, self.scale, self.device.type, self.epochs) for arm in claim.arms}
-            report = judge(claim, self.arm_runs(claim, configs, claim_id, bar, task), self.scale)
+            runs, tuned_runs, tuned_lr = self.arm_runs(claim, configs, claim_id, bar, task), [], {}
             if self.tune_lr and claim.rule in ("better", "no_gain"):
                 tuned_lr = {arm: self.tuned_lr(config) for arm, config in configs.items()}
                 tuned = {arm: replace(config, lr=tuned_lr[arm]) for arm, config in configs.items()}
-                report.tuned = judge(claim, self.arm_runs(claim, tuned, claim_id, bar, task), self.scale)
-                report.tuned_lr = tuned_lr
-                self.tracker.set_tags({"verdict_tuned_lr": report.tuned.verdict})
+                tuned_runs = self.arm_runs(claim, tuned, claim_id, bar, task)
                 self.tracker.log_params({f"tuned_lr.{arm}": lr for arm, lr in tuned_lr.items()})
-            report.run_id = claim_id
-            self.tracker.set_tags({"verdict": report.verdict, "statement": claim.statement})
             self.tracker.log_params({"rule": claim.rule, "metric": claim.metric, "min_effect": claim.min_effect,
                                      "arms": "; ".join(f"{a}: {o or 'lecture'}" for a, o in claim.arms.items())})
+        return runs, tuned_runs, tuned_lr, claim_id
+
+    def wait(self, runs: list[ArmRun], bar, task) -> None:
+        """Until every run is finished: poll the ones other workers hold; claim any whose worker died."""
+        while pending := [r for r in runs if r.result is None]:
+            if bar:
+                bar.update(task, status=f"waiting for {len(pending)} runs that other workers train")
+            time.sleep(POLL_S * random.uniform(0.5, 1.5))  # jitter: two workers that both gave way retry apart
+            for r in pending:
+                done = self.arm_run(r.claim, r.arm, r.config, r.seed, r.parent, bar)
+                r.result, r.run_id, r.reused = done.result, done.run_id, done.reused
+                if bar and r.result is not None:
+                    bar.update(task, advance=1)
+
+    def report(self, claim: Claim, runs: list[ArmRun], tuned_runs: list[ArmRun], tuned_lr: dict, claim_id: str,
+               suite_id: str) -> ClaimReport:
+        """The claim's verdicts, logged on its run (reopened: its arm runs may have finished elsewhere)."""
+        report = judge(claim, runs, self.scale)
+        if tuned_runs:
+            report.tuned, report.tuned_lr = judge(claim, tuned_runs, self.scale), tuned_lr
+        report.run_id = claim_id
+        with self.tracker.run("", {}, parent=suite_id, run_id=claim_id):
+            self.tracker.set_tags({"verdict": report.verdict, "statement": claim.statement,
+                                   **({"verdict_tuned_lr": report.tuned.verdict} if report.tuned else {})})
             self.tracker.log_metrics({k: v for k, v in report.stats.items()
                                       if isinstance(v, (int, float)) and math.isfinite(v)})
             self.tracker.log_dict({"verdict": report.verdict, "evidence": report.evidence,
                                    "tuned_lr": report.tuned_lr,
                                    "verdict_tuned_lr": report.tuned.verdict if report.tuned else None,
                                    "runs": [{"arm": r.arm, "seed": r.seed, "lr": r.config.lr, "run_id": r.run_id,
-                                             "reused": r.reused} for r in report.runs + (
-                                                 report.tuned.runs if report.tuned else [])]}, "verdict.json")
+                                             "reused": r.reused} for r in runs + tuned_runs]}, "verdict.json")
         return report
 
     def arm_runs(self, claim: Claim, configs: dict[str, Config], claim_id: str, bar, task) -> list[ArmRun]:
@@ -138,7 +184,7 @@ class Suite:
                 if bar:
                     bar.update(task, status=f"{claim.id}: {arm}, seed {seed}")
                 runs.append(self.arm_run(claim, arm, config, seed, claim_id, bar))
-                if bar:
+                if bar and runs[-1].result is not None:
                     bar.update(task, advance=1)
         return runs
 
@@ -160,17 +206,44 @@ class Suite:
             optimize(study, self.tracker, self.data, trials=missing, timeout=None, seed=0)
         return study.best_params["lr"]
 
+    def holder(self, ident: dict) -> str | None:
+        """The run id of a live worker's RUNNING run for ``ident``; runs of dead workers are marked KILLED."""
+        for run in self.tracker.find(ident, statuses=("RUNNING",)):
+            if run.info.run_id in self.tracker._open or not self.tracker.dead(run):
+                return run.info.run_id
+            self.tracker.terminate(run.info.run_id, "KILLED")  # its worker died: resume from its checkpoint
+        return None
+
+    def claim(self, ident: dict, name: str, tags: dict, claim_id: str) -> str | None:
+        """A new RUNNING run for ``ident``, or None when another worker claimed it at the same moment.
+
+        Create, then look: a worker that sees any other live or finished run for ``ident`` gives
+        way. Of two racing workers the later to look sees the other, so at most one proceeds
+        (both may give way; ``wait`` retries them at jittered times)."""
+        run_id = self.tracker.create(name, tags, parent=claim_id)
+        rivals = [r for r in self.tracker.find(ident, statuses=("RUNNING", "FINISHED"))
+                  if r.info.run_id != run_id and (r.info.status == "FINISHED" or not self.tracker.dead(r))]
+        if rivals:
+            self.tracker.abandon(run_id)
+            return None
+        return run_id
+
     def arm_run(self, claim: Claim, arm: str, config: Config, seed: int, claim_id: str, bar) -> ArmRun:
+        """The finished run for (config, seed): from the store, or trained here (resuming from the
+        checkpoint of an interrupted one); ``result`` None while another worker trains it."""
         ident = {"config_key": config.key(), "seed": seed, "code_version": self.code}
         done = self.tracker.find(ident)
         if done:
-            return ArmRun(arm, seed, config, self.tracker.load_result(done[0]), done[0].info.run_id, True)
-        for stale in self.tracker.find(ident, statuses=("RUNNING",)):
-            self.tracker.terminate(stale.info.run_id, "KILLED")  # its process died; resume from its checkpoint
+            return ArmRun(arm, seed, config, self.tracker.load_result(done[0]), done[0].info.run_id, True,
+                          claim, claim_id)
         checkpoint = self.checkpoint_dir / f"{config.key()}-seed{seed}-{self.code}.pt"
         tags = {**ident, "kind": "arm", "claim": claim.id, "arm": arm, "scale": self.scale.name,
                 "resumed": checkpoint.exists()}
-        with self.tracker.run(f"{claim.id}/{arm}/seed{seed}", tags, parent=claim_id) as run_id:
+        held = self.holder(ident)
+        run_id = None if held else self.claim(ident, f"{claim.id}/{arm}/seed{seed}", tags, claim_id)
+        if run_id is None:
+            return ArmRun(arm, seed, config, None, held or "", True, claim, claim_id)
+        with self.tracker.run("", {}, run_id=run_id):
             self.tracker.log_train_start(config.to_dict(), environment(self.device), seed)
             logged = set()
 
@@ -188,7 +261,7 @@ class Suite:
             self.tracker.log_result(result)
         checkpoint.unlink(missing_ok=True)
         self.trained += 1
-        return ArmRun(arm, seed, config, result, run_id, False)
+        return ArmRun(arm, seed, config, result, run_id, False, claim, claim_id)
 
 
 def per_arm(runs: list[ArmRun], name: str) -> dict[str, list[float]]:

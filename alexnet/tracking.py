@@ -3,16 +3,28 @@
 Runs nest as suite -> claim -> arm x seed. An arm x seed run is identified by its tags
 ``config_key`` (hash of every Config field), ``seed`` and ``code_version`` (hash of the
 training code), so a finished one is found again and never trained twice.
+
+Several workers may share one store. Every run a worker opens carries its owner
+(``lease.owner`` = host:pid:token) and a ``lease.heartbeat`` (unix time) that a background
+thread refreshes every LEASE_S / 4 seconds; a RUNNING run whose owner is gone (a dead pid on
+this host, or no heartbeat for LEASE_S seconds) is marked KILLED by whoever finds it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
+import threading
+import time
+import urllib.request
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from .env import code_version  # noqa: F401  (re-exported for callers)
 
@@ -20,39 +32,148 @@ DEFAULT_URI = "sqlite:///mlflow.db"  # embedded store in the working folder
 EXPERIMENT = "alexnet-claims"
 
 
+LEASE_S = float(os.environ.get("ALEXNET_LEASE_S", 120))  # a run without a heartbeat for this long is dead
+HOST = socket.gethostname()
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be reached or refused a write."""
+
+
 def _flat(prefix: str, d: dict) -> dict:
     return {f"{prefix}{k}": v for k, v in d.items()}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def _sqlite_lock(uri: str):
+    """Serialises schema creation when several processes open a fresh SQLite store at once."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(uri[len("sqlite:///"):] + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class Tracker:
     def __init__(self, uri: str | None = None, experiment: str = EXPERIMENT):
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per result.json read
         self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+        if self.uri.startswith(("http://", "https://")):  # fail in seconds, not after MLflow's retries
+            try:
+                urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=10).read()
+            except OSError as exc:
+                raise TrackingError(f"MLflow server {self.uri} is unreachable ({exc}): start it (mlflow server "
+                                    "--backend-store-uri ... --host ... --port ...) or pass another "
+                                    "--tracking-uri") from None
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._open: set[str] = set()  # runs this process holds, kept alive by the heartbeat thread
+        self._beat_stop = threading.Event()
+        with _sqlite_lock(self.uri):
+            found = self.client.get_experiment_by_name(experiment)
+            if found:
+                self.experiment_id = found.experiment_id
+            else:
+                try:
+                    self.experiment_id = self.client.create_experiment(experiment)
+                except MlflowException:  # another worker created it in between
+                    self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
+
+    def _lease(self) -> dict:
+        return {"lease.owner": self.owner, "lease.heartbeat": f"{time.time():.0f}"}
+
+    def dead(self, run) -> bool:
+        """Whether a RUNNING run's owner is gone: a dead process on this host (or an earlier
+        tracker of this process), or no heartbeat for LEASE_S seconds."""
+        owner = run.data.tags.get("lease.owner")
+        if owner is None:
+            return True  # opened by a worker that did not hold leases
+        host, pid, token = owner.split(":")
+        if host == HOST and (not _pid_alive(int(pid)) or (int(pid) == os.getpid() and owner != self.owner)):
+            return True
+        return time.time() - float(run.data.tags.get("lease.heartbeat", 0)) > LEASE_S
+
+    def reap(self) -> list[str]:
+        """Mark KILLED every RUNNING run of this experiment whose owner is gone; their ids."""
+        runs = mlflow.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", output_format="list")
+        dead = [r.info.run_id for r in runs if r.info.run_id not in self._open and self.dead(r)]
+        for run_id in dead:
+            self.client.set_tag(run_id, "lease.reaped_by", self.owner)
+            self.terminate(run_id, "KILLED")
+        return dead
+
+    def _heartbeat(self) -> None:
+        while not self._beat_stop.wait(LEASE_S / 4):
+            for run_id in list(self._open):
+                try:
+                    self.client.set_tag(run_id, "lease.heartbeat", f"{time.time():.0f}")
+                except Exception:  # noqa: BLE001  the store is away: the next logging call reports it
+                    pass
+
+    def _hold(self, run_id: str) -> None:
+        if not self._open and not getattr(self, "_beat", None):
+            self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="mlflow-heartbeat")
+            self._beat.start()
+        self._open.add(run_id)
+
+    def create(self, name: str, tags: dict, parent: str | None = None) -> str:
+        """A new RUNNING run held by this tracker (a claim that ``run(run_id=...)`` then fills)."""
+        tags = {**{k: str(v) for k, v in tags.items()}, **self._lease(), "mlflow.runName": name}
+        if parent:
+            tags["mlflow.parentRunId"] = parent
+        run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
+        self._hold(run_id)
+        return run_id
+
+    def abandon(self, run_id: str) -> None:
+        """Give up a claim that lost a race: KILLED and deleted, so it never counts as a run."""
+        self._open.discard(run_id)
+        self.terminate(run_id, "KILLED")
+        self.client.delete_run(run_id)
 
     @contextmanager
     def run(self, name: str, tags: dict, parent: str | None = None, run_id: str | None = None):
-        """An MLflow run (``run_id`` reopens a finished one); ends FINISHED, KILLED on an interrupt,
-        FAILED on an error (never left RUNNING unless the process is killed with SIGKILL)."""
+        """An MLflow run (``run_id`` reopens an existing one); ends FINISHED, KILLED on an interrupt,
+        FAILED on an error (left RUNNING only if the process dies, until ``reap`` finds it)."""
+        tags = {**{k: str(v) for k, v in tags.items()}, **self._lease()}
         active = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else self.experiment_id,
                                   run_name=None if run_id else name, parent_run_id=parent,
-                                  nested=parent is not None or mlflow.active_run() is not None,
-                                  tags={k: str(v) for k, v in tags.items()})
+                                  nested=parent is not None or mlflow.active_run() is not None, tags=tags)
+        self._hold(active.info.run_id)
         try:
             yield active.info.run_id
         except KeyboardInterrupt:
-            mlflow.end_run("KILLED")
+            self._end("KILLED")
             raise
         except BaseException:
-            mlflow.end_run("FAILED")
+            self._end("FAILED")
             raise
-        mlflow.end_run("FINISHED")
+        self._end("FINISHED")
+
+    def _end(self, status: str) -> None:
+        run_id = mlflow.active_run().info.run_id
+        self._open.discard(run_id)
+        mlflow.end_run(status)  # pops the run locally first: if the store is away, it stays RUNNING until reaped
 
     def find(self, tags: dict, statuses=("FINISHED",)) -> list:
-        """Runs of this experiment carrying every tag in ``tags``, newest first."""
+        """Runs of this experiment carrying every tag in ``tags``, newest first (deleted ones never)."""
         clauses = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
         runs = mlflow.search_runs([self.experiment_id], clauses, output_format="list",
                                   order_by=["attributes.start_time DESC"])
