@@ -81,12 +81,12 @@ class Tracker:
                 raise TrackingError(f"MLflow server {self.uri} is unreachable ({exc}): start it (mlflow server "
                                     "--backend-store-uri ... --host ... --port ...) or pass another "
                                     "--tracking-uri") from None
-        mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(self.uri)
         self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._open: set[str] = set()  # runs this process holds, kept alive by the heartbeat thread
         self._beat_stop = threading.Event()
-        with _sqlite_lock(self.uri):
+        with _sqlite_lock(self.uri):  # opening a fresh SQLite store creates its schema
+            mlflow.set_tracking_uri(self.uri)
+            self.client = MlflowClient(self.uri)
             found = self.client.get_experiment_by_name(experiment)
             if found:
                 self.experiment_id = found.experiment_id

@@ -1,7 +1,12 @@
+import contextlib
 import functools
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -33,12 +38,77 @@ def fmnist(data_dir):
     return load_fashion_mnist(data_dir)
 
 
-def run_suite(workdir: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    """``python -m ablations`` in ``workdir`` with its own MLflow store, results and checkpoints."""
-    cmd = [sys.executable, "-m", "ablations", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db",
-           "--results-dir", str(workdir / "results"), "--checkpoint-dir", str(workdir / "checkpoints"), *args]
-    env = {**os.environ, "ALEXNET_DATA_DIR": str(data_path()), "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+def suite_command(workdir: Path, *args: str, uri: str | None = None, checkpoints: Path | None = None):
+    """(argv, env) of ``python -m ablations`` with its MLflow store (default: an SQLite file in
+    ``workdir``), results and checkpoints under ``workdir``."""
+    cmd = [sys.executable, "-m", "ablations", "--tracking-uri", uri or f"sqlite:///{workdir}/mlflow.db",
+           "--results-dir", str(workdir / "results"), "--checkpoint-dir", str(checkpoints or workdir / "checkpoints"),
+           *args]
+    env = {**os.environ, "ALEXNET_DATA_DIR": str(data_path()), "PYTHONPATH": str(REPO), "COLUMNS": "200",
+           "ALEXNET_POLL_S": "1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+    return cmd, env
+
+
+def run_suite(workdir: Path, *args: str, uri: str | None = None, **kwargs) -> subprocess.CompletedProcess:
+    cmd, env = suite_command(workdir, *args, uri=uri)
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def postgres_or_sqlite(workdir: Path) -> str:
+    """A fresh PostgreSQL database for an MLflow server when $ALEXNET_TEST_POSTGRES points at a
+    server (CI: always), else an SQLite file."""
+    url = os.environ.get("ALEXNET_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("CI"):
+            raise RuntimeError("ALEXNET_TEST_POSTGRES is unset: .ci/run starts PostgreSQL with .ci/postgres.sh")
+        return f"sqlite:///{workdir}/server.db"
+    import psycopg
+
+    name = f"mlflow_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
+
+
+@contextlib.contextmanager
+def mlflow_server(backend: str, workdir: Path, port: int | None = None):
+    """A real ``mlflow server`` on loopback (artifacts proxied into ``workdir``); yields (url, process)."""
+    port = port or free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
+                             "--artifacts-destination", str(workdir / "artifacts"), "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", "1"],
+                            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            try:
+                if urllib.request.urlopen(url + "/health", timeout=2).read() == b"OK":
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"mlflow server on {backend} did not answer /health within 90 s") from None
+                time.sleep(0.5)
+        yield url, proc
+    finally:
+        stop_server(proc)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop the server and its workers (their process group)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -2,48 +2,23 @@
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 
 import mlflow
 import pytest
+from conftest import mlflow_server
 
 from ablations.claims import CLAIMS
 
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def mlflow_server(smoke_suite):
+def mlflow_ui(smoke_suite):
     workdir, _ = smoke_suite
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                             f"sqlite:///{workdir}/mlflow.db", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/health", timeout=2).read() == b"OK":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not answer /health within 90 s")
-    yield url, workdir
-    proc.terminate()
-    proc.wait(timeout=30)
+    with mlflow_server(f"sqlite:///{workdir}/mlflow.db", workdir) as (url, _):
+        yield url, workdir
 
 
 @pytest.fixture
@@ -63,11 +38,11 @@ def browser():
     driver.quit()
 
 
-def test_ui_lists_claim_runs_and_shows_their_metrics(mlflow_server, browser, tmp_path):
+def test_ui_lists_claim_runs_and_shows_their_metrics(mlflow_ui, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    url, workdir = mlflow_server
+    url, workdir = mlflow_ui
     mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlflow.db")
     exp_id = mlflow.get_experiment_by_name("alexnet-claims").experiment_id
     search = urllib.parse.quote_plus("tags.kind = 'claim'")
