@@ -92,15 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         reports = suite.run(claims, ["python -m ablations", *argv])
     except OSError as exc:  # a full disk, or the tracking store went away (MLflow's errors are OSErrors or
-        return _lost(exc, tracker, args)  # MlflowExceptions; see _lost)
+        return _lost(exc, tracker, args)  # MlflowExceptions, below)
     except Exception as exc:
         if exc.__class__.__module__.startswith(("mlflow", "requests", "urllib3", "sqlalchemy")):
             return _lost(exc, tracker, args)
         raise
     folder = Path(args.results_dir) / scale.name / device_slug(suite.device)
     command = " ".join(["python -m ablations", *argv])
-    write_results(reports, folder, scale=scale, device=device_slug(suite.device), command=command,
-                  env=environment(suite.device), trained=suite.trained)
+    try:
+        write_results(reports, folder, scale=scale, device=device_slug(suite.device), command=command,
+                      env=environment(suite.device), trained=suite.trained)
+    except OSError as exc:
+        return _lost(exc, tracker, args)
     Console().print(verdict_table(reports, f"verdicts, {scale.name} scale ({suite.trained} runs trained, "
                                            f"the rest reused) — details in {folder}/claims.md"))
     return 0

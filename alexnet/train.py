@@ -117,11 +117,17 @@ def train_step(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, co
 
 
 def _save(path: Path, payload: dict) -> None:
-    """Atomic: a crash mid-write leaves the previous checkpoint intact."""
+    """Atomic: a crash or a full disk mid-write leaves the previous checkpoint intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch's zip writer reports a failed write as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else exc.__class__.__name__
+        raise OSError(f"could not write checkpoint {path} ({reason}): is the disk full? Free space and "
+                      f"re-run; the previous checkpoint{' is kept' if path.exists() else ' (none yet)'}") from exc
 
 
 def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None = None,

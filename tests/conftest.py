@@ -111,6 +111,27 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+RELIABILITY: list[dict] = []  # one row per injected fault or bad input, see ``ledger``
+
+
+@pytest.fixture
+def ledger(request):
+    """Record what a reliability test injected and what the store held afterwards; with
+    $ALEXNET_RELIABILITY_OUT set (``nox -s reliability``) the rows are written there as JSON."""
+    def record(**row):
+        RELIABILITY.append({"test": request.node.name, **row})
+    return record
+
+
+def pytest_sessionfinish(session, exitstatus):
+    out = os.environ.get("ALEXNET_RELIABILITY_OUT")
+    if out and RELIABILITY:
+        import json
+
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps({"exit_status": int(exitstatus), "rows": RELIABILITY}, indent=2))
+
+
 @pytest.fixture(scope="session")
 def smoke_suite(tmp_path_factory):
     """One smoke-scale suite for the tests that inspect its store, results and UI."""

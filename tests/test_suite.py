@@ -1,13 +1,7 @@
 import csv
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import mlflow
-import pytest
-from conftest import REPO, data_path, run_suite
+from conftest import run_suite
 
 from ablations.claims import BY_ID, CLAIMS, SCALES
 
@@ -67,37 +61,6 @@ def test_rerunning_a_finished_suite_trains_nothing(smoke_suite):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(0 runs trained" in out.stdout
     assert len(_runs(workdir, "tags.kind = 'arm'")) == before
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_interrupted_run_is_marked_and_resumed(tmp_path, sig):
-    cmd = [sys.executable, "-m", "ablations", "--scale", "smoke", "--only", "relu", "--epochs", "4",
-           "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--results-dir", str(tmp_path / "results"),
-           "--checkpoint-dir", str(tmp_path / "checkpoints")]
-    env = {**os.environ, "ALEXNET_DATA_DIR": str(data_path()), "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "checkpoints").glob("*.pt")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert proc.poll() is None, "the suite ended before it could be interrupted"
-    proc.send_signal(sig)
-    proc.wait(timeout=60)
-    interrupted = _runs(tmp_path, "tags.kind = 'arm'")
-    assert len(interrupted) == 1
-    expected = "KILLED" if sig == signal.SIGTERM else "RUNNING"  # SIGKILL cannot be caught
-    assert interrupted[0].info.status == expected
-
-    out = run_suite(tmp_path, "--scale", "smoke", "--only", "relu", "--epochs", "4")
-    assert out.returncode == 0, out.stderr[-2000:]
-    arms = _runs(tmp_path, "tags.kind = 'arm'")
-    assert not [r for r in arms if r.info.status == "RUNNING"]
-    finished = [r for r in arms if r.info.status == "FINISHED"]
-    assert len(finished) == 4  # 2 arms x 2 seeds, none duplicated
-    resumed = [r for r in finished if r.data.tags["resumed"] == "True"]
-    assert len(resumed) == 1 and resumed[0].data.tags["config_key"] == interrupted[0].data.tags["config_key"]
-    history = mlflow.MlflowClient().get_metric_history(resumed[0].info.run_id, "test_acc")
-    assert sorted(m.step for m in history) == [1, 2, 3, 4]  # epochs from the checkpoint logged too
-    assert not list((tmp_path / "checkpoints").glob("*.pt"))
 
 
 def test_unknown_claim_is_rejected(tmp_path):
