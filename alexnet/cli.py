@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -62,14 +63,22 @@ def shapes_table(name: str, rows) -> Table:
 
 
 def cmd_train(args, parser) -> int:
+    """One run; under ``torchrun --nproc-per-node N`` a data-parallel one (rank 0 reports)."""
+    import torch.distributed as dist
+
     from .train import train
 
     config = config_from_args(args, parser)
-    result = train(config, args.seed, data_dir=args.data_dir, checkpoint=args.checkpoint,
-                   progress=args.progress)
-    console.print(epoch_table(result))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    try:
+        result = train(config, args.seed, data_dir=args.data_dir, checkpoint=args.checkpoint,
+                       progress=args.progress)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", 0)) == 0:
+        console.print(epoch_table(result))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
     return 0 if result["status"] == "finished" else 3
 
 

@@ -171,14 +171,19 @@ class DeviceLoader:
     """Batches of a uint8 image set held on ``device``; one call of ``epoch(k)`` per epoch.
 
     Shuffling and augmentation are seeded from (seed, epoch), so any epoch can be replayed
-    on its own, which is what makes resuming from a checkpoint exact."""
+    on its own, which is what makes resuming from a checkpoint exact.
+
+    ``shard=(rank, world)``: data-parallel training. Every rank draws the same global batches
+    (same permutation, same augmentation) and keeps its ``rank``-th slice of each, so the ranks
+    together see exactly the batches of a single-process run with the same batch size."""
 
     def __init__(self, images, labels, *, batch_size, input_size, device, shuffle=False,
-                 augment=False, seed=0, channels_last=False):
+                 augment=False, seed=0, channels_last=False, shard=(0, 1)):
         self.images = images.to(device)
         self.labels = labels.to(device)
         self.batch_size, self.input_size, self.device = batch_size, input_size, torch.device(device)
         self.shuffle, self.augment, self.seed, self.channels_last = shuffle, augment, seed, channels_last
+        self.rank, self.world = shard
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
@@ -195,6 +200,8 @@ class DeviceLoader:
                 x, y = self.images[idx], self.labels[idx]
             if self.augment:
                 x = augment(x, g)
+            if self.world > 1:
+                x, y = x.tensor_split(self.world)[self.rank], y.tensor_split(self.world)[self.rank]
             x = to_input(x, self.input_size)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
