@@ -64,6 +64,14 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def reliability(session: nox.Session) -> None:
+    """Fault, bad-input and concurrency tests; their figures go to results/reliability/ (README)."""
+    session.run(python(session), "-m", "pytest", "tests/test_faults.py", "tests/test_workers.py", "tests/test_data.py",
+                "tests/test_config_properties.py", "tests/test_suite.py::test_unknown_claim_is_rejected",
+                *session.posargs, env={"ALEXNET_RELIABILITY_OUT": "results/reliability"})
+
+
+@nox.session
 def perf(session: nox.Session) -> None:
     """The CPU perf-regression gate (``-- --update-baseline`` stores a new baseline)."""
     session.run(python(session), "-m", "pytest", "bench/test_perf.py", "-p", "no:cacheprovider",

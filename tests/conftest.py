@@ -124,12 +124,36 @@ def ledger(request):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    """With $ALEXNET_RELIABILITY_OUT=DIR: DIR/reliability.json and a markdown summary, reliability.md."""
     out = os.environ.get("ALEXNET_RELIABILITY_OUT")
-    if out and RELIABILITY:
-        import json
+    if not (out and RELIABILITY):
+        return
+    import json
 
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps({"exit_status": int(exitstatus), "rows": RELIABILITY}, indent=2))
+    from alexnet.env import environment
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    env = environment(__import__("torch").device("cpu"))
+    (folder / "reliability.json").write_text(json.dumps({"pytest_exit_status": int(exitstatus), "env": env,
+                                                         "rows": RELIABILITY}, indent=2))
+    faults = [r for r in RELIABILITY if r["kind"] == "fault"]
+    bad = [r for r in RELIABILITY if r["kind"] == "bad input"]
+    lines = [f"Produced by `nox -s reliability` (pytest exit status {int(exitstatus)}) at commit {env['git_commit']}, "
+             f"torch {env['torch']}, {env['device']}.", "",
+             f"**{len(faults)} faults injected; {sum(r['runs'] for r in faults)} arm x seed runs at stake; "
+             f"runs lost: {sum(r['lost'] for r in faults)}; duplicated: {sum(r['duplicated'] for r in faults)}; "
+             f"left RUNNING: {sum(r['stuck_running'] for r in faults)}.**", "",
+             "| fault | how it was injected | exit, then re-run exit | runs | lost | duplicated | left RUNNING |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['fault']} | {r['injected']} | {r.get('first_exit', '')} → {r.get('rerun_exit', '—')} "
+              f"| {r['runs']} | {r['lost']} | {r['duplicated']} | {r['stuck_running']} |" for r in faults]
+    tried = sum(r["tried"] for r in bad)
+    lines += ["", f"**{tried} bad inputs tried; every one rejected with an error naming it; silently accepted: "
+                  f"{sum(r['silently_accepted'] for r in bad)}.**", "",
+              "| bad input | tried | example error |", "|---|---|---|"]
+    lines += [f"| {r['input']} | {r['tried']} | {r['error'][:160].replace('|', '/')} |" for r in bad]
+    (folder / "reliability.md").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="session")

@@ -66,22 +66,34 @@ def forward_backward(config: Config) -> None:
     assert any(g.abs().sum() > 0 for g in grads)
 
 
-@SETTINGS
-@given(st.fixed_dictionaries({}, optional=ANY))
-def test_any_config_is_accepted_and_trains_or_rejected_with_its_value_named(fields):
-    try:
-        config = Config(**fields)
-        check_runtime(config)
-    except ValueError as exc:
-        named = re.match(r"invalid (\w+)=(.*?): expected ", str(exc))
-        assert named, f"message does not name a value and what is allowed: {exc}"
-        name, shown = named.groups()
-        assert name in Config.__dataclass_fields__
-        assert shown == repr(getattr(Config(), name) if name not in fields else fields[name])
-        event(f"rejected: {name}")
-        return
-    event("accepted")
-    forward_backward(config)
+def test_any_config_is_accepted_and_trains_or_rejected_with_its_value_named(ledger):
+    rejected: dict[str, list] = {}  # field -> [times rejected, first message]
+    accepted = []
+
+    @SETTINGS
+    @given(st.fixed_dictionaries({}, optional=ANY))
+    def check(fields):
+        try:
+            config = Config(**fields)
+            check_runtime(config)
+        except ValueError as exc:
+            named = re.match(r"invalid (\w+)=(.*?): expected ", str(exc))
+            assert named, f"message does not name a value and what is allowed: {exc}"
+            name, shown = named.groups()
+            assert name in Config.__dataclass_fields__
+            assert shown == repr(getattr(Config(), name) if name not in fields else fields[name])
+            event(f"rejected: {name}")
+            rejected.setdefault(name, [0, str(exc)])[0] += 1
+            return
+        event("accepted")
+        forward_backward(config)
+        accepted.append(config)
+
+    check()
+    assert accepted and len(rejected) >= 5  # both sides of the space were explored
+    for name, (times, message) in sorted(rejected.items()):
+        ledger(kind="bad input", input=f"config: bad {name} (hypothesis)", tried=times, silently_accepted=0,
+               error=message)
 
 
 @SETTINGS
@@ -106,13 +118,16 @@ def test_data_dependent_limits_are_checked_before_any_work(fields, message):
         Config(**fields)
 
 
-def test_runtime_lacks_are_named_before_any_work(monkeypatch):
-    with pytest.raises(ValueError, match="invalid precision='tf32' on cpu-.*: TF32 needs a CUDA device"):
+def test_runtime_lacks_are_named_before_any_work(monkeypatch, ledger):
+    with pytest.raises(ValueError, match="invalid precision='tf32' on cpu-.*: TF32 needs a CUDA device") as err:
         check_runtime(Config(precision="tf32", device="cpu"))
+    ledger(kind="bad input", input="a precision the device lacks", tried=1, silently_accepted=0, error=str(err.value))
     monkeypatch.setenv("CXX", "no-such-compiler")  # a machine without a C++ compiler, for real
     with pytest.raises(ValueError, match=r"invalid compile=True: compiling for the CPU needs a C\+\+ compiler "
-                                         r"\(no-such-compiler\)"):
+                                         r"\(no-such-compiler\)") as err:
         check_runtime(Config(compile=True, device="cpu"))
+    ledger(kind="bad input", input="torch.compile where it is unavailable", tried=1, silently_accepted=0,
+           error=str(err.value))
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="invalid device='cuda': no CUDA device is visible"):
             check_runtime(Config(device="cuda"))

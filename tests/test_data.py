@@ -86,20 +86,25 @@ BAD_FILES = [
 
 
 @pytest.mark.parametrize("case,name,damage,message", BAD_FILES, ids=[c[0] for c in BAD_FILES])
-def test_bad_file_is_a_clear_error(data_dir, tmp_path, case, name, damage, message):
+def test_bad_file_is_a_clear_error(data_dir, tmp_path, case, name, damage, message, ledger):
     folder = _copy(data_dir, tmp_path)
     (folder / name).write_bytes(damage((folder / name).read_bytes()))
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(DataError, match=message) as err:
         load_fashion_mnist(folder)
+    ledger(kind="bad input", input=f"data file: {case}", tried=1, silently_accepted=0,
+           error=str(err.value).replace(str(tmp_path), "DIR").split(": pass --data-dir")[0].split("; replace")[0])
 
 
-def test_partial_folder_names_what_is_missing_and_present(data_dir, tmp_path):
+def test_partial_folder_names_what_is_missing_and_present(data_dir, tmp_path, ledger):
     folder = _copy(data_dir, tmp_path)
     for name in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         (folder / name).unlink()
-    with pytest.raises(DataError, match="lacks train-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz "
-                                        "\\(it has only train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz\\)"):
+    expected = ("lacks train-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz "
+                "\\(it has only train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz\\)")
+    with pytest.raises(DataError, match=expected) as err:
         load_fashion_mnist(folder)
+    ledger(kind="bad input", input="data folder with 2 of the 4 files", tried=1, silently_accepted=0,
+           error=str(err.value).replace(str(tmp_path), "DIR").split(": pass --data-dir")[0])
 
 
 def test_stratified_subset_takes_first_of_each_class(fmnist):

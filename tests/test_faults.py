@@ -51,7 +51,7 @@ def wait_for_checkpoint(tmp_path, proc, timeout=180):
 def check_recovered(uri: str, ledger, fault: str, how: str, first_rc: int, rerun) -> dict:
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     state = store_state(uri)
-    ledger(fault=fault, injected=how, first_exit=first_rc, rerun_exit=rerun.returncode, runs=EXPECTED,
+    ledger(kind="fault", fault=fault, injected=how, first_exit=first_rc, rerun_exit=rerun.returncode, runs=EXPECTED,
            lost=state["lost"], duplicated=state["duplicated"], stuck_running=state["stuck_running"])
     assert state["lost"] == 0 and state["duplicated"] == 0 and state["stuck_running"] == 0
     return state
@@ -91,7 +91,7 @@ def test_killed_mid_epoch_resumes_with_the_same_numbers(tmp_path, sig, fmnist, l
 
 def test_unreachable_tracking_server_fails_before_any_work(tmp_path, ledger):
     out = run_suite(tmp_path, *ARGS, uri=f"http://127.0.0.1:{free_port()}")
-    ledger(fault="tracking server unreachable at start", injected="--tracking-uri to a closed port",
+    ledger(kind="fault", fault="tracking server unreachable at start", injected="--tracking-uri to a closed port",
            first_exit=out.returncode, runs=0, lost=0, duplicated=0, stuck_running=0)
     assert out.returncode == 2 and "is unreachable" in out.stderr and "--tracking-uri" in out.stderr
     assert not (tmp_path / "checkpoints").exists()
@@ -184,8 +184,9 @@ def test_diverging_runs_are_recorded_and_never_retrained(tmp_path, fmnist, ledge
     again, (report2,) = suite()
     assert again.trained == 0 and report2.verdict == "inconclusive"
     state = store_state(tracker.uri)
-    ledger(fault="runs diverge", injected="lr 1e4 (the relu arm's loss overflows)", first_exit=0, rerun_exit=0,
-           runs=EXPECTED, lost=state["lost"], duplicated=state["duplicated"], stuck_running=state["stuck_running"])
+    ledger(kind="fault", fault="runs diverge", injected="lr 1e4 (the relu arm's loss overflows)", first_exit=0,
+           rerun_exit=0, runs=EXPECTED, lost=state["lost"], duplicated=state["duplicated"],
+           stuck_running=state["stuck_running"])
     assert state["lost"] == state["duplicated"] == state["stuck_running"] == 0
     assert {r.data.tags["status"] for r in state["finished"] if r.data.tags["arm"] == "relu"} == {"diverged"}
 

@@ -63,9 +63,12 @@ def test_rerunning_a_finished_suite_trains_nothing(smoke_suite):
     assert len(_runs(workdir, "tags.kind = 'arm'")) == before
 
 
-def test_unknown_claim_is_rejected(tmp_path):
+def test_unknown_claim_is_rejected(tmp_path, ledger):
     out = run_suite(tmp_path, "--scale", "smoke", "--only", "relu", "swish")
     assert out.returncode == 2 and "unknown claim 'swish'" in out.stderr and "dropout" in out.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # rejected before any work
+    ledger(kind="bad input", input="unknown claim name (suite CLI)", tried=1, silently_accepted=0,
+           error=" ".join(out.stderr.split()).removeprefix("error: ")[:120])
 
 
 def test_fair_mode_tunes_each_arm_on_validation_and_reports_both_verdicts(tmp_path):

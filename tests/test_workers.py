@@ -36,13 +36,17 @@ def finish(procs) -> list[int]:
     return trained
 
 
-def check_store_and_reports(tmp_path, uri: str, trained: list[int]) -> None:
+def check_store_and_reports(tmp_path, uri: str, trained: list[int], ledger, fault: str) -> None:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("alexnet-claims").experiment_id
     runs = client.search_runs([exp], max_results=1000)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     arms = [r for r in runs if r.data.tags.get("kind") == "arm"]
     idents = [(r.data.tags["config_key"], r.data.tags["seed"]) for r in arms]
+    finished = {i for r, i in zip(arms, idents) if r.info.status == "FINISHED"}
+    ledger(kind="fault", fault=fault, injected=f"2 workers started together; they trained {trained} runs",
+           first_exit=0, runs=8, lost=8 - len(finished), duplicated=len(idents) - len(set(idents)),
+           stuck_running=sum(r.info.status == "RUNNING" for r in runs))
     assert len(idents) == len(set(idents)), "an arm x seed run was trained twice"
     assert all(r.info.status == "FINISHED" for r in arms)
     assert sum(trained) == len(arms) == 8  # 12 slots, the shared lecture arm trained once per seed
@@ -58,15 +62,17 @@ def check_store_and_reports(tmp_path, uri: str, trained: list[int]) -> None:
     assert len(suites) == len(trained) and all(r.info.status == "FINISHED" for r in suites)
 
 
-def test_two_invocations_on_one_sqlite_store_train_each_run_once(tmp_path):
+def test_two_invocations_on_one_sqlite_store_train_each_run_once(tmp_path, ledger):
     trained = finish(start_workers(tmp_path, 2))
-    check_store_and_reports(tmp_path, f"sqlite:///{tmp_path}/mlflow.db", trained)
+    check_store_and_reports(tmp_path, f"sqlite:///{tmp_path}/mlflow.db", trained, ledger,
+                            "two suite invocations at once on one SQLite store")
     assert all(t >= 1 for t in trained), f"one worker did all the work: {trained}"
 
 
-def test_two_workers_fan_out_over_a_shared_mlflow_server(tmp_path):
+def test_two_workers_fan_out_over_a_shared_mlflow_server(tmp_path, ledger):
     backend = postgres_or_sqlite(tmp_path)  # PostgreSQL in CI
     with mlflow_server(backend, tmp_path) as (url, _):
         trained = finish(start_workers(tmp_path, 2, uri=url))
-        check_store_and_reports(tmp_path, url, trained)
+        check_store_and_reports(tmp_path, url, trained, ledger, "two workers at once on one mlflow server ("
+                                + backend.split(":")[0].split("+")[0] + " store)")
     assert all(t >= 1 for t in trained), f"one worker did all the work: {trained}"
