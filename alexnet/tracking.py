@@ -37,7 +37,7 @@ HOST = socket.gethostname()
 
 
 class TrackingError(RuntimeError):
-    """The tracking store cannot be reached or refused a write."""
+    """The tracking server cannot be reached."""
 
 
 def _flat(prefix: str, d: dict) -> dict:
@@ -83,7 +83,7 @@ class Tracker:
                                     "--tracking-uri") from None
         self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._open: set[str] = set()  # runs this process holds, kept alive by the heartbeat thread
-        self._beat_stop = threading.Event()
+        self._beat: threading.Thread | None = None
         with _sqlite_lock(self.uri):  # opening a fresh SQLite store creates its schema
             mlflow.set_tracking_uri(self.uri)
             self.client = MlflowClient(self.uri)
@@ -120,7 +120,8 @@ class Tracker:
         return dead
 
     def _heartbeat(self) -> None:
-        while not self._beat_stop.wait(LEASE_S / 4):
+        while True:
+            time.sleep(LEASE_S / 4)
             for run_id in list(self._open):
                 try:
                     self.client.set_tag(run_id, "lease.heartbeat", f"{time.time():.0f}")
@@ -128,7 +129,7 @@ class Tracker:
                     pass
 
     def _hold(self, run_id: str) -> None:
-        if not self._open and not getattr(self, "_beat", None):
+        if self._beat is None:
             self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="mlflow-heartbeat")
             self._beat.start()
         self._open.add(run_id)

@@ -143,14 +143,16 @@ def full_tmpfs(tmp_path):
             pytest.fail("cannot mount a tmpfs: the CI machine runs .ci/run as root")
         pytest.skip("mounting a tmpfs needs root")
     filler = mount / "filler"
-    with filler.open("wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:  # No space left on device: full
-            pass
-    yield filler
-    subprocess.run(["umount", "-l", str(mount)])
+    try:
+        with filler.open("wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:  # No space left on device: full
+                pass
+        yield filler
+    finally:
+        subprocess.run(["umount", "-l", str(mount)])
 
 
 def test_disk_full_while_writing_an_artifact(tmp_path, full_tmpfs, ledger):

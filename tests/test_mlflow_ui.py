@@ -56,7 +56,7 @@ def test_ui_lists_claim_runs_and_shows_their_metrics(mlflow_ui, browser, tmp_pat
     browser.save_screenshot(str(tmp_path / "runs.png"))
 
     browser.find_elements(By.LINK_TEXT, "relu")[0].click()
-    wait.until(lambda d: "cohens_d" in d.find_element(By.TAG_NAME, "body").text)
+    wait.until(lambda d: all(t in d.find_element(By.TAG_NAME, "body").text for t in ("cohens_d", "suite smoke")))
     text = browser.find_element(By.TAG_NAME, "body").text
     for shown in ("Metrics", "mean_a", "mean_b", "p", "verdict", "Parent run", "suite smoke"):
         assert shown in text
