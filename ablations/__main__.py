@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         reports = suite.run(claims, ["python -m ablations", *argv])
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted:[/] the current run is marked KILLED in {tracker.uri} and its last "
+                      f"epoch is in {args.checkpoint_dir}/; re-run the same command to resume.")
+        return 130
     except OSError as exc:  # a full disk, or the tracking store went away (MLflow's errors are OSErrors or
         return _lost(exc, tracker, args)  # MlflowExceptions, below)
     except Exception as exc:

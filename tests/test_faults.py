@@ -73,7 +73,9 @@ def test_killed_mid_epoch_resumes_with_the_same_numbers(tmp_path, sig, fmnist, l
     proc = start(tmp_path)
     wait_for_checkpoint(tmp_path, proc)
     proc.send_signal(sig)
-    proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130 and "re-run the same command to resume" in " ".join(err.split())
     interrupted = store_state(f"sqlite:///{tmp_path}/mlflow.db")["arms"]
     assert len(interrupted) == 1
     assert interrupted[0].info.status == ("KILLED" if sig == signal.SIGTERM else "RUNNING")  # SIGKILL can't be caught
