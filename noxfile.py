@@ -65,10 +65,11 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def reliability(session: nox.Session) -> None:
-    """Fault, bad-input and concurrency tests; their figures go to results/reliability/ (README)."""
-    session.run(python(session), "-m", "pytest", "tests/test_faults.py", "tests/test_workers.py", "tests/test_data.py",
-                "tests/test_config_properties.py", "tests/test_suite.py::test_unknown_claim_is_rejected",
-                *session.posargs, env={"ALEXNET_RELIABILITY_OUT": "results/reliability"})
+    """Fault, bad-input, concurrency and DDP-agreement tests; their figures go to results/reliability/ (README)."""
+    tests = ["tests/test_faults.py", "tests/test_workers.py", "tests/test_data.py", "tests/test_config_properties.py",
+             "tests/test_distributed.py", "tests/test_suite.py::test_unknown_claim_is_rejected"]
+    session.run(python(session), "-m", "pytest", *tests, *session.posargs,
+                env={"ALEXNET_RELIABILITY_OUT": "results/reliability"})
 
 
 @nox.session

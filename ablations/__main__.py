@@ -18,7 +18,7 @@ from rich.console import Console
 
 from alexnet.data import ENV_VAR, DataError, load_fashion_mnist
 from alexnet.env import environment
-from alexnet.tracking import DEFAULT_URI, Tracker, TrackingError
+from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker, TrackingError
 
 from .claims import BY_ID, SCALES
 from .report import verdict_table, write_results
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         suite = Suite(scale, seeds=args.seeds, epochs=args.epochs, device=args.device, tracker=tracker, data=data,
                       checkpoint_dir=Path(args.checkpoint_dir), progress=args.progress, tune_lr=args.tune_lr,
                       storage=args.storage)
-        suite.plan(claims)  # every arm's config checked before any work
+        plans = suite.plan(claims)  # every arm's config checked before any work
     except (ValueError, DataError, TrackingError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
@@ -90,23 +90,19 @@ def main(argv: list[str] | None = None) -> int:
                   f"Claims: {', '.join(c.id for c in claims)}; {len(suite.seeds)} seeds; MLflow store {tracker.uri}")
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        reports = suite.run(claims, ["python -m ablations", *argv])
+        reports = suite.run(claims, ["python -m ablations", *argv], plans)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted:[/] the current run is marked KILLED in {tracker.uri} and its last "
                       f"epoch is in {args.checkpoint_dir}/; re-run the same command to resume.")
         return 130
-    except OSError as exc:  # a full disk, or the tracking store went away (MLflow's errors are OSErrors or
-        return _lost(exc, tracker, args)  # MlflowExceptions, below)
-    except Exception as exc:
-        if exc.__class__.__module__.startswith(("mlflow", "requests", "urllib3", "sqlalchemy")):
-            return _lost(exc, tracker, args)
-        raise
+    except STORE_ERRORS as exc:  # a full disk, or the tracking store went away
+        return _lost(exc, tracker, args)
     folder = Path(args.results_dir) / scale.name / device_slug(suite.device)
     command = " ".join(["python -m ablations", *argv])
     try:
         write_results(reports, folder, scale=scale, device=device_slug(suite.device), command=command,
                       env=environment(suite.device), trained=suite.trained)
-    except OSError as exc:
+    except STORE_ERRORS as exc:
         return _lost(exc, tracker, args)
     Console().print(verdict_table(reports, f"verdicts, {scale.name} scale ({suite.trained} runs trained, "
                                            f"the rest reused) — details in {folder}/claims.md"))

@@ -109,8 +109,8 @@ class Suite:
                 check_runtime(config)
         return plans
 
-    def run(self, claims: list[Claim], argv: list[str]) -> list[ClaimReport]:
-        plans = self.plan(claims)
+    def run(self, claims: list[Claim], argv: list[str], plans: dict | None = None) -> list[ClaimReport]:
+        plans = plans or self.plan(claims)
         self.tracker.reap()  # runs left RUNNING by workers that died
         tags = {"kind": "suite", "scale": self.scale.name, "code_version": self.code}
         with self.tracker.run(f"suite {self.scale.name}", tags) as suite_id:
@@ -206,14 +206,6 @@ class Suite:
             optimize(study, self.tracker, self.data, trials=missing, timeout=None, seed=0)
         return study.best_params["lr"]
 
-    def holder(self, ident: dict) -> str | None:
-        """The run id of a live worker's RUNNING run for ``ident``; runs of dead workers are marked KILLED."""
-        for run in self.tracker.find(ident, statuses=("RUNNING",)):
-            if run.info.run_id in self.tracker._open or not self.tracker.dead(run):
-                return run.info.run_id
-            self.tracker.terminate(run.info.run_id, "KILLED")  # its worker died: resume from its checkpoint
-        return None
-
     def claim(self, ident: dict, name: str, tags: dict, claim_id: str) -> str | None:
         """A new RUNNING run for ``ident``, or None when another worker claimed it at the same moment.
 
@@ -239,10 +231,10 @@ class Suite:
         checkpoint = self.checkpoint_dir / f"{config.key()}-seed{seed}-{self.code}.pt"
         tags = {**ident, "kind": "arm", "claim": claim.id, "arm": arm, "scale": self.scale.name,
                 "resumed": checkpoint.exists()}
-        held = self.holder(ident)
+        held = self.tracker.reap(ident)  # a dead worker's run is marked KILLED: resumed here from its checkpoint
         run_id = None if held else self.claim(ident, f"{claim.id}/{arm}/seed{seed}", tags, claim_id)
         if run_id is None:
-            return ArmRun(arm, seed, config, None, held or "", True, claim, claim_id)
+            return ArmRun(arm, seed, config, None, held[0].info.run_id if held else "", True, claim, claim_id)
         with self.tracker.run("", {}, run_id=run_id):
             self.tracker.log_train_start(config.to_dict(), environment(self.device), seed)
             logged = set()

@@ -74,7 +74,7 @@ class Config:
             if n is not None and not (isinstance(n, int) and n >= 10 and n % 10 == 0):
                 _fail(name, n, "a multiple of 10 (equal images per class), at least 10, or None for all")
         self._check_sizes()
-        self._check_pooling()
+        self.feature_side()  # the pooling windows fit
 
     def _check_sizes(self) -> None:
         """Subsets that exist in Fashion-MNIST, and a batch no larger than the training data."""
@@ -89,14 +89,16 @@ class Config:
         if self.batch_size > (self.train_size or available):
             _fail("batch_size", self.batch_size, f"at most the {self.train_size or available:,} training images")
 
-    def _check_pooling(self) -> None:
-        """Each of the three pooling layers needs a map at least as wide as its window."""
+    def feature_side(self) -> int:
+        """Side of the last feature map (the first dense layer takes 256 * side**2 inputs); each of
+        the three pooling layers needs a map at least as wide as its window."""
         side = STEM_OUTPUT[self.input_size]
         for _ in range(3):  # the convolutions between poolings keep the side
             if side < self.pool_kernel:
                 _fail("pool_kernel", self.pool_kernel, f"a window that fits the {side}-px map it pools "
                       f"(input_size={self.input_size}, pool_stride={self.pool_stride}); the lecture's is 3")
             side = (side - self.pool_kernel) // self.pool_stride + 1
+        return side
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

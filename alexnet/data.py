@@ -75,17 +75,21 @@ def check_complete(folder: Path) -> None:
 def verify(folder: Path) -> None:
     """Every official file present with its official MD5, else a DataError naming what is wrong."""
     check_complete(folder)
-    for name, md5 in FILES.items():
-        actual = hashlib.md5((folder / name).read_bytes()).hexdigest()
-        if actual != md5:
-            raise DataError(f"{folder / name} has MD5 {actual}, not the official {md5}: the file is "
-                            f"corrupt or not Fashion-MNIST; replace it ({HOW_TO_PROVIDE})")
+    for name in FILES:
+        _check_md5(folder / name, hashlib.md5((folder / name).read_bytes()).hexdigest())
 
 
-def _read_idx(path: Path, magic: int, dims: int) -> np.ndarray:
+def _check_md5(path: Path, actual: str) -> None:
+    if actual != FILES[path.name]:
+        raise DataError(f"{path} has MD5 {actual}, not the official {FILES[path.name]}: the file is "
+                        f"corrupt or not Fashion-MNIST; replace it ({HOW_TO_PROVIDE})")
+
+
+def _read_idx(path: Path, magic: int, dims: int) -> tuple[np.ndarray, str]:
+    """(the array, the MD5 of the .gz file), from one read of the file."""
+    packed = path.read_bytes()
     try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
+        raw = gzip.decompress(packed)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path} is not a readable gzip file ({exc}): it is truncated or corrupt; replace it "
                         f"({HOW_TO_PROVIDE})") from exc
@@ -97,7 +101,7 @@ def _read_idx(path: Path, magic: int, dims: int) -> np.ndarray:
     shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
     if len(raw) - header != int(np.prod(shape)):
         raise DataError(f"{path} holds {len(raw) - header} bytes of data, its header says {shape}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape), hashlib.md5(packed).hexdigest()
 
 
 def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> FashionMNIST:
@@ -105,14 +109,15 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> FashionMNIS
     header or an image/label count mismatch), then checked against its official MD5."""
     folder = resolve_data_dir(data_dir)
     check_complete(folder)
-    parts = []
+    parts, md5s = [], {}
     for split in ("train", "t10k"):
-        images = _read_idx(folder / f"{split}-images-idx3-ubyte.gz", 2051, 3)
-        labels = _read_idx(folder / f"{split}-labels-idx1-ubyte.gz", 2049, 1)
+        images, md5s[f"{split}-images-idx3-ubyte.gz"] = _read_idx(folder / f"{split}-images-idx3-ubyte.gz", 2051, 3)
+        labels, md5s[f"{split}-labels-idx1-ubyte.gz"] = _read_idx(folder / f"{split}-labels-idx1-ubyte.gz", 2049, 1)
         if len(images) != len(labels):
             raise DataError(f"{folder}: {split} has {len(images)} images but {len(labels)} labels")
         parts += [torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))]
-    verify(folder)  # well-formed but not the official bytes
+    for name, actual in md5s.items():  # well-formed but not the official bytes
+        _check_md5(folder / name, actual)
     return FashionMNIST(*parts)
 
 

@@ -45,11 +45,9 @@ def build_alexnet(config: Config = Config()) -> nn.Sequential:
         nn.Conv2d(384, 256, kernel_size=3, padding=1), act(), pool(),
         nn.Flatten(),
     ]
-    with torch.no_grad():  # the flatten width follows from the input size and pooling (Config checked they fit)
-        width = nn.Sequential(*features)(torch.zeros(1, 1, config.input_size, config.input_size)).shape[1]
     return nn.Sequential(
         *features,
-        nn.Linear(width, 4096), act(), nn.Dropout(p=config.dropout),
+        nn.Linear(256 * config.feature_side() ** 2, 4096), act(), nn.Dropout(p=config.dropout),
         nn.Linear(4096, 4096), act(), nn.Dropout(p=config.dropout),
         nn.Linear(4096, 10),
     )

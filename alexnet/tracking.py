@@ -40,6 +40,9 @@ class TrackingError(RuntimeError):
     """The tracking server cannot be reached."""
 
 
+STORE_ERRORS = (MlflowException, OSError)  # a store that went away or a full disk, as MLflow reports them
+
+
 def _flat(prefix: str, d: dict) -> dict:
     return {f"{prefix}{k}": v for k, v in d.items()}
 
@@ -101,7 +104,9 @@ class Tracker:
 
     def dead(self, run) -> bool:
         """Whether a RUNNING run's owner is gone: a dead process on this host (or an earlier
-        tracker of this process), or no heartbeat for LEASE_S seconds."""
+        tracker of this process), or no heartbeat for LEASE_S seconds. Runs this tracker holds live."""
+        if run.info.run_id in self._open:
+            return False
         owner = run.data.tags.get("lease.owner")
         if owner is None:
             return True  # opened by a worker that did not hold leases
@@ -110,14 +115,17 @@ class Tracker:
             return True
         return time.time() - float(run.data.tags.get("lease.heartbeat", 0)) > LEASE_S
 
-    def reap(self) -> list[str]:
-        """Mark KILLED every RUNNING run of this experiment whose owner is gone; their ids."""
-        runs = mlflow.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", output_format="list")
-        dead = [r.info.run_id for r in runs if r.info.run_id not in self._open and self.dead(r)]
-        for run_id in dead:
-            self.client.set_tag(run_id, "lease.reaped_by", self.owner)
-            self.terminate(run_id, "KILLED")
-        return dead
+    def reap(self, tags: dict | None = None) -> list:
+        """Mark KILLED every RUNNING run of this experiment (carrying ``tags``) whose owner is gone;
+        return the live ones."""
+        live = []
+        for run in self.find(tags or {}, statuses=("RUNNING",)):
+            if self.dead(run):
+                self.client.set_tag(run.info.run_id, "lease.reaped_by", self.owner)
+                self.terminate(run.info.run_id, "KILLED")
+            else:
+                live.append(run)
+        return live
 
     def _heartbeat(self) -> None:
         while True:

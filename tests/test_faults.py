@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 
 import pytest
-from conftest import free_port, mlflow_server, run_suite, stop_server, suite_command
+from conftest import free_port, mlflow_server, run_suite, stop_server, store_state, suite_command
 from mlflow import MlflowClient
 
 from ablations.claims import BY_ID, SCALES
@@ -20,18 +20,6 @@ from alexnet.train import train
 
 ARGS = ("--scale", "smoke", "--only", "relu", "--epochs", "4")  # 2 arms x 2 seeds, 4 epochs each
 EXPECTED = 4
-
-
-def store_state(uri: str) -> dict:
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("alexnet-claims").experiment_id
-    runs = client.search_runs([exp], max_results=1000)
-    arms = [r for r in runs if r.data.tags.get("kind") == "arm"]
-    finished = [r for r in arms if r.info.status == "FINISHED"]
-    idents = {(r.data.tags["config_key"], r.data.tags["seed"]) for r in finished}
-    return {"runs": runs, "arms": arms, "finished": finished, "lost": EXPECTED - len(idents),
-            "duplicated": len(finished) - len(idents),
-            "stuck_running": sum(r.info.status == "RUNNING" for r in runs)}
 
 
 def start(tmp_path, uri=None, **popen):
@@ -50,7 +38,7 @@ def wait_for_checkpoint(tmp_path, proc, timeout=180):
 
 def check_recovered(uri: str, ledger, fault: str, how: str, first_rc: int, rerun) -> dict:
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    state = store_state(uri)
+    state = store_state(uri, EXPECTED)
     ledger(kind="fault", fault=fault, injected=how, first_exit=first_rc, rerun_exit=rerun.returncode, runs=EXPECTED,
            lost=state["lost"], duplicated=state["duplicated"], stuck_running=state["stuck_running"])
     assert state["lost"] == 0 and state["duplicated"] == 0 and state["stuck_running"] == 0
@@ -76,7 +64,7 @@ def test_killed_mid_epoch_resumes_with_the_same_numbers(tmp_path, sig, fmnist, l
     _, err = proc.communicate(timeout=60)
     if sig == signal.SIGTERM:
         assert proc.returncode == 130 and "re-run the same command to resume" in " ".join(err.split())
-    interrupted = store_state(f"sqlite:///{tmp_path}/mlflow.db")["arms"]
+    interrupted = store_state(f"sqlite:///{tmp_path}/mlflow.db", EXPECTED)["arms"]
     assert len(interrupted) == 1
     assert interrupted[0].info.status == ("KILLED" if sig == signal.SIGTERM else "RUNNING")  # SIGKILL can't be caught
 
@@ -128,7 +116,7 @@ def test_disk_full_while_writing_a_checkpoint(tmp_path, ledger):
     assert proc.returncode == 3, err[-3000:]
     assert "could not write checkpoint" in err and "disk full" in err
     assert not list((tmp_path / "checkpoints").glob("*.tmp")), "the partial checkpoint is removed"
-    failed = store_state(f"sqlite:///{tmp_path}/mlflow.db")["arms"]
+    failed = store_state(f"sqlite:///{tmp_path}/mlflow.db", EXPECTED)["arms"]
     assert [r.info.status for r in failed] == ["FAILED"]
     rerun = run_suite(tmp_path, *ARGS)
     check_recovered(f"sqlite:///{tmp_path}/mlflow.db", ledger, "disk full writing a checkpoint",
@@ -187,7 +175,7 @@ def test_diverging_runs_are_recorded_and_never_retrained(tmp_path, fmnist, ledge
     assert report.verdict == "inconclusive" and any("diverged" in e for e in report.evidence)
     again, (report2,) = suite()
     assert again.trained == 0 and report2.verdict == "inconclusive"
-    state = store_state(tracker.uri)
+    state = store_state(tracker.uri, EXPECTED)
     ledger(kind="fault", fault="runs diverge", injected="lr 1e4 (the relu arm's loss overflows)", first_exit=0,
            rerun_exit=0, runs=EXPECTED, lost=state["lost"], duplicated=state["duplicated"],
            stuck_running=state["stuck_running"])

@@ -67,7 +67,7 @@ def test_unknown_claim_is_rejected(tmp_path, ledger):
     out = run_suite(tmp_path, "--scale", "smoke", "--only", "relu", "swish")
     assert out.returncode == 2 and "unknown claim 'swish'" in out.stderr and "dropout" in out.stderr
     assert not (tmp_path / "mlflow.db").exists()  # rejected before any work
-    ledger(kind="bad input", input="unknown claim name (suite CLI)", tried=1, silently_accepted=0,
+    ledger(kind="bad input", input="unknown claim name (suite CLI)", tried=1,
            error=" ".join(out.stderr.split()).removeprefix("error: ")[:120])
 
 

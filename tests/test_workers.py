@@ -5,8 +5,7 @@ import csv
 import re
 import subprocess
 
-from conftest import mlflow_server, postgres_or_sqlite, suite_command
-from mlflow import MlflowClient
+from conftest import mlflow_server, postgres_or_sqlite, store_state, suite_command
 
 from ablations.claims import BY_ID, SCALES
 
@@ -37,20 +36,14 @@ def finish(procs) -> list[int]:
 
 
 def check_store_and_reports(tmp_path, uri: str, trained: list[int], ledger, fault: str) -> None:
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("alexnet-claims").experiment_id
-    runs = client.search_runs([exp], max_results=1000)
-    assert not [r for r in runs if r.info.status == "RUNNING"]
-    arms = [r for r in runs if r.data.tags.get("kind") == "arm"]
-    idents = [(r.data.tags["config_key"], r.data.tags["seed"]) for r in arms]
-    finished = {i for r, i in zip(arms, idents) if r.info.status == "FINISHED"}
+    state = store_state(uri, 8)  # 12 slots, the shared lecture arm trained once per seed
     ledger(kind="fault", fault=fault, injected=f"2 workers started together; they trained {trained} runs",
-           first_exit=0, runs=8, lost=8 - len(finished), duplicated=len(idents) - len(set(idents)),
-           stuck_running=sum(r.info.status == "RUNNING" for r in runs))
-    assert len(idents) == len(set(idents)), "an arm x seed run was trained twice"
-    assert all(r.info.status == "FINISHED" for r in arms)
-    assert sum(trained) == len(arms) == 8  # 12 slots, the shared lecture arm trained once per seed
-    by_ident = {(r.data.tags["config_key"], r.data.tags["seed"]): r.info.run_id for r in arms}
+           first_exit=0, runs=8, lost=state["lost"], duplicated=state["duplicated"],
+           stuck_running=state["stuck_running"])
+    assert state["lost"] == state["duplicated"] == state["stuck_running"] == 0, "a run lost, trained twice or stuck"
+    assert sum(trained) == len(state["arms"]) == len(state["finished"]) == 8
+    runs = state["runs"]
+    by_ident = {(r.data.tags["config_key"], r.data.tags["seed"]): r.info.run_id for r in state["finished"]}
     expected = {(c, a, str(s)) for c in CLAIMS for a in BY_ID[c].arms for s in range(SEEDS)}
     for worker in range(len(trained)):  # every worker's report holds every run, each exactly once
         rows = list(csv.DictReader((tmp_path / f"worker{worker}/results/smoke/cpu/claims.csv").open()))
