@@ -65,7 +65,8 @@ def progress_bar(enabled: bool | None, transient: bool = True):
                     TimeRemainingColumn(), TextColumn("{task.fields[status]}"), transient=transient)
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), before reading a clock."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -235,7 +236,7 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
             seen = 0
             if bar:
                 bar.reset(batches_task, total=len(train_loader))
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             for i, (x, y) in enumerate(train_loader.epoch(epoch)):
                 n = min(config.batch_size, len(train_y) - i * config.batch_size)  # the global batch
@@ -252,7 +253,7 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
                         bar.update(batches_task, status=f"loss {running / (seen * world):.3f}")
                 if bar:
                     bar.update(batches_task, advance=1)
-            _sync(device)
+            sync(device)
             train_time = time.perf_counter() - start
             totals = _all_sum(torch.stack([loss_sum, correct.to(loss_sum.dtype),
                                            torch.tensor(float(seen), device=device)]), world).tolist()

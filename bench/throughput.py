@@ -21,7 +21,7 @@ import torch
 from alexnet.config import Config
 from alexnet.data import DeviceLoader, lecture_loader
 from alexnet.model import flops_per_image
-from alexnet.train import build, precision, train_step
+from alexnet.train import build, precision, sync, train_step
 
 TRAIN_FLOP_FACTOR = 3  # backward costs about twice the forward
 
@@ -41,11 +41,6 @@ class Case:
         return (f"{self.mode} {self.input_size}px b{self.batch_size} {self.precision}"
                 f"{' NHWC' if self.channels_last else ''}{' compiled' if self.compile else ''}"
                 f"{' lecture-pipeline' if self.pipeline == 'lecture' else ''}")
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(fn, device: torch.device, *, warmup: int, repeats: int, steps: int) -> list[float]:
