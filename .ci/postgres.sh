@@ -11,6 +11,6 @@ pg_ctlcluster "$version" main status >/dev/null 2>&1 || pg_ctlcluster "$version"
 port=$(pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" {print $3}')
 psql_() { su postgres -c "psql -p $port -tAc \"$1\""; }
 [ "$(psql_ "SELECT 1 FROM pg_roles WHERE rolname='alexnet'")" = 1 ] || psql_ "CREATE ROLE alexnet LOGIN PASSWORD 'alexnet'" >&2
-psql_ "ALTER ROLE alexnet CREATEDB" >&2  # the shared-MLflow-server tests make a fresh database each
+psql_ "ALTER ROLE alexnet CREATEDB CREATEROLE" >&2  # tests make fresh databases, and roles with passwords (secret test)
 [ "$(psql_ "SELECT 1 FROM pg_database WHERE datname='optuna_test'")" = 1 ] || su postgres -c "createdb -p $port -O alexnet optuna_test" >&2
 echo "postgresql://alexnet:alexnet@127.0.0.1:$port/optuna_test"

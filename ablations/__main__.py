@@ -9,6 +9,7 @@ interrupted ones resume from their checkpoint, so re-running a finished suite tr
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -16,15 +17,19 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from alexnet.checkpoint import CheckpointBusy
 from alexnet.data import ENV_VAR, DataError, load_fashion_mnist
 from alexnet.env import environment
 from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker, TrackingError
+from alexnet.tune import DEFAULT_STORAGE, STORAGE_ENV, storage
+from alexnet.untrusted import redact, writable_dir
 
 from .claims import BY_ID, SCALES
 from .report import verdict_table, write_results
 from .suite import Suite, device_slug, select_claims
 
 console = Console(stderr=True)
+MAX_SEEDS = 1000
 
 
 def parse(argv):
@@ -45,7 +50,9 @@ def parse(argv):
                    help="fair mode: first tune each arm's learning rate with an Optuna study of TRIALS trials on a "
                         "validation split of the training set, then also run its seeds at that lr; verdicts are "
                         "reported at the lecture's lr and at the tuned ones (default 0: off)")
-    p.add_argument("--storage", default="sqlite:///optuna.db", help="Optuna storage for --tune-lr studies")
+    p.add_argument("--storage", default=os.environ.get(STORAGE_ENV, DEFAULT_STORAGE),
+                   help=f"Optuna storage URL for --tune-lr studies (default: ${STORAGE_ENV}, else {DEFAULT_STORAGE}); "
+                        "keep passwords off the command line: PGPASSWORD or ~/.pgpass for PostgreSQL")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: only when stderr is a terminal)")
     args = p.parse_args(argv)
@@ -54,6 +61,8 @@ def parse(argv):
     for name in ("seeds", "epochs"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"invalid --{name} {getattr(args, name)}: expected an integer >= 1")
+    if args.seeds is not None and args.seeds > MAX_SEEDS:
+        p.error(f"invalid --seeds {args.seeds}: expected at most {MAX_SEEDS}")
     return args
 
 
@@ -64,8 +73,8 @@ def _terminate(signum, frame):
 def _lost(exc: BaseException, tracker: Tracker, args) -> int:
     """A fault mid-suite: say what failed and that re-running the same command resumes."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-    console.print(f"[red]error:[/] {exc.__class__.__name__}: {first[:500]}\n"
-                  f"Nothing finished is lost: finished runs are in {tracker.uri}, the interrupted run's last "
+    console.print(f"[red]error:[/] {exc.__class__.__name__}: {redact(first[:500])}\n"
+                  f"Nothing finished is lost: finished runs are in {tracker.shown_uri}, the interrupted run's last "
                   f"epoch is in {args.checkpoint_dir}/. Fix the cause (tracking store reachable? disk space?) "
                   "and re-run the same command: it resumes.")
     return 3
@@ -75,30 +84,38 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
     scale = SCALES[args.scale or ("full" if torch.cuda.is_available() and args.device != "cpu" else "quick")]
+    command = redact(" ".join(["python -m ablations", *argv]))  # recorded on the suite run and in claims.md
     try:
         claims = select_claims(args.only, scale)
+        for folder, what in ((args.results_dir, "--results-dir"), (args.checkpoint_dir, "--checkpoint-dir")):
+            writable_dir(folder, what)  # before any work, so that no finished work is lost to a bad path
         data = load_fashion_mnist(args.data_dir)
         tracker = Tracker(args.tracking_uri)
         suite = Suite(scale, seeds=args.seeds, epochs=args.epochs, device=args.device, tracker=tracker, data=data,
                       checkpoint_dir=Path(args.checkpoint_dir), progress=args.progress, tune_lr=args.tune_lr,
                       storage=args.storage)
         plans = suite.plan(claims)  # every arm's config checked before any work
+        if args.tune_lr:
+            storage(args.storage).remove_session()  # the Optuna database opens now, not after the first claims
     except (ValueError, DataError, TrackingError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {redact(str(exc))}")
         return 2
     console.print(f"[bold]scale {scale.name}[/] on {suite.device}: {scale.description}. "
-                  f"Claims: {', '.join(c.id for c in claims)}; {len(suite.seeds)} seeds; MLflow store {tracker.uri}")
+                  f"Claims: {', '.join(c.id for c in claims)}; {len(suite.seeds)} seeds; MLflow store "
+                  f"{tracker.shown_uri}")
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        reports = suite.run(claims, ["python -m ablations", *argv], plans)
+        reports = suite.run(claims, command, plans)
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted:[/] the current run is marked KILLED in {tracker.uri} and its last "
+        console.print(f"[yellow]interrupted:[/] the current run is marked KILLED in {tracker.shown_uri} and its last "
                       f"epoch is in {args.checkpoint_dir}/; re-run the same command to resume.")
         return 130
+    except CheckpointBusy as exc:  # another process trains the same run on a shared checkpoint folder
+        console.print(f"[red]error:[/] {exc}")
+        return 3
     except STORE_ERRORS as exc:  # a full disk, or the tracking store went away
         return _lost(exc, tracker, args)
     folder = Path(args.results_dir) / scale.name / device_slug(suite.device)
-    command = " ".join(["python -m ablations", *argv])
     try:
         write_results(reports, folder, scale=scale, device=device_slug(suite.device), command=command,
                       env=environment(suite.device), trained=suite.trained)

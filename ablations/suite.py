@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import re
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import median
 
+from alexnet import checkpoint as ckpt
 from alexnet.config import Config
 from alexnet.data import FashionMNIST
-from alexnet.env import check_runtime, device_name, environment, resolve_device
+from alexnet.env import check_runtime, code_version, device_name, environment, resolve_device
 from alexnet.model import build_alexnet, build_lenet, count_params, flops_per_image, shape_trace
-from alexnet.tracking import Tracker, code_version
+from alexnet.tracking import Tracker
 from alexnet.train import progress_bar, train
 from alexnet.tune import DEFAULT_STORAGE, create_study, load_study, optimize, search_space
+from alexnet.untrusted import env_number
 
 from . import verdict as V
 from .claims import BY_ID, CLAIMS, D2L_PRINTED, D2L_TOLERANCE, LECTURE_TRACE, METRICS, STATED_RATIOS, Claim, Scale
@@ -79,7 +81,7 @@ def device_slug(device) -> str:
     return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-") if device.type == "cuda" else "cpu"
 
 
-POLL_S = float(os.environ.get("ALEXNET_POLL_S", 5))  # seconds between looks at runs other workers hold
+POLL_S = 5.0  # default seconds between looks at runs other workers hold ($ALEXNET_POLL_S)
 
 
 class Suite:
@@ -99,6 +101,7 @@ class Suite:
         self.progress = progress
         self.trained = 0  # arm x seed runs trained by this invocation (the rest came from the store)
         self.tune_lr, self.storage = tune_lr, storage  # trials per arm of the fair-lr mode (0: off)
+        self.poll_s = env_number("ALEXNET_POLL_S", POLL_S, low=0.0)
 
     def plan(self, claims: list[Claim]) -> dict[str, dict[str, Config]]:
         """Every arm's config, each checked (values, then what the device offers) before any work."""
@@ -109,13 +112,15 @@ class Suite:
                 check_runtime(config)
         return plans
 
-    def run(self, claims: list[Claim], argv: list[str], plans: dict | None = None) -> list[ClaimReport]:
+    def run(self, claims: list[Claim], command: str, plans: dict | None = None) -> list[ClaimReport]:
+        """Train what the store lacks and judge every claim; ``command`` (credentials redacted) is
+        recorded on the suite's run."""
         plans = plans or self.plan(claims)
         self.tracker.reap()  # runs left RUNNING by workers that died
         tags = {"kind": "suite", "scale": self.scale.name, "code_version": self.code}
         with self.tracker.run(f"suite {self.scale.name}", tags) as suite_id:
             self.tracker.log_params({"scale": self.scale.name, "seeds": len(self.seeds), "epochs": self.epochs,
-                                     "claims": ",".join(c.id for c in claims), "command": " ".join(argv)})
+                                     "claims": ",".join(c.id for c in claims), "command": command})
             self.tracker.set_tags({f"env.{k}": v for k, v in environment(self.device).items()})
             tuned = bool(self.tune_lr)  # the fair mode runs comparison claims twice
             total = sum(len(c.arms) * (1 + (tuned and c.rule in ("better", "no_gain"))) for c in claims)
@@ -151,7 +156,7 @@ class Suite:
         while pending := [r for r in runs if r.result is None]:
             if bar:
                 bar.update(task, status=f"waiting for {len(pending)} runs that other workers train")
-            time.sleep(POLL_S * random.uniform(0.5, 1.5))  # jitter: two workers that both gave way retry apart
+            time.sleep(self.poll_s * random.uniform(0.5, 1.5))  # jitter: two workers that both gave way retry apart
             for r in pending:
                 done = self.arm_run(r.claim, r.arm, r.config, r.seed, r.parent, bar)
                 r.result, r.run_id, r.reused = done.result, done.run_id, done.reused
@@ -246,12 +251,22 @@ class Suite:
                     bar.update(bar.task_ids[0], status=f"{claim.id}: {arm}, seed {seed}, epoch {record['epoch']}"
                                f"/{config.epochs}, test acc {record['test_acc']:.3f}")
 
-            result = train(config, seed, data=self.data, checkpoint=checkpoint, on_epoch=on_epoch, progress=False)
+            try:
+                result = train(config, seed, data=self.data, checkpoint=checkpoint, on_epoch=on_epoch,
+                               progress=False)
+            except (ckpt.DamagedCheckpoint, ckpt.ForeignCheckpoint) as exc:  # moved aside, the run starts afresh
+                moved = ckpt.quarantine(checkpoint)
+                self.tracker.set_tags({"resumed": False, "checkpoint.moved_aside": moved.name,
+                                       "checkpoint.problem": str(exc)[:4000]})
+                print(f"warning: {exc}\n  moved it aside to {moved}; {claim.id}/{arm}/seed{seed} restarts from "
+                      "epoch 1", file=sys.stderr)
+                result = train(config, seed, data=self.data, checkpoint=checkpoint, on_epoch=on_epoch,
+                               progress=False)
             for record in result["epochs"]:  # epochs restored from a checkpoint
                 if record["epoch"] not in logged:
                     self.tracker.log_epoch(record)
             self.tracker.log_result(result)
-        checkpoint.unlink(missing_ok=True)
+        ckpt.discard(checkpoint)
         self.trained += 1
         return ArmRun(arm, seed, config, result, run_id, False, claim, claim_id)
 

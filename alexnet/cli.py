@@ -14,8 +14,10 @@ from rich.table import Table
 
 from .config import Config
 from .data import ENV_VAR, DataError
+from .untrusted import finite, redact, safe_name, writable_dir, writable_file
 
 console = Console()
+SHAPE_MODELS = ("alexnet", "alexnet28", "lenet")
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +71,8 @@ def cmd_train(args, parser) -> int:
     from .train import train
 
     config = config_from_args(args, parser)
+    if args.json:
+        writable_file(args.json, "--json")  # before training, so that the result is not lost to a bad path
     try:
         result = train(config, args.seed, data_dir=args.data_dir, checkpoint=args.checkpoint,
                        progress=args.progress)
@@ -88,6 +92,9 @@ def cmd_shapes(args, parser) -> int:
     models = {"alexnet": lambda: (build_alexnet(Config()), 224),
               "alexnet28": lambda: (build_alexnet(Config(input_size=28)), 28),
               "lenet": lambda: (build_lenet(), 28)}
+    unknown = [m for m in args.models if m not in models]
+    if unknown:  # checked here: argparse's choices reject the default of an nargs="*" positional on Python 3.11
+        parser.error(f"invalid model {unknown[0]!r}: expected any of {', '.join(SHAPE_MODELS)}")
     for name in args.models:
         model, size = models[name]()
         console.print(shapes_table(f"{name} ({size} px)", shape_trace(model, size)))
@@ -100,6 +107,15 @@ def cmd_tune(args, parser) -> int:
     from .tune import create_study, load_study, optimize, report_study, search_space
 
     base = config_from_args(args, parser)
+    safe_name(args.study, "--study")
+    if args.trials < 0:
+        parser.error(f"invalid --trials {args.trials}: expected 0 (only report) or a number of trials to add")
+    if args.timeout is not None:
+        finite(args.timeout, "--timeout", low=1e-9, allowed="a finite number of seconds > 0")
+    if args.worker < 0:
+        parser.error(f"invalid --worker {args.worker}: expected an index >= 0")
+    if args.report:
+        writable_dir(Path(args.results_dir) / args.study, "--results-dir")
     if args.arm:
         from ablations.claims import BY_ID, SCALES
         from ablations.suite import arm_config
@@ -108,6 +124,8 @@ def cmd_tune(args, parser) -> int:
         if claim_id not in BY_ID or arm not in BY_ID[claim_id].arms:
             choices = ", ".join(f"{c.id}:{a}" for c in BY_ID.values() for a in c.arms)
             parser.error(f"invalid --arm {args.arm!r}: expected one of {choices}")
+        if args.scale not in SCALES:
+            parser.error(f"invalid --scale {args.scale!r}: expected one of {', '.join(SCALES)}")
         base = arm_config(BY_ID[claim_id], arm, SCALES[args.scale], base.device, args.epochs_override)
     if base.validation_size is None:
         base = dataclasses.replace(base, validation_size=1000)
@@ -115,9 +133,9 @@ def cmd_tune(args, parser) -> int:
     for item in args.range:
         name, _, bounds = item.partition("=")
         try:
-            low, high = (float(x) for x in bounds.split(":"))
+            low, high = (finite(float(x), "bound") for x in bounds.split(":"))
         except ValueError:
-            parser.error(f"invalid --range {item!r}: expected NAME=LOW:HIGH, e.g. lr=0.001:0.3")
+            parser.error(f"invalid --range {item!r}: expected NAME=LOW:HIGH with finite numbers, e.g. lr=0.001:0.3")
         ranges[name] = (low, high)
     space = search_space(args.params, ranges)
     unknown = set(ranges) - set(space)
@@ -126,7 +144,7 @@ def cmd_tune(args, parser) -> int:
     tracker = Tracker(args.tracking_uri)
     if not args.join:
         create_study(args.storage, args.study, tracker, base=base, space=space, pruner=args.pruner)
-        console.print(f"created study {args.study!r} in {args.storage}")
+        console.print(f"created study {args.study!r} in {redact(args.storage)}")
         if args.create_only:
             return 0
     study = load_study(args.storage, args.study, seed=args.seed + 1000 * args.worker)
@@ -156,14 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=cmd_train, parser=p)
 
     p = sub.add_parser("shapes", help="the lecture's layer-by-layer shape trace with parameter and FLOP counts")
-    p.add_argument("models", nargs="*", default=["alexnet"], choices=["alexnet", "alexnet28", "lenet"],
-                   help="which networks to trace (default: alexnet)")
+    p.add_argument("models", nargs="*", default=["alexnet"], metavar="MODEL",
+                   help=f"which networks to trace, any of {', '.join(SHAPE_MODELS)} (default: alexnet)")
     p.set_defaults(run=cmd_shapes, parser=p)
 
     p = sub.add_parser("tune", help="Optuna study of the trainer's hyperparameters on a validation split",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_config_options(p)
-    from .tune import DEFAULT_STORAGE, PRUNERS, RANGES
+    from .tune import DEFAULT_STORAGE, PRUNERS, RANGES, STORAGE_ENV
 
     p.add_argument("--arm", help="tune an arm of the claims table, e.g. relu:sigmoid (its config replaces the "
                                  "configuration options)")
@@ -175,8 +193,11 @@ def main(argv: list[str] | None = None) -> int:
                         ", ".join(f"{k}={lo:g}:{hi:g}{' (log)' if log else ''}" for k, (lo, hi, log) in RANGES.items()))
     p.add_argument("--trials", type=int, default=10, help="trials this process adds (0: only report)")
     p.add_argument("--timeout", type=float, help="stop adding trials after this many seconds")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL (sqlite:///..., postgresql://...)")
-    p.add_argument("--study", default="alexnet-tune", help="study name")
+    p.add_argument("--storage", default=os.environ.get(STORAGE_ENV, DEFAULT_STORAGE),
+                   help=f"Optuna storage URL (sqlite:///..., postgresql://USER@HOST/DB); default ${STORAGE_ENV}, else "
+                        f"{DEFAULT_STORAGE}. Keep passwords off the command line: PGPASSWORD or ~/.pgpass")
+    p.add_argument("--study", default="alexnet-tune",
+                   help="study name (letters, digits, '.', '_', '-': it names the folder RESULTS_DIR/<study>)")
     p.add_argument("--create-only", action="store_true", help="create the study (once), add no trials")
     p.add_argument("--join", action="store_true", help="join an existing study instead of creating it")
     p.add_argument("--worker", type=int, default=0, help="worker index: offsets the sampler seed")
@@ -190,10 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=cmd_tune, parser=p)
 
     args = parser.parse_args(argv)
+    if not 0 <= getattr(args, "seed", 0) < 2**31:
+        args.parser.error(f"invalid --seed {args.seed}: expected an integer in [0, 2**31)")
     try:
         return args.run(args, args.parser)
-    except (DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (DataError, ValueError) as exc:  # CheckpointError and TrackingError are ValueErrors
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
 
 

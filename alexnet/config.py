@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
@@ -60,12 +61,12 @@ class Config:
                 _fail(name, getattr(self, name), "one of " + ", ".join(map(str, choices)))
         if not 0.0 <= self.dropout < 1.0:
             _fail("dropout", self.dropout, "a probability in [0, 1)")
-        if not self.lr > 0:
-            _fail("lr", self.lr, "a number > 0")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            _fail("lr", self.lr, "a finite number > 0")
         if not 0.0 <= self.momentum < 1.0:
             _fail("momentum", self.momentum, "a number in [0, 1)")
-        if not self.weight_decay >= 0:
-            _fail("weight_decay", self.weight_decay, "a number >= 0")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            _fail("weight_decay", self.weight_decay, "a finite number >= 0")
         for name in ("batch_size", "epochs", "pool_kernel", "pool_stride"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
                 _fail(name, getattr(self, name), "an integer > 0")

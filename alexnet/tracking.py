@@ -6,8 +6,8 @@ training code), so a finished one is found again and never trained twice.
 
 Several workers may share one store. Every run a worker opens carries its owner
 (``lease.owner`` = host:pid:token) and a ``lease.heartbeat`` (unix time) that a background
-thread refreshes every LEASE_S / 4 seconds; a RUNNING run whose owner is gone (a dead pid on
-this host, or no heartbeat for LEASE_S seconds) is marked KILLED by whoever finds it.
+thread refreshes every lease / 4 seconds; a RUNNING run whose owner is gone (a dead pid on
+this host, or no heartbeat for $ALEXNET_LEASE_S, default 120, seconds) is marked KILLED by whoever finds it.
 """
 
 from __future__ import annotations
@@ -26,18 +26,22 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from .env import code_version  # noqa: F401  (re-exported for callers)
+from .untrusted import env_number, redact, writable_dir
 
 DEFAULT_URI = "sqlite:///mlflow.db"  # embedded store in the working folder
 EXPERIMENT = "alexnet-claims"
 
 
-LEASE_S = float(os.environ.get("ALEXNET_LEASE_S", 120))  # a run without a heartbeat for this long is dead
+
+
+def lease_s() -> float:
+    """Seconds without a heartbeat after which a run's owner counts as dead ($ALEXNET_LEASE_S)."""
+    return env_number("ALEXNET_LEASE_S", 120.0, low=1.0)
 HOST = socket.gethostname()
 
 
-class TrackingError(RuntimeError):
-    """The tracking server cannot be reached."""
+class TrackingError(ValueError):
+    """The tracking store cannot be used (unreachable, unsupported, not writable); names the URI and the fix."""
 
 
 STORE_ERRORS = (MlflowException, OSError)  # a store that went away or a full disk, as MLflow reports them
@@ -50,7 +54,7 @@ def _flat(prefix: str, d: dict) -> dict:
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process, or no such pid at all
         return False
     except PermissionError:
         return True
@@ -73,47 +77,133 @@ def _sqlite_lock(uri: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+# URI schemes MLflow 3 stores runs in (database URIs take a driver: postgresql+psycopg://...)
+SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https")
+HOW_TO_NAME_A_STORE = ("expected sqlite:///PATH (an SQLite file), a database URL (postgresql://USER@HOST/DB, "
+                       "mysql://..., mssql://...) or http(s)://HOST:PORT of an MLflow server")
+
+
+def check_uri(uri: str) -> None:
+    """TrackingError, naming the (redacted) URI and the fix, for a store this project cannot use:
+    an unsupported scheme, or an SQLite file whose folder cannot be written or which is not a database."""
+    scheme = uri.partition(":")[0].partition("+")[0].lower() if "://" in uri else ""
+    if scheme not in SCHEMES:
+        raise TrackingError(f"unsupported MLflow tracking URI {redact(uri)!r}: {HOW_TO_NAME_A_STORE}")
+    if scheme in ("postgresql", "mysql", "mssql"):
+        _probe_database(uri)
+    if scheme != "sqlite":
+        return
+    path = Path(uri.split(":///", 1)[-1] if ":///" in uri else "")
+    if not uri.startswith("sqlite:///") or not path.name or path.is_dir():
+        raise TrackingError(f"invalid MLflow tracking URI {redact(uri)!r}: expected sqlite:///PATH to a database "
+                            "file (sqlite:////abs/path.db for an absolute path)")
+    try:
+        writable_dir(path.parent, "MLflow store folder")
+    except ValueError as exc:
+        raise TrackingError(f"{exc} (from the tracking URI {redact(uri)!r})") from None
+    if path.exists():
+        with path.open("rb") as f:
+            head = f.read(16)
+        if head and head != b"SQLite format 3\x00":
+            raise TrackingError(f"MLflow store {path} is not an SQLite database (from the tracking URI "
+                                f"{redact(uri)!r}): point --tracking-uri at another file, or move this one away")
+        if not os.access(path, os.W_OK):
+            raise TrackingError(f"MLflow store {path} is not writable (from the tracking URI {redact(uri)!r}): "
+                                "fix its permissions or point --tracking-uri at another file")
+
+
+def _cannot_open(uri: str, exc: BaseException) -> TrackingError:
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else exc.__class__.__name__
+    return TrackingError(f"cannot open the MLflow store {redact(uri)} ({redact(first)}): check the URI, that its "
+                         "database server runs and its credentials (--tracking-uri, $MLFLOW_TRACKING_URI; "
+                         "passwords via PGPASSWORD or ~/.pgpass)")
+
+
+def _probe_database(uri: str) -> None:
+    """One connection attempt, so that a wrong URI, password or a stopped server fails in seconds
+    (MLflow itself retries for about 100 s)."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = None
+    try:
+        engine = sqlalchemy.create_engine(uri, poolclass=NullPool)
+        with engine.connect():
+            pass
+    except Exception as exc:  # noqa: BLE001  a bad URL, a missing driver, a refused connection or password
+        raise _cannot_open(uri, exc) from None
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
 class Tracker:
     def __init__(self, uri: str | None = None, experiment: str = EXPERIMENT):
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per result.json read
         self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+        self.shown_uri = redact(self.uri)  # what may be printed or recorded: the password replaced by ***
+        self.lease = lease_s()
+        check_uri(self.uri)
         if self.uri.startswith(("http://", "https://")):  # fail in seconds, not after MLflow's retries
             try:
                 urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=10).read()
             except OSError as exc:
-                raise TrackingError(f"MLflow server {self.uri} is unreachable ({exc}): start it (mlflow server "
-                                    "--backend-store-uri ... --host ... --port ...) or pass another "
+                raise TrackingError(f"MLflow server {self.shown_uri} is unreachable ({redact(str(exc))}): start it "
+                                    "(mlflow server --backend-store-uri ... --host ... --port ...) or pass another "
                                     "--tracking-uri") from None
         self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._open: set[str] = set()  # runs this process holds, kept alive by the heartbeat thread
         self._beat: threading.Thread | None = None
-        with _sqlite_lock(self.uri):  # opening a fresh SQLite store creates its schema
-            mlflow.set_tracking_uri(self.uri)
-            self.client = MlflowClient(self.uri)
-            found = self.client.get_experiment_by_name(experiment)
-            if found:
-                self.experiment_id = found.experiment_id
-            else:
-                try:
-                    self.experiment_id = self.client.create_experiment(experiment)
-                except MlflowException:  # another worker created it in between
-                    self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
+        try:
+            with _sqlite_lock(self.uri):  # opening a fresh SQLite store creates its schema
+                mlflow.set_tracking_uri(self.uri)
+                self.client = MlflowClient(self.uri)
+                self.experiment_id = self._experiment(experiment)
+        except Exception as exc:  # noqa: BLE001  any failure to open the store, as MLflow or SQLAlchemy raise it
+            raise _cannot_open(self.uri, exc) from None
+        self._check_artifacts()
+
+    def _experiment(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException:  # another worker created it in between
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    def _check_artifacts(self) -> None:
+        """Artifacts (result.json, plots) go to a local folder with embedded stores: check it is
+        writable now, so that no training is lost to it later."""
+        location = self.client.get_experiment(self.experiment_id).artifact_location
+        if location.startswith("file:") or "://" not in location:
+            folder = location.removeprefix("file://") if location.startswith("file://") else location
+            try:
+                writable_dir(folder, "MLflow artifact folder")
+            except ValueError as exc:
+                raise TrackingError(f"{exc} (the artifact folder of the store {self.shown_uri}; run from a "
+                                    "writable folder or use an MLflow server)") from None
 
     def _lease(self) -> dict:
         return {"lease.owner": self.owner, "lease.heartbeat": f"{time.time():.0f}"}
 
     def dead(self, run) -> bool:
         """Whether a RUNNING run's owner is gone: a dead process on this host (or an earlier
-        tracker of this process), or no heartbeat for LEASE_S seconds. Runs this tracker holds live."""
+        tracker of this process), or no heartbeat for ``lease`` seconds. Runs this tracker holds live."""
         if run.info.run_id in self._open:
             return False
         owner = run.data.tags.get("lease.owner")
         if owner is None:
             return True  # opened by a worker that did not hold leases
-        host, pid, token = owner.split(":")
-        if host == HOST and (not _pid_alive(int(pid)) or (int(pid) == os.getpid() and owner != self.owner)):
+        parts = owner.rsplit(":", 2)  # host:pid:token, but tags are untrusted: any shape is possible
+        host, pid = parts[0], int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+        if host == HOST and pid is not None and (not _pid_alive(pid) or (pid == os.getpid() and owner != self.owner)):
             return True
-        return time.time() - float(run.data.tags.get("lease.heartbeat", 0)) > LEASE_S
+        try:
+            beat = float(run.data.tags.get("lease.heartbeat", 0))
+        except ValueError:
+            beat = 0.0  # a malformed heartbeat counts as none
+        return not time.time() - beat <= self.lease
 
     def reap(self, tags: dict | None = None) -> list:
         """Mark KILLED every RUNNING run of this experiment (carrying ``tags``) whose owner is gone;
@@ -129,7 +219,7 @@ class Tracker:
 
     def _heartbeat(self) -> None:
         while True:
-            time.sleep(LEASE_S / 4)
+            time.sleep(self.lease / 4)
             for run_id in list(self._open):
                 try:
                     self.client.set_tag(run_id, "lease.heartbeat", f"{time.time():.0f}")

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from . import checkpoint as ckpt
 from .config import Config
 from .data import DeviceLoader, FashionMNIST, load_fashion_mnist, split_validation, stratified_subset
 from .env import check_runtime, environment
@@ -155,20 +156,6 @@ def train_step(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, co
     return loss, logits
 
 
-def _save(path: Path, payload: dict) -> None:
-    """Atomic: a crash or a full disk mid-write leaves the previous checkpoint intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # torch's zip writer reports a failed write as a RuntimeError
-        tmp.unlink(missing_ok=True)
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else exc.__class__.__name__
-        raise OSError(f"could not write checkpoint {path} ({reason}): is the disk full? Free space and "
-                      f"re-run; the previous checkpoint{' is kept' if path.exists() else ' (none yet)'}") from exc
-
-
 def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None = None,
           data_dir: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
           on_epoch: Callable[[dict], None] | None = None, progress: bool | None = None) -> dict:
@@ -211,19 +198,17 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
               "train_examples": len(train_y), "eval_examples": len(test_y), "eval_split": eval_key[:-4],
               "world_size": world}
     ckpt_path = Path(checkpoint) if checkpoint else None
-    if ckpt_path and ckpt_path.exists():
-        saved = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if (saved["config_key"], saved["seed"], saved.get("world_size", 1)) != (config.key(), seed, world):
-            raise ValueError(f"checkpoint {ckpt_path} belongs to another run (config {saved['config_key']}, "
-                             f"seed {saved['seed']}, {saved.get('world_size', 1)} ranks); delete it or pass "
-                             "another checkpoint path")
-        net.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        result.update(epochs=saved["epochs"], grad_norms=saved["grad_norms"])
-        _set_rng_state(saved["rng"][rank] if world > 1 else saved["rng"], device)
-
     bar = progress_bar(progress)
     with ExitStack() as stack:
+        if ckpt_path and rank == 0:  # one writer per checkpoint path
+            stack.enter_context(ckpt.lock(ckpt_path))
+        if ckpt_path and ckpt_path.exists():
+            saved = ckpt.load(ckpt_path, device)
+            ckpt.check_owner(saved, ckpt_path, config.to_dict(), seed, world)
+            net.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            result.update(epochs=saved["epochs"], grad_norms=saved["grad_norms"])
+            _set_rng_state(saved["rng"][rank] if world > 1 else saved["rng"], device)
         if bar:
             stack.enter_context(bar)
             epochs_task = bar.add_task("epochs", total=config.epochs, completed=len(result["epochs"]), status="")
@@ -275,9 +260,11 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
                     rng = [None] * world
                     dist.all_gather_object(rng, _rng_state(device))
                 if rank == 0:
-                    _save(ckpt_path, {"config_key": config.key(), "seed": seed, "world_size": world,
-                                      "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                                      "epochs": result["epochs"], "grad_norms": result["grad_norms"], "rng": rng})
+                    ckpt.save(ckpt_path, {"config_key": config.key(), "config": config.to_dict(), "seed": seed,
+                                          "world_size": world,
+                                          "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                                          "epochs": result["epochs"], "grad_norms": result["grad_norms"],
+                                          "rng": rng})
                 if world > 1:
                     dist.barrier()  # no rank reads a checkpoint before it is complete
             if on_epoch:

@@ -17,8 +17,10 @@ from .config import Config
 from .data import FashionMNIST
 from .tracking import Tracker
 from .train import train
+from .untrusted import redact
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
+STORAGE_ENV = "ALEXNET_OPTUNA_STORAGE"  # a storage URL kept off the command line (passwords: PGPASSWORD, ~/.pgpass)
 RANGES = {  # name -> (low, high, log scale); batch_size takes the powers of two in its range
     "lr": (1e-3, 0.3, True),
     "batch_size": (32, 256, True),
@@ -68,13 +70,14 @@ def suggest(trial: optuna.Trial, space: dict) -> dict:
 
 
 def storage(url: str) -> optuna.storages.RDBStorage:
-    """The study database, or a ValueError that names the URL and what to check."""
+    """The study database, or a ValueError that names the URL (password redacted) and what to check."""
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-    except Exception as exc:  # sqlalchemy's connection and URL errors
+    except Exception as exc:  # noqa: BLE001  sqlalchemy's connection and URL errors
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise ValueError(f"cannot open Optuna storage {url!r}: {reason}. Check the URL and that the database "
-                         "server is running and reachable") from None
+        raise ValueError(f"cannot open Optuna storage {redact(url)!r}: {redact(reason)}. Check the URL, that the "
+                         "database server is running and reachable, and its credentials (PGPASSWORD or "
+                         "~/.pgpass for PostgreSQL)") from None
 
 
 def create_study(url: str, name: str, tracker: Tracker, *, base: Config, space: dict, pruner: str = "median",
@@ -84,10 +87,10 @@ def create_study(url: str, name: str, tracker: Tracker, *, base: Config, space: 
         study = optuna.create_study(storage=storage(url), study_name=name, direction="maximize",
                                     pruner=PRUNERS[pruner]())
     except optuna.exceptions.DuplicatedStudyError:
-        raise ValueError(f"study {name!r} already exists in {url}: join it with --join, "
+        raise ValueError(f"study {name!r} already exists in {redact(url)}: join it with --join, "
                          "or pick another --study") from None
     with tracker.run(f"study {name}", {"kind": "study", "study": name, **(tags or {})}) as run_id:
-        tracker.log_params({**base.to_dict(), "space": space, "pruner": pruner, "storage": url})
+        tracker.log_params({**base.to_dict(), "space": space, "pruner": pruner, "storage": redact(url)})
     study.set_user_attr("mlflow_run_id", run_id)
     study.set_user_attr("base_config", base.to_dict())
     study.set_user_attr("space", {k: list(v) for k, v in space.items()})
@@ -101,7 +104,7 @@ def load_study(url: str, name: str, *, seed: int) -> optuna.Study:
     try:
         stored = optuna.load_study(storage=db, study_name=name)
     except KeyError:
-        raise ValueError(f"no study {name!r} in {url}: create it first (without --join)") from None
+        raise ValueError(f"no study {name!r} in {redact(url)}: create it first (without --join)") from None
     pruner = PRUNERS[stored.user_attrs.get("pruner", "median")]()
     return optuna.load_study(storage=db, study_name=name, sampler=optuna.samplers.TPESampler(seed=seed),
                              pruner=pruner)

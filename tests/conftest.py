@@ -49,9 +49,11 @@ def suite_command(workdir: Path, *args: str, uri: str | None = None, checkpoints
     return cmd, env
 
 
-def run_suite(workdir: Path, *args: str, uri: str | None = None, **kwargs) -> subprocess.CompletedProcess:
+def run_suite(workdir: Path, *args: str, uri: str | None = None, env_extra: dict | None = None,
+              **kwargs) -> subprocess.CompletedProcess:
     cmd, env = suite_command(workdir, *args, uri=uri)
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, **kwargs)
+    return subprocess.run(cmd, cwd=workdir, env={**env, **(env_extra or {})}, capture_output=True, text=True,
+                          **kwargs)
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ def test_invalid_choice_names_value_and_allowed():
 
 def test_invalid_number_names_value():
     out = run("train", "--lr", "-1")
-    assert out.returncode == 2 and "invalid lr=-1.0: expected a number > 0" in out.stderr
+    assert out.returncode == 2 and "invalid lr=-1.0: expected a finite number > 0" in out.stderr
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):

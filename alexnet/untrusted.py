@@ -1,0 +1,82 @@
+"""Helpers for input the project does not trust: URLs that may carry passwords, names that
+become paths, output paths, environment variables and numbers at their extremes.
+
+Each check raises ``ValueError`` with a message that names the value and what is allowed."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+# user:password@ in any URL (scheme://user:password@host), and password-like query parameters
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@'\"]*):(?P<secret>[^@\s/'\"]+)@")
+_QUERY = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd|token|secret|api_key|apikey)=)(?P<secret>[^&;\s'\"]+)",
+                    re.IGNORECASE)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``
+    (``postgresql://user:***@host/db``); use it on anything recorded or printed."""
+    text = _USERINFO.sub(lambda m: f"{m['head']}:***@", str(text))
+    return _QUERY.sub(lambda m: f"{m['head']}***", text)
+
+
+def safe_name(value: str, what: str) -> str:
+    """A name that becomes a file or folder name: letters, digits, '.', '_', '-', starting with a
+    letter or digit, so it cannot climb out of its folder (no separators, no '..', not absolute)."""
+    if not _NAME.fullmatch(value or "") or ".." in value:
+        raise ValueError(f"invalid {what} {value!r}: expected up to 128 letters, digits, '.', '_' or '-', starting "
+                         "with a letter or digit (it names a folder, so no '/', '\\' or '..')")
+    return value
+
+
+def writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """Create ``path`` if needed and prove it writable with a temporary file, before any work
+    whose output would go there."""
+    folder = Path(path).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"invalid {what} {str(path)!r}: cannot create or write there ({exc.strerror or exc}); "
+                         "pass a folder you can write to") from None
+    return folder
+
+
+def writable_file(path: str | os.PathLike, what: str) -> Path:
+    """An output file that can be written when the work is done: its folder is writable and the
+    path is not a folder."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise ValueError(f"invalid {what} {str(path)!r}: it is a folder; pass a file name")
+    writable_dir(target.parent, f"{what} folder")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ValueError(f"invalid {what} {str(path)!r}: the file exists and is not writable")
+    return target
+
+
+def finite(value: float, what: str, *, low: float = -math.inf, high: float = math.inf,
+           allowed: str = "a finite number") -> float:
+    """``value`` if it is a finite number within [low, high], else a ValueError naming it."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"invalid {what} {value!r}: expected {allowed}")
+    return value
+
+
+def env_number(name: str, default: float, *, low: float = 0.0) -> float:
+    """A number of seconds (or a count) from environment variable ``name``, else ``default``."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= low):
+        raise ValueError(f"invalid ${name}={raw!r}: expected a finite number >= {low:g} (default {default:g})")
+    return value
