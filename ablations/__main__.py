@@ -19,21 +19,24 @@ from rich.console import Console
 
 from alexnet.checkpoint import CheckpointBusy
 from alexnet.data import ENV_VAR, DataError, load_fashion_mnist
-from alexnet.env import environment
+from alexnet.env import device_slug, environment
 from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker, TrackingError
 from alexnet.tune import DEFAULT_STORAGE, STORAGE_ENV, storage
 from alexnet.untrusted import redact, writable_dir
 
 from .claims import BY_ID, SCALES
+from .plan import arm_config, select_claims
 from .report import verdict_table, write_results
-from .suite import Suite, device_slug, select_claims
+from .suite import Suite, SuiteOptions
 
 console = Console(stderr=True)
+TUNE_HELP = ("To tune one arm's hyperparameters instead: python -m ablations tune CLAIM:ARM [--scale S] "
+             "[--trials N] ... (python -m ablations tune --help).")
 MAX_SEEDS = 1000
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(prog="python -m ablations", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m ablations", description=__doc__ + "\n" + TUNE_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", choices=list(SCALES), help="default: full with a GPU, else quick")
     p.add_argument("--only", nargs="+", metavar="CLAIM",
@@ -80,8 +83,37 @@ def _lost(exc: BaseException, tracker: Tracker, args) -> int:
     return 3
 
 
+def tune_arm(argv: list[str]) -> int:
+    """``python -m ablations tune CLAIM:ARM``: an Optuna study of one arm of the claims table."""
+    from alexnet.cli import add_tune_options, check_seed, tune_from
+
+    p = argparse.ArgumentParser(prog="python -m ablations tune", description=tune_arm.__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    choices = ", ".join(f"{c.id}:{a}" for c in BY_ID.values() for a in c.arms)
+    p.add_argument("arm", metavar="CLAIM:ARM", help=f"the arm whose config the trials start from: any of {choices}")
+    p.add_argument("--scale", choices=list(SCALES), default="quick", help="the scale whose base config the arm uses")
+    p.add_argument("--epochs", type=int, help="epochs per trial; None: the scale's")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    add_tune_options(p)
+    args = p.parse_args(argv)
+    check_seed(args, p)
+    claim_id, _, arm = args.arm.partition(":")
+    if claim_id not in BY_ID or arm not in BY_ID[claim_id].arms:
+        p.error(f"invalid arm {args.arm!r}: expected one of {choices}")
+    if args.epochs is not None and args.epochs < 1:
+        p.error(f"invalid --epochs {args.epochs}: expected an integer >= 1")
+    try:
+        base = arm_config(BY_ID[claim_id], arm, SCALES[args.scale], args.device, args.epochs)
+        return tune_from(base, args, p)
+    except (ValueError, DataError) as exc:
+        console.print(f"[red]error:[/] {redact(str(exc))}")
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["tune"]:
+        return tune_arm(argv[1:])
     args = parse(argv)
     scale = SCALES[args.scale or ("full" if torch.cuda.is_available() and args.device != "cpu" else "quick")]
     command = redact(" ".join(["python -m ablations", *argv]))  # recorded on the suite run and in claims.md
@@ -91,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             writable_dir(folder, what)  # before any work, so that no finished work is lost to a bad path
         data = load_fashion_mnist(args.data_dir)
         tracker = Tracker(args.tracking_uri)
-        suite = Suite(scale, seeds=args.seeds, epochs=args.epochs, device=args.device, tracker=tracker, data=data,
-                      checkpoint_dir=Path(args.checkpoint_dir), progress=args.progress, tune_lr=args.tune_lr,
-                      storage=args.storage)
+        suite = Suite(scale, tracker, data, SuiteOptions(
+            seeds=args.seeds, epochs=args.epochs, device=args.device, checkpoint_dir=Path(args.checkpoint_dir),
+            progress=args.progress, tune_lr=args.tune_lr, storage=args.storage))
         plans = suite.plan(claims)  # every arm's config checked before any work
         if args.tune_lr:
             storage(args.storage).remove_session()  # the Optuna database opens now, not after the first claims

@@ -22,28 +22,34 @@ class Claim:
     min_effect: float = 0.0  # smallest difference worth calling an effect, in the metric's units
     optional: bool = False  # run only when named with --only, or at scales listing it
     measures: str = ""
+    context_metrics: tuple[str, ...] = ()  # compared between the arms beside ``metric``, not judged
+    evidence: tuple[str, ...] = ()  # names in ablations.evidence.EVIDENCE: more lines, or verdicts that count
+    plots: tuple[str, ...] = ("curves",)  # names in ablations.evidence.PLOTS, drawn when the claim has runs
 
 
 CLAIMS = [
     Claim("relu", "ReLU instead of sigmoid (as in LeNet) mitigates vanishing gradients and trains better",
           "better", {"relu": {}, "sigmoid": {"activation": "sigmoid"}}, "test_acc", 0.02,
-          measures="final test accuracy; per-layer gradient norms over the first epoch"),
+          measures="final test accuracy; per-layer gradient norms over the first epoch",
+          evidence=("grad_norms",), plots=("curves", "grad_norms")),
     Claim("dropout", "dropout (p=0.5) after the dense layers controls overfitting",
           "better", {"p=0.5": {}, "p=0": {"dropout": 0.0}}, "gap", 0.005,
           measures="train - test accuracy gap of the last epoch (train accuracy as the lecture "
-                   "accumulates it, dropout on); test accuracy beside it"),
+                   "accumulates it, dropout on); test accuracy beside it", context_metrics=("test_acc",)),
     Claim("maxpool", "max pooling (instead of LeNet's average pooling)",
           "better", {"max": {}, "avg": {"pool": "avg"}}, "test_acc", 0.01,
           measures="final test accuracy"),
     Claim("input224", "resizing 28-px Fashion-MNIST to 224 adds no information, only compute",
           "no_gain", {"224 px": {"input_size": 224}, "28 px": {"input_size": 28}}, "test_acc", 0.01,
-          measures="final test accuracy; FLOPs per image and training images/s of both arms"),
+          measures="final test accuracy; FLOPs per image and training images/s of both arms",
+          evidence=("compute",), plots=("curves", "flops_vs_accuracy")),
     Claim("augment", "data augmentation (here: random flips and 2-px shifts) improves generalisation",
           "better", {"augment": {"augment": True}, "none": {}}, "test_acc", 0.005,
-          measures="final test accuracy and train - test gap"),
+          measures="final test accuracy and train - test gap", context_metrics=("gap",)),
     Claim("augment_long", "data augmentation pays off with longer training (3x the scale's epochs)",
           "better", {"augment": {"augment": True, "epochs_factor": 3}, "none": {"epochs_factor": 3}},
-          "test_acc", 0.005, optional=True, measures="final test accuracy after 3x the epochs"),
+          "test_acc", 0.005, optional=True, measures="final test accuracy after 3x the epochs",
+          context_metrics=("gap",)),
     Claim("size", "AlexNet is a bigger, deeper LeNet: about 10x the parameters and 260x the compute",
           "size", measures="parameter and forward-FLOP counts of both models, from the modules"),
     Claim("d2l", "train_ch6(lr=0.01, 10 epochs, batch 128) prints about loss 0.331, train acc 0.878, "

@@ -9,22 +9,15 @@ from collections import defaultdict
 from pathlib import Path
 from statistics import mean, stdev
 
-import matplotlib
+from rich.table import Table
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from rich.table import Table  # noqa: E402
+from alexnet.plots import plt, save
 
-from .suite import ClaimReport, metric  # noqa: E402
+from .evidence import PLOTS, plot
+from .judge import ClaimReport
 
 CSV_METRICS = ("test_acc", "train_acc", "train_loss", "gap")
 COLOURS = {"reproduced": "green", "contradicted": "red", "inconclusive": "yellow"}
-
-
-def save(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _mean_sd(xs):
@@ -60,21 +53,22 @@ def write_csv(reports: list[ClaimReport], path: Path, scale: str, device: str) -
                     "device", "code_version", "torch", "git_commit"])
         for r in reports:
             for run in r.runs + (r.tuned.runs if r.tuned else []):
-                env = run.result["env"]
-                values = {m: metric(run.result, m) for m in CSV_METRICS}
-                values["flops_per_image"] = run.result["flops_per_image"]
-                values["params"] = run.result["params"]
-                speeds = sorted(e["examples_per_s"] for e in run.result["epochs"])
+                env = run.result.env
+                values = {m: run.result.final(m) for m in CSV_METRICS}
+                values["flops_per_image"] = run.result.flops_per_image
+                values["params"] = run.result.params
+                speeds = sorted(e["examples_per_s"] for e in run.result.epochs)
                 if speeds:
                     values["train_images_per_s"] = speeds[len(speeds) // 2]
-                for name, layer_norm in run.result.get("grad_norms", {}).items():
+                for name, layer_norm in run.result.grad_norms.items():
                     values[f"grad_norm_epoch1.{name}"] = layer_norm
                 for m, v in values.items():
-                    w.writerow([r.claim.id, run.arm, run.config.lr, run.seed, m, v, run.result["status"],
+                    w.writerow([r.claim.id, run.arm, run.config.lr, run.seed, m, v, run.result.status,
                                 run.config.key(), run.run_id, scale, device, env["code_version"], env["torch"],
                                 env["git_commit"]])
 
 
+@plot("curves", "curves_{claim}.png")
 def plot_curves(report: ClaimReport, path: Path) -> None:
     """Test accuracy and train loss per epoch, mean ± std over seeds, one line per arm."""
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
@@ -82,7 +76,7 @@ def plot_curves(report: ClaimReport, path: Path) -> None:
         per_epoch = defaultdict(lambda: defaultdict(list))
         for run in report.runs:
             if run.arm == arm:
-                for e in run.result["epochs"]:
+                for e in run.result.epochs:
                     per_epoch["test_acc"][e["epoch"]].append(e["test_acc"])
                     per_epoch["train_loss"][e["epoch"]].append(e["train_loss"])
         for ax, key in ((ax_acc, "test_acc"), (ax_loss, "train_loss")):
@@ -93,6 +87,8 @@ def plot_curves(report: ClaimReport, path: Path) -> None:
             s = [stdev(per_epoch[key][e]) if len(per_epoch[key][e]) > 1 else 0 for e in epochs]
             ax.plot(epochs, m, marker="o", label=arm)
             ax.fill_between(epochs, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], alpha=0.2)
+    for ax in (ax_acc, ax_loss):
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
     ax_acc.set(xlabel="epoch", ylabel="test accuracy", title=f"{report.claim.id}: test accuracy")
     ax_loss.set(xlabel="epoch", ylabel="train loss", title=f"{report.claim.id}: train loss")
     ax_acc.legend()
@@ -109,7 +105,7 @@ def plot_final_accuracy(reports: list[ClaimReport], path: Path) -> None:
     x, labels = 0, []
     for r in trained:
         for i, arm in enumerate(r.claim.arms):
-            m, s = _mean_sd([metric(run.result, "test_acc") for run in r.runs if run.arm == arm])
+            m, s = _mean_sd([run.result.final("test_acc") for run in r.runs if run.arm == arm])
             ax.bar(x, m, yerr=s, capsize=4, color=f"C{i}")
             ax.text(x, 0.01, arm, rotation=90, ha="center", va="bottom", fontsize=8, color="white")
             labels.append((x, r.claim.id))
@@ -121,19 +117,21 @@ def plot_final_accuracy(reports: list[ClaimReport], path: Path) -> None:
     save(fig, path)
 
 
+@plot("flops_vs_accuracy", "{claim}_flops_vs_accuracy.png")
 def plot_flops_vs_accuracy(report: ClaimReport, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for i, arm in enumerate(report.claim.arms):
         runs = [run for run in report.runs if run.arm == arm]
-        m, s = _mean_sd([metric(run.result, "test_acc") for run in runs])
-        ax.errorbar(runs[0].result["flops_per_image"], m, yerr=s, fmt="o", capsize=4, color=f"C{i}", label=arm)
+        m, s = _mean_sd([run.result.final("test_acc") for run in runs])
+        ax.errorbar(runs[0].result.flops_per_image, m, yerr=s, fmt="o", capsize=4, color=f"C{i}", label=arm)
     ax.set_xscale("log")
     ax.set(xlabel="forward FLOPs per image (log)", ylabel="final test accuracy",
-           title="input224: accuracy against compute")
+           title=f"{report.claim.id}: accuracy against compute")
     ax.legend()
     save(fig, path)
 
 
+@plot("grad_norms", "{claim}_grad_norms.png")
 def plot_grad_norms(report: ClaimReport, path: Path) -> None:
     """Mean first-epoch gradient norm of each layer's weights: vanishing gradients made visible."""
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -141,13 +139,14 @@ def plot_grad_norms(report: ClaimReport, path: Path) -> None:
         norms = defaultdict(list)
         for run in report.runs:
             if run.arm == arm:
-                for layer, g in run.result.get("grad_norms", {}).items():
+                for layer, g in run.result.grad_norms.items():
                     norms[layer].append(g)
         layers = list(norms)
         ax.plot(range(len(layers)), [mean(norms[n]) for n in layers], marker="o", color=f"C{i}", label=arm)
         ax.set_xticks(range(len(layers)), layers, rotation=30, fontsize=8)
     ax.set_yscale("log")
-    ax.set(ylabel="mean gradient L2 norm, epoch 1 (log)", title="relu vs sigmoid: per-layer gradient norms")
+    ax.set(ylabel="mean gradient L2 norm, epoch 1 (log)",
+           title=f"{report.claim.id}: per-layer gradient norms ({' vs '.join(report.claim.arms)})")
     ax.legend()
     save(fig, path)
 
@@ -193,12 +192,9 @@ def write_results(reports: list[ClaimReport], folder: Path, *, scale, device: st
         old.unlink()
     write_csv(reports, folder / "claims.csv", scale.name, device)
     for r in reports:
-        if r.runs:
-            plot_curves(r, folder / f"curves_{r.claim.id}.png")
-        if r.claim.id == "input224" and r.runs:
-            plot_flops_vs_accuracy(r, folder / "input224_flops_vs_accuracy.png")
-        if r.claim.id == "relu" and r.runs:
-            plot_grad_norms(r, folder / "relu_grad_norms.png")
+        for name in r.claim.plots if r.runs else ():
+            draw, filename = PLOTS[name]
+            draw(r, folder / filename.format(claim=r.claim.id))
     plot_final_accuracy(reports, folder / "final_accuracy.png")
     write_markdown(reports, folder / "claims.md", scale=scale, command=command, env=env, trained=trained)
     return sorted(folder.iterdir())

@@ -42,7 +42,7 @@ def welch(a: list[float], b: list[float]) -> dict:
             "mean_a": mean(a), "sd_a": _sd(a), "mean_b": mean(b), "sd_b": _sd(b), "n_a": len(a), "n_b": len(b)}
 
 
-def _describe(s: dict, names: tuple[str, str], metric: str) -> str:
+def describe(s: dict, names: tuple[str, str], metric: str) -> str:
     return (f"{metric}: {names[0]} {s['mean_a']:.4f} ± {s['sd_a']:.4f} (n={s['n_a']}) vs {names[1]} "
             f"{s['mean_b']:.4f} ± {s['sd_b']:.4f} (n={s['n_b']}); difference {s['diff']:+.4f} "
             f"[95% CI {s['ci_low']:+.4f}, {s['ci_high']:+.4f}], d={s['cohens_d']:.2f}, Welch p={s['p']:.3g}")
@@ -68,7 +68,7 @@ def better(a: list[float], b: list[float], min_effect: float, *, higher_is_bette
     else:
         word = "inconclusive"
     direction = "higher" if higher_is_better else "lower"
-    return Verdict(word, _describe(s, names, metric) + f"; expected {names[0]} {direction} by ≥ {min_effect}", s)
+    return Verdict(word, describe(s, names, metric) + f"; expected {names[0]} {direction} by ≥ {min_effect}", s)
 
 
 def no_gain(a: list[float], b: list[float], min_effect: float, *, names=("a", "b"), metric="value") -> Verdict:
@@ -84,7 +84,7 @@ def no_gain(a: list[float], b: list[float], min_effect: float, *, names=("a", "b
         word = "contradicted"
     else:
         word = "inconclusive"
-    return Verdict(word, _describe(s, names, metric) + f"; claim holds if {names[0]} gains < {min_effect}", s)
+    return Verdict(word, describe(s, names, metric) + f"; claim holds if {names[0]} gains < {min_effect}", s)
 
 
 def matches(values: dict[str, list[float]], targets: dict[str, float], tolerances: dict[str, float]) -> Verdict:

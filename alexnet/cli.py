@@ -14,6 +14,7 @@ from rich.table import Table
 
 from .config import Config
 from .data import ENV_VAR, DataError
+from .result import TrainResult
 from .untrusted import finite, redact, safe_name, writable_dir, writable_file
 
 console = Console()
@@ -25,7 +26,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run configuration (defaults are the lecture's)")
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata['help']} (default: {f.default})"
+        help_text = f.metadata["help"]  # the formatter adds the default
         if f.type in ("bool", bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
             continue
@@ -42,13 +43,12 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error(str(exc))
 
 
-def epoch_table(result: dict) -> Table:
-    split = result["eval_split"]  # test, or val when a validation split was held out
-    table = Table(title=f"{result['status']} run, seed {result['seed']} on {result['env']['device']}")
-    for col in ("epoch", "loss", "train acc", f"{split} acc", "examples/s", "time (s)"):
+def epoch_table(result: TrainResult) -> Table:
+    table = Table(title=f"{result.status} run, seed {result.seed} on {result.env['device']}")
+    for col in ("epoch", "loss", "train acc", f"{result.eval_split} acc", "examples/s", "time (s)"):
         table.add_column(col, justify="right")
-    for e in result["epochs"]:
-        table.add_row(str(e["epoch"]), f"{e['train_loss']:.3f}", f"{e['train_acc']:.3f}", f"{e[split + '_acc']:.3f}",
+    for e in result.epochs:
+        table.add_row(str(e["epoch"]), f"{e['train_loss']:.3f}", f"{e['train_acc']:.3f}", f"{e[result.eval_key]:.3f}",
                       f"{e['examples_per_s']:.1f}", f"{e['epoch_time_s']:.1f}")
     return table
 
@@ -82,8 +82,8 @@ def cmd_train(args, parser) -> int:
     if int(os.environ.get("RANK", 0)) == 0:
         console.print(epoch_table(result))
         if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=2))
-    return 0 if result["status"] == "finished" else 3
+            Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
+    return 0 if result.status == "finished" else 3
 
 
 def cmd_shapes(args, parser) -> int:
@@ -102,11 +102,16 @@ def cmd_shapes(args, parser) -> int:
 
 
 def cmd_tune(args, parser) -> int:
+    return tune_from(config_from_args(args, parser), args, parser)
+
+
+def tune_from(base: Config, args, parser) -> int:
+    """Create or join the study ``args.study`` over ``base`` (the options of ``add_tune_options``),
+    add trials and report; used by ``python -m alexnet tune`` and ``python -m ablations tune``."""
     from .data import load_fashion_mnist
     from .tracking import Tracker
     from .tune import create_study, load_study, optimize, report_study, search_space
 
-    base = config_from_args(args, parser)
     safe_name(args.study, "--study")
     if args.trials < 0:
         parser.error(f"invalid --trials {args.trials}: expected 0 (only report) or a number of trials to add")
@@ -116,17 +121,6 @@ def cmd_tune(args, parser) -> int:
         parser.error(f"invalid --worker {args.worker}: expected an index >= 0")
     if args.report:
         writable_dir(Path(args.results_dir) / args.study, "--results-dir")
-    if args.arm:
-        from ablations.claims import BY_ID, SCALES
-        from ablations.suite import arm_config
-
-        claim_id, _, arm = args.arm.partition(":")
-        if claim_id not in BY_ID or arm not in BY_ID[claim_id].arms:
-            choices = ", ".join(f"{c.id}:{a}" for c in BY_ID.values() for a in c.arms)
-            parser.error(f"invalid --arm {args.arm!r}: expected one of {choices}")
-        if args.scale not in SCALES:
-            parser.error(f"invalid --scale {args.scale!r}: expected one of {', '.join(SCALES)}")
-        base = arm_config(BY_ID[claim_id], arm, SCALES[args.scale], base.device, args.epochs_override)
     if base.validation_size is None:
         base = dataclasses.replace(base, validation_size=1000)
     ranges = {}
@@ -157,36 +151,10 @@ def cmd_tune(args, parser) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alexnet", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help="train one AlexNet and print the per-epoch table",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_options(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, dropout, shuffling and augmentation")
-    p.add_argument("--data-dir", help=f"folder with the four Fashion-MNIST .gz files (else ${ENV_VAR}, "
-                                      "else a torchvision download into the cache)")
-    p.add_argument("--checkpoint", help="file saved after every epoch; an existing one is resumed")
-    p.add_argument("--json", help="write the full result (per-epoch metrics, environment) to this file")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: only when stderr is a terminal)")
-    p.set_defaults(run=cmd_train, parser=p)
-
-    p = sub.add_parser("shapes", help="the lecture's layer-by-layer shape trace with parameter and FLOP counts")
-    p.add_argument("models", nargs="*", default=["alexnet"], metavar="MODEL",
-                   help=f"which networks to trace, any of {', '.join(SHAPE_MODELS)} (default: alexnet)")
-    p.set_defaults(run=cmd_shapes, parser=p)
-
-    p = sub.add_parser("tune", help="Optuna study of the trainer's hyperparameters on a validation split",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_options(p)
+def add_tune_options(p: argparse.ArgumentParser) -> None:
+    """The options of a tuning study (without the run configuration it starts from)."""
     from .tune import DEFAULT_STORAGE, PRUNERS, RANGES, STORAGE_ENV
 
-    p.add_argument("--arm", help="tune an arm of the claims table, e.g. relu:sigmoid (its config replaces the "
-                                 "configuration options)")
-    p.add_argument("--scale", default="quick", help="the scale whose base config --arm uses (full, quick, smoke)")
-    p.add_argument("--epochs-override", type=int, help="with --arm: epochs per trial instead of the scale's")
     p.add_argument("--params", nargs="+", default=list(RANGES), help=f"what to tune, any of {', '.join(RANGES)}")
     p.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH",
                    help="search range of a tuned parameter (repeatable); defaults: " +
@@ -194,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=10, help="trials this process adds (0: only report)")
     p.add_argument("--timeout", type=float, help="stop adding trials after this many seconds")
     p.add_argument("--storage", default=os.environ.get(STORAGE_ENV, DEFAULT_STORAGE),
-                   help=f"Optuna storage URL (sqlite:///..., postgresql://USER@HOST/DB); default ${STORAGE_ENV}, else "
-                        f"{DEFAULT_STORAGE}. Keep passwords off the command line: PGPASSWORD or ~/.pgpass")
+                   help=f"Optuna storage URL (sqlite:///..., postgresql://USER@HOST/DB); ${STORAGE_ENV} if set. "
+                        "Keep passwords off the command line: PGPASSWORD or ~/.pgpass")
     p.add_argument("--study", default="alexnet-tune",
                    help="study name (letters, digits, '.', '_', '-': it names the folder RESULTS_DIR/<study>)")
     p.add_argument("--create-only", action="store_true", help="create the study (once), add no trials")
@@ -206,13 +174,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                    help="write best params and plots to RESULTS_DIR/<study>/ and the study's MLflow run")
     p.add_argument("--results-dir", default="results/tune")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
-    p.add_argument("--data-dir", help=f"Fashion-MNIST folder (else ${ENV_VAR}, else a download)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI; None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
+    p.add_argument("--data-dir", help=f"Fashion-MNIST folder; None: ${ENV_VAR}, else a download")
+
+
+def check_seed(args, parser) -> None:
+    if not 0 <= getattr(args, "seed", 0) < 2**31:
+        parser.error(f"invalid --seed {args.seed}: expected an integer in [0, 2**31)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m alexnet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one AlexNet and print the per-epoch table",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_options(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, dropout, shuffling and augmentation")
+    p.add_argument("--data-dir", help=f"folder with the four Fashion-MNIST .gz files; None: ${ENV_VAR}, "
+                                      "else a torchvision download into the cache")
+    p.add_argument("--checkpoint", help="file saved after every epoch; an existing one is resumed")
+    p.add_argument("--json", help="write the full result (per-epoch metrics, environment) to this file")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar; None: only when stderr is a terminal")
+    p.set_defaults(run=cmd_train, parser=p)
+
+    p = sub.add_parser("shapes", help="the lecture's layer-by-layer shape trace with parameter and FLOP counts")
+    p.add_argument("models", nargs="*", default=["alexnet"], metavar="MODEL",
+                   help=f"which networks to trace, any of {', '.join(SHAPE_MODELS)} (default: alexnet)")
+    p.set_defaults(run=cmd_shapes, parser=p)
+
+    p = sub.add_parser("tune", help="Optuna study of the trainer's hyperparameters on a validation split",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_options(p)
+    add_tune_options(p)
     p.set_defaults(run=cmd_tune, parser=p)
 
     args = parser.parse_args(argv)
-    if not 0 <= getattr(args, "seed", 0) < 2**31:
-        args.parser.error(f"invalid --seed {args.seed}: expected an integer in [0, 2**31)")
+    check_seed(args, args.parser)
     try:
         return args.run(args, args.parser)
     except (DataError, ValueError) as exc:  # CheckpointError and TrackingError are ValueErrors

@@ -43,8 +43,8 @@ class Config:
     epochs: int = _opt(10, "training epochs, > 0")
     # data
     augment: bool = _opt(False, "random horizontal flips and shifts of up to 2 px (on the 28-px image)")
-    train_size: int | None = _opt(None, "stratified training subset (first N/10 per class); default all 60,000")
-    test_size: int | None = _opt(None, "stratified subset of the test set; default all 10,000")
+    train_size: int | None = _opt(None, "stratified training subset (first N/10 per class); None: all 60,000")
+    test_size: int | None = _opt(None, "stratified subset of the test set; None: all 10,000")
     validation_size: int | None = _opt(None, "hold out the last N/10 training images of each class and report "
                                        "val_acc on them instead of test_acc (for tuning: the test set stays unseen)")
     # execution (recorded with every run; bf16 and tf32 change numerics)

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import Config
+
 ENV_VAR = "ALEXNET_DATA_DIR"
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "alexnet-claims-lab"
 # The official files and the MD5s torchvision checks them against.
@@ -182,12 +184,15 @@ class DeviceLoader:
     (same permutation, same augmentation) and keeps its ``rank``-th slice of each, so the ranks
     together see exactly the batches of a single-process run with the same batch size."""
 
-    def __init__(self, images, labels, *, batch_size, input_size, device, shuffle=False,
-                 augment=False, seed=0, channels_last=False, shard=(0, 1)):
+    def __init__(self, images, labels, config: Config, device, *, train: bool = False, seed: int = 0,
+                 shard: tuple[int, int] = (0, 1)):
+        """Batches of ``config.batch_size`` at ``config.input_size`` in the config's memory layout;
+        ``train``: shuffled, and augmented when the config says so."""
         self.images = images.to(device)
         self.labels = labels.to(device)
-        self.batch_size, self.input_size, self.device = batch_size, input_size, torch.device(device)
-        self.shuffle, self.augment, self.seed, self.channels_last = shuffle, augment, seed, channels_last
+        self.batch_size, self.input_size, self.device = config.batch_size, config.input_size, torch.device(device)
+        self.shuffle, self.augment, self.seed = train, train and config.augment, seed
+        self.channels_last = config.channels_last
         self.rank, self.world = shard
 
     def __len__(self) -> int:

@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import os
 import platform
+import re
 import shutil
 import subprocess
 from functools import cache
@@ -83,6 +84,11 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu-{platform.machine()}-{torch.get_num_threads()}threads"
+
+
+def device_slug(device: torch.device) -> str:
+    """A folder name for the device: ``cpu``, or the GPU's name (``nvidia-h200``)."""
+    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-") if device.type == "cuda" else "cpu"
 
 
 def environment(device: torch.device) -> dict:

@@ -26,6 +26,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from .result import TrainResult
 from .untrusted import env_number, redact, writable_dir
 
 DEFAULT_URI = "sqlite:///mlflow.db"  # embedded store in the working folder
@@ -294,20 +295,20 @@ class Tracker:
     def log_epoch(self, record: dict) -> None:
         self.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
 
-    def log_result(self, result: dict) -> None:
+    def log_result(self, result: TrainResult) -> None:
         """Final numbers of a training run, and the whole result as ``result.json``."""
-        final = result["epochs"][-1] if result["epochs"] else {}
+        final = result.epochs[-1] if result.epochs else {}
         self.log_metrics({f"final_{k}": v for k, v in final.items() if k != "epoch"})
-        self.log_metrics({"params": result["params"], "flops_per_image": result["flops_per_image"]})
-        self.log_metrics(_flat("grad_norm.", result["grad_norms"]), step=1)
-        self.set_tags({"status": result["status"]})
-        mlflow.log_dict(result, "result.json")
+        self.log_metrics({"params": result.params, "flops_per_image": result.flops_per_image})
+        self.log_metrics(_flat("grad_norm.", result.grad_norms), step=1)
+        self.set_tags({"status": result.status})
+        mlflow.log_dict(result.to_dict(), "result.json")
 
     def log_dict(self, d: dict, name: str) -> None:
         mlflow.log_dict(d, name)
 
-    def load_result(self, run) -> dict:
-        return mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/result.json")
+    def load_result(self, run) -> TrainResult:
+        return TrainResult.from_dict(mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/result.json"))
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         mlflow.log_artifact(str(path), folder)

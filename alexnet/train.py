@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,6 +27,8 @@ from .config import Config
 from .data import DeviceLoader, FashionMNIST, load_fashion_mnist, split_validation, stratified_subset
 from .env import check_runtime, environment
 from .model import build_alexnet, count_params, flops_per_image, init_weights
+from .progress import progress_bar
+from .result import TrainResult
 
 DIVERGENCE_CHECK_EVERY = 20  # batches between reads of the running loss (each read syncs the device)
 
@@ -44,26 +46,6 @@ def precision(config: Config, device: torch.device):
             yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-def progress_bar(enabled: bool | None, transient: bool = True):
-    """A rich progress bar (tasks take a ``status`` field), or None when disabled; by default
-    shown only when stderr is a terminal."""
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return None
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[status]}"), transient=transient)
 
 
 def sync(device: torch.device) -> None:
@@ -119,9 +101,9 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def build(config: Config, device: torch.device, seed: int, rank: int = 0, world: int = 1):
-    """(net, model, optimizer): the initialised network; the model that trains it (wrapped in
-    DistributedDataParallel across ranks, compiled when asked); SGD."""
+def build(config: Config, device: torch.device, seed: int, rank: int = 0, world: int = 1) -> Step:
+    """The initialised network; the model that trains it (wrapped in DistributedDataParallel
+    across ranks, compiled when asked); SGD — as the ``Step`` every training step takes."""
     torch.manual_seed(seed)  # weights (the same on every rank), then dropout masks
     net = build_alexnet(config)
     init_weights(net)
@@ -132,33 +114,59 @@ def build(config: Config, device: torch.device, seed: int, rank: int = 0, world:
     if world > 1:
         torch.manual_seed(seed * 1_000_003 + rank)  # each rank its own dropout masks, reproducible per world size
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    return net, torch.compile(model) if config.compile else model, optimizer
+    return Step(net, torch.compile(model) if config.compile else model, optimizer, config, device, world)
 
 
-def train_step(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, config: Config,
-               device: torch.device, after_backward: Callable[[], None] | None = None, global_batch: int = 0,
-               world: int = 1):
+@dataclass(frozen=True)
+class Step:
+    """What every SGD step of a run shares."""
+    net: nn.Sequential  # the bare network (its state is what a checkpoint saves)
+    model: nn.Module  # the network as trained: DDP-wrapped and/or compiled
+    optimizer: torch.optim.Optimizer
+    config: Config
+    device: torch.device
+    world: int = 1
+
+
+def train_step(step: Step, x: torch.Tensor, y: torch.Tensor, *, global_batch: int = 0,
+               after_backward: Callable[[], None] | None = None):
     """One SGD step on the mean cross-entropy of a minibatch; returns (loss, logits), unsynchronised.
 
-    Across ``world`` ranks the local loss is the sum over the rank's slice times world /
+    Across ``step.world`` ranks the local loss is the sum over the rank's slice times world /
     global_batch, so DDP's average of the ranks' gradients is the gradient of the global mean."""
-    with precision(config, device):
-        logits = model(x)
-        if world == 1:
+    with precision(step.config, step.device):
+        logits = step.model(x)
+        if step.world == 1:
             loss = F.cross_entropy(logits.float(), y)
         else:
-            loss = F.cross_entropy(logits.float(), y, reduction="sum") * (world / global_batch)
-    optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(logits.float(), y, reduction="sum") * (step.world / global_batch)
+    step.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if after_backward:
         after_backward()
-    optimizer.step()
+    step.optimizer.step()
     return loss, logits
+
+
+class GradNorms:
+    """Per-layer gradient norms of every Conv2d/Linear weight, summed over the first epoch's
+    batches on the device (no sync per batch); ``means`` divides by the batch count."""
+
+    def __init__(self, net: nn.Sequential, device: torch.device):
+        self.weighted = [(f"{i}.{m.__class__.__name__}", m.weight) for i, m in enumerate(net)
+                         if isinstance(m, (nn.Conv2d, nn.Linear))]
+        self.sums = torch.zeros(len(self.weighted), device=device)
+
+    def add(self) -> None:
+        self.sums.add_(torch.stack([w.grad.detach().float().norm() for _, w in self.weighted]))
+
+    def means(self, batches: int) -> dict[str, float]:
+        return {name: g / batches for (name, _), g in zip(self.weighted, self.sums.tolist())}
 
 
 def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None = None,
           data_dir: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
-          on_epoch: Callable[[dict], None] | None = None, progress: bool | None = None) -> dict:
+          on_epoch: Callable[[dict], None] | None = None, progress: bool | None = None) -> TrainResult:
     """Train one AlexNet; return its per-epoch numbers, status and environment.
 
     ``checkpoint``: a file written at the end of every epoch; if it exists when called, the
@@ -170,108 +178,150 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
         device = torch.device("cuda", torch.cuda.current_device())
     if rank:  # one rank reports
         on_epoch, progress = None, False
-    data = data or load_fashion_mnist(data_dir)
-    train_x, train_y = data.train_images, data.train_labels
-    if config.validation_size:  # evaluate on images carved from the training set, never on the test set
-        train_x, train_y, test_x, test_y = split_validation(train_x, train_y, config.validation_size)
-        eval_key = "val_acc"
-    else:
-        test_x, test_y = stratified_subset(data.test_images, data.test_labels, config.test_size)
-        eval_key = "test_acc"
-    train_x, train_y = stratified_subset(train_x, train_y, config.train_size)
-    loader_args = dict(batch_size=config.batch_size, input_size=config.input_size, device=device,
-                       channels_last=config.channels_last, shard=(rank, world))
-    train_loader = DeviceLoader(train_x, train_y, shuffle=True, augment=config.augment, seed=seed, **loader_args)
-    test_loader = DeviceLoader(test_x, test_y, **loader_args)
-
-    net, model, optimizer = build(config, device, seed, rank, world)
-    weighted = [(f"{i}.{m.__class__.__name__}", m.weight) for i, m in enumerate(net)
-                if isinstance(m, (nn.Conv2d, nn.Linear))]
-    grad_sums = torch.zeros(len(weighted), device=device)  # per-layer gradient norms, summed over epoch 1
-
-    def add_grad_norms():
-        grad_sums.add_(torch.stack([w.grad.detach().float().norm() for _, w in weighted]))
-
-    result = {"config": config.to_dict(), "seed": seed, "env": environment(device), "status": "running",
-              "epochs": [], "grad_norms": {}, "params": count_params(net),
-              "flops_per_image": flops_per_image(net, config.input_size),
-              "train_examples": len(train_y), "eval_examples": len(test_y), "eval_split": eval_key[:-4],
-              "world_size": world}
+    train_loader, eval_loader, eval_split = loaders(config, data or load_fashion_mnist(data_dir), seed, device,
+                                                    (rank, world))
+    step = build(config, device, seed, rank, world)
+    norms = GradNorms(step.net, device)
+    result = TrainResult(config.to_dict(), seed, environment(device), eval_split, count_params(step.net),
+                         flops_per_image(step.net, config.input_size), len(train_loader.labels),
+                         len(eval_loader.labels), world)
     ckpt_path = Path(checkpoint) if checkpoint else None
-    bar = progress_bar(progress)
     with ExitStack() as stack:
         if ckpt_path and rank == 0:  # one writer per checkpoint path
             stack.enter_context(ckpt.lock(ckpt_path))
         if ckpt_path and ckpt_path.exists():
-            saved = ckpt.load(ckpt_path, device)
-            ckpt.check_owner(saved, ckpt_path, config.to_dict(), seed, world)
-            net.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            result.update(epochs=saved["epochs"], grad_norms=saved["grad_norms"])
-            _set_rng_state(saved["rng"][rank] if world > 1 else saved["rng"], device)
-        if bar:
-            stack.enter_context(bar)
-            epochs_task = bar.add_task("epochs", total=config.epochs, completed=len(result["epochs"]), status="")
-            batches_task = bar.add_task("batches", total=len(train_loader), status="")
-        model.train()
-        for epoch in range(len(result["epochs"]) + 1, config.epochs + 1):
-            first = epoch == 1
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            seen = 0
-            if bar:
-                bar.reset(batches_task, total=len(train_loader))
-            sync(device)
-            start = time.perf_counter()
-            for i, (x, y) in enumerate(train_loader.epoch(epoch)):
-                n = min(config.batch_size, len(train_y) - i * config.batch_size)  # the global batch
-                loss, logits = train_step(model, optimizer, x, y, config, device, add_grad_norms if first else None,
-                                          global_batch=n, world=world)
-                loss_sum += loss.detach() * (len(y) if world == 1 else n / world)
-                correct += (logits.argmax(1) == y).sum()
-                seen += len(y)
-                if (i + 1) % DIVERGENCE_CHECK_EVERY == 0:  # the only sync inside the batch loop
-                    running = _all_sum(loss_sum.clone(), world).item()  # every rank stops together
-                    if not math.isfinite(running):
-                        break
-                    if bar:
-                        bar.update(batches_task, status=f"loss {running / (seen * world):.3f}")
-                if bar:
-                    bar.update(batches_task, advance=1)
-            sync(device)
-            train_time = time.perf_counter() - start
-            totals = _all_sum(torch.stack([loss_sum, correct.to(loss_sum.dtype),
-                                           torch.tensor(float(seen), device=device)]), world).tolist()
-            train_loss, train_correct, seen = totals[0] / totals[2], totals[1], int(totals[2])
-            if not math.isfinite(train_loss):
-                result["status"] = "diverged"
-                result["diverged_at_epoch"] = epoch
+            resume(ckpt_path, step, result, rank)
+        bars = stack.enter_context(EpochBars(progress, config.epochs, len(train_loader), len(result.epochs)))
+        step.model.train()
+        for epoch in range(len(result.epochs) + 1, config.epochs + 1):
+            record = train_epoch(step, train_loader, epoch, norms if epoch == 1 else None, bars)
+            if record is None:  # the loss became NaN or infinite
+                result.status, result.diverged_at_epoch = "diverged", epoch
                 break
-            if first:
-                batches = i + 1
-                result["grad_norms"] = {name: g / batches for (name, _), g in zip(weighted, grad_sums.tolist())}
-            record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_correct / seen,
-                      eval_key: evaluate(model, test_loader, config, device),
-                      "examples_per_s": seen / train_time, "epoch_time_s": time.perf_counter() - start}
-            result["epochs"].append(record)
+            if epoch == 1:
+                result.grad_norms = norms.means(record.pop("batches"))
+            else:
+                record.pop("batches")
+            record[result.eval_key] = evaluate(step.model, eval_loader, config, device)
+            record["epoch_time_s"] = time.perf_counter() - record.pop("start")
+            result.epochs.append(record)
             if ckpt_path:
-                rng = _rng_state(device)
-                if world > 1:  # each rank's dropout stream, so that a resume is exact
-                    rng = [None] * world
-                    dist.all_gather_object(rng, _rng_state(device))
-                if rank == 0:
-                    ckpt.save(ckpt_path, {"config_key": config.key(), "config": config.to_dict(), "seed": seed,
-                                          "world_size": world,
-                                          "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                                          "epochs": result["epochs"], "grad_norms": result["grad_norms"],
-                                          "rng": rng})
-                if world > 1:
-                    dist.barrier()  # no rank reads a checkpoint before it is complete
+                save(ckpt_path, step, result, rank)
             if on_epoch:
                 on_epoch(record)
-            if bar:
-                bar.update(epochs_task, advance=1,
-                           status=f"loss {train_loss:.3f} {eval_key} {record[eval_key]:.3f}")
-    if result["status"] == "running":
-        result["status"] = "finished"
+            bars.epoch_done(f"loss {record['train_loss']:.3f} {result.eval_key} {record[result.eval_key]:.3f}")
+    if result.status == "running":
+        result.status = "finished"
     return result
+
+
+def loaders(config: Config, data: FashionMNIST, seed: int, device: torch.device, shard: tuple[int, int]):
+    """(training loader, evaluation loader, "test" or "val"): the config's subsets, with the
+    evaluation images carved from the training set when it asks for a validation split."""
+    train_x, train_y = data.train_images, data.train_labels
+    if config.validation_size:  # evaluate on images carved from the training set, never on the test set
+        train_x, train_y, eval_x, eval_y = split_validation(train_x, train_y, config.validation_size)
+        split = "val"
+    else:
+        eval_x, eval_y = stratified_subset(data.test_images, data.test_labels, config.test_size)
+        split = "test"
+    train_x, train_y = stratified_subset(train_x, train_y, config.train_size)
+    return (DeviceLoader(train_x, train_y, config, device, train=True, seed=seed, shard=shard),
+            DeviceLoader(eval_x, eval_y, config, device, shard=shard), split)
+
+
+def train_epoch(step: Step, loader: DeviceLoader, epoch: int, norms: GradNorms | None,
+                bars: EpochBars) -> dict | None:
+    """One pass over the training set: a record with train_loss and train_acc (accumulated over
+    the epoch in train mode, as d2l does), examples/s, the batch count and the start time; None
+    when the loss diverged. The running loss is read (a device sync) every DIVERGENCE_CHECK_EVERY
+    batches only."""
+    device, world, batch_size = step.device, step.world, step.config.batch_size
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen, total = 0, len(loader.labels)
+    bars.new_epoch()
+    sync(device)
+    start = time.perf_counter()
+    for i, (x, y) in enumerate(loader.epoch(epoch)):
+        n = min(batch_size, total - i * batch_size)  # the global batch
+        loss, logits = train_step(step, x, y, global_batch=n, after_backward=norms.add if norms else None)
+        loss_sum += loss.detach() * (len(y) if world == 1 else n / world)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        if (i + 1) % DIVERGENCE_CHECK_EVERY == 0:  # the only sync inside the batch loop
+            running = _all_sum(loss_sum.clone(), world).item()  # every rank stops together
+            if not math.isfinite(running):
+                break
+            bars.batch_status(f"loss {running / (seen * world):.3f}")
+        bars.batch_done()
+    sync(device)
+    train_time = time.perf_counter() - start
+    totals = _all_sum(torch.stack([loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=device)]),
+                      world).tolist()
+    train_loss = totals[0] / totals[2]
+    if not math.isfinite(train_loss):
+        return None
+    return {"epoch": epoch, "train_loss": train_loss, "train_acc": totals[1] / int(totals[2]),
+            "examples_per_s": seen / train_time, "batches": i + 1, "start": start}
+
+
+def resume(path: Path, step: Step, result: TrainResult, rank: int) -> None:
+    """Load a checkpoint of this very run (read weights-only, checked field by field) into the
+    model, optimizer, result and random number generators."""
+    saved = ckpt.load(path, step.device)
+    ckpt.check_owner(saved, path, step.config.to_dict(), result.seed, step.world)
+    step.net.load_state_dict(saved["model"])
+    step.optimizer.load_state_dict(saved["optimizer"])
+    result.epochs, result.grad_norms = saved["epochs"], saved["grad_norms"]
+    _set_rng_state(saved["rng"][rank] if step.world > 1 else saved["rng"], step.device)
+
+
+def save(path: Path, step: Step, result: TrainResult, rank: int) -> None:
+    """The checkpoint after an epoch: written by rank 0, with every rank's RNG state."""
+    rng = _rng_state(step.device)
+    if step.world > 1:  # each rank's dropout stream, so that a resume is exact
+        rng = [None] * step.world
+        dist.all_gather_object(rng, _rng_state(step.device))
+    if rank == 0:
+        ckpt.save(path, {"config_key": step.config.key(), "config": step.config.to_dict(), "seed": result.seed,
+                         "world_size": step.world, "model": step.net.state_dict(),
+                         "optimizer": step.optimizer.state_dict(), "epochs": result.epochs,
+                         "grad_norms": result.grad_norms, "rng": rng})
+    if step.world > 1:
+        dist.barrier()  # no rank reads a checkpoint before it is complete
+
+
+class EpochBars:
+    """The trainer's two progress bars (epochs, batches of the current epoch), or nothing."""
+
+    def __init__(self, enabled: bool | None, epochs: int, batches: int, done: int):
+        self.bar, self.batches = progress_bar(enabled), batches
+        if self.bar:
+            self.epochs_task = self.bar.add_task("epochs", total=epochs, completed=done, status="")
+            self.batches_task = self.bar.add_task("batches", total=batches, status="")
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+    def new_epoch(self) -> None:
+        if self.bar:
+            self.bar.reset(self.batches_task, total=self.batches)
+
+    def batch_status(self, status: str) -> None:
+        if self.bar:
+            self.bar.update(self.batches_task, status=status)
+
+    def batch_done(self) -> None:
+        if self.bar:
+            self.bar.update(self.batches_task, advance=1)
+
+    def epoch_done(self, status: str) -> None:
+        if self.bar:
+            self.bar.update(self.epochs_task, advance=1, status=status)

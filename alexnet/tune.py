@@ -135,15 +135,15 @@ def optimize(study: optuna.Study, tracker: Tracker, data: FashionMNIST, *, trial
                 result = train(config, seed, data=data, on_epoch=report, progress=False)
             except optuna.TrialPruned:
                 pruned = True
-            state = "PRUNED" if pruned else "FAIL" if result["status"] == "diverged" else "COMPLETE"
+            state = "PRUNED" if pruned else "FAIL" if result.status == "diverged" else "COMPLETE"
             tracker.set_tags({"state": state})
             if state == "COMPLETE":
-                tracker.log_metrics({"value": result["epochs"][-1]["val_acc"]})
+                tracker.log_metrics({"value": result.final("val_acc")})
         if pruned:
             raise optuna.TrialPruned()
         if state == "FAIL":
             raise Diverged(f"trial {trial.number} diverged (loss NaN or infinite)")
-        value = result["epochs"][-1]["val_acc"]
+        value = result.final("val_acc")
         return value if math.isfinite(value) else 0.0
 
     with tracker.run("", {}, run_id=parent):  # the study's run is reopened so that trials nest under it

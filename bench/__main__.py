@@ -14,10 +14,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ablations.report import plt, save  # pyplot on the Agg backend
-from ablations.suite import device_slug
 from alexnet.data import load_fashion_mnist, stratified_subset
-from alexnet.env import environment, resolve_device
+from alexnet.env import device_slug, environment, resolve_device
+from alexnet.plots import plt, save  # pyplot on the Agg backend
 from alexnet.tracking import Tracker
 
 from .throughput import run

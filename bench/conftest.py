@@ -53,8 +53,8 @@ def gated(request, results, benchmark):
 
 
 def loader(images, labels, batch_size, input_size, augment=False):
-    return DeviceLoader(images, labels, batch_size=batch_size, input_size=input_size, device="cpu",
-                        shuffle=True, augment=augment)
+    config = Config(input_size=input_size, batch_size=batch_size, augment=augment, channels_last=False, device="cpu")
+    return DeviceLoader(images, labels, config, "cpu", train=True)
 
 
 SMALL_TRAIN = Config(input_size=28, batch_size=16, device="cpu")

@@ -13,13 +13,13 @@ from bench.conftest import SMALL_TRAIN, loader
 
 def _train_step_fn(tiny_data, repeat: int = 1):
     device = torch.device("cpu")
-    _, model, optimizer = build(SMALL_TRAIN, device, seed=0)
+    sgd = build(SMALL_TRAIN, device, seed=0)
     batches = itertools.cycle(list(loader(*tiny_data, SMALL_TRAIN.batch_size, 28).epoch(0)))
 
     def step():
         x, y = next(batches)
         for _ in range(repeat):  # repeat > 1: a deliberately slowed step
-            train_step(model, optimizer, x, y, SMALL_TRAIN, device)
+            train_step(sgd, x, y)
 
     return step
 
@@ -30,7 +30,7 @@ def test_train_step(gated, tiny_data):
 
 def test_inference_batch(gated, tiny_data):
     config = Config(input_size=224, device="cpu")
-    net, model, _ = build(config, torch.device("cpu"), seed=0)
+    model = build(config, torch.device("cpu"), seed=0).model
     model.eval()
     x, _ = next(loader(*tiny_data, 8, 224).epoch(0))
 

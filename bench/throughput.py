@@ -71,8 +71,8 @@ def matmul_ceiling(prec: str, device: torch.device, n: int, **timing) -> float:
 def _batches(case: Case, images, labels, device):
     """An endless iterator of (x, y) on ``device`` from the case's pipeline."""
     if case.pipeline == "device":
-        loader = DeviceLoader(images, labels, batch_size=case.batch_size, input_size=case.input_size, device=device,
-                              shuffle=True, channels_last=case.channels_last)
+        config = Config(input_size=case.input_size, batch_size=case.batch_size, channels_last=case.channels_last)
+        loader = DeviceLoader(images, labels, config, device, train=True)
         for epoch in itertools.count():
             yield from loader.epoch(epoch)
     else:
@@ -91,27 +91,27 @@ def _batches(case: Case, images, labels, device):
 def measure(case: Case, images, labels, device: torch.device, ceilings: dict, **timing) -> dict:
     config = Config(input_size=case.input_size, batch_size=case.batch_size, precision=case.precision,
                     channels_last=case.channels_last, compile=case.compile, device=device.type)
-    net, model, optimizer = build(config, device, seed=0)
+    sgd = build(config, device, seed=0)
     batches = _batches(case, images, labels, device)
     if case.mode == "train":
-        model.train()
+        sgd.model.train()
 
         def step():
             x, y = next(batches)
-            train_step(model, optimizer, x, y, config, device)
+            train_step(sgd, x, y)
     else:
-        model.eval()
+        sgd.model.eval()
 
         def step():
             x, _ = next(batches)
             with torch.no_grad(), precision(config, device):
-                model(x)
+                sgd.model(x)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = timed(step, device, **timing)
     step_s = statistics.median(times)
     images_per_s = case.batch_size / step_s
-    flops = flops_per_image(net, case.input_size) * (TRAIN_FLOP_FACTOR if case.mode == "train" else 1)
+    flops = flops_per_image(sgd.net, case.input_size) * (TRAIN_FLOP_FACTOR if case.mode == "train" else 1)
     achieved = flops * images_per_s
     return {**asdict(case), "label": case.label, "status": "ok", "images_per_s": images_per_s,
             "step_ms": step_s * 1e3, "step_ms_spread": (max(times) - min(times)) * 1e3,

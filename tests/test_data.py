@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from alexnet.config import Config
 from alexnet.data import (
     FILES,
     SHIFT_PX,
@@ -119,7 +120,8 @@ def test_device_pipeline_matches_lecture_pipeline(fmnist):
     the two differ by at most one grey level (1/255)."""
     images, labels = fmnist.test_images[:64], fmnist.test_labels[:64]
     for size, tol in [(224, 1 / 255 + 1e-6), (28, 0.0)]:
-        ours, our_labels = next(DeviceLoader(images, labels, batch_size=64, input_size=size, device="cpu").epoch())
+        config = Config(input_size=size, batch_size=64, channels_last=False, device="cpu")
+        ours, our_labels = next(DeviceLoader(images, labels, config, "cpu").epoch())
         theirs, their_labels = next(iter(lecture_loader(images, labels, batch_size=64, input_size=size, workers=2)))
         assert ours.shape == theirs.shape == (64, 1, size, size)
         assert torch.equal(our_labels, their_labels)
@@ -129,7 +131,7 @@ def test_device_pipeline_matches_lecture_pipeline(fmnist):
 
 def test_shuffle_is_seeded_and_covers_every_image(fmnist):
     x, y = fmnist.test_images[:100], fmnist.test_labels[:100]
-    loader = DeviceLoader(x, y, batch_size=32, input_size=28, device="cpu", shuffle=True, seed=7)
+    loader = DeviceLoader(x, y, Config(input_size=28, batch_size=32, device="cpu"), "cpu", train=True, seed=7)
     first = torch.cat([b for _, b in loader.epoch(1)])
     assert torch.equal(first, torch.cat([b for _, b in loader.epoch(1)]))
     assert not torch.equal(first, torch.cat([b for _, b in loader.epoch(2)]))

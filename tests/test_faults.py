@@ -15,7 +15,8 @@ from conftest import free_port, mlflow_server, run_suite, stop_server, store_sta
 from mlflow import MlflowClient
 
 from ablations.claims import BY_ID, SCALES
-from ablations.suite import Suite, arm_config
+from ablations.plan import arm_config
+from ablations.suite import Suite, SuiteOptions
 from alexnet.train import train
 
 ARGS = ("--scale", "smoke", "--only", "relu", "--epochs", "4")  # 2 arms x 2 seeds, 4 epochs each
@@ -165,13 +166,13 @@ def test_diverging_runs_are_recorded_and_never_retrained(tmp_path, fmnist, ledge
     tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")
 
     def suite():
-        s = Suite(scale, tracker=tracker, data=fmnist, checkpoint_dir=tmp_path / "checkpoints", device="cpu",
-                  progress=False)
+        s = Suite(scale, tracker, fmnist, SuiteOptions(checkpoint_dir=tmp_path / "checkpoints", device="cpu",
+                                                       progress=False))
         return s, s.run([BY_ID["relu"]], "test")
 
     first, (report,) = suite()
     assert first.trained == EXPECTED
-    assert {r.result["status"] for r in report.runs if r.arm == "relu"} == {"diverged"}
+    assert {r.result.status for r in report.runs if r.arm == "relu"} == {"diverged"}
     assert report.verdict == "inconclusive" and any("diverged" in e for e in report.evidence)
     again, (report2,) = suite()
     assert again.trained == 0 and report2.verdict == "inconclusive"

@@ -13,7 +13,7 @@ import torch
 from conftest import REPO, data_path, run_suite, store_state
 
 from ablations.claims import BY_ID, SCALES
-from ablations.suite import arm_config
+from ablations.plan import arm_config
 from alexnet import checkpoint as ckpt
 from alexnet.config import Config
 from alexnet.env import code_version
@@ -124,7 +124,7 @@ def test_second_writer_on_a_checkpoint_is_refused_naming_the_holder(tmp_path, fm
     assert f"checkpoint {path} is in use by another process (host " in second.stderr
     assert f"pid {os.getpid()}" in second.stderr and "Traceback" not in second.stderr
     assert not path.exists(), "the refused writer wrote nothing"
-    assert train(SMALL, seed=0, data=fmnist, checkpoint=path)["status"] == "finished"  # free again once released
+    assert train(SMALL, seed=0, data=fmnist, checkpoint=path).status == "finished"  # free again once released
     assert ckpt.load(path, torch.device("cpu"))["seed"] == 0
     ledger(kind="bad input", input="a second writer on a checkpoint in use", tried=2, error=second.stderr.strip())
 
@@ -216,7 +216,8 @@ BAD_OPTIONS = [  # (argv, what the error names)
     (["alexnet", "tune", "--timeout", "nan"], "invalid --timeout nan"),
     (["alexnet", "tune", "--range", "lr=0.001:inf"], "invalid --range 'lr=0.001:inf'"),
     (["alexnet", "tune", "--worker", "-2"], "invalid --worker -2"),
-    (["alexnet", "tune", "--scale", "bogus", "--arm", "relu:relu"], "invalid --scale 'bogus'"),
+    (["ablations", "tune", "relu:relu", "--scale", "bogus"], "argument --scale: invalid choice: 'bogus'"),
+    (["ablations", "tune", "relu:relu", "--study", "../up"], "invalid --study '../up'"),
     (["alexnet", "train", "--lr", "inf"], "invalid lr=inf"),
     (["alexnet", "train", "--weight-decay", "1e400"], "invalid weight_decay=inf"),
     (["alexnet", "train", "--seed", "-1"], "invalid --seed -1"),
@@ -238,7 +239,8 @@ def test_bad_options_paths_and_environment_fail_before_any_work(tmp_path, capsys
     store = ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--checkpoint-dir", str(tmp_path / "ck")]
     for argv, expected in BAD_OPTIONS:
         argv = [a.format(tmp=tmp_path) for a in argv]
-        argv = [argv[0], *store, *argv[1:]] if argv[0] == "ablations" else argv  # the case's options win
+        if argv[0] == "ablations" and argv[1] != "tune":
+            argv = [argv[0], *store, *argv[1:]]  # the case's options come last, so they win
         status, err = main_of(argv, capsys, monkeypatch)
         assert status == 2 and expected.format(tmp=tmp_path) in err and "Traceback" not in err, (argv, err)
     for name, value in BAD_ENV:

@@ -10,16 +10,16 @@ SMALL = Config(input_size=28, train_size=200, test_size=100, batch_size=32, epoc
 
 def _numbers(result):
     """Everything measured except wall-clock timings."""
-    return [{k: v for k, v in e.items() if k not in ("examples_per_s", "epoch_time_s")} for e in result["epochs"]]
+    return [{k: v for k, v in e.items() if k not in ("examples_per_s", "epoch_time_s")} for e in result.epochs]
 
 
 def test_same_config_and_seed_give_identical_numbers(fmnist):
     a, b = train(SMALL, seed=3, data=fmnist), train(SMALL, seed=3, data=fmnist)
-    assert _numbers(a) == _numbers(b) and a["grad_norms"] == b["grad_norms"]
+    assert _numbers(a) == _numbers(b) and a.grad_norms == b.grad_norms
     assert _numbers(train(SMALL, seed=4, data=fmnist)) != _numbers(a)
-    assert a["status"] == "finished" and len(a["epochs"]) == 2
-    assert a["seed"] == 3 and a["config"]["lr"] == 0.01 and a["env"]["torch"]
-    assert set(a["grad_norms"]) == {"0.Conv2d", "3.Conv2d", "6.Conv2d", "8.Conv2d", "10.Conv2d",
+    assert a.status == "finished" and len(a.epochs) == 2
+    assert a.seed == 3 and a.config["lr"] == 0.01 and a.env["torch"]
+    assert set(a.grad_norms) == {"0.Conv2d", "3.Conv2d", "6.Conv2d", "8.Conv2d", "10.Conv2d",
                                     "14.Linear", "17.Linear", "20.Linear"}
 
 
@@ -43,24 +43,24 @@ def test_resume_after_interruption_gives_the_same_numbers(fmnist, tmp_path):
 def test_checkpoint_of_another_run_is_refused(fmnist, tmp_path):
     ckpt = tmp_path / "run.pt"
     train(Config(**{**SMALL.to_dict(), "epochs": 1}), seed=0, data=fmnist, checkpoint=ckpt)
-    with pytest.raises(ValueError, match="belongs to another run"):
+    with pytest.raises(ValueError, match=r"belongs to another run \(checkpoint → this run: lr 0.01 → 0.02\)"):
         train(Config(**{**SMALL.to_dict(), "epochs": 1, "lr": 0.02}), seed=0, data=fmnist, checkpoint=ckpt)
 
 
 def test_diverging_run_stops_and_is_reported(fmnist):
     config = Config(**{**SMALL.to_dict(), "lr": 1e6, "epochs": 5})
     result = train(config, seed=0, data=fmnist)
-    assert result["status"] == "diverged"
-    assert result["diverged_at_epoch"] < 5 and len(result["epochs"]) < 5
+    assert result.status == "diverged"
+    assert result.diverged_at_epoch < 5 and len(result.epochs) < 5
     # the caller carries on: a sane run right after is unaffected
-    assert math.isfinite(train(SMALL, seed=0, data=fmnist)["epochs"][-1]["train_loss"])
+    assert math.isfinite(train(SMALL, seed=0, data=fmnist).final("train_loss"))
 
 
 def test_bf16_and_nchw_layout_are_recorded_and_train(fmnist):
     config = Config(**{**SMALL.to_dict(), "epochs": 1, "precision": "bf16", "channels_last": False})
     result = train(config, seed=0, data=fmnist, progress=True)
-    assert result["status"] == "finished"
-    assert result["config"]["precision"] == "bf16" and result["config"]["channels_last"] is False
+    assert result.status == "finished"
+    assert result.config["precision"] == "bf16" and result.config["channels_last"] is False
 
 
 def test_tf32_on_cpu_is_rejected(fmnist):
@@ -74,4 +74,4 @@ def test_one_epoch_on_2000_images_is_clearly_above_chance(fmnist):
     config = Config(input_size=28, train_size=2000, test_size=1000, epochs=1, batch_size=32, lr=0.03,
                     momentum=0.9)
     result = train(config, seed=0, data=fmnist)
-    assert result["epochs"][0]["test_acc"] > 0.2
+    assert result.final("test_acc") > 0.2

@@ -46,8 +46,9 @@ def test_unreachable_storage_is_a_clear_error(tmp_path):
 def test_cli_rejects_bad_range_and_arm(tmp_path):
     out = tune(tmp_path, *TINY, "--range", "lr=0.5:0.1")
     assert out.returncode == 2 and "empty search range for lr" in out.stderr
-    out = tune(tmp_path, "--arm", "relu:swish")
-    assert out.returncode == 2 and "invalid --arm 'relu:swish'" in out.stderr and "relu:sigmoid" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "ablations", "tune", "relu:swish"], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 2 and "invalid arm 'relu:swish'" in out.stderr and "relu:sigmoid" in out.stderr
 
 
 def _check_study(url: str, name: str, expected: int, workdir):

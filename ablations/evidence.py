@@ -1,0 +1,68 @@
+"""The registry of evidence and plots that claims name (``Claim.evidence``, ``Claim.plots``).
+
+A claim declares what it needs by name; adding a kind of evidence or plot is one decorated
+function here or anywhere else (a test, a plugin), never a branch on claim ids:
+
+    @evidence("grad_norms")
+    def grad_norm_ratio(runs, arms, stats) -> str | Verdict: ...
+
+An evidence function gets the claim's runs, its arm names and the statistics dict (which it may
+extend); it returns a line of context (str) or a ``Verdict`` that joins the claim's verdict.
+A plot function gets the claim's report and the path to write."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from statistics import median
+
+from . import verdict
+
+EVIDENCE: dict[str, Callable] = {}
+PLOTS: dict[str, tuple[Callable, str]] = {}  # name -> (function, file name with {claim})
+
+
+def evidence(name: str):
+    def register(fn):
+        EVIDENCE[name] = fn
+        return fn
+    return register
+
+
+def plot(name: str, filename: str):
+    """Register a plot written to RESULTS/<scale>/<device>/``filename`` (``{claim}`` is the claim id)."""
+    def register(fn):
+        PLOTS[name] = (fn, filename)
+        return fn
+    return register
+
+
+@evidence("grad_norms")
+def grad_norm_ratio(runs, arms, stats) -> str:
+    """Mean first-epoch gradient norm of the first conv layer over that of the last dense layer."""
+    by_arm: dict[str, list[float]] = {}
+    for r in runs:
+        g = r.result.grad_norms
+        if g:
+            names = list(g)
+            by_arm.setdefault(r.arm, []).append(g[names[0]] / g[names[-1]] if g[names[-1]] else math.nan)
+    return "first-epoch gradient norm, first conv / last dense layer: " + ", ".join(
+        f"{arm} {sum(v) / len(v):.3g}" for arm, v in by_arm.items())
+
+
+@evidence("compute")
+def compute_cost(runs, arms, stats) -> verdict.Verdict:
+    """FLOPs per image and training speed of the two arms: reproduced when the first costs more."""
+    flops = {r.arm: r.result.flops_per_image for r in runs}
+    speed = {arm: median(e["examples_per_s"] for r in runs if r.arm == arm for e in r.result.epochs)
+             for arm in arms if any(r.arm == arm and r.result.epochs for r in runs)}
+    f_ratio = flops[arms[0]] / flops[arms[1]]
+    stats.update(flops_ratio=f_ratio)
+    text = (f"compute: {arms[0]} {flops[arms[0]]:,} FLOPs/image vs {arms[1]} {flops[arms[1]]:,} "
+            f"({f_ratio:.2f}x)")
+    if len(speed) == 2:
+        s_ratio = speed[arms[1]] / speed[arms[0]]
+        stats.update(speed_ratio=s_ratio)
+        text += (f"; training {speed[arms[0]]:.1f} vs {speed[arms[1]]:.1f} images/s "
+                 f"({arms[1]} {s_ratio:.2f}x faster, median over epochs and seeds)")
+    return verdict.Verdict("reproduced" if f_ratio > 1 else "contradicted", text)

@@ -1,0 +1,121 @@
+"""Judging: a claim's rule applied to its finished runs' per-seed numbers, with the evidence
+the claim declares. Reads results only: no store, no leasing."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from alexnet.config import Config
+from alexnet.model import build_alexnet, build_lenet, count_params, flops_per_image, shape_trace
+from alexnet.result import TrainResult
+
+from . import verdict
+from .claims import D2L_PRINTED, D2L_TOLERANCE, LECTURE_TRACE, METRICS, STATED_RATIOS, Claim, Scale
+from .evidence import EVIDENCE
+
+
+@dataclass
+class ArmRun:
+    """One arm x seed run of a claim, and where it came from."""
+    arm: str
+    seed: int
+    config: Config
+    result: TrainResult | None  # None while another worker trains it
+    run_id: str
+    reused: bool  # found in the store (trained by an earlier invocation or another worker)
+    claim: Claim | None = None
+    parent: str = ""  # the claim run it was first asked for
+
+
+@dataclass
+class ClaimReport:
+    claim: Claim
+    verdict: str
+    evidence: list[str]
+    runs: list[ArmRun] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+    run_id: str = ""
+    tuned: ClaimReport | None = None  # the same claim with every arm at its own tuned lr
+    tuned_lr: dict[str, float] = field(default_factory=dict)
+
+
+def per_arm(runs: list[ArmRun], name: str) -> dict[str, list[float]]:
+    """Each arm's final ``name`` per finished seed (diverged runs left out)."""
+    values: dict[str, list[float]] = {}
+    for r in runs:
+        values.setdefault(r.arm, [])
+        v = r.result.final(name)
+        if not math.isnan(v):
+            values[r.arm].append(v)
+    return values
+
+
+def judge(claim: Claim, runs: list[ArmRun], scale: Scale) -> ClaimReport:
+    """The claim's rule applied to its per-seed values (or, for static claims, to the models)."""
+    arms = list(claim.arms)
+    evidence, parts, stats = [], [], {}
+    diverged = [f"{r.arm} seed {r.seed}" for r in runs if r.result.status != "finished"]
+    if diverged:
+        evidence.append(f"diverged (left out of the statistics): {', '.join(diverged)}")
+    if claim.rule in ("better", "no_gain"):
+        values = per_arm(runs, claim.metric)
+        a, b = values[arms[0]], values[arms[1]]
+        if claim.rule == "better":
+            v = verdict.better(a, b, claim.min_effect, higher_is_better=METRICS[claim.metric], names=tuple(arms),
+                               metric=claim.metric)
+        else:
+            v = verdict.no_gain(a, b, claim.min_effect, names=tuple(arms), metric=claim.metric)
+        parts.append(v)
+        evidence.append(v.evidence)
+        stats = dict(v.stats)
+        for name in claim.context_metrics:  # compared beside the claim's metric, not judged
+            context = per_arm(runs, name)
+            if all(len(context[x]) >= 2 for x in arms):
+                evidence.append("context: " + verdict.describe(verdict.welch(context[arms[0]], context[arms[1]]),
+                                                               tuple(arms), name))
+    elif claim.rule == "matches":
+        v = verdict.matches({m: per_arm(runs, m)[arms[0]] for m in D2L_PRINTED}, D2L_PRINTED, D2L_TOLERANCE)
+        stats = v.stats
+        parts.append(v)
+        evidence.append(v.evidence)
+    elif claim.rule == "size":
+        parts, stats = _size(evidence)
+    elif claim.rule == "shapes":
+        parts, stats = _shapes(evidence)
+    else:
+        raise ValueError(f"claim {claim.id!r} has unknown rule {claim.rule!r}")
+    for name in claim.evidence:
+        found = EVIDENCE[name](runs, arms, stats)
+        if isinstance(found, verdict.Verdict):
+            parts.append(found)
+            found = found.evidence
+        evidence.append(found)
+    word = verdict.combine(parts)
+    if claim.id in scale.cannot_test:
+        word = "inconclusive"
+        evidence.insert(0, f"not testable at the {scale.name} scale: {scale.cannot_test[claim.id]}")
+    return ClaimReport(claim, word, [e for e in evidence if e], runs, stats)
+
+
+def _size(evidence: list[str]) -> tuple[list[verdict.Verdict], dict]:
+    """Parameter and FLOP ratios of AlexNet-224 to LeNet, against the lecture's stated ones."""
+    alex, lenet = build_alexnet(Config()), build_lenet()
+    p = count_params(alex) / count_params(lenet)
+    f = flops_per_image(alex, 224) / flops_per_image(lenet, 28)
+    parts = [verdict.ratio(p, STATED_RATIOS["params"], "parameters"),
+             verdict.ratio(f, STATED_RATIOS["flops"], "FLOPs/image")]
+    evidence += [v.evidence for v in parts] + [
+        f"AlexNet-224 {count_params(alex):,} parameters, {flops_per_image(alex, 224):,} FLOPs/image; "
+        f"LeNet {count_params(lenet):,} parameters, {flops_per_image(lenet, 28):,} FLOPs/image"]
+    return parts, {"params_ratio": p, "flops_ratio": f}
+
+
+def _shapes(evidence: list[str]) -> tuple[list[verdict.Verdict], dict]:
+    """The model's own shape trace for a 1x1x224x224 input against the lecture's printout."""
+    trace = [(r.layer, r.shape) for r in shape_trace(build_alexnet(Config()), 224)]
+    wrong = [f"layer {i}: {ours} vs lecture {theirs}" for i, (ours, theirs) in
+             enumerate(zip(trace, LECTURE_TRACE)) if ours != theirs]
+    same = not wrong and len(trace) == len(LECTURE_TRACE)
+    evidence.append(f"all {len(trace)} layers match the printout" if same else "; ".join(wrong))
+    return [verdict.Verdict("reproduced" if same else "contradicted", "")], {"layers": len(trace)}
