@@ -49,12 +49,25 @@ def ablations(session: nox.Session) -> None:
 
 
 @nox.session
+def tune(session: nox.Session) -> None:
+    """An Optuna study: ``nox -s tune -- --input-size 28 --trials 8``; one arm of a claim:
+    ``python -m ablations tune relu:sigmoid``."""
+    session.run(python(session), "-m", "alexnet", "tune", *session.posargs)
+
+
+@nox.session
 def ui(session: nox.Session) -> None:
-    """The MLflow UI on http://127.0.0.1:5000 over the suite's store (``-- --port N`` to move it)."""
+    """The MLflow UI on http://127.0.0.1:5000 over the suite's store (``-- --port N`` to move it):
+    one web worker and no job runner, which is all one user needs and starts about 3x faster."""
     store = "sqlite:///mlflow.db"
-    session.log(f"MLflow UI for {store}: open http://127.0.0.1:5000/#/experiments (Ctrl-C to stop)")
-    session.run(python(session), "-m", "mlflow", "server", "--backend-store-uri", store,
-                "--host", "127.0.0.1", "--port", "5000", *session.posargs)
+    claims = "searchFilter=tags.kind%20%3D%20%27claim%27&orderByKey=tags.%60claim%60"
+    session.run(python(session), "-c", "import mlflow; e = mlflow.MlflowClient('sqlite:///mlflow.db')"
+                ".get_experiment_by_name('alexnet-claims'); print('claim runs with their verdicts: http://127.0.0.1:5000"
+                f"/#/experiments/' + (e.experiment_id if e else '0') + '/runs?{claims}')", silent=False)
+    session.log(f"MLflow UI for {store} (Ctrl-C to stop); add the column tags.verdict from the Columns menu")
+    session.run(python(session), "-m", "mlflow", "server", "--backend-store-uri", store, "--host", "127.0.0.1",
+                "--port", "5000", "--workers", "1", *session.posargs,
+                env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
 
 
 @nox.session

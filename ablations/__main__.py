@@ -20,7 +20,8 @@ from rich.console import Console
 from alexnet.checkpoint import CheckpointBusy
 from alexnet.data import ENV_VAR, DataError, load_fashion_mnist
 from alexnet.env import device_slug, environment
-from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker, TrackingError
+from alexnet.stores import TrackingError
+from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker
 from alexnet.tune import DEFAULT_STORAGE, STORAGE_ENV, storage
 from alexnet.untrusted import redact, writable_dir
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{tracker.shown_uri}")
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        reports = suite.run(claims, command, plans)
+        reports = suite.run_claims(claims, command, plans)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted:[/] the current run is marked KILLED in {tracker.shown_uri} and its last "
                       f"epoch is in {args.checkpoint_dir}/; re-run the same command to resume.")

@@ -83,13 +83,13 @@ class Suite:
     def plan(self, claims: list[Claim]) -> dict[str, dict[str, Config]]:
         return plan(claims, self.scale, self.device, self.options.epochs)
 
-    def run(self, claims: list[Claim], command: str, plans: dict | None = None) -> list[ClaimReport]:
+    def run_claims(self, claims: list[Claim], command: str, plans: dict | None = None) -> list[ClaimReport]:
         """Train what the store lacks and judge every claim; ``command`` (credentials redacted) is
         recorded on the suite's run."""
         plans = plans or self.plan(claims)
         self.tracker.reap()  # runs left RUNNING by workers that died
         tags = {"kind": "suite", "scale": self.scale.name, "code_version": self.code}
-        with self.tracker.run(f"suite {self.scale.name}", tags) as suite_id:
+        with self.tracker.open_run(f"suite {self.scale.name}", tags) as suite_id:
             self.tracker.log_params({"scale": self.scale.name, "seeds": len(self.seeds), "epochs": self.options.epochs,
                                      "claims": ",".join(c.id for c in claims), "command": command})
             self.tracker.set_tags({f"env.{k}": v for k, v in environment(self.device).items()})
@@ -113,7 +113,7 @@ class Suite:
         """Reserve and train this claim's runs (the fair mode: also tune each arm's lr, then its runs
         at that lr); runs other workers hold are left pending. (runs, tuned runs, tuned lrs, run id)"""
         tags = {"kind": "claim", "claim": claim.id, "scale": self.scale.name, "code_version": self.code}
-        with self.tracker.run(claim.id, tags, parent=suite_id) as claim_id:
+        with self.tracker.open_run(claim.id, tags, parent=suite_id) as claim_id:
             runs, tuned_runs, tuned_lr = self.arm_runs(claim, configs, claim_id, progress), [], {}
             if self.options.tune_lr and claim.rule in ("better", "no_gain"):
                 tuned_lr = {arm: self.tuned_lr(config) for arm, config in configs.items()}
@@ -152,7 +152,7 @@ class Suite:
         if tuned_runs:
             report.tuned, report.tuned_lr = judge(claim, tuned_runs, self.scale), tuned_lr
         report.run_id = claim_id
-        with self.tracker.run("", {}, parent=suite_id, run_id=claim_id):
+        with self.tracker.open_run("", {}, parent=suite_id, run_id=claim_id):
             self.tracker.set_tags({"verdict": report.verdict, "statement": claim.statement,
                                    **({"verdict_tuned_lr": report.tuned.verdict} if report.tuned else {})})
             self.tracker.log_metrics({k: v for k, v in report.stats.items()
@@ -204,7 +204,7 @@ class Suite:
         run_id, holder = reserve_run(self.tracker, run_key, f"{claim.id}/{arm}/seed{seed}", tags, claim_id)
         if run_id is None:
             return ArmRun(arm, seed, config, None, holder, True, claim, claim_id)
-        with self.tracker.run("", {}, run_id=run_id):
+        with self.tracker.open_run("", {}, run_id=run_id):
             self.tracker.log_train_start(config.to_dict(), environment(self.device), seed)
             result = self.train_logged(claim, arm, config, seed, checkpoint, progress)
             self.tracker.log_result(result)

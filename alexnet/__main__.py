@@ -1,3 +1,5 @@
+"""``python -m alexnet``: the command line (see ``alexnet.cli``)."""
+
 import sys
 
 from .cli import main

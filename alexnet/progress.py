@@ -1,4 +1,4 @@
-"""The progress bar shared by the trainer, the suite and the benchmarks."""
+"""Progress bars: the rich bar the trainer, the suite and the benchmarks share, and the trainer's pair."""
 
 from __future__ import annotations
 
@@ -23,3 +23,38 @@ def progress_bar(enabled: bool | None, transient: bool = True):
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), TextColumn("{task.fields[status]}"), transient=transient)
+
+
+class EpochBars:
+    """The trainer's two progress bars (epochs, batches of the current epoch), or nothing."""
+
+    def __init__(self, enabled: bool | None, epochs: int, batches: int, done: int):
+        self.bar, self.batches = progress_bar(enabled), batches
+        if self.bar:
+            self.epochs_task = self.bar.add_task("epochs", total=epochs, completed=done, status="")
+            self.batches_task = self.bar.add_task("batches", total=batches, status="")
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+    def new_epoch(self) -> None:
+        if self.bar:
+            self.bar.reset(self.batches_task, total=self.batches)
+
+    def batch_status(self, status: str) -> None:
+        if self.bar:
+            self.bar.update(self.batches_task, status=status)
+
+    def batch_done(self) -> None:
+        if self.bar:
+            self.bar.update(self.batches_task, advance=1)
+
+    def epoch_done(self, status: str) -> None:
+        if self.bar:
+            self.bar.update(self.epochs_task, advance=1, status=status)

@@ -27,6 +27,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from .result import TrainResult
+from .stores import TrackingError, cannot_open, check_uri
 from .untrusted import env_number, redact, writable_dir
 
 DEFAULT_URI = "sqlite:///mlflow.db"  # embedded store in the working folder
@@ -39,10 +40,6 @@ def lease_s() -> float:
     """Seconds without a heartbeat after which a run's owner counts as dead ($ALEXNET_LEASE_S)."""
     return env_number("ALEXNET_LEASE_S", 120.0, low=1.0)
 HOST = socket.gethostname()
-
-
-class TrackingError(ValueError):
-    """The tracking store cannot be used (unreachable, unsupported, not writable); names the URI and the fix."""
 
 
 STORE_ERRORS = (MlflowException, OSError)  # a store that went away or a full disk, as MLflow reports them
@@ -78,64 +75,15 @@ def _sqlite_lock(uri: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-# URI schemes MLflow 3 stores runs in (database URIs take a driver: postgresql+psycopg://...)
-SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https")
-HOW_TO_NAME_A_STORE = ("expected sqlite:///PATH (an SQLite file), a database URL (postgresql://USER@HOST/DB, "
-                       "mysql://..., mssql://...) or http(s)://HOST:PORT of an MLflow server")
-
-
-def check_uri(uri: str) -> None:
-    """TrackingError, naming the (redacted) URI and the fix, for a store this project cannot use:
-    an unsupported scheme, or an SQLite file whose folder cannot be written or which is not a database."""
-    scheme = uri.partition(":")[0].partition("+")[0].lower() if "://" in uri else ""
-    if scheme not in SCHEMES:
-        raise TrackingError(f"unsupported MLflow tracking URI {redact(uri)!r}: {HOW_TO_NAME_A_STORE}")
-    if scheme in ("postgresql", "mysql", "mssql"):
-        _probe_database(uri)
-    if scheme != "sqlite":
-        return
-    path = Path(uri.split(":///", 1)[-1] if ":///" in uri else "")
-    if not uri.startswith("sqlite:///") or not path.name or path.is_dir():
-        raise TrackingError(f"invalid MLflow tracking URI {redact(uri)!r}: expected sqlite:///PATH to a database "
-                            "file (sqlite:////abs/path.db for an absolute path)")
-    try:
-        writable_dir(path.parent, "MLflow store folder")
-    except ValueError as exc:
-        raise TrackingError(f"{exc} (from the tracking URI {redact(uri)!r})") from None
-    if path.exists():
-        with path.open("rb") as f:
-            head = f.read(16)
-        if head and head != b"SQLite format 3\x00":
-            raise TrackingError(f"MLflow store {path} is not an SQLite database (from the tracking URI "
-                                f"{redact(uri)!r}): point --tracking-uri at another file, or move this one away")
-        if not os.access(path, os.W_OK):
-            raise TrackingError(f"MLflow store {path} is not writable (from the tracking URI {redact(uri)!r}): "
-                                "fix its permissions or point --tracking-uri at another file")
-
-
-def _cannot_open(uri: str, exc: BaseException) -> TrackingError:
-    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else exc.__class__.__name__
-    return TrackingError(f"cannot open the MLflow store {redact(uri)} ({redact(first)}): check the URI, that its "
-                         "database server runs and its credentials (--tracking-uri, $MLFLOW_TRACKING_URI; "
-                         "passwords via PGPASSWORD or ~/.pgpass)")
-
-
-def _probe_database(uri: str) -> None:
-    """One connection attempt, so that a wrong URI, password or a stopped server fails in seconds
-    (MLflow itself retries for about 100 s)."""
-    import sqlalchemy
-    from sqlalchemy.pool import NullPool
-
-    engine = None
-    try:
-        engine = sqlalchemy.create_engine(uri, poolclass=NullPool)
-        with engine.connect():
-            pass
-    except Exception as exc:  # noqa: BLE001  a bad URL, a missing driver, a refused connection or password
-        raise _cannot_open(uri, exc) from None
-    finally:
-        if engine is not None:
-            engine.dispose()
+def _quoted(value) -> str:
+    """A tag value as an MLflow filter literal (values are untrusted: a study name may hold a quote). A value
+    holding both quote characters cannot be written in MLflow's filter grammar."""
+    text = str(value)
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    raise ValueError(f"invalid tag value {text!r}: it holds both ' and \", which MLflow's search cannot express")
 
 
 class Tracker:
@@ -161,7 +109,7 @@ class Tracker:
                 self.client = MlflowClient(self.uri)
                 self.experiment_id = self._experiment(experiment)
         except Exception as exc:  # noqa: BLE001  any failure to open the store, as MLflow or SQLAlchemy raise it
-            raise _cannot_open(self.uri, exc) from None
+            raise cannot_open(self.uri, exc) from None
         self._check_artifacts()
 
     def _experiment(self, name: str) -> str:
@@ -249,7 +197,7 @@ class Tracker:
         self.client.delete_run(run_id)
 
     @contextmanager
-    def run(self, name: str, tags: dict, parent: str | None = None, run_id: str | None = None):
+    def open_run(self, name: str, tags: dict, parent: str | None = None, run_id: str | None = None):
         """An MLflow run (``run_id`` reopens an existing one); ends FINISHED, KILLED on an interrupt,
         FAILED on an error (left RUNNING only if the process dies, until ``reap`` finds it)."""
         tags = {**{k: str(v) for k, v in tags.items()}, **self._lease()}
@@ -274,7 +222,7 @@ class Tracker:
 
     def find(self, tags: dict, statuses=("FINISHED",)) -> list:
         """Runs of this experiment carrying every tag in ``tags``, newest first (deleted ones never)."""
-        clauses = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
+        clauses = " and ".join(f"tags.{k} = {_quoted(v)}" for k, v in tags.items())
         runs = mlflow.search_runs([self.experiment_id], clauses, output_format="list",
                                   order_by=["attributes.start_time DESC"])
         return [r for r in runs if r.info.status in statuses]

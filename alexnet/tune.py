@@ -89,7 +89,7 @@ def create_study(url: str, name: str, tracker: Tracker, *, base: Config, space: 
     except optuna.exceptions.DuplicatedStudyError:
         raise ValueError(f"study {name!r} already exists in {redact(url)}: join it with --join, "
                          "or pick another --study") from None
-    with tracker.run(f"study {name}", {"kind": "study", "study": name, **(tags or {})}) as run_id:
+    with tracker.open_run(f"study {name}", {"kind": "study", "study": name, **(tags or {})}) as run_id:
         tracker.log_params({**base.to_dict(), "space": space, "pruner": pruner, "storage": redact(url)})
     study.set_user_attr("mlflow_run_id", run_id)
     study.set_user_attr("base_config", base.to_dict())
@@ -122,7 +122,7 @@ def optimize(study: optuna.Study, tracker: Tracker, data: FashionMNIST, *, trial
         config = replace(base, **suggest(trial, space))
         pruned = False
         tags = {"kind": "trial", "study": study.study_name, "trial": trial.number}
-        with tracker.run(f"trial {trial.number}", tags, parent=parent):
+        with tracker.open_run(f"trial {trial.number}", tags, parent=parent):
             tracker.log_train_start(config.to_dict(), {}, seed)
 
             def report(record):
@@ -146,7 +146,7 @@ def optimize(study: optuna.Study, tracker: Tracker, data: FashionMNIST, *, trial
         value = result.final("val_acc")
         return value if math.isfinite(value) else 0.0
 
-    with tracker.run("", {}, run_id=parent):  # the study's run is reopened so that trials nest under it
+    with tracker.open_run("", {}, run_id=parent):  # the study's run is reopened so that trials nest under it
         study.optimize(objective, n_trials=trials, timeout=timeout, catch=(Diverged,), callbacks=list(callbacks))
 
 
@@ -184,7 +184,7 @@ def report_study(study: optuna.Study, tracker: Tracker, folder) -> dict:
         fig.tight_layout()
         fig.savefig(folder / name, dpi=100)
         plt.close(fig)
-    with tracker.run("", {}, run_id=study.user_attrs["mlflow_run_id"]):
+    with tracker.open_run("", {}, run_id=study.user_attrs["mlflow_run_id"]):
         tracker.log_metrics({k: v for k, v in summary.items() if k == "best_value"})
         tracker.log_params({f"best.{k}": v for k, v in summary.get("best_params", {}).items()})
         for path in sorted(folder.iterdir()):

@@ -19,7 +19,7 @@ from alexnet.env import device_slug, environment, resolve_device
 from alexnet.plots import plt, save  # pyplot on the Agg backend
 from alexnet.tracking import Tracker
 
-from .throughput import run
+from .throughput import sweep
 
 console = Console()
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"({100 * row['fraction_of_ceiling']:.1f}% of ceiling)") if row["status"] == "ok" else row["status"]
         print(f"  {case.label:45s} {extra}", flush=True)
 
-    result = run(device, scale, images, labels, progress=report)
+    result = sweep(device, scale, images, labels, progress=report)
     result.update(env=env, scale=scale, command=" ".join(["python -m bench", *(argv or sys.argv[1:])]),
                   summary=summary(result["rows"]))
     folder = Path(args.out) / device_slug(device)
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(result["summary"])
     if not args.no_mlflow:
         tracker = Tracker(args.tracking_uri, experiment="alexnet-bench")
-        with tracker.run(f"bench {env['device']}", {"kind": "bench", "scale": scale}):
+        with tracker.open_run(f"bench {env['device']}", {"kind": "bench", "scale": scale}):
             tracker.set_tags({f"env.{k}": v for k, v in env.items()})
             tracker.log_metrics({f"ceiling_tflops.{k}": v for k, v in result["ceilings_tflops"].items()})
             tracker.log_metrics({f"images_per_s.{r['label'].replace(' ', '.')}": r["images_per_s"]

@@ -1,3 +1,5 @@
+"""Fixtures of the perf gate: a tiny in-memory data set, the calibrated benchmark runner, --update-baseline."""
+
 import json
 import statistics
 

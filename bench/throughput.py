@@ -140,7 +140,7 @@ def grid(device: torch.device, quick: bool) -> list[Case]:
     return list(dict.fromkeys(cases))
 
 
-def run(device: torch.device, scale: str, images, labels, progress=None) -> dict:
+def sweep(device: torch.device, scale: str, images, labels, progress=None) -> dict:
     """``scale``: full (the GPU sweep), quick (a CPU sweep) or smoke (three cases, for tests)."""
     timing = {"full": dict(warmup=5, repeats=7, steps=10), "quick": dict(warmup=2, repeats=5, steps=2),
               "smoke": dict(warmup=1, repeats=3, steps=1)}[scale]

@@ -57,7 +57,7 @@ def test_a_claim_declared_in_a_test_file_gets_a_full_report(tmp_path, fmnist, mo
     tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")
     suite = Suite(SCALES["smoke"], tracker, fmnist, SuiteOptions(device="cpu", checkpoint_dir=tmp_path / "ck",
                                                                   progress=False))
-    reports = suite.run([claim], "test")
+    reports = suite.run_claims([claim], "test")
     folder = tmp_path / "results"
     write_results(reports, folder, scale=SCALES["smoke"], device="cpu", command="test",
                   env=reports[0].runs[0].result.env, trained=suite.trained)

@@ -168,7 +168,7 @@ def test_diverging_runs_are_recorded_and_never_retrained(tmp_path, fmnist, ledge
     def suite():
         s = Suite(scale, tracker, fmnist, SuiteOptions(checkpoint_dir=tmp_path / "checkpoints", device="cpu",
                                                        progress=False))
-        return s, s.run([BY_ID["relu"]], "test")
+        return s, s.run_claims([BY_ID["relu"]], "test")
 
     first, (report,) = suite()
     assert first.trained == EXPECTED

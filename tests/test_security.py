@@ -281,3 +281,15 @@ def test_malformed_lease_tags_in_the_store_count_as_dead_owners(tmp_path):
         assert tracker.dead(tracker.client.get_run(run_id)), tags
     assert tracker.reap({"kind": "probe"}) == []
     assert {r.info.status for r in tracker.find({"kind": "probe"}, statuses=("KILLED",))} == {"KILLED"}
+
+
+def test_tag_values_with_quotes_are_found_not_injected(tmp_path):
+    from alexnet.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")
+    for value in ("it's", 'say "hi"', "x' or tags.kind = 'y"):
+        run_id = tracker.client.create_run(tracker.experiment_id, tags={"kind": "quoted", "name": value}).info.run_id
+        tracker.terminate(run_id, "FINISHED")
+        assert [r.info.run_id for r in tracker.find({"kind": "quoted", "name": value})] == [run_id]
+    with pytest.raises(ValueError, match="holds both"):
+        tracker.find({"name": "both ' and \""})

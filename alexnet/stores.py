@@ -1,0 +1,76 @@
+"""MLflow tracking-store URIs: which ones this project can use, checked before any work.
+
+A URI is untrusted input: an unsupported scheme, an SQLite file that is not a database or sits
+in a folder that cannot be written, or a database that refuses the connection each fail here
+with one line naming the URI (its password redacted) and the fix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .untrusted import redact, writable_dir
+
+
+class TrackingError(ValueError):
+    """The tracking store cannot be used (unreachable, unsupported, not writable); names the URI and the fix."""
+
+
+# URI schemes MLflow 3 stores runs in (database URIs take a driver: postgresql+psycopg://...)
+SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https")
+HOW_TO_NAME_A_STORE = ("expected sqlite:///PATH (an SQLite file), a database URL (postgresql://USER@HOST/DB, "
+                       "mysql://..., mssql://...) or http(s)://HOST:PORT of an MLflow server")
+
+
+def check_uri(uri: str) -> None:
+    """TrackingError, naming the (redacted) URI and the fix, for a store this project cannot use:
+    an unsupported scheme, or an SQLite file whose folder cannot be written or which is not a database."""
+    scheme = uri.partition(":")[0].partition("+")[0].lower() if "://" in uri else ""
+    if scheme not in SCHEMES:
+        raise TrackingError(f"unsupported MLflow tracking URI {redact(uri)!r}: {HOW_TO_NAME_A_STORE}")
+    if scheme in ("postgresql", "mysql", "mssql"):
+        _probe_database(uri)
+    if scheme != "sqlite":
+        return
+    path = Path(uri.split(":///", 1)[-1] if ":///" in uri else "")
+    if not uri.startswith("sqlite:///") or not path.name or path.is_dir():
+        raise TrackingError(f"invalid MLflow tracking URI {redact(uri)!r}: expected sqlite:///PATH to a database "
+                            "file (sqlite:////abs/path.db for an absolute path)")
+    try:
+        writable_dir(path.parent, "MLflow store folder")
+    except ValueError as exc:
+        raise TrackingError(f"{exc} (from the tracking URI {redact(uri)!r})") from None
+    if path.exists():
+        with path.open("rb") as f:
+            head = f.read(16)
+        if head and head != b"SQLite format 3\x00":
+            raise TrackingError(f"MLflow store {path} is not an SQLite database (from the tracking URI "
+                                f"{redact(uri)!r}): point --tracking-uri at another file, or move this one away")
+        if not os.access(path, os.W_OK):
+            raise TrackingError(f"MLflow store {path} is not writable (from the tracking URI {redact(uri)!r}): "
+                                "fix its permissions or point --tracking-uri at another file")
+
+
+def cannot_open(uri: str, exc: BaseException) -> TrackingError:
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else exc.__class__.__name__
+    return TrackingError(f"cannot open the MLflow store {redact(uri)} ({redact(first)}): check the URI, that its "
+                         "database server runs and its credentials (--tracking-uri, $MLFLOW_TRACKING_URI; "
+                         "passwords via PGPASSWORD or ~/.pgpass)")
+
+
+def _probe_database(uri: str) -> None:
+    """One connection attempt, so that a wrong URI, password or a stopped server fails in seconds
+    (MLflow itself retries for about 100 s)."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = None
+    try:
+        engine = sqlalchemy.create_engine(uri, poolclass=NullPool)
+        with engine.connect():
+            pass
+    except Exception as exc:  # noqa: BLE001  a bad URL, a missing driver, a refused connection or password
+        raise cannot_open(uri, exc) from None
+    finally:
+        if engine is not None:
+            engine.dispose()
