@@ -1,4 +1,4 @@
-"""``train(config, seed) -> metrics``: the lecture's ``train_ch6`` with checkpoints.
+"""``train(config, seed) -> TrainResult``: the lecture's ``train_ch6`` with checkpoints.
 
 Semantics follow d2l: Xavier-uniform init, SGD on the mean cross-entropy of each
 minibatch, train loss and accuracy accumulated over the epoch in train mode (dropout on),
@@ -27,7 +27,7 @@ from .config import Config
 from .data import DeviceLoader, FashionMNIST, load_fashion_mnist, split_validation, stratified_subset
 from .env import check_runtime, environment
 from .model import build_alexnet, count_params, flops_per_image, init_weights
-from .progress import progress_bar
+from .progress import EpochBars
 from .result import TrainResult
 
 DIVERGENCE_CHECK_EVERY = 20  # batches between reads of the running loss (each read syncs the device)
@@ -290,38 +290,3 @@ def save(path: Path, step: Step, result: TrainResult, rank: int) -> None:
                          "grad_norms": result.grad_norms, "rng": rng})
     if step.world > 1:
         dist.barrier()  # no rank reads a checkpoint before it is complete
-
-
-class EpochBars:
-    """The trainer's two progress bars (epochs, batches of the current epoch), or nothing."""
-
-    def __init__(self, enabled: bool | None, epochs: int, batches: int, done: int):
-        self.bar, self.batches = progress_bar(enabled), batches
-        if self.bar:
-            self.epochs_task = self.bar.add_task("epochs", total=epochs, completed=done, status="")
-            self.batches_task = self.bar.add_task("batches", total=batches, status="")
-
-    def __enter__(self):
-        if self.bar:
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.__exit__(*exc)
-
-    def new_epoch(self) -> None:
-        if self.bar:
-            self.bar.reset(self.batches_task, total=self.batches)
-
-    def batch_status(self, status: str) -> None:
-        if self.bar:
-            self.bar.update(self.batches_task, status=status)
-
-    def batch_done(self) -> None:
-        if self.bar:
-            self.bar.update(self.batches_task, advance=1)
-
-    def epoch_done(self, status: str) -> None:
-        if self.bar:
-            self.bar.update(self.epochs_task, advance=1, status=status)
