@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from contextlib import contextmanager
@@ -124,9 +125,9 @@ class Tracker:
     def _check_artifacts(self) -> None:
         """Artifacts (result.json, plots) go to a local folder with embedded stores: check it is
         writable now, so that no training is lost to it later."""
-        location = self.client.get_experiment(self.experiment_id).artifact_location
-        if location.startswith("file:") or "://" not in location:
-            folder = location.removeprefix("file://") if location.startswith("file://") else location
+        location = urllib.parse.urlparse(self.client.get_experiment(self.experiment_id).artifact_location)
+        if location.scheme in ("", "file"):  # not a server's mlflow-artifacts:/, s3://, ...
+            folder = urllib.parse.unquote(location.path)
             try:
                 writable_dir(folder, "MLflow artifact folder")
             except ValueError as exc:

@@ -54,7 +54,7 @@ def same_numbers_as_an_uninterrupted_run(run, fmnist) -> None:
     assert config.key() == run.data.tags["config_key"]
     fresh = train(config, int(run.data.tags["seed"]), data=fmnist, progress=False)
     keys = ("train_loss", "train_acc", "test_acc")
-    assert [[e[k] for k in keys] for e in stored["epochs"]] == [[e[k] for k in keys] for e in fresh["epochs"]]
+    assert [[e[k] for k in keys] for e in stored["epochs"]] == [[e[k] for k in keys] for e in fresh.epochs]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -85,7 +85,7 @@ def test_unreachable_tracking_server_fails_before_any_work(tmp_path, ledger):
     ledger(kind="fault", fault="tracking server unreachable at start", injected="--tracking-uri to a closed port",
            first_exit=out.returncode, runs=0, lost=0, duplicated=0, stuck_running=0)
     assert out.returncode == 2 and "is unreachable" in out.stderr and "--tracking-uri" in out.stderr
-    assert not (tmp_path / "checkpoints").exists()
+    assert not list((tmp_path / "checkpoints").glob("*"))  # the folder is checked writable, nothing written
 
 
 def test_tracking_server_going_away_mid_run_loses_nothing(tmp_path, ledger):
