@@ -23,7 +23,7 @@ from alexnet.env import device_slug, environment
 from alexnet.stores import TrackingError
 from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker
 from alexnet.tune import DEFAULT_STORAGE, STORAGE_ENV, storage
-from alexnet.untrusted import redact, writable_dir
+from alexnet.untrusted import first_line, redact, writable_dir
 
 from .claims import BY_ID, SCALES
 from .plan import arm_config, select_claims
@@ -76,8 +76,7 @@ def _terminate(signum, frame):
 
 def _lost(exc: BaseException, tracker: Tracker, args) -> int:
     """A fault mid-suite: say what failed and that re-running the same command resumes."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-    console.print(f"[red]error:[/] {exc.__class__.__name__}: {redact(first[:500])}\n"
+    console.print(f"[red]error:[/] {exc.__class__.__name__}: {redact(first_line(exc, 500))}\n"
                   f"Nothing finished is lost: finished runs are in {tracker.shown_uri}, the interrupted run's last "
                   f"epoch is in {args.checkpoint_dir}/. Fix the cause (tracking store reachable? disk space?) "
                   "and re-run the same command: it resumes.")

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from .untrusted import first_line
+
 # what a checkpoint must hold, and the type of each field
 FIELDS = {"config_key": str, "seed": int, "world_size": int, "model": dict, "optimizer": dict, "epochs": list,
           "grad_norms": dict, "rng": (dict, list)}
@@ -59,9 +61,8 @@ def load(path: Path, device: torch.device) -> dict:
                                 f"plain data ({why}), which a checkpoint of this project never does; delete it or "
                                 "pass another checkpoint path") from None
     except Exception as exc:  # noqa: BLE001  torch reports damage as RuntimeError, EOFError, zip or OS errors
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
-        raise DamagedCheckpoint(f"checkpoint {path} is damaged (truncated or corrupt: {first}); delete it or pass "
-                                "another checkpoint path") from None
+        raise DamagedCheckpoint(f"checkpoint {path} is damaged (truncated or corrupt: {first_line(exc, 200)}); "
+                                "delete it or pass another checkpoint path") from None
     wrong = [name for name, kind in FIELDS.items() if not isinstance(saved, dict) or
              not isinstance(saved.get(name), kind)]
     if wrong:

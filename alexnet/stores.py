@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .untrusted import redact, writable_dir
+from .untrusted import first_line, redact, writable_dir
 
 
 class TrackingError(ValueError):
@@ -52,9 +52,8 @@ def check_uri(uri: str) -> None:
 
 
 def cannot_open(uri: str, exc: BaseException) -> TrackingError:
-    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else exc.__class__.__name__
-    return TrackingError(f"cannot open the MLflow store {redact(uri)} ({redact(first)}): check the URI, that its "
-                         "database server runs and its credentials (--tracking-uri, $MLFLOW_TRACKING_URI; "
+    return TrackingError(f"cannot open the MLflow store {redact(uri)} ({redact(first_line(exc))}): check the URI, "
+                         "that its database server runs and its credentials (--tracking-uri, $MLFLOW_TRACKING_URI; "
                          "passwords via PGPASSWORD or ~/.pgpass)")
 
 

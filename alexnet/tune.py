@@ -17,7 +17,7 @@ from .config import Config
 from .data import FashionMNIST
 from .tracking import Tracker
 from .train import train
-from .untrusted import redact
+from .untrusted import first_line, redact
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 STORAGE_ENV = "ALEXNET_OPTUNA_STORAGE"  # a storage URL kept off the command line (passwords: PGPASSWORD, ~/.pgpass)
@@ -74,7 +74,7 @@ def storage(url: str) -> optuna.storages.RDBStorage:
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     except Exception as exc:  # noqa: BLE001  sqlalchemy's connection and URL errors
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        reason = first_line(exc)
         raise ValueError(f"cannot open Optuna storage {redact(url)!r}: {redact(reason)}. Check the URL, that the "
                          "database server is running and reachable, and its credentials (PGPASSWORD or "
                          "~/.pgpass for PostgreSQL)") from None

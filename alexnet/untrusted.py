@@ -18,6 +18,12 @@ _QUERY = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd|token|secret|api_key|
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its class name when it has none), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else exc.__class__.__name__
+
+
 def redact(text: str) -> str:
     """``text`` with the password of every URL in it replaced by ``***``
     (``postgresql://user:***@host/db``); use it on anything recorded or printed."""

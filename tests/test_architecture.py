@@ -34,7 +34,7 @@ def test_layers_point_one_way():
         assert out.stdout.strip() == "[]", f"{package} imports {out.stdout.strip()}"
 
 
-def weight_norm_evidence(runs, arms, stats):
+def loss_ratio_evidence(runs, arms, stats):
     """A new kind of evidence: the mean final training loss of each arm, as a context line."""
     by_arm = {arm: [r.result.final("train_loss") for r in runs if r.arm == arm] for arm in arms}
     stats["loss_ratio"] = (sum(by_arm[arms[0]]) / len(by_arm[arms[0]])) / (sum(by_arm[arms[1]]) / len(by_arm[arms[1]]))
@@ -49,7 +49,7 @@ def final_loss_plot(report, path):
 
 
 def test_a_claim_declared_in_a_test_file_gets_a_full_report(tmp_path, fmnist, monkeypatch):
-    monkeypatch.setitem(EVIDENCE, "loss_ratio", weight_norm_evidence)
+    monkeypatch.setitem(EVIDENCE, "loss_ratio", loss_ratio_evidence)
     monkeypatch.setitem(PLOTS, "final_loss", (final_loss_plot, "{claim}_final_loss.png"))
     claim = Claim("weight_decay", "weight decay (5e-4) improves test accuracy", "better",
                   {"wd": {"weight_decay": 5e-4}, "none": {}}, "test_acc", 0.01, measures="final test accuracy",

@@ -27,7 +27,7 @@ def run(tmp_path, name: str, nproc: int, *extra: str) -> dict:
                           "--json", str(tmp_path / f"{name}.json")], env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    return {"weights": torch.load(tmp_path / f"{name}.pt", weights_only=False)["model"],
+    return {"weights": torch.load(tmp_path / f"{name}.pt", weights_only=True)["model"],
             "result": json.loads((tmp_path / f"{name}.json").read_text())}
 
 
