@@ -4,11 +4,17 @@ Scales: full (the lecture's settings, for a GPU), quick (CPU, about 30 min on 2 
 smoke (CI, a few minutes). Default: full when a GPU is present, else quick. Arm x seed runs
 already finished in the MLflow store with the same config and code version are reused,
 interrupted ones resume from their checkpoint, so re-running a finished suite trains nothing.
+
+Before training, a probe of at most ~30 s times each distinct configuration on this device and
+the suite prints its estimate; --plan prints every run and stops there. A suite estimated over
+--max-hours does not start without --yes; --budget-min trains whole claims first and stops in
+time, and re-running continues.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -19,15 +25,16 @@ from rich.console import Console
 
 from alexnet.checkpoint import CheckpointBusy
 from alexnet.data import ENV_VAR, DataError, load_fashion_mnist
-from alexnet.env import device_slug, environment
+from alexnet.env import device_name, device_slug, environment
 from alexnet.stores import TrackingError
 from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker
 from alexnet.tune import DEFAULT_STORAGE, STORAGE_ENV, storage
 from alexnet.untrusted import first_line, redact, writable_dir
 
 from .claims import BY_ID, SCALES
+from .estimate import duration
 from .plan import arm_config, select_claims
-from .report import verdict_table, write_results
+from .report import plan_summary, plan_table, timing_line, verdict_table, write_results
 from .suite import Suite, SuiteOptions
 
 console = Console(stderr=True)
@@ -59,7 +66,21 @@ def parse(argv):
                         "keep passwords off the command line: PGPASSWORD or ~/.pgpass for PostgreSQL")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: only when stderr is a terminal)")
+    p.add_argument("--plan", action="store_true",
+                   help="print every arm x seed run (train, resume, reuse, shared) with this machine's estimate, "
+                        "then exit without training")
+    p.add_argument("--max-hours", type=float, default=2.0,
+                   help="do not start a suite estimated to take longer than this (default 2); --yes runs it anyway")
+    p.add_argument("--yes", action="store_true", help="run even when the estimate exceeds --max-hours")
+    p.add_argument("--budget-min", type=float, metavar="M",
+                   help="wall-clock budget in minutes: whole claims first, no run started that cannot finish by "
+                        "its estimate, a clean stop with the report of what finished; re-run to continue")
     args = p.parse_args(argv)
+    for name in ("max_hours", "budget_min"):
+        value = getattr(args, name)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            p.error(f"invalid --{name.replace('_', '-')} {value}: expected a finite number of "
+                    f"{'hours' if name == 'max_hours' else 'minutes'} > 0")
     if args.tune_lr < 0:
         p.error(f"invalid --tune-lr {args.tune_lr}: expected 0 (off) or a number of trials")
     for name in ("seeds", "epochs"):
@@ -125,16 +146,33 @@ def main(argv: list[str] | None = None) -> int:
         tracker = Tracker(args.tracking_uri)
         suite = Suite(scale, tracker, data, SuiteOptions(
             seeds=args.seeds, epochs=args.epochs, device=args.device, checkpoint_dir=Path(args.checkpoint_dir),
-            progress=args.progress, tune_lr=args.tune_lr, storage=args.storage))
+            progress=args.progress, tune_lr=args.tune_lr, storage=args.storage,
+            budget_s=None if args.budget_min is None else args.budget_min * 60))
         plans = suite.plan(claims)  # every arm's config checked before any work
         if args.tune_lr:
             storage(args.storage).remove_session()  # the Optuna database opens now, not after the first claims
+        rows = suite.schedule(claims, plans)
     except (ValueError, DataError, TrackingError) as exc:
         console.print(f"[red]error:[/] {redact(str(exc))}")
         return 2
     console.print(f"[bold]scale {scale.name}[/] on {suite.device}: {scale.description}. "
                   f"Claims: {', '.join(c.id for c in claims)}; {len(suite.seeds)} seeds; MLflow store "
                   f"{tracker.shown_uri}")
+    estimate = suite.estimate(rows, on_probe=lambda key: console.print(f"probing {key} on {device_name(suite.device)}",
+                                                                       highlight=False))
+    summary = plan_summary(rows, device_name(suite.device))
+    if args.plan:
+        Console().print(plan_table(rows, f"plan: scale {scale.name}, {len(suite.seeds)} seeds"))
+        Console(highlight=False).print("\n".join(summary))
+        return 0
+    console.print(summary[-1] + (f"; budget {args.budget_min:g} min" if args.budget_min else ""), highlight=False)
+    limit = min(estimate, args.budget_min * 60 if args.budget_min else math.inf)
+    if limit > args.max_hours * 3600 and not args.yes:
+        console.print(f"[red]not started:[/] the estimate, {duration(estimate)} on {device_name(suite.device)}, is "
+                      f"over --max-hours {args.max_hours:g}. Faster: --scale quick (CPU-sized), --only CLAIM ... "
+                      "(fewer claims), --seeds N (fewer seeds), --budget-min M (whole claims within M minutes), or a "
+                      "GPU node (scripts/gpu-run; see the README). --plan lists every run; --yes runs anyway.")
+        return 2
     signal.signal(signal.SIGTERM, _terminate)
     try:
         reports = suite.run_claims(claims, command, plans)
@@ -150,11 +188,17 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.results_dir) / scale.name / device_slug(suite.device)
     try:
         write_results(reports, folder, scale=scale, device=device_slug(suite.device), command=command,
-                      env=environment(suite.device), trained=suite.trained)
+                      env=environment(suite.device), trained=suite.trained, timing=suite.timing,
+                      unfinished=suite.unfinished)
     except STORE_ERRORS as exc:
         return _lost(exc, tracker, args)
     Console().print(verdict_table(reports, f"verdicts, {scale.name} scale ({suite.trained} runs trained, "
                                            f"the rest reused) — details in {folder}/claims.md"))
+    console.print(timing_line(suite.timing, suite.trained), highlight=False)
+    if suite.unfinished:
+        console.print(f"[yellow]budget of {args.budget_min:g} min reached:[/] not judged yet: "
+                      + "; ".join(f"{c} ({len(left)} runs left)" for c, left in suite.unfinished.items())
+                      + ". Re-run the same command, with a new --budget-min, to continue.")
     return 0
 
 

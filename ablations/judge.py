@@ -26,6 +26,7 @@ class ArmRun:
     reused: bool  # found in the store (trained by an earlier invocation or another worker)
     claim: Claim | None = None
     parent: str = ""  # the claim run it was first asked for
+    skipped: bool = False  # left out (or stopped) by the suite's time budget
 
 
 @dataclass

@@ -1,6 +1,9 @@
-"""Planning: which claims run, and each arm's checked configuration at a scale."""
+"""Planning: which claims run, each arm's checked configuration at a scale, and the rows of a
+suite's plan (``PlannedRun``: what will be trained, resumed, reused or shared)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -36,3 +39,29 @@ def plan(claims: list[Claim], scale: Scale, device: torch.device,
         for config in configs.values():
             check_runtime(config)
     return plans
+
+
+@dataclass
+class PlannedRun:
+    """One row of a suite's plan: an arm x seed run and what the suite will do with it."""
+    claim: str
+    arm: str
+    seed: int
+    config: Config
+    state: str  # train | resume | reuse (finished in the store) | shared (an earlier claim's) | tune
+    from_epoch: int = 0  # resume: the epochs its checkpoint holds
+    first_claim: str = ""  # shared: the claim that trains or reuses it first
+    trials: int = 0  # tune: the Optuna trials still missing (the row's config is a trial's)
+    tuned: bool = False  # a run at the arm's tuned lr, which its study has not found yet
+    seconds: float = 0.0  # estimated wall time on this machine (train, resume, tune)
+
+    @property
+    def key(self) -> tuple:
+        """Equal keys are one run (shared between claims)."""
+        if self.state == "tune":
+            return ("tune", self.config.key())
+        return ("tuned" if self.tuned else "run", self.config.key(), self.seed)
+
+    @property
+    def to_do(self) -> bool:
+        return self.state in ("train", "resume", "tune")

@@ -13,8 +13,10 @@ from rich.table import Table
 
 from alexnet.plots import plt, save
 
+from .estimate import duration, images
 from .evidence import PLOTS, plot
 from .judge import ClaimReport
+from .plan import PlannedRun
 
 CSV_METRICS = ("test_acc", "train_acc", "train_loss", "gap")
 COLOURS = {"reproduced": "green", "contradicted": "red", "inconclusive": "yellow"}
@@ -40,6 +42,40 @@ def verdict_table(reports: list[ClaimReport], title: str) -> Table:
             row.append(f"[{COLOURS[r.tuned.verdict]}]{r.tuned.verdict}[/]\n" + _lrs(r) if r.tuned else "")
         table.add_row(*row)
     return table
+
+
+STATES = {"train": "train", "resume": "resume from epoch {from_epoch}", "reuse": "reuse (finished in the store)",
+          "shared": "shared: {first_claim}'s run", "tune": "tune: {trials} lr trials"}
+
+
+def plan_table(rows: list[PlannedRun], title: str) -> Table:
+    """Every row of a plan: what happens to it, the images it processes and its estimate."""
+    table = Table(title=title)
+    for name, justify in (("claim", "left"), ("arm", "left"), ("seed", "right"), ("what happens", "left"),
+                          ("images (train + eval)", "right"), ("estimate", "right")):
+        table.add_column(name, justify=justify)
+    for r in rows:
+        train, test = images(r.config)
+        epochs = (r.config.epochs - r.from_epoch) * max(1, r.trials)
+        work = f"{epochs * train:,} + {epochs * test:,}" if r.to_do else "—"
+        what = STATES[r.state].format(**vars(r)) + (" (lr found by its tuning)" if r.tuned else "")
+        table.add_row(r.claim, r.arm, "" if r.seed < 0 else str(r.seed), what, work,
+                      duration(r.seconds) if r.to_do else "—")
+    return table
+
+
+def plan_summary(rows: list[PlannedRun], device: str) -> list[str]:
+    """Per-claim estimates, then the totals: runs to train, resumed, reused, shared."""
+    claims: dict[str, float] = {}
+    for r in rows:
+        claims[r.claim] = claims.get(r.claim, 0.0) + r.seconds
+    count = {state: len({r.key for r in rows if r.state == state}) for state in STATES}
+    per_claim = ", ".join(f"{c} {duration(s) if s else '—'}" for c, s in claims.items())
+    return [f"per claim (each run counted with the first claim that needs it): {per_claim}",
+            f"{count['train'] + count['resume']} runs to train ({count['resume']} of them resumed from a checkpoint)"
+            + (f", {count['tune']} arms to tune" if count["tune"] else "")
+            + f", {count['reuse']} reused from the store, {sum(r.state == 'shared' for r in rows)} shared between "
+            f"claims: ~{duration(sum(r.seconds for r in rows))} on {device}"]
 
 
 def _lrs(r: ClaimReport) -> str:
@@ -151,14 +187,31 @@ def plot_grad_norms(report: ClaimReport, path: Path) -> None:
     save(fig, path)
 
 
-def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: str, env: dict, trained: int) -> None:
+def timing_line(timing: dict, trained: int) -> str:
+    """Estimated against actual time of the runs this invocation trained."""
+    if not trained or not timing:
+        return "Nothing was trained by this invocation, so there is no estimate to compare."
+    ratio = timing["actual_s"] / timing["estimate_s"] if timing["estimate_s"] else math.nan
+    return (f"Time of the {trained} runs trained here: estimated {duration(timing['estimate_s'])} from a "
+            f"{timing['probe_s']:.0f}-s probe of this device, actual {duration(timing['actual_s'])} "
+            f"(actual / estimated {ratio:.2f}).")
+
+
+def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: str, env: dict, trained: int,
+                   timing: dict, unfinished: dict[str, list[str]]) -> None:
     lines = [f"# Claims of the d2l AlexNet lecture — {scale.name} scale", "",
              f"Produced by `{command}` on {datetime.date.today().isoformat()}.", "",
              f"Scale: {scale.description}.", "",
              f"Environment: device {env['device']}, torch {env['torch']}, CUDA {env['cuda']}, "
              f"Python {env['python']}, git commit {env['git_commit']}. "
-             f"Runs trained by this invocation: {trained} (the rest were found finished in the MLflow store).", "",
-             "| claim | the lecture says | measured | verdict |", "|---|---|---|---|"]
+             f"Runs trained by this invocation: {trained} (the rest were found finished in the MLflow store). "
+             + timing_line(timing, trained), ""]
+    if unfinished:
+        lines += ["## Not judged yet: the time budget ran out", "",
+                  "Re-run the same command (with a new `--budget-min`) to continue; finished runs are reused and "
+                  "a stopped run resumes from its checkpoint.", ""]
+        lines += [f"- **{c}**: {len(left)} runs left ({', '.join(left)})" for c, left in unfinished.items()] + [""]
+    lines += ["| claim | the lecture says | measured | verdict |", "|---|---|---|---|"]
     for r in reports:
         evidence = "<br>".join(e.replace("|", "\\|") for e in r.evidence)
         lines.append(f"| {r.claim.id} | {r.claim.statement} | {evidence} | **{r.verdict}** |")
@@ -186,7 +239,7 @@ def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: st
 
 
 def write_results(reports: list[ClaimReport], folder: Path, *, scale, device: str, command: str, env: dict,
-                  trained: int) -> list[Path]:
+                  trained: int, timing: dict | None = None, unfinished: dict | None = None) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.png"):
         old.unlink()
@@ -196,5 +249,6 @@ def write_results(reports: list[ClaimReport], folder: Path, *, scale, device: st
             draw, filename = PLOTS[name]
             draw(r, folder / filename.format(claim=r.claim.id))
     plot_final_accuracy(reports, folder / "final_accuracy.png")
-    write_markdown(reports, folder / "claims.md", scale=scale, command=command, env=env, trained=trained)
+    write_markdown(reports, folder / "claims.md", scale=scale, command=command, env=env, trained=trained,
+                   timing=timing or {}, unfinished=unfinished or {})
     return sorted(folder.iterdir())

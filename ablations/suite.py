@@ -4,7 +4,13 @@ then judges each claim and logs its verdict.
 Several Suites (processes, GPUs, machines) may share one store: runs are reserved before they
 are trained (``ablations.leasing``), so every one is trained exactly once; a worker with nothing
 left to reserve waits for the others' runs, then every worker judges all claims from the store
-(``ablations.judge``)."""
+(``ablations.judge``).
+
+Before training, ``schedule`` lists every run and what will happen to it, and ``estimate``
+times the distinct configurations on this device (``ablations.estimate``). With a budget, the
+suite trains whole claims first: it does not start a claim, or a run, that cannot finish in
+the time left by its estimate, stops a run that overruns at an epoch boundary (resumable from
+its checkpoint), and judges only the claims whose runs all finished."""
 
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import torch
 
 from alexnet import checkpoint as ckpt
 from alexnet.config import Config
@@ -27,11 +35,18 @@ from alexnet.tune import DEFAULT_STORAGE, create_study, load_study, optimize, se
 from alexnet.untrusted import env_number
 
 from .claims import Claim, Scale
+from .estimate import duration, images, probe, run_seconds, speed_key
 from .judge import ArmRun, ClaimReport, judge
 from .leasing import finished_run, reserve_run
-from .plan import plan
+from .plan import PlannedRun, plan
 
 POLL_S = 5.0  # default seconds between looks at runs other workers hold ($ALEXNET_POLL_S)
+REPORT_RESERVE_S = 20.0  # of a budget, kept for judging and writing the report
+
+
+class BudgetSpent(KeyboardInterrupt):
+    """The budget ran out during a run: it ends KILLED, as on an interrupt, and resumes from its
+    checkpoint next time."""
 
 
 @dataclass(frozen=True)
@@ -43,20 +58,35 @@ class SuiteOptions:
     progress: bool | None = None  # rich bar; None: only when stderr is a terminal (else one line per run)
     tune_lr: int = 0  # trials per arm of the fair-lr mode (0: off)
     storage: str = DEFAULT_STORAGE  # Optuna storage of the fair-lr studies
+    budget_s: float | None = None  # wall time from the Suite's creation; None: no limit
 
 
 @dataclass
 class Progress:
-    """The suite's bar over arm x seed runs, or one plain line per finished run when the bar is off."""
+    """The suite's bar over arm x seed runs, or one plain line per finished run when the bar is
+    off; both show the time left: the estimates of the runs still to train, scaled by how the
+    finished runs' actual times compared with their estimates."""
     total: int
+    left_s: float = 0.0  # estimated seconds of the runs still to train
     bar: object = None
     task: object = None
     done: int = 0
     started: float = field(default_factory=time.monotonic)
+    estimated_s: float = 0.0  # the estimates of the runs trained so far
+    actual_s: float = 0.0  # their wall times
+
+    def eta(self) -> str:
+        pace = self.actual_s / self.estimated_s if self.estimated_s else 1.0
+        return f"~{duration(max(0.0, self.left_s) * pace)} left"
 
     def status(self, text: str) -> None:
         if self.bar:
-            self.bar.update(self.task, status=text)
+            self.bar.update(self.task, status=f"{text} · {self.eta()}")
+
+    def trained(self, estimated_s: float, actual_s: float) -> None:
+        self.left_s -= estimated_s
+        self.estimated_s += estimated_s
+        self.actual_s += actual_s
 
     def finished(self, run: ArmRun) -> None:
         self.done += 1
@@ -67,8 +97,8 @@ class Progress:
         acc = f"{result.eval_key} {result.final(result.eval_key):.3f}" if result.status == "finished" else result.status
         how = "reused" if run.reused else f"{sum(e['epoch_time_s'] for e in result.epochs):.0f} s"
         print(f"[{self.done}/{self.total}] {run.claim.id}: {run.arm}, seed {run.seed}: {acc} ({how}); "
-              f"{self.total - self.done} runs left, {time.monotonic() - self.started:.0f} s elapsed",
-              file=sys.stderr, flush=True)
+              f"{self.total - self.done} runs left, {duration(time.monotonic() - self.started)} elapsed, "
+              f"{self.eta()}", file=sys.stderr, flush=True)
 
 
 class Suite:
@@ -79,35 +109,158 @@ class Suite:
         self.code = code_version()
         self.trained = 0  # arm x seed runs trained by this invocation (the rest came from the store)
         self.poll_s = env_number("ALEXNET_POLL_S", POLL_S, low=0.0)
+        self.started = time.monotonic()
+        self.deadline = math.inf if options.budget_s is None else self.started + options.budget_s - REPORT_RESERVE_S
+        self.rows: list[PlannedRun] = []  # the plan, from ``schedule``
+        self.speeds, self.store_s, self.probe_s = {}, 0.0, 0.0  # from ``estimate``
+        self.done: set[tuple] = set()  # keys of the plan's runs finished by the time they were needed
+        self.unfinished: dict[str, list[str]] = {}  # claim id -> its runs left unfinished by the budget
 
     def plan(self, claims: list[Claim]) -> dict[str, dict[str, Config]]:
         return plan(claims, self.scale, self.device, self.options.epochs)
 
+    def checkpoint(self, config: Config, seed: int) -> Path:
+        return self.options.checkpoint_dir / f"{config.key()}-seed{seed}-{self.code}.pt"
+
+    def run_key(self, config: Config, seed: int) -> dict:
+        return {"config_key": config.key(), "seed": seed, "code_version": self.code}
+
+    def schedule(self, claims: list[Claim], plans: dict[str, dict[str, Config]]) -> list[PlannedRun]:
+        """Every arm x seed run of the claims, in training order, with what will happen to it:
+        trained, resumed from its checkpoint (and from which epoch), reused from the store, or
+        shared with an earlier claim. Reads the store and the checkpoints; trains nothing."""
+        rows, first = [], {}
+        for claim in claims:
+            claim_rows = [PlannedRun(claim.id, arm, seed, config, "train")
+                          for arm, config in plans[claim.id].items() for seed in self.seeds]
+            if self.options.tune_lr and claim.rule in ("better", "no_gain"):
+                claim_rows += self.tuned_rows(claim, plans[claim.id])
+            for row in claim_rows:
+                if row.key in first:
+                    row.state, row.first_claim = "shared", first[row.key]
+                else:
+                    first[row.key] = claim.id
+                    if row.state == "train" and not row.tuned:
+                        row.state, row.from_epoch = self.state(row.config, row.seed)
+                rows.append(row)
+        self.rows = rows
+        return rows
+
+    def state(self, config: Config, seed: int) -> tuple[str, int]:
+        if finished_run(self.tracker, self.run_key(config, seed)):
+            return "reuse", 0
+        path = self.checkpoint(config, seed)
+        if path.exists():
+            try:
+                return "resume", len(ckpt.load(path, torch.device("cpu"))["epochs"])
+            except ckpt.CheckpointError:  # moved aside when its turn comes; the run starts afresh
+                pass
+        return "train", 0
+
+    def tuned_rows(self, claim: Claim, configs: dict[str, Config]) -> list[PlannedRun]:
+        """The fair mode's extra rows: each arm's missing tuning trials, then its seeds at the tuned
+        lr (known only once its study is complete)."""
+        rows = []
+        for arm, config in configs.items():
+            missing, lr = self.study_state(config)
+            if missing:
+                trial = replace(config, validation_size=self.scale.validation_size, test_size=None)
+                rows.append(PlannedRun(claim.id, f"{arm} (tuning lr)", -1, trial, "tune", trials=missing))
+            rows += [PlannedRun(claim.id, f"{arm} (tuned lr)", seed, config if lr is None else replace(config, lr=lr),
+                                "train", tuned=lr is None) for seed in self.seeds]
+        return rows
+
+    def estimate(self, rows: list[PlannedRun], on_probe=None) -> float:
+        """Fills each row's ``seconds`` from a probe of the distinct configurations still to train
+        on this device (none when nothing is to train); returns the plan's total."""
+        work = {}
+        for r in rows:
+            if r.to_do:
+                steps = math.ceil(images(r.config)[0] / r.config.batch_size) * (r.config.epochs - r.from_epoch)
+                config, planned = work.get(speed_key(r.config), (r.config, 0))
+                work[speed_key(r.config)] = (config, planned + steps * max(1, r.trials))
+        begin = time.perf_counter()
+        if work:
+            t = time.perf_counter()
+            finished_run(self.tracker, self.run_key(Config(), -1))  # one store round trip
+            self.store_s = time.perf_counter() - t
+            self.speeds = probe(work, self.data, self.device, on_start=on_probe)
+        self.probe_s = time.perf_counter() - begin
+        for r in rows:
+            if r.to_do:
+                r.seconds = run_seconds(r.config, self.speeds[speed_key(r.config)], self.store_s,
+                                        r.from_epoch) * max(1, r.trials)
+        return sum(r.seconds for r in rows)
+
+    def seconds(self, key: tuple) -> float:
+        """The estimate of the plan's row with this key (0 when it is not to be trained)."""
+        return sum(r.seconds for r in self.rows if r.key == key and r.to_do)
+
+    def claim_seconds(self, claim: Claim) -> float:
+        """The estimated time still needed for the claim's runs not finished yet."""
+        keys = {r.key for r in self.rows if r.claim == claim.id} - self.done
+        return sum(self.seconds(k) for k in keys)
+
+    def fits(self, seconds: float) -> bool:
+        return time.monotonic() + seconds <= self.deadline
+
     def run_claims(self, claims: list[Claim], command: str, plans: dict | None = None) -> list[ClaimReport]:
-        """Train what the store lacks and judge every claim; ``command`` (credentials redacted) is
-        recorded on the suite's run."""
+        """Train what the store lacks (within the budget) and judge every claim whose runs all
+        finished; ``command`` (credentials redacted) is recorded on the suite's run."""
         plans = plans or self.plan(claims)
+        if not self.rows:
+            self.schedule(claims, plans)
         self.tracker.reap()  # runs left RUNNING by workers that died
         tags = {"kind": "suite", "scale": self.scale.name, "code_version": self.code}
         with self.tracker.open_run(f"suite {self.scale.name}", tags) as suite_id:
             self.tracker.log_params({"scale": self.scale.name, "seeds": len(self.seeds), "epochs": self.options.epochs,
-                                     "claims": ",".join(c.id for c in claims), "command": command})
+                                     "claims": ",".join(c.id for c in claims), "command": command,
+                                     "budget_s": self.options.budget_s})
             self.tracker.set_tags({f"env.{k}": v for k, v in environment(self.device).items()})
+            self.log_probe()
             tuned = bool(self.options.tune_lr)  # the fair mode runs comparison claims twice
             total = sum(len(c.arms) * (1 + (tuned and c.rule in ("better", "no_gain"))) for c in claims)
-            bar = progress_bar(self.options.progress, transient=False)
-            progress = Progress(total * len(self.seeds), bar)
+            bar = progress_bar(self.options.progress, transient=False, remaining=False)
+            progress = Progress(total * len(self.seeds), sum(r.seconds for r in self.rows), bar)
             claim_runs = {}
+            begin = time.monotonic()
             with bar or contextlib.nullcontext():
                 if bar:
                     progress.task = bar.add_task("arm x seed runs", total=progress.total, status="")
                 for claim in claims:
+                    if not self.fits(self.claim_seconds(claim)):  # whole claims first: not one that cannot finish
+                        continue
                     claim_runs[claim.id] = self.run_claim(claim, plans[claim.id], suite_id, progress)
                 self.wait([r for runs, tuned_runs, _, _ in claim_runs.values() for r in runs + tuned_runs], progress)
-            reports = [self.report(claim, *claim_runs[claim.id], suite_id) for claim in claims]
+            reports = []
+            for claim in claims:
+                runs = claim_runs[claim.id][0] + claim_runs[claim.id][1] if claim.id in claim_runs else None
+                if runs is not None and all(r.result is not None for r in runs):
+                    reports.append(self.report(claim, *claim_runs[claim.id], suite_id))
+                    continue
+                left = [r for r in self.rows if r.claim == claim.id and r.key not in self.done]
+                self.unfinished[claim.id] = [f"{r.arm} seed {r.seed}" for r in left]
+                if claim.id in claim_runs:
+                    with self.tracker.open_run("", {}, parent=suite_id, run_id=claim_runs[claim.id][3]):
+                        self.tracker.set_tags({"verdict": "unfinished", "unfinished_runs": len(left)})
             self.tracker.log_metrics({"trained_runs": self.trained, "claims_reproduced":
-                                      sum(r.verdict == "reproduced" for r in reports)})
+                                      sum(r.verdict == "reproduced" for r in reports),
+                                      "claims_unfinished": len(self.unfinished),
+                                      "estimate_s": progress.estimated_s, "actual_s": progress.actual_s,
+                                      "training_wall_s": time.monotonic() - begin})
+            self.timing = {"probe_s": self.probe_s, "estimate_s": progress.estimated_s, "actual_s": progress.actual_s}
         return reports
+
+    def log_probe(self) -> None:
+        """The probe's measured speeds, on the suite run."""
+        metrics = {"probe_s": self.probe_s, "plan_estimate_s": sum(r.seconds for r in self.rows),
+                   "store_round_trip_s": self.store_s}
+        for key, speed in self.speeds.items():
+            batch = int(key.split("-")[1][1:])
+            metrics |= {f"probe.{key}.train_images_per_s": speed.images_per_s(batch),
+                        f"probe.{key}.eval_images_per_s": batch / speed.eval_batch_s,
+                        f"probe.{key}.first_step_s": speed.first_step_s, f"probe.{key}.steps_timed": speed.steps}
+        self.tracker.log_metrics(metrics)
 
     def run_claim(self, claim: Claim, configs: dict[str, Config], suite_id: str, progress: Progress):
         """Reserve and train this claim's runs (the fair mode: also tune each arm's lr, then its runs
@@ -115,10 +268,13 @@ class Suite:
         tags = {"kind": "claim", "claim": claim.id, "scale": self.scale.name, "code_version": self.code}
         with self.tracker.open_run(claim.id, tags, parent=suite_id) as claim_id:
             runs, tuned_runs, tuned_lr = self.arm_runs(claim, configs, claim_id, progress), [], {}
-            if self.options.tune_lr and claim.rule in ("better", "no_gain"):
+            if self.options.tune_lr and claim.rule in ("better", "no_gain") and time.monotonic() < self.deadline:
                 tuned_lr = {arm: self.tuned_lr(config) for arm, config in configs.items()}
+                self.done |= {("tune", replace(c, validation_size=self.scale.validation_size, test_size=None).key())
+                              for c in configs.values()}
                 tuned = {arm: replace(config, lr=tuned_lr[arm]) for arm, config in configs.items()}
                 tuned_runs = self.arm_runs(claim, tuned, claim_id, progress)
+                self.done |= {("tuned", configs[r.arm].key(), r.seed) for r in tuned_runs if r.result is not None}
                 self.tracker.log_params({f"tuned_lr.{arm}": lr for arm, lr in tuned_lr.items()})
             self.tracker.log_params({"rule": claim.rule, "metric": claim.metric, "min_effect": claim.min_effect,
                                      "arms": "; ".join(f"{a}: {o or 'lecture'}" for a, o in claim.arms.items())})
@@ -135,13 +291,14 @@ class Suite:
         return runs
 
     def wait(self, runs: list[ArmRun], progress: Progress) -> None:
-        """Until every run is finished: poll the ones other workers hold; take over any whose worker died."""
-        while pending := [r for r in runs if r.result is None]:
+        """Until every run is finished: poll the ones other workers hold; take over any whose worker
+        died. Runs left out by the budget are not waited for, nor is anything past the deadline."""
+        while (pending := [r for r in runs if r.result is None and not r.skipped]) and time.monotonic() < self.deadline:
             progress.status(f"waiting for {len(pending)} runs that other workers train")
             time.sleep(self.poll_s * random.uniform(0.5, 1.5))  # jitter: two workers that both gave way retry apart
             for r in pending:
                 done = self.arm_run(r.claim, r.arm, r.config, r.seed, r.parent, progress)
-                r.result, r.run_id, r.reused = done.result, done.run_id, done.reused
+                r.result, r.run_id, r.reused, r.skipped = done.result, done.run_id, done.reused, done.skipped
                 if r.result is not None:
                     progress.finished(r)
 
@@ -191,25 +348,49 @@ class Suite:
             return config.lr
         return study.best_params["lr"]
 
+    def study_state(self, config: Config) -> tuple[int, float | None]:
+        """(trials its lr study still lacks, the tuned lr once the study is complete) — read only."""
+        try:
+            study = load_study(self.options.storage, f"lr-{config.key()}-{self.code}", seed=0)
+        except ValueError:  # no study yet
+            return self.options.tune_lr, None
+        missing = max(0, self.options.tune_lr - sum(t.state.is_finished() for t in study.trials))
+        complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+        return missing, None if missing else study.best_params["lr"] if complete else config.lr
+
     def arm_run(self, claim: Claim, arm: str, config: Config, seed: int, claim_id: str, progress: Progress) -> ArmRun:
         """The finished run for (config, seed): from the store, or trained here (resuming from the
-        checkpoint of an interrupted one); ``result`` None while another worker trains it."""
-        run_key = {"config_key": config.key(), "seed": seed, "code_version": self.code}
+        checkpoint of an interrupted one); ``result`` None while another worker trains it, or when
+        the budget left it out (``skipped``)."""
+        run_key, key = self.run_key(config, seed), ("run", config.key(), seed)
         done = finished_run(self.tracker, run_key)
         if done:
+            self.done.add(key)
             return ArmRun(arm, seed, config, self.tracker.load_result(done), done.info.run_id, True, claim, claim_id)
-        checkpoint = self.options.checkpoint_dir / f"{config.key()}-seed{seed}-{self.code}.pt"
+        speed = self.speeds.get(speed_key(config))
+        estimate = self.seconds(key) or (run_seconds(config, speed, self.store_s) if speed else 0.0)
+        if not self.fits(estimate):
+            return ArmRun(arm, seed, config, None, "", True, claim, claim_id, skipped=True)
+        checkpoint = self.checkpoint(config, seed)
         tags = {"kind": "arm", "claim": claim.id, "arm": arm, "scale": self.scale.name,
-                "resumed": checkpoint.exists()}
+                "resumed": checkpoint.exists(), "estimate_s": round(estimate, 1)}
         run_id, holder = reserve_run(self.tracker, run_key, f"{claim.id}/{arm}/seed{seed}", tags, claim_id)
         if run_id is None:
             return ArmRun(arm, seed, config, None, holder, True, claim, claim_id)
-        with self.tracker.open_run("", {}, run_id=run_id):
-            self.tracker.log_train_start(config.to_dict(), environment(self.device), seed)
-            result = self.train_logged(claim, arm, config, seed, checkpoint, progress)
-            self.tracker.log_result(result)
+        begin = time.monotonic()
+        try:
+            with self.tracker.open_run("", {}, run_id=run_id):
+                self.tracker.log_train_start(config.to_dict(), environment(self.device), seed)
+                result = self.train_logged(claim, arm, config, seed, checkpoint, progress)
+                self.tracker.log_result(result)
+        except BudgetSpent as stop:
+            print(f"budget: {claim.id}/{arm}/seed{seed} stopped after epoch {stop.args[0]} of {config.epochs} "
+                  f"(its checkpoint is kept: the next run of the suite resumes it)", file=sys.stderr, flush=True)
+            return ArmRun(arm, seed, config, None, run_id, False, claim, claim_id, skipped=True)
         ckpt.discard(checkpoint)
         self.trained += 1
+        self.done.add(key)
+        progress.trained(estimate, time.monotonic() - begin)
         return ArmRun(arm, seed, config, result, run_id, False, claim, claim_id)
 
     def train_logged(self, claim: Claim, arm: str, config: Config, seed: int, checkpoint: Path, progress: Progress):
@@ -222,6 +403,8 @@ class Suite:
             logged.add(record["epoch"])
             progress.status(f"{claim.id}: {arm}, seed {seed}, epoch {record['epoch']}/{config.epochs}, "
                             f"test acc {record['test_acc']:.3f}")
+            if record["epoch"] < config.epochs and time.monotonic() > self.deadline:
+                raise BudgetSpent(record["epoch"])  # after the epoch's checkpoint: resumable
 
         try:
             result = train(config, seed, data=self.data, checkpoint=checkpoint, on_epoch=on_epoch, progress=False)

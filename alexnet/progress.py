@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 
 
-def progress_bar(enabled: bool | None, transient: bool = True):
+def progress_bar(enabled: bool | None, transient: bool = True, remaining: bool = True):
     """A rich progress bar (tasks take a ``status`` field), or None when disabled; by default
-    shown only when stderr is a terminal (callers print plain lines otherwise)."""
+    shown only when stderr is a terminal (callers print plain lines otherwise). ``remaining``:
+    rich's time-remaining column (off when the caller's status shows its own estimate)."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
@@ -21,8 +22,9 @@ def progress_bar(enabled: bool | None, transient: bool = True):
         TimeRemainingColumn,
     )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[status]}"), transient=transient)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    columns += [TimeRemainingColumn()] if remaining else []
+    return Progress(*columns, TextColumn("{task.fields[status]}"), transient=transient)
 
 
 class EpochBars:

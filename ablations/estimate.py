@@ -1,0 +1,120 @@
+"""What a suite costs on this machine: a short probe of each distinct configuration (a few
+training steps with warm-up and device sync, one evaluation batch), turned into per-run
+estimates. The probe uses the trainer's own step (``alexnet.train.train_step``) and data
+pipeline, so what it times is what the runs will do."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from statistics import median
+
+import torch
+
+from alexnet.config import TEST_IMAGES, TRAIN_IMAGES, Config
+from alexnet.data import DeviceLoader, FashionMNIST
+from alexnet.train import build, evaluate, sync, train_step
+
+PROBE_S = 30.0  # the whole probe's time budget
+PROBE_SHARE = 0.1  # at most this share of a configuration's planned work is spent timing it
+MAX_STEPS = 5  # timed steps per configuration at most (after one warm-up step)
+STORE_CALLS_PER_RUN = 30  # tracking-store round trips of one run: lookups, reservation, params, tags, result
+STORE_CALLS_PER_EPOCH = 2  # the epoch's metrics and the lease heartbeat
+
+
+@dataclass(frozen=True)
+class Speed:
+    """One configuration's measured costs on this device, in seconds."""
+    step_s: float  # one training step at the config's batch size, data pipeline included (median)
+    eval_batch_s: float  # one evaluation batch
+    first_step_s: float  # a run's first step: warm-up, and compilation when ``compile`` is on
+    setup_s: float  # building and initialising the model
+    steps: int  # steps timed after the warm-up (0: a small plan, for which the warm-up step stands in)
+
+    def images_per_s(self, batch_size: int) -> float:
+        return batch_size / self.step_s
+
+
+def speed_key(config: Config) -> str:
+    """The fields that change a step's cost, as a name (``28px-b32-fp32``). Activation, pooling
+    type, dropout, augmentation (a few elementwise operations on 28-px images) and the optimiser's
+    settings change the numbers, not the time, so arms that differ only in those share one probe."""
+    parts = [f"{config.input_size}px", f"b{config.batch_size}", config.precision]
+    parts += ["lrn"] * config.lrn + ["compile"] * config.compile
+    parts += [] if config.channels_last else ["nchw"]
+    if (config.pool_kernel, config.pool_stride) != (3, 2):
+        parts.append(f"pool{config.pool_kernel}s{config.pool_stride}")
+    return "-".join(parts)
+
+
+def images(config: Config) -> tuple[int, int]:
+    """(training images, evaluation images) of one epoch of a run with this config."""
+    train = config.train_size or TRAIN_IMAGES - (config.validation_size or 0)
+    return train, config.validation_size or config.test_size or TEST_IMAGES
+
+
+def run_seconds(config: Config, speed: Speed, store_s: float, from_epoch: int = 0) -> float:
+    """A run's estimated wall time from epoch ``from_epoch`` (0: from the start)."""
+    epochs = config.epochs - from_epoch
+    if epochs <= 0:
+        return 0.0
+    train, test = images(config)
+    batches = math.ceil(train / config.batch_size), math.ceil(test / config.batch_size)
+    epoch = batches[0] * speed.step_s + batches[1] * speed.eval_batch_s
+    return (speed.setup_s + max(0.0, speed.first_step_s - speed.step_s) + epochs * epoch
+            + store_s * (STORE_CALLS_PER_RUN + STORE_CALLS_PER_EPOCH * epochs))
+
+
+def probe(work: dict[str, tuple[Config, int]], data: FashionMNIST, device: torch.device,
+          budget_s: float = PROBE_S, on_start=None) -> dict[str, Speed]:
+    """speed key -> Speed, for ``work``: speed key -> (a config with that key, training steps the
+    plan has for it). Each key gets its share of ``budget_s``, and at most PROBE_SHARE of its
+    planned work; ``on_start(key)`` is called as each probe starts."""
+    speeds, start = {}, time.perf_counter()
+    for i, (key, (config, planned_steps)) in enumerate(work.items()):
+        if on_start:
+            on_start(key)
+        share = (budget_s - (time.perf_counter() - start)) / (len(work) - i)
+        speeds[key] = _probe_one(config, data, device, share, planned_steps)
+    return speeds
+
+
+def _probe_one(config: Config, data: FashionMNIST, device: torch.device, share: float, planned_steps: int) -> Speed:
+    n = config.batch_size
+    x_all, y_all = data.train_images[:n * (MAX_STEPS + 1)], data.train_labels[:n * (MAX_STEPS + 1)]
+    build(config, device, seed=0)  # the process's first build pays one-off start-up costs; runs do not
+    begin = time.perf_counter()
+    step = build(config, device, seed=0)
+    setup = time.perf_counter() - begin
+    loader = DeviceLoader(x_all, y_all, config, device, train=True, seed=0)
+    batches = (batch for epoch in range(1, 1000) for batch in loader.epoch(epoch))
+
+    def timed_step() -> float:
+        sync(device)
+        t = time.perf_counter()
+        x, y = next(batches)  # the batch's resize and augmentation count: a run does them too
+        train_step(step, x, y, global_batch=len(y))
+        sync(device)
+        return time.perf_counter() - t
+
+    first = timed_step()
+    limit = min(share / 2, PROBE_SHARE * planned_steps * first)
+    times, t0 = [], time.perf_counter()  # none when even one more step is over the limit: the warm-up stands in
+    while len(times) < MAX_STEPS and time.perf_counter() - t0 + (times[-1] if times else first) <= limit:
+        times.append(timed_step())
+    eval_loader = DeviceLoader(x_all[:n], y_all[:n], config, device)
+    t = time.perf_counter()
+    evaluate(step.model, eval_loader, config, device)
+    return Speed(median(times) if times else first, time.perf_counter() - t, first, setup, len(times))
+
+
+def duration(seconds: float) -> str:
+    """``52 s``, ``5.5 min``, ``3.2 h``, ``9.1 d``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"

@@ -1,0 +1,116 @@
+"""The plan, the estimate and the budget: what a suite will cost before it starts, and a
+clean stop when its time runs out."""
+
+import re
+
+import mlflow
+from conftest import run_suite
+
+from ablations.claims import BY_ID, SCALES
+from ablations.suite import REPORT_RESERVE_S, Suite, SuiteOptions
+from alexnet.tracking import Tracker
+
+
+def _suite(workdir, fmnist, **options) -> Suite:
+    return Suite(SCALES["smoke"], Tracker(f"sqlite:///{workdir}/mlflow.db"), fmnist,
+                 SuiteOptions(device="cpu", checkpoint_dir=workdir / "checkpoints", progress=False, **options))
+
+
+def _runs(workdir, filter_string):
+    exp = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db").get_experiment_by_name("alexnet-claims")
+    return mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db").search_runs([exp.experiment_id], filter_string) \
+        if exp else []
+
+
+def test_estimate_lands_within_a_factor_of_2_of_the_actual_time(smoke_suite):
+    workdir, out = smoke_suite
+    (suite,) = _runs(workdir, "tags.kind = 'suite'")
+    m = suite.data.metrics
+    assert m["trained_runs"] == 12 and m["estimate_s"] > 0
+    assert 0.5 <= m["actual_s"] / m["estimate_s"] <= 2, m
+    assert 0 < m["probe_s"] <= 30
+    assert m["probe.28px-b32-fp32.train_images_per_s"] > 0 and m["probe.224px-b32-fp32.eval_images_per_s"] > 0
+    md = (workdir / "results" / "smoke" / "cpu" / "claims.md").read_text()
+    ratio = float(re.search(r"actual / estimated (\d+\.\d+)", md).group(1))
+    assert abs(ratio - m["actual_s"] / m["estimate_s"]) < 0.01
+    assert re.search(r"\[12/22\] maxpool: avg, seed 1: .* elapsed, ~\d+ s left", out.stderr)
+
+
+def test_plan_of_a_finished_store_trains_nothing(smoke_suite):
+    workdir, _ = smoke_suite
+    before = len(_runs(workdir, ""))
+    out = run_suite(workdir, "--scale", "smoke", "--plan")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "0 runs to train (0 of them resumed from a checkpoint), 12 reused from the store" in out.stdout
+    assert "probing" not in out.stderr and len(_runs(workdir, "")) == before
+
+
+def test_plan_of_a_fresh_store_lists_every_run_with_its_estimate(tmp_path):
+    out = run_suite(tmp_path, "--scale", "smoke", "--only", "relu", "maxpool", "--plan")
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("│ ")]
+    cells = [[c.strip() for c in row.strip("│").split("│")] for row in rows]
+    trained = [c for c in cells if c[3] == "train"]
+    assert {(c[0], c[1], c[2]) for c in trained} == {("relu", arm, s) for arm in ("relu", "sigmoid") for s in "01"} \
+        | {("maxpool", "avg", s) for s in "01"}
+    assert all(c[4] == "100 + 100" and re.fullmatch(r"\d+ s", c[5]) for c in trained)
+    assert [c[:4] for c in cells if c[3] != "train"] == [["maxpool", "max", s, "shared: relu's run"] for s in "01"]
+    assert "6 runs to train (0 of them resumed from a checkpoint), 0 reused from the store, 2 shared" in out.stdout
+    assert "probing 28px-b32-fp32 on cpu" in out.stderr
+    assert not _runs(tmp_path, "tags.kind = 'arm'")  # a plan trains nothing
+
+
+def test_suite_over_max_hours_is_not_started(tmp_path):
+    out = run_suite(tmp_path, "--scale", "smoke", "--only", "maxpool", "--max-hours", "0.00001")
+    assert out.returncode == 2
+    err = " ".join(out.stderr.split())
+    assert "not started: the estimate" in err and "is over --max-hours 1e-05" in err
+    assert all(f in err for f in ("--scale quick", "--only", "--seeds", "--budget-min", "scripts/gpu-run", "--yes"))
+    assert not _runs(tmp_path, "tags.kind = 'arm'") and not (tmp_path / "results" / "smoke").exists()
+
+
+def test_budget_finishes_whole_claims_reports_them_and_a_rerun_completes_the_rest(tmp_path, fmnist):
+    # augment_long (4 runs of 3 epochs) comes first but cannot finish in a budget sized for relu (4 runs of 1
+    # epoch) by this machine's own estimates: the suite skips it, finishes relu whole and reports it
+    probe = _suite(tmp_path, fmnist)
+    claims = [BY_ID["augment_long"], BY_ID["relu"]]
+    rows = probe.schedule(claims, probe.plan(claims))
+    probe.estimate(rows)
+    cost = {c.id: sum(r.seconds for r in rows if r.claim == c.id) for c in claims}
+    assert cost["augment_long"] > 1.5 * cost["relu"] + probe.probe_s, cost  # the margin the budget below needs
+    budget_min = (1.5 * probe.probe_s + 1.5 * cost["relu"] + REPORT_RESERVE_S) / 60
+    out = run_suite(tmp_path, "--scale", "smoke", "--only", "augment_long", "relu", "--budget-min", f"{budget_min:.3f}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    err = " ".join(out.stderr.split())
+    assert "reached: not judged yet: augment_long (4 runs left)" in err
+    md = (tmp_path / "results" / "smoke" / "cpu" / "claims.md").read_text()
+    assert "## Not judged yet: the time budget ran out" in md and "- **augment_long**: 4 runs left" in md
+    assert "| relu |" in md and "| augment_long |" not in md
+    arms = _runs(tmp_path, "tags.kind = 'arm'")
+    assert sorted(r.data.tags["claim"] for r in arms) == ["relu"] * 4
+    assert all(r.info.status == "FINISHED" for r in arms)
+    # re-running without a budget trains only what is missing
+    out = run_suite(tmp_path, "--scale", "smoke", "--only", "augment_long", "relu")
+    assert out.returncode == 0, out.stderr[-3000:]
+    md = (tmp_path / "results" / "smoke" / "cpu" / "claims.md").read_text()
+    assert "| augment_long |" in md and "Not judged yet" not in md and "Runs trained by this invocation: 4 " in md
+
+
+def test_a_run_that_overruns_the_budget_stops_at_an_epoch_and_resumes(tmp_path, fmnist):
+    claims = [BY_ID["augment_long"]]  # 3 epochs per run
+    suite = _suite(tmp_path, fmnist, budget_s=REPORT_RESERVE_S + 0.5)  # no estimate: every run looks free
+    reports = suite.run_claims(claims, "test")
+    assert reports == [] and list(suite.unfinished) == ["augment_long"] and len(suite.unfinished["augment_long"]) == 4
+    (killed,) = _runs(tmp_path, "tags.kind = 'arm'")
+    history = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_metric_history(killed.info.run_id, "test_acc")
+    assert killed.info.status == "KILLED" and [m.step for m in history] == [1]
+    (claim,) = _runs(tmp_path, "tags.kind = 'claim'")
+    assert claim.data.tags["verdict"] == "unfinished" and claim.data.tags["unfinished_runs"] == "4"
+    again = _suite(tmp_path, fmnist)
+    rows = again.schedule(claims, again.plan(claims))
+    assert [(r.state, r.from_epoch) for r in rows] == [("resume", 1)] + [("train", 0)] * 3
+    (report,) = again.run_claims(claims, "test")
+    assert again.trained == 4 and len(report.runs) == 4
+    resumed = [r for r in _runs(tmp_path, "tags.kind = 'arm' and attributes.status = 'FINISHED'")
+               if r.data.tags["resumed"] == "True"]
+    assert len(resumed) == 1 and resumed[0].data.tags["seed"] == killed.data.tags["seed"]
