@@ -1,5 +1,6 @@
-"""Sessions share one virtualenv (.nox/shared) so torch (about 5.5 GB) is installed once;
-it is re-installed only when pyproject.toml changes. Arguments after ``--`` pass through."""
+"""Sessions share one virtualenv (.nox/shared) so torch (about 5.5 GB) is installed once, at
+the versions constraints.txt pins; it is re-installed only when pyproject.toml or
+constraints.txt changes. Arguments after ``--`` pass through."""
 
 import hashlib
 import sys
@@ -16,11 +17,11 @@ def python(session: nox.Session) -> str:
     """The shared env's interpreter, created and installed on first use."""
     py = SHARED / "bin" / "python"
     stamp = SHARED / ".installed"
-    wanted = hashlib.sha256(Path("pyproject.toml").read_bytes()).hexdigest()
+    wanted = hashlib.sha256(Path("pyproject.toml").read_bytes() + Path("constraints.txt").read_bytes()).hexdigest()
     if not (stamp.exists() and stamp.read_text() == wanted):
         if not py.exists():
             session.run(sys.executable, "-m", "venv", str(SHARED))
-        session.run(str(py), "-m", "pip", "install", "-q", "-e", ".[dev]")
+        session.run(str(py), "-m", "pip", "install", "-q", "-e", ".[dev]", "-c", "constraints.txt")
         stamp.write_text(wanted)
     return str(py)
 

@@ -39,7 +39,8 @@ from .suite import Suite, SuiteOptions
 
 console = Console(stderr=True)
 TUNE_HELP = ("To tune one arm's hyperparameters instead: python -m ablations tune CLAIM:ARM [--scale S] "
-             "[--trials N] ... (python -m ablations tune --help).")
+             "[--trials N] ... (python -m ablations tune --help). To bring a GPU node's archive home: "
+             "python -m ablations import ARCHIVE (python -m ablations import --help).")
 MAX_SEEDS = 1000
 
 
@@ -131,10 +132,35 @@ def tune_arm(argv: list[str]) -> int:
         return 2
 
 
+def import_node(argv: list[str]) -> int:
+    """``python -m ablations import ARCHIVE``: merge a GPU node's archive (scripts/gpu-run) into the
+    local MLflow store, keeping run ids, params, metrics, tags, parent links and artifacts, and copy
+    its reports into the results folder. Importing twice duplicates nothing."""
+    from .transfer import import_archive
+
+    p = argparse.ArgumentParser(prog="python -m ablations import", description=import_node.__doc__)
+    p.add_argument("archive", type=Path, help="the .tar.gz that scripts/gpu-run wrote")
+    p.add_argument("--tracking-uri", help=f"the local store (default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI}); "
+                                          "a database URI, since run ids are kept")
+    p.add_argument("--results-dir", default="results", help="where the node's reports go (default: results)")
+    args = p.parse_args(argv)
+    try:
+        writable_dir(args.results_dir, "--results-dir")
+        done = import_archive(args.archive, args.tracking_uri, Path(args.results_dir))
+    except (ValueError, TrackingError) as exc:
+        console.print(f"[red]error:[/] {redact(str(exc))}", highlight=False)
+        return 2
+    Console(highlight=False).print(f"imported {done['imported']} runs ({done['present']} already here) into "
+                                   f"{done['store']}; reports: {', '.join(done['reports']) or 'none'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["tune"]:
         return tune_arm(argv[1:])
+    if argv[:1] == ["import"]:
+        return import_node(argv[1:])
     args = parse(argv)
     scale = SCALES[args.scale or ("full" if torch.cuda.is_available() and args.device != "cpu" else "quick")]
     command = redact(" ".join(["python -m ablations", *argv]))  # recorded on the suite run and in claims.md

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -59,19 +60,26 @@ def summary(rows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="a CPU-sized sweep (few configurations, short timing)")
-    p.add_argument("--smoke", action="store_true", help="three tiny cases: checks the machinery in seconds")
+    p.add_argument("--scale", choices=["full", "node", "quick", "smoke"], default="full",
+                   help="full: the whole GPU sweep; node: the GPU node's short list (scripts/gpu-run); quick: a "
+                        "CPU-sized sweep; smoke: three tiny cases that check the machinery in seconds")
+    p.add_argument("--quick", action="store_true", help="same as --scale quick")
+    p.add_argument("--smoke", action="store_true", help="same as --scale smoke")
+    p.add_argument("--budget-s", type=float, default=math.inf,
+                   help="stop starting cases after this many seconds (the rest are listed as skipped)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--out", default="results/bench", help="results go to OUT/<device>/")
     p.add_argument("--data-dir", help="Fashion-MNIST folder (default: $ALEXNET_DATA_DIR, else a download)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--no-mlflow", action="store_true", help="skip MLflow logging (e.g. on a machine without it)")
     args = p.parse_args(argv)
+    if not args.budget_s > 0:
+        p.error(f"invalid --budget-s {args.budget_s}: expected seconds > 0")
     device = resolve_device(args.device)
     data = load_fashion_mnist(args.data_dir)
     images, labels = stratified_subset(data.train_images, data.train_labels, 10_000)
     env = environment(device)
-    scale = "smoke" if args.smoke else "quick" if args.quick else "full"
+    scale = "smoke" if args.smoke else "quick" if args.quick else args.scale
     console.print(f"benchmarking on {env['device']} ({scale} sweep)")
 
     def report(case, row):
@@ -79,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"({100 * row['fraction_of_ceiling']:.1f}% of ceiling)") if row["status"] == "ok" else row["status"]
         print(f"  {case.label:45s} {extra}", flush=True)
 
-    result = sweep(device, scale, images, labels, progress=report)
+    result = sweep(device, scale, images, labels, progress=report, budget_s=args.budget_s)
     result.update(env=env, scale=scale, command=" ".join(["python -m bench", *(argv or sys.argv[1:])]),
                   summary=summary(result["rows"]))
     folder = Path(args.out) / device_slug(device)

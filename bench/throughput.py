@@ -12,6 +12,7 @@ same precision, measured in the same run.
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
@@ -122,6 +123,11 @@ def measure(case: Case, images, labels, device: torch.device, ceilings: dict, **
 
 SMOKE = [Case("train", 28, 8, "fp32", False, False, "device"), Case("train", 28, 8, "fp32", False, False, "lecture"),
          Case("infer", 28, 8, "fp32", True, False, "device")]  # every code path in seconds (tests)
+NODE = [  # the GPU node's time-boxed sweep (scripts/gpu-run), most telling first
+    Case("train", 224, 128, "fp32", False, False, "lecture"), Case("train", 224, 128, "fp32", False, False, "device"),
+    Case("train", 224, 128, "tf32", False, False, "device"), Case("train", 224, 128, "bf16", True, False, "device"),
+    Case("infer", 224, 1024, "bf16", True, False, "device"), Case("train", 224, 256, "bf16", True, False, "device"),
+    Case("train", 224, 512, "bf16", True, False, "device"), Case("train", 224, 128, "bf16", True, True, "device")]
 
 
 def grid(device: torch.device, quick: bool) -> list[Case]:
@@ -140,21 +146,25 @@ def grid(device: torch.device, quick: bool) -> list[Case]:
     return list(dict.fromkeys(cases))
 
 
-def sweep(device: torch.device, scale: str, images, labels, progress=None) -> dict:
-    """``scale``: full (the GPU sweep), quick (a CPU sweep) or smoke (three cases, for tests)."""
-    timing = {"full": dict(warmup=5, repeats=7, steps=10), "quick": dict(warmup=2, repeats=5, steps=2),
-              "smoke": dict(warmup=1, repeats=3, steps=1)}[scale]
-    sizes = {"full": (4096, 8192), "quick": (1024, 2048, 3072), "smoke": (256,)}[scale]
-    if scale == "full" and device.type == "cpu":
+def sweep(device: torch.device, scale: str, images, labels, progress=None, budget_s: float = math.inf) -> dict:
+    """``scale``: full (the GPU sweep), node (the GPU node's short list), quick (a CPU sweep) or
+    smoke (three cases, for tests). Cases that would start after ``budget_s`` are listed as skipped."""
+    deadline = time.perf_counter() + budget_s
+    timing = {"full": dict(warmup=5, repeats=7, steps=10), "node": dict(warmup=5, repeats=5, steps=10),
+              "quick": dict(warmup=2, repeats=5, steps=2), "smoke": dict(warmup=1, repeats=3, steps=1)}[scale]
+    sizes = {"full": (4096, 8192), "node": (4096, 8192), "quick": (1024, 2048, 3072), "smoke": (256,)}[scale]
+    if scale in ("full", "node") and device.type == "cpu":
         sizes = (1024, 2048, 3072)
     ceilings = {p: max(matmul_ceiling(p, device, n, **timing) for n in sizes) for p in ("fp32", "bf16", "tf32")
                 if p != "tf32" or device.type == "cuda"}
     rows, oom = [], set()
-    cases = SMOKE if scale == "smoke" else grid(device, scale == "quick")
+    cases = {"smoke": SMOKE, "node": NODE}.get(scale) or grid(device, scale == "quick")
     for case in cases:
         setting = (case.mode, case.input_size, case.precision, case.channels_last, case.compile, case.pipeline)
-        if setting in oom:  # a smaller batch already ran out of memory
-            rows.append({**asdict(case), "label": case.label, "status": "skipped after oom"})
+        skip = ("skipped after oom" if setting in oom else "skipped: budget" if time.perf_counter() > deadline
+                else "skipped: no tf32 on cpu" if case.precision == "tf32" and device.type == "cpu" else None)
+        if skip:  # a smaller batch already ran out of memory, the time is up, or the device lacks it
+            rows.append({**asdict(case), "label": case.label, "status": skip})
             continue
         try:
             rows.append(measure(case, images, labels, device, ceilings, **timing))

@@ -1,0 +1,159 @@
+"""A GPU node's path, run on the CPU: the offline wheelhouse, scripts/gpu-run's one archive, and
+``python -m ablations import`` bringing it home (idempotently, refusing hostile archives)."""
+
+import importlib.metadata as md
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import mlflow
+from conftest import REPO, data_path, run_suite
+
+# like the H200 node: its own torch build, the scientific stack, none of mlflow and optuna
+NODE_HAS = ("torch", "torchvision", "pandas", "scipy", "matplotlib", "rich", "pytest-benchmark")
+
+
+def _closure(names) -> set[str]:
+    """The installed distributions ``names`` need, themselves included."""
+    seen, todo = set(), list(names)
+    while todo:
+        dist = md.distribution(todo.pop())
+        if dist.metadata["Name"].lower() in seen:
+            continue
+        seen.add(dist.metadata["Name"].lower())
+        for req in dist.requires or []:
+            if "extra ==" not in req:
+                name = re.split(r"[ ;<>=!~\[(]", req, maxsplit=1)[0]
+                try:
+                    md.distribution(name)
+                    todo.append(name)
+                except md.PackageNotFoundError:
+                    pass
+    return seen
+
+
+def node_python(tmp: Path) -> Path:
+    """A fresh virtual environment that sees only NODE_HAS and what they need (linked from this
+    interpreter's site-packages): what a GPU node offers before the wheelhouse."""
+    subprocess.run([sys.executable, "-m", "venv", str(tmp / "node")], check=True)
+    linked = tmp / "node-torch"
+    linked.mkdir()
+    for name in _closure(NODE_HAS):
+        dist = md.distribution(name)
+        for top in {Path(str(f)).parts[0] for f in dist.files or []} - {"..", "bin"}:
+            src = Path(dist.locate_file(top))
+            if src.exists() and not (linked / top).exists():
+                (linked / top).symlink_to(src)
+    site = next((tmp / "node" / "lib").glob("python3*/site-packages"))
+    (site / "node-torch.pth").write_text(str(linked) + "\n")
+    return tmp / "node" / "bin" / "python"
+
+
+def _runs(uri: str) -> dict:
+    client = mlflow.MlflowClient(uri)
+    return {r.info.run_id: r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
+
+
+def test_gpu_run_offline_makes_one_archive_that_imports_once(tmp_path):
+    py = node_python(tmp_path)
+    missing = subprocess.run([py, "-c", "import torch, torchvision; import mlflow"], capture_output=True, text=True)
+    assert "No module named 'mlflow'" in missing.stderr  # the node lacks our packages, as the H200 does
+    have = subprocess.run([py, "-m", "pip", "freeze"], capture_output=True, text=True, check=True).stdout
+    (tmp_path / "have.txt").write_text(have)
+    wheels = tmp_path / "wheelhouse"
+    built = subprocess.run([sys.executable, REPO / "scripts" / "wheelhouse.py", wheels, "--have",
+                            tmp_path / "have.txt"], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    size = float(re.search(r"wheels, ([\d.]+) MiB", built.stdout).group(1))
+    assert 0 < size <= 60 and not list(wheels.glob("torch-*")) and not list(wheels.glob("numpy-*"))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": str(py), "ALEXNET_DATA_DIR": str(data_path()), "PYTHONPATH": "",
+           "PIP_NO_INDEX": "1", "COLUMNS": "200"}
+    run = subprocess.run(["bash", REPO / "scripts" / "gpu-run", out, "--budget-min", "3", "--scale", "smoke",
+                          "--device", "cpu", "--wheelhouse", wheels, "--", "--only", "relu", "maxpool", "shapes"],
+                         capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "(no index) into" in run.stderr
+    (archive,) = out.iterdir()
+    assert run.stdout.strip() == str(archive) and archive.name.startswith("alexnet-node-cpu-")
+    with tarfile.open(archive) as tar:
+        names = {n.removeprefix("./") for n in tar.getnames()}
+        manifest = json.load(tar.extractfile("manifest.json"))
+    assert {"mlflow.db", "log.txt", "results/smoke/cpu/claims.md", "results/bench/cpu/bench.csv"} <= names
+    assert manifest["suite_exit"] == 0 and manifest["bench_exit"] == 0 and manifest["wall_s"] <= 200
+
+    home = tmp_path / "home"
+    home.mkdir()
+    uri = f"sqlite:///{home}/mlflow.db"
+    cmd = [sys.executable, "-m", "ablations", "import", str(archive), "--tracking-uri", uri,
+           "--results-dir", str(home / "results")]
+    env_home = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(cmd, cwd=home, capture_output=True, text=True, env=env_home)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with tarfile.open(archive) as tar:
+        tar.extract("mlflow.db", tmp_path / "node-store", filter="data")
+    node = _runs(f"sqlite:///{tmp_path}/node-store/mlflow.db")
+    local = _runs(uri)
+    assert set(local) == set(node) and len(node) == 11  # suite, 3 claims, 6 arm x seed runs, bench
+    for run_id, theirs in node.items():
+        ours = local[run_id]
+        assert ours.data.params == theirs.data.params and ours.data.metrics == theirs.data.metrics
+        assert ours.data.tags == theirs.data.tags and ours.info.status == theirs.info.status
+    assert f"imported {len(node)} runs" in done.stdout
+    assert (home / "results" / "smoke" / "cpu" / "claims.md").is_file()
+    assert (home / "results" / "bench" / "cpu" / "bench.csv").is_file()
+    # the suite finds the node's runs (artifacts included) and trains nothing
+    plan = run_suite(home, "--scale", "smoke", "--only", "relu", "maxpool", "--plan")
+    assert "0 runs to train (0 of them resumed from a checkpoint), 6 reused" in plan.stdout, plan.stderr[-2000:]
+    again = subprocess.run(cmd, cwd=home, capture_output=True, text=True, env=env_home)
+    assert again.returncode == 0 and f"imported 0 runs ({len(node)} already here)" in again.stdout
+    assert len(_runs(uri)) == len(node)
+
+
+def _tar(path: Path, members: list[tarfile.TarInfo]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for m in members:
+            tar.addfile(m, io.BytesIO(b"x" * m.size) if m.isfile() else None)
+    return path
+
+
+def _file(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = 1
+    return info
+
+
+def _link(name: str, target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info
+
+
+def test_hostile_archives_are_refused_before_anything_is_written(tmp_path):
+    cases = {
+        "up.tar.gz": ([_file("results/../../escaped.txt")], "member 'results/../../escaped.txt' leads outside it"),
+        "abs.tar.gz": ([_file(f"{tmp_path}/escaped.txt")], f"member '{tmp_path}/escaped.txt' leads outside it"),
+        "link.tar.gz": ([_link("results", str(tmp_path)), _file("results/escaped.txt")], "refused member"),
+        "other.tar.gz": ([_file("mlflow.db"), _file("evil.sh")], "unexpected entries 'evil.sh'"),
+    }
+    for name, (members, expected) in cases.items():
+        archive = _tar(tmp_path / name, members)
+        out = subprocess.run([sys.executable, "-m", "ablations", "import", str(archive), "--tracking-uri",
+                              f"sqlite:///{tmp_path}/home.db", "--results-dir", str(tmp_path / "results")],
+                             cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        err = " ".join(out.stderr.split())
+        assert out.returncode == 2 and f"invalid archive '{archive}'" in err and expected in err, (name, err)
+        assert "Traceback" not in out.stderr
+    assert not (tmp_path / "escaped.txt").exists() and not list(tmp_path.glob("results/**/escaped.txt"))
+    not_tar = tmp_path / "x.tar.gz"
+    not_tar.write_text("hello")
+    out = subprocess.run([sys.executable, "-m", "ablations", "import", str(not_tar)], cwd=tmp_path,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 2 and "not a tar archive" in " ".join(out.stderr.split())
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "home.db").exists()  # no store opened
