@@ -67,6 +67,10 @@ def parse(argv):
                         "keep passwords off the command line: PGPASSWORD or ~/.pgpass for PostgreSQL")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: only when stderr is a terminal)")
+    p.add_argument("--precision", choices=["auto", "fp32", "tf32", "bf16"], default="auto",
+                   help="numerics of every run: auto is bf16 autocast + channels_last on CUDA (several times "
+                        "faster; the optional precision claim checks it changes no verdict) and fp32 on a CPU; "
+                        "fp32 keeps the lecture's numerics (TF32 off). Recorded on every run and in claims.md")
     p.add_argument("--plan", action="store_true",
                    help="print every arm x seed run (train, resume, reuse, shared) with this machine's estimate, "
                         "then exit without training")
@@ -173,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         suite = Suite(scale, tracker, data, SuiteOptions(
             seeds=args.seeds, epochs=args.epochs, device=args.device, checkpoint_dir=Path(args.checkpoint_dir),
             progress=args.progress, tune_lr=args.tune_lr, storage=args.storage,
-            budget_s=None if args.budget_min is None else args.budget_min * 60))
+            budget_s=None if args.budget_min is None else args.budget_min * 60,
+            precision=None if args.precision == "auto" else args.precision))
         plans = suite.plan(claims)  # every arm's config checked before any work
         if args.tune_lr:
             storage(args.storage).remove_session()  # the Optuna database opens now, not after the first claims

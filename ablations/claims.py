@@ -16,7 +16,7 @@ METRICS = {"test_acc": True, "train_acc": True, "train_loss": False, "gap": Fals
 class Claim:
     id: str
     statement: str  # what the lecture (or the AlexNet paper) says
-    rule: str  # better | no_gain | matches | size | shapes
+    rule: str  # better | no_gain | same | matches | size | shapes
     arms: dict[str, dict] = field(default_factory=dict)  # first arm: the one the claim favours
     metric: str = "test_acc"
     min_effect: float = 0.0  # smallest difference worth calling an effect, in the metric's units
@@ -61,6 +61,11 @@ CLAIMS = [
     Claim("overlap", "AlexNet paper: overlapping pooling (3x3, stride 2) beats non-overlapping (2x2, stride 2)",
           "better", {"3x3/2": {}, "2x2/2": {"pool_kernel": 2, "pool_stride": 2}}, "test_acc", 0.004,
           optional=True, measures="final test accuracy (the paper reports 0.4% lower top-1 error)"),
+    Claim("precision", "this suite's GPU default, bf16 autocast + channels_last, reaches the same accuracy as the "
+          "lecture's fp32 (so it changes no verdict)", "same",
+          {"bf16": {"precision": "bf16"}, "fp32": {"precision": "fp32"}}, "test_acc", 0.01, optional=True,
+          measures="final test accuracy of the scale's baseline in bf16 autocast and in fp32 (TF32 off); "
+                   "equivalence: the 95% interval of the difference inside ± the minimum effect"),
     Claim("lrn", "AlexNet paper: local response normalisation improves accuracy",
           "better", {"lrn": {"lrn": True}, "none": {}}, "test_acc", 0.005, optional=True,
           measures="final test accuracy (the paper reports 1.4% lower top-1 error)"),
@@ -96,7 +101,8 @@ class Scale:
 
 SCALES = {
     "full": Scale("full", "the lecture's settings: 60,000 images at 224 px, 10 epochs, batch 128, SGD lr 0.01 "
-                  "(for a GPU)", {}, 3, optional=("augment_long", "overlap", "lrn")),
+                  "(for a GPU; bf16 autocast + channels_last there unless --precision fp32)", {}, 3,
+                  optional=("augment_long", "overlap", "lrn", "precision")),
     "quick": Scale(
         "quick", "CPU-sized (under 30 min on 2 cores): the 28-px AlexNet on a 1,600-image stratified subset, "
         "1,000 test images, 3 epochs, batch 32, SGD lr 0.01 with momentum 0.9 (so that 150 steps learn "

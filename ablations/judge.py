@@ -59,14 +59,15 @@ def judge(claim: Claim, runs: list[ArmRun], scale: Scale) -> ClaimReport:
     diverged = [f"{r.arm} seed {r.seed}" for r in runs if r.result.status != "finished"]
     if diverged:
         evidence.append(f"diverged (left out of the statistics): {', '.join(diverged)}")
-    if claim.rule in ("better", "no_gain"):
+    if claim.rule in ("better", "no_gain", "same"):
         values = per_arm(runs, claim.metric)
         a, b = values[arms[0]], values[arms[1]]
         if claim.rule == "better":
             v = verdict.better(a, b, claim.min_effect, higher_is_better=METRICS[claim.metric], names=tuple(arms),
                                metric=claim.metric)
         else:
-            v = verdict.no_gain(a, b, claim.min_effect, names=tuple(arms), metric=claim.metric)
+            rule = verdict.no_gain if claim.rule == "no_gain" else verdict.same
+            v = rule(a, b, claim.min_effect, names=tuple(arms), metric=claim.metric)
         parts.append(v)
         evidence.append(v.evidence)
         stats = dict(v.stats)

@@ -187,6 +187,13 @@ def plot_grad_norms(report: ClaimReport, path: Path) -> None:
     save(fig, path)
 
 
+def _numerics(reports: list[ClaimReport]) -> str:
+    """The precisions the runs trained in (bf16 is the CUDA default; --precision fp32 keeps the lecture's)."""
+    seen = sorted({(r.config.precision, r.config.channels_last) for rep in reports for r in rep.runs})
+    names = {"fp32": "fp32 (TF32 off)", "tf32": "TF32", "bf16": "bf16 autocast"}
+    return ", ".join(f"{names[p]}{' + channels_last' if cl else ''}" for p, cl in seen) or "no runs"
+
+
 def timing_line(timing: dict, trained: int) -> str:
     """Estimated against actual time of the runs this invocation trained."""
     if not trained or not timing:
@@ -203,7 +210,7 @@ def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: st
              f"Produced by `{command}` on {datetime.date.today().isoformat()}.", "",
              f"Scale: {scale.description}.", "",
              f"Environment: device {env['device']}, torch {env['torch']}, CUDA {env['cuda']}, "
-             f"Python {env['python']}, git commit {env['git_commit']}. "
+             f"Python {env['python']}, git commit {env['git_commit']}. Numerics: {_numerics(reports)}. "
              f"Runs trained by this invocation: {trained} (the rest were found finished in the MLflow store). "
              + timing_line(timing, trained), ""]
     if unfinished:
@@ -232,8 +239,9 @@ def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: st
     lines += ["", "Verdict rules: *better* — reproduced when the favoured arm wins by at least the minimum effect "
               "and Welch's t-test across seeds gives p < 0.05, contradicted when it loses by the same standard, "
               "else inconclusive; *no_gain* — reproduced when the 95% interval of the gain lies below the "
-              "minimum effect; *matches* — every mean within its tolerance of the printed number; *size* — "
-              "measured ratios within a factor of 2 of the stated ones.", "",
+              "minimum effect; *same* — reproduced when the 95% interval of the difference lies inside ± the "
+              "minimum effect, contradicted when it lies wholly outside; *matches* — every mean within its "
+              "tolerance of the printed number; *size* — measured ratios within a factor of 2 of the stated ones.", "",
               "Plots: " + ", ".join(f"[{p.name}]({p.name})" for p in sorted(path.parent.glob("*.png")))]
     path.write_text("\n".join(lines) + "\n")
 

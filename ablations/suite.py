@@ -59,6 +59,7 @@ class SuiteOptions:
     tune_lr: int = 0  # trials per arm of the fair-lr mode (0: off)
     storage: str = DEFAULT_STORAGE  # Optuna storage of the fair-lr studies
     budget_s: float | None = None  # wall time from the Suite's creation; None: no limit
+    precision: str | None = None  # fp32 | tf32 | bf16; None: bf16 on CUDA, fp32 on a CPU
 
 
 @dataclass
@@ -117,7 +118,7 @@ class Suite:
         self.unfinished: dict[str, list[str]] = {}  # claim id -> its runs left unfinished by the budget
 
     def plan(self, claims: list[Claim]) -> dict[str, dict[str, Config]]:
-        return plan(claims, self.scale, self.device, self.options.epochs)
+        return plan(claims, self.scale, self.device, self.options.epochs, self.options.precision)
 
     def checkpoint(self, config: Config, seed: int) -> Path:
         return self.options.checkpoint_dir / f"{config.key()}-seed{seed}-{self.code}.pt"

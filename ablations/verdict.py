@@ -87,6 +87,21 @@ def no_gain(a: list[float], b: list[float], min_effect: float, *, names=("a", "b
     return Verdict(word, describe(s, names, metric) + f"; claim holds if {names[0]} gains < {min_effect}", s)
 
 
+def same(a: list[float], b: list[float], margin: float, *, names=("a", "b"), metric="value") -> Verdict:
+    """The claim: arms a and b give the same result (equivalence). Reproduced when the 95% interval
+    of a - b lies inside ±``margin``; contradicted when it lies wholly outside; else inconclusive."""
+    if not _enough(a, b):
+        return Verdict("inconclusive", f"{metric}: needs at least 2 seeds per arm (have {len(a)} and {len(b)})")
+    s = welch(a, b)
+    if -margin < s["ci_low"] and s["ci_high"] < margin:
+        word = "reproduced"
+    elif s["ci_low"] >= margin or s["ci_high"] <= -margin:
+        word = "contradicted"
+    else:
+        word = "inconclusive"
+    return Verdict(word, describe(s, names, metric) + f"; the same if the interval lies inside ±{margin}", s)
+
+
 def matches(values: dict[str, list[float]], targets: dict[str, float], tolerances: dict[str, float]) -> Verdict:
     """The claim: the lecture's printed numbers. Reproduced when every per-seed mean is within
     its tolerance of the printed value, contradicted otherwise."""

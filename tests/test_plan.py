@@ -114,3 +114,18 @@ def test_a_run_that_overruns_the_budget_stops_at_an_epoch_and_resumes(tmp_path, 
     resumed = [r for r in _runs(tmp_path, "tags.kind = 'arm' and attributes.status = 'FINISHED'")
                if r.data.tags["resumed"] == "True"]
     assert len(resumed) == 1 and resumed[0].data.tags["seed"] == killed.data.tags["seed"]
+
+
+def test_precision_claim_trains_both_numerics_and_reports_them(tmp_path):
+    out = run_suite(tmp_path, "--scale", "smoke", "--only", "precision", "--yes")
+    assert out.returncode == 0, out.stderr[-3000:]
+    arms = _runs(tmp_path, "tags.kind = 'arm'")
+    assert sorted((r.data.tags["arm"], r.data.params["precision"]) for r in arms) == \
+        [("bf16", "bf16")] * 2 + [("fp32", "fp32")] * 2
+    md = (tmp_path / "results" / "smoke" / "cpu" / "claims.md").read_text()
+    assert "Numerics: bf16 autocast + channels_last, fp32 (TF32 off) + channels_last." in md
+    assert "| precision |" in md and "the same if the interval lies inside ±0.01" in md
+    # --precision sets every arm that does not set its own: relu's relu arm in bf16 is the precision claim's bf16 run
+    plan = run_suite(tmp_path, "--scale", "smoke", "--only", "relu", "--precision", "bf16", "--plan")
+    assert "2 runs to train (0 of them resumed from a checkpoint), 2 reused from the store" in plan.stdout
+    assert "probing 28px-b32-bf16" in plan.stderr

@@ -51,3 +51,13 @@ def test_matches_and_ratio():
     assert V.ratio(2204, 260, "FLOPs").verdict == "contradicted"
     assert V.combine([V.Verdict("reproduced", ""), V.Verdict("inconclusive", "")]) == "inconclusive"
     assert V.combine([V.Verdict("reproduced", ""), V.Verdict("contradicted", "")]) == "contradicted"
+
+
+def test_same_rule_is_equivalence_within_the_margin():
+    close = V.same([0.881, 0.884, 0.879], [0.882, 0.880, 0.883], 0.01)
+    assert close.verdict == "reproduced" and -0.01 < close.stats["ci_low"] < close.stats["ci_high"] < 0.01
+    far = V.same([0.85, 0.851, 0.849], [0.88, 0.881, 0.879], 0.01)
+    assert far.verdict == "contradicted" and far.stats["ci_high"] <= -0.01
+    noisy = V.same([0.80, 0.88, 0.84], [0.86, 0.82, 0.87], 0.01)  # too few, too noisy seeds to tell
+    assert noisy.verdict == "inconclusive"
+    assert V.same([0.88], [0.88], 0.01).verdict == "inconclusive"
