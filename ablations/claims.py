@@ -104,7 +104,7 @@ SCALES = {
                   "(for a GPU; bf16 autocast + channels_last there unless --precision fp32)", {}, 3,
                   optional=("augment_long", "overlap", "lrn", "precision")),
     "quick": Scale(
-        "quick", "CPU-sized (under 30 min on 2 cores): the 28-px AlexNet on a 1,600-image stratified subset, "
+        "quick", "CPU-sized (about 35 min on 2 cores): the 28-px AlexNet on a 1,600-image stratified subset, "
         "1,000 test images, 3 epochs, batch 32, SGD lr 0.01 with momentum 0.9 (so that 150 steps learn "
         "something); input224 on 800 training and 500 test images",
         {"input_size": 28, "train_size": 1600, "test_size": 1000, "epochs": 3, "batch_size": 32, "momentum": 0.9},

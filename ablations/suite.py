@@ -116,6 +116,7 @@ class Suite:
         self.speeds, self.store_s, self.probe_s = {}, 0.0, 0.0  # from ``estimate``
         self.done: set[tuple] = set()  # keys of the plan's runs finished by the time they were needed
         self.unfinished: dict[str, list[str]] = {}  # claim id -> its runs left unfinished by the budget
+        self.timing: dict[str, float] = {}  # probe, estimated and actual seconds of the runs trained (run_claims)
 
     def plan(self, claims: list[Claim]) -> dict[str, dict[str, Config]]:
         return plan(claims, self.scale, self.device, self.options.epochs, self.options.precision)
