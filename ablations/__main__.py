@@ -68,8 +68,8 @@ def parse(argv):
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: only when stderr is a terminal)")
     p.add_argument("--precision", choices=["auto", "fp32", "tf32", "bf16"], default="auto",
-                   help="numerics of every run: auto is bf16 autocast + channels_last on CUDA (several times "
-                        "faster; the optional precision claim checks it changes no verdict) and fp32 on a CPU; "
+                   help="numerics of every run: auto is bf16 autocast + channels_last on CUDA (tensor "
+                        "cores; the optional precision claim checks it changes no verdict) and fp32 on a CPU; "
                         "fp32 keeps the lecture's numerics (TF32 off). Recorded on every run and in claims.md")
     p.add_argument("--plan", action="store_true",
                    help="print every arm x seed run (train, resume, reuse, shared) with this machine's estimate, "

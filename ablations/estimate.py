@@ -31,9 +31,15 @@ class Speed:
     first_step_s: float  # a run's first step: warm-up, and compilation when ``compile`` is on
     setup_s: float  # building and initialising the model
     steps: int  # steps timed after the warm-up (0: a small plan, for which the warm-up step stands in)
+    batch_size: int
 
-    def images_per_s(self, batch_size: int) -> float:
-        return batch_size / self.step_s
+    @property
+    def train_images_per_s(self) -> float:
+        return self.batch_size / self.step_s
+
+    @property
+    def eval_images_per_s(self) -> float:
+        return self.batch_size / self.eval_batch_s
 
 
 def speed_key(config: Config) -> str:
@@ -72,6 +78,8 @@ def probe(work: dict[str, tuple[Config, int]], data: FashionMNIST, device: torch
     plan has for it). Each key gets its share of ``budget_s``, and at most PROBE_SHARE of its
     planned work; ``on_start(key)`` is called as each probe starts."""
     speeds, start = {}, time.perf_counter()
+    if work:  # the process's first build pays one-off start-up costs that runs do not
+        build(next(iter(work.values()))[0], device, seed=0)
     for i, (key, (config, planned_steps)) in enumerate(work.items()):
         if on_start:
             on_start(key)
@@ -83,7 +91,6 @@ def probe(work: dict[str, tuple[Config, int]], data: FashionMNIST, device: torch
 def _probe_one(config: Config, data: FashionMNIST, device: torch.device, share: float, planned_steps: int) -> Speed:
     n = config.batch_size
     x_all, y_all = data.train_images[:n * (MAX_STEPS + 1)], data.train_labels[:n * (MAX_STEPS + 1)]
-    build(config, device, seed=0)  # the process's first build pays one-off start-up costs; runs do not
     begin = time.perf_counter()
     step = build(config, device, seed=0)
     setup = time.perf_counter() - begin
@@ -106,7 +113,7 @@ def _probe_one(config: Config, data: FashionMNIST, device: torch.device, share: 
     eval_loader = DeviceLoader(x_all[:n], y_all[:n], config, device)
     t = time.perf_counter()
     evaluate(step.model, eval_loader, config, device)
-    return Speed(median(times) if times else first, time.perf_counter() - t, first, setup, len(times))
+    return Speed(median(times) if times else first, time.perf_counter() - t, first, setup, len(times), n)
 
 
 def duration(seconds: float) -> str:

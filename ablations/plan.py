@@ -24,8 +24,8 @@ def select_claims(only: list[str] | None, scale: Scale) -> list[Claim]:
 
 
 def default_precision(device: str) -> str:
-    """bf16 autocast on a GPU (with channels_last, the Config default): several times fp32's
-    speed there, and the optional ``precision`` claim checks it changes no verdict; fp32 on a CPU."""
+    """bf16 autocast on a GPU (with channels_last, the Config default), for its tensor cores; the
+    optional ``precision`` claim checks it changes no verdict. fp32 on a CPU."""
     return "bf16" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "fp32"
 
 

@@ -258,9 +258,8 @@ class Suite:
         metrics = {"probe_s": self.probe_s, "plan_estimate_s": sum(r.seconds for r in self.rows),
                    "store_round_trip_s": self.store_s}
         for key, speed in self.speeds.items():
-            batch = int(key.split("-")[1][1:])
-            metrics |= {f"probe.{key}.train_images_per_s": speed.images_per_s(batch),
-                        f"probe.{key}.eval_images_per_s": batch / speed.eval_batch_s,
+            metrics |= {f"probe.{key}.train_images_per_s": speed.train_images_per_s,
+                        f"probe.{key}.eval_images_per_s": speed.eval_images_per_s,
                         f"probe.{key}.first_step_s": speed.first_step_s, f"probe.{key}.steps_timed": speed.steps}
         self.tracker.log_metrics(metrics)
 

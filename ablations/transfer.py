@@ -17,12 +17,11 @@ from __future__ import annotations
 import shutil
 import tarfile
 import tempfile
-import urllib.parse
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from alexnet.tracking import Tracker
+from alexnet.tracking import Tracker, local_folder
 
 TOP_LEVEL = {"mlflow.db", "mlruns", "results", "log.txt", "manifest.json"}
 RUN_TABLES = ("tags", "params", "metrics", "latest_metrics")  # rows keyed by run_uuid, besides ``runs``
@@ -51,30 +50,17 @@ def unpack(archive: Path, into: Path) -> Path:
     return into
 
 
-def _engine(uri: str) -> sa.Engine:
-    if uri.startswith("postgresql://"):
-        uri = "postgresql+psycopg://" + uri[len("postgresql://"):]
-    return sa.create_engine(uri)
-
-
 def _schema(engine: sa.Engine) -> str:
     with engine.connect() as conn:
         return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
 
 
-def _local_path(uri: str) -> Path:
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme not in ("", "file"):
-        raise ValueError(f"cannot import artifacts into {uri!r}: the local store's artifacts must be a local folder")
-    return Path(urllib.parse.unquote(parsed.path))
-
-
 def merge_runs(source_db: Path, tracker: Tracker) -> tuple[int, int]:
     """Copy every live run of the source store that the local store lacks; (imported, present)."""
-    if not tracker.uri.startswith(("sqlite:", "postgresql")):
+    if tracker.uri.startswith(("http://", "https://")):
         raise ValueError(f"cannot import into {tracker.shown_uri}: importing keeps run ids, which needs the "
-                         "store's database URI (sqlite:///... or postgresql://...), not a server URL")
-    src, dst = sa.create_engine(f"sqlite:///{source_db}"), _engine(tracker.uri)
+                         "store's database URI (sqlite:///... or postgresql+psycopg://...), not a server URL")
+    src, dst = sa.create_engine(f"sqlite:///{source_db}"), sa.create_engine(tracker.uri)
     if _schema(src) != _schema(dst):
         raise ValueError(f"the archive's MLflow schema ({_schema(src)}) differs from the local store's "
                          f"({_schema(dst)}): use the same MLflow version on the node and here (constraints.txt)")
@@ -99,11 +85,15 @@ def merge_runs(source_db: Path, tracker: Tracker) -> tuple[int, int]:
     for exp_id in {r["experiment_id"] for r in new}:
         local = tracker.client.get_experiment_by_name(experiments[exp_id])
         local_id = local.experiment_id if local else tracker.client.create_experiment(experiments[exp_id])
-        locations[exp_id] = (local_id, tracker.client.get_experiment(local_id).artifact_location)
+        location = tracker.client.get_experiment(local_id).artifact_location
+        if local_folder(location) is None:
+            raise ValueError(f"cannot import artifacts into {location!r}: the local store's artifacts must be a "
+                             "local folder")
+        locations[exp_id] = (local_id, location)
     for r in new:  # artifacts first: a run row without its artifacts would be reused by the suite and fail
         local_id, location = locations[r["experiment_id"]]
         folder = source_db.parent / "mlruns" / str(r["experiment_id"]) / r["run_uuid"] / "artifacts"
-        target = _local_path(f"{location}/{r['run_uuid']}/artifacts")
+        target = local_folder(f"{location}/{r['run_uuid']}/artifacts")
         if folder.is_dir():
             shutil.copytree(folder, target, dirs_exist_ok=True)
         r["experiment_id"], r["artifact_uri"] = int(local_id), f"{location}/{r['run_uuid']}/artifacts"

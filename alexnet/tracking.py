@@ -76,6 +76,13 @@ def _sqlite_lock(uri: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def local_folder(location: str) -> Path | None:
+    """The local folder an artifact location names (a path or file: URI); None for a server's
+    mlflow-artifacts:/, s3://, ..."""
+    parsed = urllib.parse.urlparse(location)
+    return Path(urllib.parse.unquote(parsed.path)) if parsed.scheme in ("", "file") else None
+
+
 def _quoted(value) -> str:
     """A tag value as an MLflow filter literal (values are untrusted: a study name may hold a quote). A value
     holding both quote characters cannot be written in MLflow's filter grammar."""
@@ -125,9 +132,8 @@ class Tracker:
     def _check_artifacts(self) -> None:
         """Artifacts (result.json, plots) go to a local folder with embedded stores: check it is
         writable now, so that no training is lost to it later."""
-        location = urllib.parse.urlparse(self.client.get_experiment(self.experiment_id).artifact_location)
-        if location.scheme in ("", "file"):  # not a server's mlflow-artifacts:/, s3://, ...
-            folder = urllib.parse.unquote(location.path)
+        folder = local_folder(self.client.get_experiment(self.experiment_id).artifact_location)
+        if folder is not None:  # not a server's mlflow-artifacts:/, s3://, ...
             try:
                 writable_dir(folder, "MLflow artifact folder")
             except ValueError as exc:
