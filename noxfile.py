@@ -89,6 +89,7 @@ def reliability(session: nox.Session) -> None:
 
 @nox.session
 def perf(session: nox.Session) -> None:
-    """The CPU perf-regression gate (``-- --update-baseline`` stores a new baseline)."""
+    """The CPU perf-regression gates: callgrind instruction counts (fail above 1.05x their baseline),
+    then normalised wall-clock times (2x); ``-- --update-baseline`` stores new baselines of both."""
     session.run(python(session), "-m", "pytest", "bench/test_perf.py", "-p", "no:cacheprovider",
                 "--benchmark-columns=min,median,iqr,rounds", *session.posargs)

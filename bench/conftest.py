@@ -1,4 +1,4 @@
-"""Fixtures of the perf gate: a tiny in-memory data set, the calibrated benchmark runner, --update-baseline."""
+"""Fixtures of the perf gates: a tiny in-memory data set, the calibrated benchmark runner, --update-baseline."""
 
 import json
 import statistics
@@ -13,7 +13,7 @@ from bench import gate
 
 def pytest_addoption(parser):
     parser.addoption("--update-baseline", action="store_true",
-                     help="store this run's normalised medians as the new baseline")
+                     help="store this run's instruction counts and normalised medians as the new baselines")
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,77 @@
-"""The perf gate (``nox -s perf``): training step, inference batch, data-pipeline batch."""
+"""The perf gates (``nox -s perf``): instruction counts under callgrind (tight, 5%), then
+wall-clock times normalised by a calibration (loose, 2x) as the second signal."""
 
 import itertools
+import json
+import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 from alexnet.config import Config
 from alexnet.train import build, train_step
-from bench import gate
+from bench import counts, gate
 from bench.conftest import SMALL_TRAIN, loader
+
+TRAIN = "train_step_28px_b4"
+ALEXNET = Path(__file__).parents[1] / "alexnet"
+# A real change to the training step, made in a copy of alexnet/: a leftover forward pass of
+# half the batch whose output is thrown away (about 15% more work per step).
+ORIGINAL = "        logits = step.model(x)\n"
+INJECTED = ORIGINAL + "        step.model(x[: len(x) // 2])  # injected slowdown\n"
+
+
+@pytest.fixture(scope="session")
+def counted(tmp_path_factory):
+    """Both counts in one go, side by side on the two cores: the tree as it is (all benchmarks)
+    and the training step of a copy of alexnet/ with the injected slowdown."""
+    copy = tmp_path_factory.mktemp("injected")
+    shutil.copytree(ALEXNET, copy / "alexnet", ignore=shutil.ignore_patterns("__pycache__"))
+    source = (copy / "alexnet" / "train.py").read_text()
+    assert source.count(ORIGINAL) == 1, "train_step changed: update the injected line"
+    (copy / "alexnet" / "train.py").write_text(source.replace(ORIGINAL, INJECTED))
+    injected = counts.Counting([TRAIN], pythonpath=str(copy))
+    tree = counts.Counting(list(counts.NUMBER))
+    return {"tree": tree.result(), "injected": injected.result(), "copy": copy}
+
+
+def test_instruction_counts_within_baseline(counted, request):
+    """The gate itself: every benchmark within 5% of this machine class's baseline count."""
+    measured = counted["tree"]
+    if request.config.getoption("--update-baseline"):
+        counts.store_baseline(measured)
+        pytest.skip(f"instruction-count baseline stored for {measured['machine']}")
+    lines, failures = counts.compare(measured, counts.load_baseline())
+    print("\n".join(lines))
+    if measured["machine"] not in counts.load_baseline():
+        pytest.skip(lines[0])
+    assert not failures, "\n".join(failures)
+
+
+def test_count_gate_catches_an_injected_slowdown(counted):
+    """A 15% slower training step fails the gate and names the functions that grew, while the
+    unchanged tree measured in the same run is the reference."""
+    tree, injected = counted["tree"], counted["injected"]
+    assert injected["alexnet"].startswith(str(counted["copy"])), "the copy with the slowdown was not the one imported"
+    assert tree["alexnet"].startswith(str(ALEXNET)), tree["alexnet"]
+    reference = {tree["machine"]: tree["benchmarks"]}
+    lines, failures = counts.compare(injected, reference)
+    ratio = injected["benchmarks"][TRAIN]["per_call"] / tree["benchmarks"][TRAIN]["per_call"]
+    print(f"injected slowdown: {ratio:.4f}x the unchanged training step (threshold {1 + counts.THRESHOLD:.2f}x); "
+          f"the gate's message:\n{failures[0] if failures else '(none)'}")
+    assert 1.10 < ratio < 1.25, ratio
+    assert len(failures) == 1 and failures[0].startswith(TRAIN) and "functions that grew most" in failures[0]
+    assert "+" in failures[0].splitlines()[2]  # a grown function, with its count
+    if os.environ.get("ALEXNET_PERF_OUT"):
+        out = Path(os.environ["ALEXNET_PERF_OUT"])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "count_gate.json").write_text(json.dumps({
+            "machine": tree["machine"], "threshold": counts.THRESHOLD, "injected_ratio": round(ratio, 4),
+            "unchanged": {n: b["per_call"] for n, b in tree["benchmarks"].items()},
+            "injected_failure": failures[0], "wall_s": {"tree": tree["wall_s"], "injected": injected["wall_s"]}},
+            indent=1) + "\n")
 
 
 def _train_step_fn(tiny_data, repeat: int = 1):

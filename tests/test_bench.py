@@ -71,3 +71,31 @@ def test_bench_cli_writes_csv_json_plot_and_logs_to_mlflow(tmp_path, data_dir):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     runs = mlflow.search_runs(experiment_names=["alexnet-bench"], output_format="list")
     assert len(runs) == 1 and any(k.startswith("images_per_s.") for k in runs[0].data.metrics)
+
+
+def test_count_gate_compares_only_within_a_machine_class():
+    """The committed baseline is read; a measurement under another key is never compared, and
+    within a key the 5% threshold decides, naming the functions that grew."""
+    from bench import counts
+
+    baseline = counts.load_baseline()
+    assert baseline, "bench/perf_counts.json is committed"
+    key, benchmarks = next(iter(baseline.items()))
+    assert set(benchmarks) == set(counts.NUMBER)
+    base = benchmarks["train_step_28px_b4"]
+    other = {"machine": "torch 0.0 / some other CPU", "benchmarks": {"train_step_28px_b4": base}}
+    lines, failures = counts.compare(other, baseline)
+    assert failures == [] and "comparison skipped" in lines[0] and key in lines[0]
+
+    def scaled(factor, fn):  # the same profile with one function's count multiplied
+        functions = {f: (round(c * factor) if f == fn else c) for f, c in base["functions"].items()}
+        return {"machine": key, "benchmarks": {"train_step_28px_b4": {
+            "per_call": base["per_call"] + sum(functions.values()) - sum(base["functions"].values()),
+            "functions": functions}}}
+
+    top = max(base["functions"], key=base["functions"].get)
+    small = 1 + 0.04 * base["per_call"] / base["functions"][top]  # +4% of the step's total
+    assert counts.compare(scaled(small, top), baseline)[1] == []
+    big = 1 + 0.06 * base["per_call"] / base["functions"][top]   # +6%
+    (failure,) = counts.compare(scaled(big, top), baseline)[1]
+    assert "1.06" in failure.splitlines()[0] and top[:60] in failure.splitlines()[2]

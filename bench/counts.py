@@ -1,0 +1,294 @@
+"""Instruction-count perf gate: callgrind counts of the suite's hot paths.
+
+Wall-clock time on a shared 2-core machine moves by 20% to 2x between runs; the number of
+instructions a step executes does not (at most 0.004% over 5 runs here). Every benchmark runs in **one**
+``valgrind --tool=callgrind`` process, single-threaded, with instrumentation switched on only
+around the measured calls: importing torch instrumented costs about 2 min 40 s under valgrind,
+so a process per benchmark, as ``Timer.collect_callgrind`` starts, would not fit the budget.
+Collection is toggled through torch's own callgrind bindings (``torch._C._valgrind_toggle`` and
+``_valgrind_toggle_and_dump_stats``, the hooks ``Timer.collect_callgrind`` uses), each
+benchmark's dump is read with ``callgrind_annotate`` into torch's ``FunctionCounts``, and the
+per-function counts are kept, so that a regression names the functions that grew.
+
+``python -m bench.counts`` measures and compares with ``perf_counts.json``; ``--update-baseline``
+rewrites the entry of this machine class (torch version + CPU class, see ``machine_key``);
+``--repeats 5 --out F`` records the spread of the counts over separate processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BASELINE = Path(__file__).with_name("perf_counts.json")
+# A benchmark fails above 1.05x its baseline count. Five CI-class runs of the unchanged tree
+# agreed within 0.004% (results/perf/counts_spread.json); the injected slowdown of the training
+# step in bench/test_perf.py reads 1.18x.
+THRESHOLD = 0.05
+TOP_FUNCTIONS = 150  # per benchmark, kept in the baseline for the diff a failure prints
+NUMBER = {"train_step_28px_b4": 2, "inference_224px_b2": 2, "pipeline_224px_b32_augment": 4,
+          "epoch_bookkeeping_8img": 1}
+# valgrind runs AVX2 kernels about 150x slower than SSE ones (a 16x4096x4096 matmul: 15 s against
+# 0.1 s), so the kernels are pinned to their SSE4 code paths, and the gate fits its budget.
+PINNED_ISA = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41"}
+
+
+def _benchmarks():
+    """name -> a zero-argument callable to count, built after the untimed import of torch."""
+    import itertools
+
+    import torch
+
+    from alexnet.config import Config
+    from alexnet.data import DeviceLoader, FashionMNIST
+    from alexnet.train import build, train, train_step
+
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.randint(0, 256, (512, 28, 28), dtype=torch.uint8, generator=g), torch.arange(512) % 10
+    cpu = torch.device("cpu")
+
+    def loader(batch_size, input_size, augment=False):
+        config = Config(input_size=input_size, batch_size=batch_size, augment=augment, channels_last=False,
+                        device="cpu")
+        return DeviceLoader(images, labels, config, "cpu", train=True)
+
+    def train_28():
+        sgd = build(Config(input_size=28, batch_size=4, device="cpu"), cpu, seed=0)
+        batches = itertools.cycle(list(loader(4, 28).epoch(0)))
+        return lambda: train_step(sgd, *next(batches))
+
+    def infer_224():
+        model = build(Config(input_size=224, device="cpu"), cpu, seed=0).model.eval()
+        x, _ = next(loader(2, 224).epoch(0))
+
+        def infer():
+            with torch.no_grad():
+                model(x)
+        return infer
+
+    def pipeline():
+        batches = loader(32, 224, augment=True)
+        stream = itertools.chain.from_iterable(batches.epoch(e) for e in itertools.count())
+        return lambda: next(stream)
+
+    def bookkeeping():
+        # a short train(): 8 images at 28 px in batches of 2, evaluated on 4, no checkpoint
+        data = FashionMNIST(images[:8], labels[:8], images[:4], labels[:4])
+        config = Config(input_size=28, batch_size=2, epochs=1, device="cpu")
+        return lambda: train(config, seed=0, data=data, progress=False)
+
+    return {"train_step_28px_b4": train_28, "inference_224px_b2": infer_224,
+            "pipeline_224px_b32_augment": pipeline, "epoch_bookkeeping_8img": bookkeeping}
+
+
+def _child(names: list[str], meta_path: str) -> None:
+    """Runs under valgrind: build each benchmark, warm it up, count ``NUMBER`` calls (one dump each)."""
+    import torch
+
+    torch.set_num_threads(1)
+    benchmarks = _benchmarks()
+    pid = str(os.getpid())
+    for name in names:
+        fn = benchmarks[name]()
+        for _ in range(2):  # warm-up: allocator caches, oneDNN primitives, lazy imports
+            fn()
+        subprocess.run(["callgrind_control", "--instr=on", pid], check=True, capture_output=True)
+        torch._C._valgrind_toggle()
+        for _ in range(NUMBER[name]):
+            fn()
+        torch._C._valgrind_toggle_and_dump_stats()
+        subprocess.run(["callgrind_control", "--instr=off", pid], check=True, capture_output=True)
+    import alexnet
+
+    Path(meta_path).write_text(json.dumps({"isa": torch.backends.cpu.get_cpu_capability(),
+                                           "torch": torch.__version__, "alexnet": alexnet.__file__}))
+
+
+def cpu_class() -> str:
+    """The CPU's vendor, family/model, widest vector ISA and cache sizes, from /proc/cpuinfo and
+    sysfs: MKL and oneDNN choose kernels and their blocking by these, so counts are compared only
+    within one class."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+
+    def field(name: str) -> str:
+        m = re.search(rf"^{name}\s*:\s*(.*)$", info, re.M)
+        return m.group(1).strip() if m else "?"
+
+    flags = set(field("flags").split())
+    isa = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "?")
+    caches = sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"))
+    sizes = " ".join(p.read_text().strip() for p in caches) or field("cache size")
+    return f"{platform.machine()} {field('vendor_id')} family {field('cpu family')} model {field('model')} {isa} " \
+           f"caches {sizes}"
+
+
+def machine_key(meta: dict) -> str:
+    """Counts are comparable only for the same torch build, CPU class and kernel code path."""
+    return f"torch {meta['torch']} / {cpu_class()} / kernels {meta['isa']}+SSE4"
+
+
+_LINE = re.compile(r"^\s*([0-9,]+)\s+(.+:.+)$")
+
+
+def short_name(function: str) -> str:
+    """A function's name as stored: addresses (JIT code moves between runs) and the folders of its
+    library (they differ between clones and environments) left out."""
+    function = re.sub(r"0x[0-9a-f]+", "0x…", function)
+    return re.sub(r"\[[^\]]*/([^/\]]+)\]$", r"[\1]", function)
+
+
+def parse(path: Path) -> dict[str, int]:
+    """Exclusive instruction counts per function of one callgrind dump."""
+    out = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", "--show-percs=no", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    counts: dict[str, int] = {}
+    started = False
+    for line in out.splitlines():
+        if not started:
+            started = bool(re.match(r"\s*Ir\s+file:function", line))
+            continue
+        m = _LINE.match(line)
+        if m:
+            fn = short_name(m.group(2))
+            counts[fn] = counts.get(fn, 0) + int(m.group(1).replace(",", ""))
+        elif line.strip() and not line.startswith("-"):
+            break
+    return counts
+
+
+class Counting:
+    """One valgrind process counting ``names`` (started at once, so that two can run side by side);
+    ``result()`` waits and returns {"machine": key, "benchmarks": {name: {"per_call": instructions
+    per call, "functions": the top functions' counts per call}}}."""
+
+    def __init__(self, names: list[str], *, pythonpath: str | None = None):
+        for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
+            if not shutil.which(tool):
+                raise SystemExit(f"{tool} not found: install valgrind (Debian: apt-get install valgrind)")
+        unknown = sorted(set(names) - set(NUMBER))
+        if unknown:
+            raise SystemExit(f"unknown benchmark(s) {unknown}: choose from {sorted(NUMBER)}")
+        self.names = names
+        env = {**os.environ, **PINNED_ISA, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, str(Path(__file__).parents[1]),
+                                                        env.get("PYTHONPATH")) if p)
+        self.tmp = tempfile.TemporaryDirectory(prefix="callgrind-")
+        self.out, self.meta = Path(self.tmp.name) / "callgrind.out", Path(self.tmp.name) / "meta.json"
+        self.start = time.perf_counter()
+        self.proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}", "--instr-atstart=no",
+             "--collect-atstart=no", sys.executable, "-m", "bench.counts", "--child", str(self.meta), *names],
+            env=env, cwd=self.tmp.name,  # not the tree: -m puts the cwd first on sys.path
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def result(self) -> dict:
+        _, err = self.proc.communicate()
+        try:
+            if self.proc.returncode:
+                raise RuntimeError(f"valgrind exited with {self.proc.returncode}:\n{err[-3000:]}")
+            benchmarks = {}
+            for i, name in enumerate(self.names):
+                counts = parse(Path(f"{self.out}.{i + 1}"))
+                top = sorted(counts.items(), key=lambda kv: -kv[1])[:TOP_FUNCTIONS]
+                benchmarks[name] = {"per_call": round(sum(counts.values()) / NUMBER[name]),
+                                    "functions": {k: round(v / NUMBER[name]) for k, v in top}}
+            meta = json.loads(self.meta.read_text())
+            return {"machine": machine_key(meta), "benchmarks": benchmarks, "alexnet": meta["alexnet"],
+                    "wall_s": round(time.perf_counter() - self.start, 1)}
+        finally:
+            self.tmp.cleanup()
+
+
+def load_baseline() -> dict:
+    return json.loads(BASELINE.read_text()) if BASELINE.exists() else {}
+
+
+def store_baseline(measured: dict) -> None:
+    baseline = load_baseline()
+    baseline[measured["machine"]] = measured["benchmarks"]
+    BASELINE.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n")
+
+
+def grown(current: dict, base: dict, top: int = 8) -> list[str]:
+    """The functions whose counts per call grew most (callgrind's diff of the two profiles)."""
+    from torch.utils.benchmark import FunctionCounts
+    from torch.utils.benchmark.utils.valgrind_wrapper.timer_interface import FunctionCount
+
+    def counts(functions: dict) -> FunctionCounts:
+        return FunctionCounts(tuple(FunctionCount(c, f) for f, c in functions.items()), inclusive=False)
+
+    delta = counts(current["functions"]) - counts(base["functions"])
+    return [f"{c:+15,d}  {f[:140]}" for c, f in sorted(delta, reverse=True)[:top] if c > 0]
+
+
+def compare(measured: dict, baseline: dict, threshold: float = THRESHOLD) -> tuple[list[str], list[str]]:
+    """(lines for the report, failures). A baseline of another machine class is never compared."""
+    key = measured["machine"]
+    if key not in baseline:
+        known = ", ".join(baseline) or "none"
+        return [f"no instruction-count baseline for {key} (baselines: {known}); comparison skipped: run "
+                "`nox -s perf -- --update-baseline` on this machine class to record one"], []
+    lines, failures = [], []
+    for name, cur in measured["benchmarks"].items():
+        base = baseline[key].get(name)
+        if base is None:
+            failures.append(f"{name}: no baseline; run `nox -s perf -- --update-baseline`")
+            continue
+        ratio = cur["per_call"] / base["per_call"]
+        line = (f"{name}: {cur['per_call']:,} instructions per call, {ratio:.4f}x its baseline "
+                f"{base['per_call']:,} (fails above {1 + threshold:.2f}x)")
+        lines.append(line)
+        if ratio > 1 + threshold:
+            failures.append("\n".join([line, "  functions that grew most (instructions per call):",
+                                        *("  " + g for g in grown(cur, base))]))
+    return lines, failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        _child(argv[2:], argv[1])
+        return 0
+    p = argparse.ArgumentParser(prog="python -m bench.counts", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="*", default=list(NUMBER), help=f"benchmarks (default: all of {list(NUMBER)})")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="count this many times in separate valgrind processes and report the spread")
+    p.add_argument("--out", help="write the counts (and with --repeats, their spread) to this JSON file")
+    p.add_argument("--update-baseline", action="store_true", help=f"store the counts in {BASELINE.name}")
+    args = p.parse_args(argv)
+    if not 1 <= args.repeats <= 50:
+        p.error(f"invalid --repeats {args.repeats}: expected 1 to 50")
+    runs = []
+    for i in range(args.repeats):
+        runs.append(Counting(args.names).result())
+        print(f"run {i + 1}/{args.repeats}: {runs[-1]['wall_s']} s", flush=True)
+    measured = runs[0]
+    lines, failures = compare(measured, load_baseline())
+    print("\n".join(lines + failures))
+    spread = {name: {"min": min(r["benchmarks"][name]["per_call"] for r in runs),
+                     "max": max(r["benchmarks"][name]["per_call"] for r in runs)} for name in args.names}
+    for name, s in spread.items():
+        s["max_over_min"] = round(s["max"] / s["min"], 6)
+        print(f"{name}: max/min over {len(runs)} runs {s['max_over_min']:.5f}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"machine": measured["machine"], "runs": len(runs),
+                                              "per_call": {n: [r["benchmarks"][n]["per_call"] for r in runs]
+                                                           for n in args.names},
+                                              "spread": spread, "wall_s": [r["wall_s"] for r in runs]}, indent=1))
+    if args.update_baseline:
+        store_baseline(measured)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
