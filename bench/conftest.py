@@ -4,10 +4,8 @@ import json
 import statistics
 
 import pytest
-import torch
 
 from alexnet.config import Config
-from alexnet.data import DeviceLoader
 from bench import gate
 
 
@@ -18,9 +16,7 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session")
 def tiny_data():
-    """Synthetic uint8 images: the gate times compute, not the data set."""
-    g = torch.Generator().manual_seed(0)
-    return torch.randint(0, 256, (512, 28, 28), dtype=torch.uint8, generator=g), torch.arange(512) % 10
+    return gate.tiny_data()
 
 
 @pytest.fixture(scope="session")
@@ -52,11 +48,6 @@ def gated(request, results, benchmark):
         return ratio
 
     return _run
-
-
-def loader(images, labels, batch_size, input_size, augment=False):
-    config = Config(input_size=input_size, batch_size=batch_size, augment=augment, channels_last=False, device="cpu")
-    return DeviceLoader(images, labels, config, "cpu", train=True)
 
 
 SMALL_TRAIN = Config(input_size=28, batch_size=16, device="cpu")

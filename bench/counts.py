@@ -48,26 +48,21 @@ def _benchmarks():
     import torch
 
     from alexnet.config import Config
-    from alexnet.data import DeviceLoader, FashionMNIST
+    from alexnet.data import FashionMNIST
     from alexnet.train import build, train, train_step
+    from bench.gate import loader, tiny_data
 
-    g = torch.Generator().manual_seed(0)
-    images, labels = torch.randint(0, 256, (512, 28, 28), dtype=torch.uint8, generator=g), torch.arange(512) % 10
+    images, labels = tiny_data()
     cpu = torch.device("cpu")
-
-    def loader(batch_size, input_size, augment=False):
-        config = Config(input_size=input_size, batch_size=batch_size, augment=augment, channels_last=False,
-                        device="cpu")
-        return DeviceLoader(images, labels, config, "cpu", train=True)
 
     def train_28():
         sgd = build(Config(input_size=28, batch_size=4, device="cpu"), cpu, seed=0)
-        batches = itertools.cycle(list(loader(4, 28).epoch(0)))
+        batches = itertools.cycle(list(loader(images, labels, 4, 28).epoch(0)))
         return lambda: train_step(sgd, *next(batches))
 
     def infer_224():
         model = build(Config(input_size=224, device="cpu"), cpu, seed=0).model.eval()
-        x, _ = next(loader(2, 224).epoch(0))
+        x, _ = next(loader(images, labels, 2, 224).epoch(0))
 
         def infer():
             with torch.no_grad():
@@ -75,7 +70,7 @@ def _benchmarks():
         return infer
 
     def pipeline():
-        batches = loader(32, 224, augment=True)
+        batches = loader(images, labels, 32, 224, augment=True)
         stream = itertools.chain.from_iterable(batches.epoch(e) for e in itertools.count())
         return lambda: next(stream)
 

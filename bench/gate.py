@@ -15,6 +15,9 @@ from pathlib import Path
 
 import torch
 
+from alexnet.config import Config
+from alexnet.data import DeviceLoader
+
 BASELINE = Path(__file__).with_name("perf_baseline.json")
 # Fail above 2x the baseline ratio. On a 2-core CI-class machine the per-round normalised
 # medians stayed within 0.86x-1.17x of the baseline over 6 runs, while raw times moved by up
@@ -61,3 +64,14 @@ def verdict(name: str, ratio: float, baseline: dict, margin: float = MARGIN) -> 
         return (f"{name}: {ratio:.2f} calibration units, {ratio / baseline[name]:.2f}x its baseline "
                 f"{baseline[name]:.2f} (allowed up to {1 + margin:.2f}x)")
     return None
+
+
+def tiny_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs of both gates: 512 synthetic uint8 images (they time and count compute, not the data set)."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (512, 28, 28), dtype=torch.uint8, generator=g), torch.arange(512) % 10
+
+
+def loader(images, labels, batch_size, input_size, augment=False) -> DeviceLoader:
+    config = Config(input_size=input_size, batch_size=batch_size, augment=augment, channels_last=False, device="cpu")
+    return DeviceLoader(images, labels, config, "cpu", train=True)

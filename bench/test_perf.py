@@ -13,7 +13,8 @@ import torch
 from alexnet.config import Config
 from alexnet.train import build, train_step
 from bench import counts, gate
-from bench.conftest import SMALL_TRAIN, loader
+from bench.conftest import SMALL_TRAIN
+from bench.gate import loader
 
 TRAIN = "train_step_28px_b4"
 ALEXNET = Path(__file__).parents[1] / "alexnet"
@@ -43,9 +44,10 @@ def test_instruction_counts_within_baseline(counted, request):
     if request.config.getoption("--update-baseline"):
         counts.store_baseline(measured)
         pytest.skip(f"instruction-count baseline stored for {measured['machine']}")
-    lines, failures = counts.compare(measured, counts.load_baseline())
+    baseline = counts.load_baseline()
+    lines, failures = counts.compare(measured, baseline)
     print("\n".join(lines))
-    if measured["machine"] not in counts.load_baseline():
+    if measured["machine"] not in baseline:
         pytest.skip(lines[0])
     assert not failures, "\n".join(failures)
 
