@@ -1,0 +1,85 @@
+"""The paired-seed statistics against reference implementations and hand-checked cases."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from ablations.stats import binomial_se, holm, paired, paired_power, prob_improvement, seeds_needed
+
+
+def test_paired_t_interval_matches_scipy():
+    a, b = [0.55, 0.53, 0.58, 0.51], [0.50, 0.49, 0.55, 0.50]
+    s = paired(a, b)
+    ref = stats.ttest_rel(a, b)
+    ci = ref.confidence_interval(0.95)
+    assert s["method"] == "paired t" and s["p"] == pytest.approx(ref.pvalue)
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert s["diff"] == pytest.approx(0.0325)
+
+
+def test_pairing_removes_the_shared_seed_effect_that_welch_keeps():
+    # seeds move both arms together (a large seed effect), arm a is always 0.01 better
+    base = [0.50, 0.60, 0.55, 0.45, 0.58]
+    a, b = [x + 0.01 for x in base], base
+    assert paired(a, b)["p"] < 1e-6 and paired(a, b)["ci_low"] == pytest.approx(0.01)
+    assert stats.ttest_ind(a, b, equal_var=False).pvalue > 0.5  # unpaired, the effect drowns
+
+
+def test_bootstrap_interval_from_ten_seeds_is_seeded_and_covers_the_mean():
+    rng = np.random.default_rng(1)
+    a = list(0.8 + rng.normal(0, 0.01, 12))
+    b = list(0.79 + rng.normal(0, 0.01, 12))
+    s1, s2 = paired(a, b, seed=3), paired(a, b, seed=3)
+    assert s1 == s2 and s1["method"].startswith("bootstrap (10,000 resamples")
+    assert s1["ci_low"] < s1["diff"] < s1["ci_high"]
+    t_half = stats.t.ppf(0.975, 11) * s1["sd_diff"] / math.sqrt(12)
+    assert s1["ci_high"] - s1["ci_low"] == pytest.approx(2 * t_half, rel=0.25)  # close to the t interval
+
+
+def test_probability_of_improvement_is_mann_whitney_u_over_pairs():
+    a, b = [3, 5, 7, 7], [1, 7, 4]
+    u = stats.mannwhitneyu(a, b).statistic
+    assert prob_improvement(a, b) == pytest.approx(u / 12)
+    assert prob_improvement([2, 3], [0, 1]) == 1 and prob_improvement([1], [1]) == 0.5
+
+
+def test_holm_hand_checked():
+    # sorted p: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06, monotone), 0.5 (x1 = 0.5)
+    adj = holm({"a": 0.03, "b": 0.01, "c": 0.5, "d": 0.02})
+    assert adj == pytest.approx({"b": 0.04, "d": 0.06, "a": 0.06, "c": 0.5})
+    assert holm({"x": 0.6, "y": 0.7}) == {"x": 1.0, "y": 1.0}
+
+
+def test_noise_floor_of_the_test_set():
+    assert binomial_se(0.88, 10_000) == pytest.approx(0.00325, abs=1e-5)  # about 0.3 points
+
+
+def test_power_and_seeds_needed_match_the_textbook_case():
+    # a paired t-test for a standardised effect of 0.5 needs 34 pairs for 80% power (G*Power, Cohen 1988)
+    assert seeds_needed(0.5, 1.0) == 34
+    assert paired_power(34, 0.5, 1.0) >= 0.8 > paired_power(33, 0.5, 1.0)
+    assert seeds_needed(0.01, 0.0) == 2 and seeds_needed(1e-6, 1.0, limit=50) == 51
+
+
+def test_unpaired_input_is_refused_by_name():
+    with pytest.raises(ValueError, match="same seeds in both arms"):
+        paired([0.1, 0.2, 0.3], [0.1, 0.2])
+
+
+def test_sequential_looks_keep_the_false_positive_rate_on_null_data():
+    from ablations.stats import alpha_per_look, looks
+
+    plan = looks(11)
+    assert plan == [3, 5, 7, 9, 11]
+    level = alpha_per_look(0.05, len(plan))
+    rng = np.random.default_rng(0)
+    suites, false_positives, naive = 2000, 0, 0
+    for _ in range(suites):
+        a, b = rng.normal(0.8, 0.02, plan[-1]), rng.normal(0.8, 0.02, plan[-1])  # no true effect
+        ps = [paired(list(a[:n]), list(b[:n]))["p"] for n in plan]
+        false_positives += any(p < level for p in ps)
+        naive += any(p < 0.05 for p in ps)  # peeking without correction
+    assert false_positives / suites <= 0.05
+    assert naive / suites > 0.08  # what the correction prevents
