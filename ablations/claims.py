@@ -25,6 +25,12 @@ class Claim:
     context_metrics: tuple[str, ...] = ()  # compared between the arms beside ``metric``, not judged
     evidence: tuple[str, ...] = ()  # names in ablations.evidence.EVIDENCE: more lines, or verdicts that count
     plots: tuple[str, ...] = ("curves",)  # names in ablations.evidence.PLOTS, drawn when the claim has runs
+    versus: tuple[tuple[str, str], ...] = ()  # comparisons judged by the same rule beside (first arm, second arm)
+
+    def comparisons(self) -> list[tuple[str, str]]:
+        """(favoured arm, other arm) pairs the rule judges: the first two arms, then ``versus``."""
+        arms = list(self.arms)
+        return [(arms[0], arms[1]), *self.versus] if len(arms) >= 2 else []
 
 
 CLAIMS = [
@@ -40,9 +46,12 @@ CLAIMS = [
           "better", {"max": {}, "avg": {"pool": "avg"}}, "test_acc", 0.01,
           measures="final test accuracy"),
     Claim("input224", "resizing 28-px Fashion-MNIST to 224 adds no information, only compute",
-          "no_gain", {"224 px": {"input_size": 224}, "28 px": {"input_size": 28}}, "test_acc", 0.01,
-          measures="final test accuracy; FLOPs per image and training images/s of both arms",
-          evidence=("compute",), plots=("curves", "flops_vs_accuracy")),
+          "no_gain", {"224 px": {"input_size": 224}, "28 px": {"input_size": 28},
+                      "28 px, equal FLOPs": {"input_size": 28, "match_flops": "224 px"}}, "test_acc", 0.01,
+          measures="final test accuracy at equal epochs, and against a 28-px arm trained for the 224-px arm's "
+                   "training FLOPs (its epochs times the ratio of the models' own forward-FLOP counts, 3.96, "
+                   "rounded); FLOPs per image and training images/s", evidence=("compute",),
+          plots=("curves", "flops_vs_accuracy"), versus=(("224 px", "28 px, equal FLOPs"),)),
     Claim("augment", "data augmentation (here: random flips and 2-px shifts) improves generalisation",
           "better", {"augment": {"augment": True}, "none": {}}, "test_acc", 0.005,
           measures="final test accuracy and train - test gap", context_metrics=("gap",)),

@@ -10,7 +10,7 @@ from alexnet.config import Config
 from alexnet.model import build_alexnet, build_lenet, count_params, flops_per_image, shape_trace
 from alexnet.result import TrainResult
 
-from . import verdict
+from . import stats, verdict
 from .claims import D2L_PRINTED, D2L_TOLERANCE, LECTURE_TRACE, METRICS, STATED_RATIOS, Claim, Scale
 from .evidence import EVIDENCE
 
@@ -39,56 +39,70 @@ class ClaimReport:
     run_id: str = ""
     tuned: ClaimReport | None = None  # the same claim with every arm at its own tuned lr
     tuned_lr: dict[str, float] = field(default_factory=dict)
+    comparisons: dict[tuple[str, str], verdict.Verdict] = field(default_factory=dict)  # (arm a, arm b) -> verdict
 
 
-def per_arm(runs: list[ArmRun], name: str) -> dict[str, list[float]]:
-    """Each arm's final ``name`` per finished seed (diverged runs left out)."""
-    values: dict[str, list[float]] = {}
+def per_arm(runs: list[ArmRun], name: str) -> dict[str, dict[int, float]]:
+    """Each arm's final ``name`` by seed, finished seeds only (diverged runs left out)."""
+    values: dict[str, dict[int, float]] = {}
     for r in runs:
-        values.setdefault(r.arm, [])
+        values.setdefault(r.arm, {})
         v = r.result.final(name)
         if not math.isnan(v):
-            values[r.arm].append(v)
+            values[r.arm][r.seed] = v
     return values
 
 
-def judge(claim: Claim, runs: list[ArmRun], scale: Scale) -> ClaimReport:
-    """The claim's rule applied to its per-seed values (or, for static claims, to the models)."""
+def judge_all(items: list[tuple[Claim, list[ArmRun]]], scale: Scale) -> list[ClaimReport]:
+    """Every claim judged, the comparisons of all of them as one family: each comparison's p is
+    Holm-adjusted over the family (family-wise alpha 0.05) and its verdict uses the adjusted p."""
+    first = [judge(claim, runs, scale) for claim, runs in items]
+    pvalues = {(r.claim.id, pair): v.stats["p"] for r in first for pair, v in r.comparisons.items() if "p" in v.stats}
+    adjusted = stats.holm(pvalues)
+    return [judge(claim, runs, scale, {pair: p for (c, pair), p in adjusted.items() if c == claim.id}, len(pvalues))
+            for claim, runs in items]
+
+
+def judge(claim: Claim, runs: list[ArmRun], scale: Scale, adjusted: dict | None = None, family: int = 1) -> ClaimReport:
+    """The claim's rule applied to its per-seed values (or, for static claims, to the models).
+    ``adjusted``: (arm a, arm b) -> Holm-adjusted p of each comparison in a ``family`` of them."""
     arms = list(claim.arms)
-    evidence, parts, stats = [], [], {}
+    evidence, parts, found_stats, comparisons = [], [], {}, {}
     diverged = [f"{r.arm} seed {r.seed}" for r in runs if r.result.status != "finished"]
     if diverged:
         evidence.append(f"diverged (left out of the statistics): {', '.join(diverged)}")
-    if claim.rule in ("better", "no_gain", "same"):
+    if claim.rule in verdict.RULES:
         values = per_arm(runs, claim.metric)
-        a, b = values[arms[0]], values[arms[1]]
-        if claim.rule == "better":
-            v = verdict.better(a, b, claim.min_effect, higher_is_better=METRICS[claim.metric], names=tuple(arms),
-                               metric=claim.metric)
-        else:
-            rule = verdict.no_gain if claim.rule == "no_gain" else verdict.same
-            v = rule(a, b, claim.min_effect, names=tuple(arms), metric=claim.metric)
-        parts.append(v)
-        evidence.append(v.evidence)
-        stats = dict(v.stats)
+        accuracy = [r.result.final("test_acc") for r in runs if r.result.status == "finished"]
+        for a, b in claim.comparisons():
+            v = verdict.compare(claim.rule, values[a], values[b], claim.min_effect,
+                                higher_is_better=METRICS[claim.metric], names=(a, b), metric=claim.metric,
+                                images=runs[0].result.eval_examples if runs else None,
+                                accuracy=sum(accuracy) / len(accuracy) if accuracy else None,
+                                p_adjusted=(adjusted or {}).get((a, b)), family=family)
+            comparisons[(a, b)] = v
+            parts.append(v)
+            evidence += v.evidence.split("\n")
+        found_stats = dict(next(iter(comparisons.values())).stats)
         for name in claim.context_metrics:  # compared beside the claim's metric, not judged
             context = per_arm(runs, name)
-            if all(len(context[x]) >= 2 for x in arms):
-                evidence.append("context: " + verdict.describe(verdict.welch(context[arms[0]], context[arms[1]]),
-                                                               tuple(arms), name))
+            d, xa, xb, _ = verdict.estimate(context[arms[0]], context[arms[1]])
+            if d is not None:
+                evidence.append("context: " + verdict.describe(d, xa, xb, (arms[0], arms[1]), name, METRICS[name]))
     elif claim.rule == "matches":
-        v = verdict.matches({m: per_arm(runs, m)[arms[0]] for m in D2L_PRINTED}, D2L_PRINTED, D2L_TOLERANCE)
-        stats = v.stats
+        v = verdict.matches({m: list(per_arm(runs, m)[arms[0]].values()) for m in D2L_PRINTED}, D2L_PRINTED,
+                            D2L_TOLERANCE)
+        found_stats = v.stats
         parts.append(v)
         evidence.append(v.evidence)
     elif claim.rule == "size":
-        parts, stats = _size(evidence)
+        parts, found_stats = _size(evidence)
     elif claim.rule == "shapes":
-        parts, stats = _shapes(evidence)
+        parts, found_stats = _shapes(evidence)
     else:
         raise ValueError(f"claim {claim.id!r} has unknown rule {claim.rule!r}")
     for name in claim.evidence:
-        found = EVIDENCE[name](runs, arms, stats)
+        found = EVIDENCE[name](runs, arms, found_stats)
         if isinstance(found, verdict.Verdict):
             parts.append(found)
             found = found.evidence
@@ -97,7 +111,7 @@ def judge(claim: Claim, runs: list[ArmRun], scale: Scale) -> ClaimReport:
     if claim.id in scale.cannot_test:
         word = "inconclusive"
         evidence.insert(0, f"not testable at the {scale.name} scale: {scale.cannot_test[claim.id]}")
-    return ClaimReport(claim, word, [e for e in evidence if e], runs, stats)
+    return ClaimReport(claim, word, [e for e in evidence if e], runs, found_stats, comparisons=comparisons)
 
 
 def _size(evidence: list[str]) -> tuple[list[verdict.Verdict], dict]:

@@ -3,12 +3,14 @@ suite's plan (``PlannedRun``: what will be trained, resumed, reused or shared)."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 
 import torch
 
 from alexnet.config import Config
 from alexnet.env import check_runtime
+from alexnet.model import build_alexnet, flops_per_image
 
 from .claims import BY_ID, CLAIMS, Claim, Scale
 
@@ -31,13 +33,25 @@ def default_precision(device: str) -> str:
 
 def arm_config(claim: Claim, arm: str, scale: Scale, device: str, epochs: int | None = None,
                precision: str | None = None) -> Config:
-    """The arm's overrides on top of the scale's base config (``epochs_factor`` multiplies epochs);
-    ``precision`` (None: the device's default) unless the arm sets its own."""
+    """The arm's overrides on top of the scale's base config (``epochs_factor`` multiplies epochs;
+    ``match_flops: ARM`` gives the epochs that spend that arm's training FLOPs, from the models'
+    own forward-FLOP counts); ``precision`` (None: the device's default) unless the arm sets its own."""
     over = {"precision": precision or default_precision(device), **scale.base, **scale.per_claim.get(claim.id, {}),
             **claim.arms[arm]}
     factor = over.pop("epochs_factor", 1)
+    match = over.pop("match_flops", None)
     over["epochs"] = (epochs or over.get("epochs", Config().epochs)) * factor
-    return Config(**over, device=device)
+    config = Config(**over, device=device)
+    if match is None:
+        return config
+    other = arm_config(claim, match, scale, device, epochs, precision)
+    return replace(config, epochs=max(1, round(other.epochs * model_flops(other) / model_flops(config))))
+
+
+@functools.lru_cache(maxsize=16)
+def model_flops(config: Config) -> int:
+    """Forward FLOPs per image of the model ``config`` builds."""
+    return flops_per_image(build_alexnet(config), config.input_size)
 
 
 def plan(claims: list[Claim], scale: Scale, device: torch.device, epochs: int | None = None,

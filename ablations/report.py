@@ -5,17 +5,19 @@ from __future__ import annotations
 import csv
 import datetime
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean, stdev
 
 from rich.table import Table
+from scipy import stats as scipy_stats
 
 from alexnet.plots import plt, save
 
 from .estimate import duration, images
 from .evidence import PLOTS, plot
-from .judge import ClaimReport
+from .judge import ClaimReport, per_arm
 from .plan import PlannedRun
 
 CSV_METRICS = ("test_acc", "train_acc", "train_loss", "gap")
@@ -25,6 +27,67 @@ COLOURS = {"reproduced": "green", "contradicted": "red", "inconclusive": "yellow
 def _mean_sd(xs):
     xs = [x for x in xs if not math.isnan(x)]
     return (mean(xs), stdev(xs) if len(xs) > 1 else 0.0) if xs else (math.nan, math.nan)
+
+
+def _name(arm: str) -> str:
+    """An arm's name as MLflow allows it in a metric key ('p=0.5' -> 'p_0.5')."""
+    return re.sub(r"[^\w\-. /:]", "_", arm)
+
+
+def _interval(xs: list[float]) -> tuple[float, float]:
+    """95% t interval of the mean of xs."""
+    if len(xs) < 2:
+        return math.nan, math.nan
+    half = scipy_stats.t.ppf(0.975, len(xs) - 1) * stdev(xs) / math.sqrt(len(xs))
+    return mean(xs) - half, mean(xs) + half
+
+
+def claim_metrics(report: ClaimReport) -> dict[str, float]:
+    """What a claim run logs as metrics, so the MLflow UI shows seed aggregates and error bars:
+    per arm and metric the mean, std, n and 95% interval (``test_acc.relu.mean``); per comparison
+    the difference, interval, raw and Holm-adjusted p, P(A > B) and the power figures (the first
+    comparison's unprefixed too); and the numbers the claim's evidence computed."""
+    metrics = dict(report.stats)
+    for name in dict.fromkeys((report.claim.metric, "test_acc")):
+        for arm, by_seed in per_arm(report.runs, name).items():
+            xs = list(by_seed.values())
+            if xs:
+                low, high = _interval(xs)
+                metrics |= {f"{name}.{_name(arm)}.mean": mean(xs), f"{name}.{_name(arm)}.std": stdev(xs) if len(xs) > 1
+                            else 0.0, f"{name}.{_name(arm)}.n": len(xs), f"{name}.{_name(arm)}.ci_low": low,
+                            f"{name}.{_name(arm)}.ci_high": high}
+    for a, b in report.claim.versus:  # the first comparison's are the unprefixed ones
+        metrics |= {f"{_name(a)} vs {_name(b)}.{k}": x for k, x in report.comparisons[(a, b)].stats.items()}
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+
+
+SUMMARY_COLUMNS = ("claim", "comparison", "seeds", "difference [95% CI]", "P(A better)", "p", "Holm p", "power",
+                   "seeds for 80%", "verdict", "lacks")
+
+
+def summary_rows(reports: list[ClaimReport]) -> list[list[str]]:
+    """One row per comparison judged: the numbers the verdict rests on."""
+    rows = []
+    for r in reports:
+        for (a, b), v in r.comparisons.items():
+            s = v.stats
+            if "p" not in s:
+                rows.append([r.claim.id, f"{a} vs {b}", "", "", "", "", "", "", "", v.verdict, v.evidence])
+                continue
+            need = s["seeds_needed"]
+            rows.append([r.claim.id, f"{a} vs {b}", str(s["n_a"]),
+                         f"{s['diff']:+.4f} [{s['ci_low']:+.4f}, {s['ci_high']:+.4f}]", f"{s['p_improvement']:.2f}",
+                         f"{s['p']:.3g}", f"{s['p_holm']:.3g}", "" if math.isnan(s["power"]) else f"{s['power']:.0%}",
+                         "" if math.isnan(need) else "> 10,000" if need > 10_000 else f"{need:,}", v.verdict,
+                         s.get("lacks", "")])
+    return rows
+
+
+def summary_markdown(reports: list[ClaimReport]) -> str:
+    rows = [list(SUMMARY_COLUMNS)] + summary_rows(reports)
+    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    lines.insert(1, "|" + "---|" * len(SUMMARY_COLUMNS))
+    return "\n".join(lines) + "\n"
 
 
 def verdict_table(reports: list[ClaimReport], title: str) -> Table:
@@ -155,14 +218,27 @@ def plot_final_accuracy(reports: list[ClaimReport], path: Path) -> None:
 
 @plot("flops_vs_accuracy", "{claim}_flops_vs_accuracy.png")
 def plot_flops_vs_accuracy(report: ClaimReport, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    """Test accuracy after each epoch against the training FLOPs spent so far (3x the forward
+    FLOPs per training image: forward, and a backward pass of about twice its cost), mean ± std
+    over seeds: arms of different cost compared at equal compute."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, arm in enumerate(report.claim.arms):
-        runs = [run for run in report.runs if run.arm == arm]
-        m, s = _mean_sd([run.result.final("test_acc") for run in runs])
-        ax.errorbar(runs[0].result.flops_per_image, m, yerr=s, fmt="o", capsize=4, color=f"C{i}", label=arm)
+        runs = [run for run in report.runs if run.arm == arm and run.result.epochs]
+        if not runs:
+            continue
+        per_epoch = defaultdict(list)
+        for run in runs:
+            for e in run.result.epochs:
+                per_epoch[e["epoch"]].append(e["test_acc"])
+        epochs = sorted(per_epoch)
+        step = 3 * runs[0].result.flops_per_image * images(runs[0].config)[0]  # training FLOPs per epoch
+        m, s = zip(*(_mean_sd(per_epoch[e]) for e in epochs))
+        x = [e * step for e in epochs]
+        ax.plot(x, m, marker="o", color=f"C{i}", label=f"{arm} ({runs[0].config.epochs} epochs)")
+        ax.fill_between(x, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], color=f"C{i}", alpha=0.2)
     ax.set_xscale("log")
-    ax.set(xlabel="forward FLOPs per image (log)", ylabel="final test accuracy",
-           title=f"{report.claim.id}: accuracy against compute")
+    ax.set(xlabel="cumulative training FLOPs (log; 3x forward per image)", ylabel="test accuracy",
+           title=f"{report.claim.id}: accuracy against training compute")
     ax.legend()
     save(fig, path)
 
@@ -236,12 +312,27 @@ def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: st
         arms = "; ".join(f"`{a}`: {o or 'the scale’s base config'}" for a, o in r.claim.arms.items())
         lines.append(f"- **{r.claim.id}** ({r.claim.rule}, minimum effect {r.claim.min_effect}): "
                      f"{r.claim.measures}. Arms: {arms or 'none (computed from the models)'}.")
-    lines += ["", "Verdict rules: *better* — reproduced when the favoured arm wins by at least the minimum effect "
-              "and Welch's t-test across seeds gives p < 0.05, contradicted when it loses by the same standard, "
-              "else inconclusive; *no_gain* — reproduced when the 95% interval of the gain lies below the "
-              "minimum effect; *same* — reproduced when the 95% interval of the difference lies inside ± the "
-              "minimum effect, contradicted when it lies wholly outside; *matches* — every mean within its "
-              "tolerance of the printed number; *size* — measured ratios within a factor of 2 of the stated ones.", "",
+    if any(r.comparisons for r in reports):
+        family = sum(len(r.comparisons) for r in reports)
+        lines += ["", "## Statistics of the comparisons", "",
+                  f"All {family} comparisons above form one family: each p is Holm–Bonferroni adjusted over them "
+                  "(family-wise α = 0.05) and the verdict uses the adjusted p. Arms run the same seeds, and a seed "
+                  "fixes the data order, the augmentation draws and the initial weights, so each comparison is "
+                  "judged on the per-seed differences: a paired t interval below 10 seeds, a seeded bootstrap-t "
+                  "(10,000 resamples) from 10; Welch's test only where arms cannot pair. P(A better): the chance a run "
+                  "of the first arm beats a run of the second. Power: of the paired t-test at these seeds to "
+                  "detect the claim's minimum effect, given the spread of the differences; seeds for 80%: the "
+                  "seeds that would reach 80% power. An inconclusive verdict names what it lacks: effect, seeds, "
+                  "test images, or significance after the correction.", ""]
+        lines += summary_markdown(reports).splitlines()
+    lines += ["", "Verdict rules (p two-sided; a one-sided test's p doubled, so that p < 0.05 says the 95% interval "
+              "excludes the bound): *better* — reproduced when the favoured arm wins by at least the minimum "
+              "effect and the difference is significant (Holm-adjusted p < 0.05), contradicted when it loses by "
+              "the same standard, else inconclusive; *no_gain* — reproduced when the gain is significantly below "
+              "the minimum effect, contradicted when it is at least the minimum effect and significant; *same* — "
+              "reproduced when the difference is significantly inside ± the minimum effect (two one-sided "
+              "tests), contradicted when significantly outside; *matches* — every mean within its tolerance of "
+              "the printed number; *size* — measured ratios within a factor of 2 of the stated ones.", "",
               "Plots: " + ", ".join(f"[{p.name}]({p.name})" for p in sorted(path.parent.glob("*.png")))]
     path.write_text("\n".join(lines) + "\n")
 

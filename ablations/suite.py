@@ -36,9 +36,10 @@ from alexnet.untrusted import env_number
 
 from .claims import Claim, Scale
 from .estimate import duration, images, probe, run_seconds, speed_key
-from .judge import ArmRun, ClaimReport, judge
+from .judge import ArmRun, ClaimReport, judge_all
 from .leasing import finished_run, reserve_run
 from .plan import PlannedRun, plan
+from .report import claim_metrics, summary_markdown
 
 POLL_S = 5.0  # default seconds between looks at runs other workers hold ($ALEXNET_POLL_S)
 REPORT_RESERVE_S = 20.0  # of a budget, kept for judging and writing the report
@@ -234,17 +235,18 @@ class Suite:
                         continue
                     claim_runs[claim.id] = self.run_claim(claim, plans[claim.id], suite_id, progress)
                 self.wait([r for runs, tuned_runs, _, _ in claim_runs.values() for r in runs + tuned_runs], progress)
-            reports = []
+            finished = {}
             for claim in claims:
                 runs = claim_runs[claim.id][0] + claim_runs[claim.id][1] if claim.id in claim_runs else None
                 if runs is not None and all(r.result is not None for r in runs):
-                    reports.append(self.report(claim, *claim_runs[claim.id], suite_id))
+                    finished[claim.id] = claim_runs[claim.id]
                     continue
                 left = [r for r in self.rows if r.claim == claim.id and r.key not in self.done]
                 self.unfinished[claim.id] = [f"{r.arm} seed {r.seed}" for r in left]
                 if claim.id in claim_runs:
                     with self.tracker.open_run("", {}, parent=suite_id, run_id=claim_runs[claim.id][3]):
                         self.tracker.set_tags({"verdict": "unfinished", "unfinished_runs": len(left)})
+            reports = self.judge([c for c in claims if c.id in finished], finished, suite_id)
             self.tracker.log_metrics({"trained_runs": self.trained, "claims_reproduced":
                                       sum(r.verdict == "reproduced" for r in reports),
                                       "claims_unfinished": len(self.unfinished),
@@ -303,24 +305,29 @@ class Suite:
                 if r.result is not None:
                     progress.finished(r)
 
-    def report(self, claim: Claim, runs: list[ArmRun], tuned_runs: list[ArmRun], tuned_lr: dict, claim_id: str,
-               suite_id: str) -> ClaimReport:
-        """The claim's verdicts, logged on its run (reopened: its arm runs may have finished elsewhere)."""
-        report = judge(claim, runs, self.scale)
-        if tuned_runs:
-            report.tuned, report.tuned_lr = judge(claim, tuned_runs, self.scale), tuned_lr
-        report.run_id = claim_id
-        with self.tracker.open_run("", {}, parent=suite_id, run_id=claim_id):
-            self.tracker.set_tags({"verdict": report.verdict, "statement": claim.statement,
-                                   **({"verdict_tuned_lr": report.tuned.verdict} if report.tuned else {})})
-            self.tracker.log_metrics({k: v for k, v in report.stats.items()
-                                      if isinstance(v, (int, float)) and math.isfinite(v)})
-            self.tracker.log_dict({"verdict": report.verdict, "evidence": report.evidence,
-                                   "tuned_lr": report.tuned_lr,
-                                   "verdict_tuned_lr": report.tuned.verdict if report.tuned else None,
-                                   "runs": [{"arm": r.arm, "seed": r.seed, "lr": r.config.lr, "run_id": r.run_id,
-                                             "reused": r.reused} for r in runs + tuned_runs]}, "verdict.json")
-        return report
+    def judge(self, claims: list[Claim], finished: dict, suite_id: str) -> list[ClaimReport]:
+        """The finished claims' verdicts — their comparisons one Holm family, those at tuned lrs
+        another — each logged on its claim's run (reopened: its arm runs may have finished
+        elsewhere), with a one-table summary on the suite's run."""
+        reports = judge_all([(c, finished[c.id][0]) for c in claims], self.scale)
+        tuned = {r.claim.id: r for r in judge_all([(c, finished[c.id][1]) for c in claims if finished[c.id][1]],
+                                                   self.scale)}
+        for report in reports:
+            runs, tuned_runs, tuned_lr, claim_id = finished[report.claim.id]
+            report.tuned, report.tuned_lr = tuned.get(report.claim.id), tuned_lr
+            report.run_id = claim_id
+            with self.tracker.open_run("", {}, parent=suite_id, run_id=claim_id):
+                self.tracker.set_tags({"verdict": report.verdict, "statement": report.claim.statement,
+                                       **({"verdict_tuned_lr": report.tuned.verdict} if report.tuned else {})})
+                self.tracker.log_metrics(claim_metrics(report))
+                self.tracker.log_dict({"verdict": report.verdict, "evidence": report.evidence,
+                                       "tuned_lr": report.tuned_lr,
+                                       "verdict_tuned_lr": report.tuned.verdict if report.tuned else None,
+                                       "runs": [{"arm": r.arm, "seed": r.seed, "lr": r.config.lr, "run_id": r.run_id,
+                                                 "reused": r.reused} for r in runs + tuned_runs]}, "verdict.json")
+        if reports:
+            self.tracker.log_text(summary_markdown(reports), "summary.md")
+        return reports
 
     def tuned_lr(self, config: Config) -> float:
         """The best lr of a small Optuna study on a validation split carved from the training

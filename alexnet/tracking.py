@@ -262,6 +262,9 @@ class Tracker:
     def log_dict(self, d: dict, name: str) -> None:
         mlflow.log_dict(d, name)
 
+    def log_text(self, text: str, name: str) -> None:
+        mlflow.log_text(text, name)
+
     def load_result(self, run) -> TrainResult:
         return TrainResult.from_dict(mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/result.json"))
 

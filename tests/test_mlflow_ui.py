@@ -58,6 +58,8 @@ def test_ui_lists_claim_runs_and_shows_their_metrics(mlflow_ui, browser, tmp_pat
     browser.find_elements(By.LINK_TEXT, "relu")[0].click()
     wait.until(lambda d: all(t in d.find_element(By.TAG_NAME, "body").text for t in ("cohens_d", "suite smoke")))
     text = browser.find_element(By.TAG_NAME, "body").text
-    for shown in ("Metrics", "mean_a", "mean_b", "p", "verdict", "Parent run", "suite smoke"):
+    # seed aggregates and error bars per arm (MLflow computes none), the Holm-adjusted p and the power figures
+    for shown in ("Metrics", "mean_a", "mean_b", "p", "verdict", "Parent run", "suite smoke", "test_acc.relu.mean",
+                  "test_acc.sigmoid.ci_high", "p_holm", "seeds_needed", "power"):
         assert shown in text
     assert any(v in text for v in ("reproduced", "contradicted", "inconclusive"))

@@ -129,3 +129,19 @@ def test_precision_claim_trains_both_numerics_and_reports_them(tmp_path):
     plan = run_suite(tmp_path, "--scale", "smoke", "--only", "relu", "--precision", "bf16", "--plan")
     assert "2 runs to train (0 of them resumed from a checkpoint), 2 reused from the store" in plan.stdout
     assert "probing 28px-b32-bf16" in plan.stderr
+
+
+def test_equal_flops_arm_trains_for_the_224_px_arms_training_flops():
+    from ablations.plan import arm_config
+    from alexnet.model import build_alexnet, flops_per_image
+
+    claim = BY_ID["input224"]
+    for scale, base_epochs in (("quick", 3), ("full", 10)):
+        arms = {arm: arm_config(claim, arm, SCALES[scale], "cpu") for arm in claim.arms}
+        big, small, matched = arms["224 px"], arms["28 px"], arms["28 px, equal FLOPs"]
+        ratio = flops_per_image(build_alexnet(big), 224) / flops_per_image(build_alexnet(small), 28)
+        assert 3.9 < ratio < 4.0  # the models' own counts: 1.88 GFLOPs against 0.47
+        assert big.epochs == small.epochs == base_epochs and matched.epochs == round(base_epochs * ratio)
+        assert matched.train_size == small.train_size and matched.input_size == 28
+        spent = {a: flops_per_image(build_alexnet(c), c.input_size) * c.epochs for a, c in arms.items()}
+        assert abs(spent["28 px, equal FLOPs"] / spent["224 px"] - 1) < 0.02  # equal training compute, within rounding

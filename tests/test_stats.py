@@ -1,29 +1,49 @@
 """The paired-seed statistics against reference implementations and hand-checked cases."""
 
-import math
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from ablations.stats import binomial_se, holm, paired, paired_power, prob_improvement, seeds_needed
+from ablations.stats import (
+    binomial_se,
+    holm,
+    images_needed,
+    paired,
+    paired_power,
+    prob_improvement,
+    seeds_needed,
+    welch,
+)
 
 
-def test_paired_t_interval_matches_scipy():
+def test_paired_t_interval_and_p_values_match_scipy():
     a, b = [0.55, 0.53, 0.58, 0.51], [0.50, 0.49, 0.55, 0.50]
-    s = paired(a, b)
+    d = paired(a, b)
     ref = stats.ttest_rel(a, b)
     ci = ref.confidence_interval(0.95)
-    assert s["method"] == "paired t" and s["p"] == pytest.approx(ref.pvalue)
-    assert (s["ci_low"], s["ci_high"]) == pytest.approx((ci.low, ci.high))
-    assert s["diff"] == pytest.approx(0.0325)
+    assert d.method == "paired t" and d.p_differs(0) == pytest.approx(ref.pvalue)
+    assert d.interval() == pytest.approx((ci.low, ci.high))
+    assert d.diff == pytest.approx(0.0325)
+    # one-sided tests against a bound: scipy's one-sample t-test of the differences
+    diffs = [x - y for x, y in zip(a, b)]
+    assert d.p_below(0.05) == pytest.approx(stats.ttest_1samp(diffs, 0.05, alternative="less").pvalue)
+    assert d.p_above(0.01) == pytest.approx(stats.ttest_1samp(diffs, 0.01, alternative="greater").pvalue)
+
+
+def test_welch_matches_scipy_for_arms_that_cannot_pair():
+    a, b = [0.81, 0.84, 0.80, 0.83], [0.79, 0.80, 0.78]
+    d = welch(a, b)
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    assert not d.paired and d.p_differs(0) == pytest.approx(ref.pvalue)
+    assert d.interval() == pytest.approx(tuple(ref.confidence_interval(0.95)))
 
 
 def test_pairing_removes_the_shared_seed_effect_that_welch_keeps():
     # seeds move both arms together (a large seed effect), arm a is always 0.01 better
     base = [0.50, 0.60, 0.55, 0.45, 0.58]
     a, b = [x + 0.01 for x in base], base
-    assert paired(a, b)["p"] < 1e-6 and paired(a, b)["ci_low"] == pytest.approx(0.01)
+    assert paired(a, b).p_differs(0) < 1e-6 and paired(a, b).interval()[0] == pytest.approx(0.01)
     assert stats.ttest_ind(a, b, equal_var=False).pvalue > 0.5  # unpaired, the effect drowns
 
 
@@ -31,11 +51,23 @@ def test_bootstrap_interval_from_ten_seeds_is_seeded_and_covers_the_mean():
     rng = np.random.default_rng(1)
     a = list(0.8 + rng.normal(0, 0.01, 12))
     b = list(0.79 + rng.normal(0, 0.01, 12))
-    s1, s2 = paired(a, b, seed=3), paired(a, b, seed=3)
-    assert s1 == s2 and s1["method"].startswith("bootstrap (10,000 resamples")
-    assert s1["ci_low"] < s1["diff"] < s1["ci_high"]
-    t_half = stats.t.ppf(0.975, 11) * s1["sd_diff"] / math.sqrt(12)
-    assert s1["ci_high"] - s1["ci_low"] == pytest.approx(2 * t_half, rel=0.25)  # close to the t interval
+    d1, d2 = paired(a, b, seed=3), paired(a, b, seed=3)
+    assert d1.interval() == d2.interval() and d1.method.startswith("paired bootstrap-t (10,000 resamples")
+    low, high = d1.interval()
+    assert low < d1.diff < high
+    # the bootstrap p and interval agree: 0 lies outside the 95% interval exactly when p < 0.05
+    assert (d1.p_differs(0) < 0.05) == (not low <= 0 <= high)
+    assert d1.p_below(high + 0.001) < 0.025 < d1.p_below(low)
+
+
+def test_bootstrap_t_interval_covers_the_true_difference_at_its_nominal_rate():
+    rng = np.random.default_rng(5)
+    sims, n, covered = 400, 12, 0
+    for i in range(sims):
+        a, b = rng.normal(0.01, 0.02, n), rng.normal(0.0, 0.01, n)
+        low, high = paired(list(a), list(b), seed=i).interval()
+        covered += low <= 0.01 <= high
+    assert 0.92 <= covered / sims <= 0.98  # 95% nominal; 400 simulations: ±2.2 points of binomial noise
 
 
 def test_probability_of_improvement_is_mann_whitney_u_over_pairs():
@@ -54,6 +86,8 @@ def test_holm_hand_checked():
 
 def test_noise_floor_of_the_test_set():
     assert binomial_se(0.88, 10_000) == pytest.approx(0.00325, abs=1e-5)  # about 0.3 points
+    # two accuracies near 0.88, 0.02 apart: 2 * 0.88 * 0.12 * ((1.95996 + 0.84162) / 0.02)^2 = 4,144.2 images
+    assert images_needed(0.88, 0.02) == 4145
 
 
 def test_power_and_seeds_needed_match_the_textbook_case():
@@ -78,7 +112,7 @@ def test_sequential_looks_keep_the_false_positive_rate_on_null_data():
     suites, false_positives, naive = 2000, 0, 0
     for _ in range(suites):
         a, b = rng.normal(0.8, 0.02, plan[-1]), rng.normal(0.8, 0.02, plan[-1])  # no true effect
-        ps = [paired(list(a[:n]), list(b[:n]))["p"] for n in plan]
+        ps = [paired(list(a[:n]), list(b[:n])).p_differs(0) for n in plan]
         false_positives += any(p < level for p in ps)
         naive += any(p < 0.05 for p in ps)  # peeking without correction
     assert false_positives / suites <= 0.05

@@ -1,3 +1,7 @@
+from statistics import stdev
+
+import pytest
+
 from ablations import verdict as V
 
 
@@ -61,3 +65,85 @@ def test_same_rule_is_equivalence_within_the_margin():
     noisy = V.same([0.80, 0.88, 0.84], [0.86, 0.82, 0.87], 0.01)  # too few, too noisy seeds to tell
     assert noisy.verdict == "inconclusive"
     assert V.same([0.88], [0.88], 0.01).verdict == "inconclusive"
+
+
+def test_arms_given_by_seed_are_paired_and_the_seed_effect_cancels():
+    # seeds move both arms together; arm a is 0.03 better on every seed
+    base = {0: 0.50, 1: 0.62, 2: 0.55, 3: 0.45}
+    a, b = {s: x + 0.03 for s, x in base.items()}, dict(base)
+    paired = V.better(a, b, 0.02, names=("a", "b"), metric="test_acc")
+    unpaired = V.better(list(a.values()), list(b.values()), 0.02)
+    assert paired.verdict == "reproduced" and paired.stats["paired"] == 1 and "paired by seed" in paired.evidence
+    assert unpaired.verdict == "inconclusive" and unpaired.stats["paired"] == 0 and unpaired.stats["p"] > 0.5
+    assert paired.stats["p_improvement"] == pytest.approx(unpaired.stats["p_improvement"])  # over all pairs of runs
+
+
+def test_a_seed_finished_in_one_arm_only_is_left_out_of_the_pairs():
+    v = V.better({0: 0.9, 1: 0.91, 2: 0.92}, {0: 0.5, 2: 0.52}, 0.02)
+    assert v.stats["n_a"] == v.stats["n_b"] == 2 and "seeds 1 finished in one arm only" in v.evidence
+
+
+def test_holm_adjusted_p_decides_and_the_report_says_so():
+    a, b = {0: 0.61, 1: 0.60, 2: 0.64}, {0: 0.57, 1: 0.575, 2: 0.585}
+    alone = V.better(a, b, 0.02)
+    assert alone.verdict == "reproduced" and alone.stats["p"] < 0.05
+    in_family = V.better(a, b, 0.02, p_adjusted=min(1.0, alone.stats["p"] * 8), family=8)
+    assert in_family.verdict == "inconclusive" and in_family.stats["p"] == alone.stats["p"]
+    assert "Holm-adjusted" in in_family.evidence and "multiple-comparison correction" in in_family.stats["lacks"]
+
+
+def test_inconclusive_names_what_it_lacks():
+    noisy = V.better({0: 0.80, 1: 0.86, 2: 0.83}, {0: 0.82, 1: 0.84, 2: 0.81}, 0.01, images=1000, accuracy=0.83,
+                     metric="test_acc")
+    assert noisy.verdict == "inconclusive"
+    assert "seeds:" in noisy.stats["lacks"] and noisy.stats["seeds_needed"] > 3
+    # 1,000 test images at 0.83: 2 * 0.83 * 0.17 * ((1.95996 + 0.84162) / 0.01)^2 = 22,149.5 needed for 0.01
+    assert "test images: 22,150" in noisy.stats["lacks"] and noisy.stats["binomial_se"] == pytest.approx(0.01188, 1e-3)
+    tiny = V.better({0: 0.8010, 1: 0.8011, 2: 0.8013}, {0: 0.8000, 1: 0.8001, 2: 0.8002}, 0.01)
+    assert tiny.stats["p"] < 0.05 and tiny.stats["lacks"].startswith("effect: the measured difference, +0.0010")
+    assert "noise floor:" in tiny.evidence and "80% power needs" in tiny.evidence
+
+
+def test_power_figures_agree_with_the_paired_t_test():
+    from ablations.stats import paired_power, seeds_needed
+
+    a, b = {0: 0.60, 1: 0.64, 2: 0.61, 3: 0.66}, {0: 0.58, 1: 0.60, 2: 0.60, 3: 0.61}
+    v = V.better(a, b, 0.02)
+    sd = stdev([a[s] - b[s] for s in a])
+    assert v.stats["sd_diff"] == pytest.approx(sd)
+    assert v.stats["power"] == pytest.approx(paired_power(4, 0.02, sd))
+    assert v.stats["seeds_needed"] == seeds_needed(0.02, sd)
+
+
+def _runs(claim, per_seed):
+    """Finished one-epoch runs with these final test accuracies (arm -> one per seed)."""
+    from ablations.judge import ArmRun
+    from alexnet.config import Config
+    from alexnet.result import TrainResult
+
+    return [ArmRun(arm, seed, Config(), TrainResult({}, seed, {}, "test", 1, 1, 100, 1000, status="finished",
+                                                    epochs=[{"epoch": 1, "train_loss": 1.0, "train_acc": acc,
+                                                             "test_acc": acc}]), "", True, claim)
+            for arm, accs in per_seed.items() for seed, acc in enumerate(accs)]
+
+
+def test_judge_all_adjusts_every_comparison_over_the_family():
+    from ablations.claims import BY_ID, SCALES
+    from ablations.judge import judge, judge_all
+    from ablations.stats import holm
+
+    relu, maxpool, augment = BY_ID["relu"], BY_ID["maxpool"], BY_ID["augment"]
+    items = [(relu, _runs(relu, {"relu": [0.70, 0.74, 0.72], "sigmoid": [0.60, 0.62, 0.61]})),  # clear
+             (maxpool, _runs(maxpool, {"max": [0.61, 0.60, 0.64], "avg": [0.57, 0.575, 0.585]})),  # p ~ 0.03
+             (augment, _runs(augment, {"augment": [0.60, 0.59, 0.63], "none": [0.60, 0.60, 0.60]}))]  # noise
+    alone = {c.id: judge(c, runs, SCALES["quick"]) for c, runs in items}
+    raw = {c: r.stats["p"] for c, r in alone.items()}
+    assert alone["maxpool"].verdict == "reproduced" and 0.01 < raw["maxpool"] < 0.05
+    reports = {r.claim.id: r for r in judge_all(items, SCALES["quick"])}
+    expected = holm(raw)
+    for c, r in reports.items():
+        assert r.stats["p"] == pytest.approx(raw[c]) and r.stats["p_holm"] == pytest.approx(expected[c])
+        assert r.stats["family"] == 3
+    assert reports["relu"].verdict == "reproduced"
+    assert reports["maxpool"].verdict == "inconclusive"
+    assert "multiple-comparison correction" in reports["maxpool"].stats["lacks"]
