@@ -42,6 +42,7 @@ TUNE_HELP = ("To tune one arm's hyperparameters instead: python -m ablations tun
              "[--trials N] ... (python -m ablations tune --help). To bring a GPU node's archive home: "
              "python -m ablations import ARCHIVE (python -m ablations import --help).")
 MAX_SEEDS = 1000
+AUTO_MAX = 9  # --seeds auto: looks at 3, 5, 7 and 9 seeds
 
 
 def parse(argv):
@@ -51,7 +52,11 @@ def parse(argv):
     p.add_argument("--only", nargs="+", metavar="CLAIM",
                    help=f"run only these claims (any of: {', '.join(BY_ID)}); default: all non-optional "
                         "claims of the scale")
-    p.add_argument("--seeds", type=int, help="seeds per arm (default: the scale's, 3; smoke: 2)")
+    p.add_argument("--seeds", metavar="N|auto[:MAX]",
+                   help="seeds per arm (default: the scale's, 3; smoke: 2); auto[:MAX]: start at the scale's seeds and "
+                        f"give the claims still undecided 2 more at a time, up to MAX (default {AUTO_MAX}), each look "
+                        "judged at alpha 0.05 / looks so that stopping early adds no false positives; finished seeds "
+                        "are reused")
     p.add_argument("--epochs", type=int, help="epochs per run (default: the scale's)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--tracking-uri", help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI})")
@@ -86,14 +91,27 @@ def parse(argv):
         if value is not None and not (value > 0 and math.isfinite(value)):
             p.error(f"invalid --{name.replace('_', '-')} {value}: expected a finite number of "
                     f"{'hours' if name == 'max_hours' else 'minutes'} > 0")
+    args.max_seeds = None
+    if args.seeds is not None:
+        args.seeds, args.max_seeds = parse_seeds(p, args.seeds, SCALES[args.scale or "quick"].seeds)
     if args.tune_lr < 0:
         p.error(f"invalid --tune-lr {args.tune_lr}: expected 0 (off) or a number of trials")
-    for name in ("seeds", "epochs"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"invalid --{name} {getattr(args, name)}: expected an integer >= 1")
-    if args.seeds is not None and args.seeds > MAX_SEEDS:
-        p.error(f"invalid --seeds {args.seeds}: expected at most {MAX_SEEDS}")
+    if args.epochs is not None and args.epochs < 1:
+        p.error(f"invalid --epochs {args.epochs}: expected an integer >= 1")
     return args
+
+
+def parse_seeds(p: argparse.ArgumentParser, text: str, first: int) -> tuple[int | None, int | None]:
+    """--seeds N -> (N, None); auto[:MAX] -> (None, MAX): the scale's seeds first, MAX at most."""
+    expected = f"expected an integer from 1 to {MAX_SEEDS}, auto, or auto:MAX with MAX from {first} to {MAX_SEEDS}"
+    head, _, tail = text.partition(":")
+    try:
+        n = int(tail or AUTO_MAX) if head == "auto" else int(text)
+    except ValueError:
+        p.error(f"invalid --seeds {text}: {expected}")
+    if not (first if head == "auto" else 1) <= n <= MAX_SEEDS:
+        p.error(f"invalid --seeds {text}: {expected}")
+    return (None, n) if head == "auto" else (n, None)
 
 
 def _terminate(signum, frame):
@@ -175,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         data = load_fashion_mnist(args.data_dir)
         tracker = Tracker(args.tracking_uri)
         suite = Suite(scale, tracker, data, SuiteOptions(
-            seeds=args.seeds, epochs=args.epochs, device=args.device, checkpoint_dir=Path(args.checkpoint_dir),
-            progress=args.progress, tune_lr=args.tune_lr, storage=args.storage,
+            seeds=args.seeds, max_seeds=args.max_seeds, epochs=args.epochs, device=args.device,
+            checkpoint_dir=Path(args.checkpoint_dir), progress=args.progress, tune_lr=args.tune_lr,
+            storage=args.storage,
             budget_s=None if args.budget_min is None else args.budget_min * 60,
             precision=None if args.precision == "auto" else args.precision))
         plans = suite.plan(claims)  # every arm's config checked before any work
@@ -187,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]error:[/] {redact(str(exc))}")
         return 2
     console.print(f"[bold]scale {scale.name}[/] on {suite.device}: {scale.description}. "
-                  f"Claims: {', '.join(c.id for c in claims)}; {len(suite.seeds)} seeds; MLflow store "
+                  f"Claims: {', '.join(c.id for c in claims)}; {len(suite.seeds)} seeds"
+                  + (f" (auto: up to {args.max_seeds} for claims still undecided)" if args.max_seeds else "")
+                  + "; MLflow store "
                   f"{tracker.shown_uri}")
     estimate = suite.estimate(rows, on_probe=lambda key: console.print(f"probing {key} on {device_name(suite.device)}",
                                                                        highlight=False))
@@ -206,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        reports = suite.run_claims(claims, command, plans)
+        run = suite.run_sequential if args.max_seeds else suite.run_claims
+        reports = run(claims, command, plans)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted:[/] the current run is marked KILLED in {tracker.shown_uri} and its last "
                       f"epoch is in {args.checkpoint_dir}/; re-run the same command to resume.")
@@ -220,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_results(reports, folder, scale=scale, device=device_slug(suite.device), command=command,
                       env=environment(suite.device), trained=suite.trained, timing=suite.timing,
-                      unfinished=suite.unfinished)
+                      unfinished=suite.unfinished, looks=suite.looks, alpha=suite.alpha)
     except STORE_ERRORS as exc:
         return _lost(exc, tracker, args)
     Console().print(verdict_table(reports, f"verdicts, {scale.name} scale ({suite.trained} runs trained, "

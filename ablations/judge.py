@@ -53,19 +53,26 @@ def per_arm(runs: list[ArmRun], name: str) -> dict[str, dict[int, float]]:
     return values
 
 
-def judge_all(items: list[tuple[Claim, list[ArmRun]]], scale: Scale) -> list[ClaimReport]:
+def judge_all(items: list[tuple[Claim, list[ArmRun]]], scale: Scale, alpha: float = verdict.ALPHA) -> list[ClaimReport]:
     """Every claim judged, the comparisons of all of them as one family: each comparison's p is
-    Holm-adjusted over the family (family-wise alpha 0.05) and its verdict uses the adjusted p."""
+    Holm-adjusted over the family (family-wise ``alpha``) and its verdict uses the adjusted p."""
     first = [judge(claim, runs, scale) for claim, runs in items]
     pvalues = {(r.claim.id, pair): v.stats["p"] for r in first for pair, v in r.comparisons.items() if "p" in v.stats}
     adjusted = stats.holm(pvalues)
-    return [judge(claim, runs, scale, {pair: p for (c, pair), p in adjusted.items() if c == claim.id}, len(pvalues))
-            for claim, runs in items]
+    return [judge(claim, runs, scale, {pair: p for (c, pair), p in adjusted.items() if c == claim.id}, len(pvalues),
+                  alpha) for claim, runs in items]
 
 
-def judge(claim: Claim, runs: list[ArmRun], scale: Scale, adjusted: dict | None = None, family: int = 1) -> ClaimReport:
+def undecided(reports: list[ClaimReport]) -> list[Claim]:
+    """Comparison claims that more seeds could still decide (``--seeds auto``)."""
+    return [r.claim for r in reports if r.comparisons and r.verdict == "inconclusive"]
+
+
+def judge(claim: Claim, runs: list[ArmRun], scale: Scale, adjusted: dict | None = None, family: int = 1,
+          alpha: float = verdict.ALPHA) -> ClaimReport:
     """The claim's rule applied to its per-seed values (or, for static claims, to the models).
-    ``adjusted``: (arm a, arm b) -> Holm-adjusted p of each comparison in a ``family`` of them."""
+    ``adjusted``: (arm a, arm b) -> Holm-adjusted p of each comparison in a ``family`` of them,
+    decided at family-wise ``alpha``."""
     arms = list(claim.arms)
     evidence, parts, found_stats, comparisons = [], [], {}, {}
     diverged = [f"{r.arm} seed {r.seed}" for r in runs if r.result.status != "finished"]
@@ -79,7 +86,7 @@ def judge(claim: Claim, runs: list[ArmRun], scale: Scale, adjusted: dict | None 
                                 higher_is_better=METRICS[claim.metric], names=(a, b), metric=claim.metric,
                                 images=runs[0].result.eval_examples if runs else None,
                                 accuracy=sum(accuracy) / len(accuracy) if accuracy else None,
-                                p_adjusted=(adjusted or {}).get((a, b)), family=family)
+                                p_adjusted=(adjusted or {}).get((a, b)), family=family, alpha=alpha)
             comparisons[(a, b)] = v
             parts.append(v)
             evidence += v.evidence.split("\n")

@@ -19,6 +19,7 @@ from .estimate import duration, images
 from .evidence import PLOTS, plot
 from .judge import ClaimReport, per_arm
 from .plan import PlannedRun
+from .stats import ALPHA
 
 CSV_METRICS = ("test_acc", "train_acc", "train_loss", "gap")
 COLOURS = {"reproduced": "green", "contradicted": "red", "inconclusive": "yellow"}
@@ -281,7 +282,7 @@ def timing_line(timing: dict, trained: int) -> str:
 
 
 def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: str, env: dict, trained: int,
-                   timing: dict, unfinished: dict[str, list[str]]) -> None:
+                   timing: dict, unfinished: dict[str, list[str]], looks: list[str], alpha: float) -> None:
     lines = [f"# Claims of the d2l AlexNet lecture — {scale.name} scale", "",
              f"Produced by `{command}` on {datetime.date.today().isoformat()}.", "",
              f"Scale: {scale.description}.", "",
@@ -324,6 +325,11 @@ def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: st
                   "detect the claim's minimum effect, given the spread of the differences; seeds for 80%: the "
                   "seeds that would reach 80% power. An inconclusive verdict names what it lacks: effect, seeds, "
                   "test images, or significance after the correction.", ""]
+        if looks:
+            lines += [f"Seeds: `--seeds auto` — {len(looks)} looks ({'; '.join(looks)}). Each look judged at "
+                      f"family-wise α = {alpha:.3g} (0.05 divided over the planned looks: Bonferroni alpha "
+                      "spending), so stopping at the first decisive look keeps the false-positive rate at most "
+                      "0.05.", ""]
         lines += summary_markdown(reports).splitlines()
     lines += ["", "Verdict rules (p two-sided; a one-sided test's p doubled, so that p < 0.05 says the 95% interval "
               "excludes the bound): *better* — reproduced when the favoured arm wins by at least the minimum "
@@ -338,7 +344,8 @@ def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: st
 
 
 def write_results(reports: list[ClaimReport], folder: Path, *, scale, device: str, command: str, env: dict,
-                  trained: int, timing: dict | None = None, unfinished: dict | None = None) -> list[Path]:
+                  trained: int, timing: dict | None = None, unfinished: dict | None = None,
+                  looks: list[str] | None = None, alpha: float = ALPHA) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.png"):
         old.unlink()
@@ -349,5 +356,5 @@ def write_results(reports: list[ClaimReport], folder: Path, *, scale, device: st
             draw(r, folder / filename.format(claim=r.claim.id))
     plot_final_accuracy(reports, folder / "final_accuracy.png")
     write_markdown(reports, folder / "claims.md", scale=scale, command=command, env=env, trained=trained,
-                   timing=timing or {}, unfinished=unfinished or {})
+                   timing=timing or {}, unfinished=unfinished or {}, looks=looks or [], alpha=alpha)
     return sorted(folder.iterdir())

@@ -36,10 +36,11 @@ from alexnet.untrusted import env_number
 
 from .claims import Claim, Scale
 from .estimate import duration, images, probe, run_seconds, speed_key
-from .judge import ArmRun, ClaimReport, judge_all
+from .judge import ArmRun, ClaimReport, judge_all, undecided
 from .leasing import finished_run, reserve_run
 from .plan import PlannedRun, plan
 from .report import claim_metrics, summary_markdown
+from .stats import ALPHA, alpha_per_look, looks
 
 POLL_S = 5.0  # default seconds between looks at runs other workers hold ($ALEXNET_POLL_S)
 REPORT_RESERVE_S = 20.0  # of a budget, kept for judging and writing the report
@@ -52,7 +53,8 @@ class BudgetSpent(KeyboardInterrupt):
 
 @dataclass(frozen=True)
 class SuiteOptions:
-    seeds: int | None = None  # seeds per arm; None: the scale's
+    seeds: int | None = None  # seeds per arm; None: the scale's (with max_seeds: the first look's)
+    max_seeds: int | None = None  # --seeds auto:MAX: add seeds to undecided claims, look by look, up to MAX
     epochs: int | None = None  # epochs per run; None: the scale's
     device: str = "auto"
     checkpoint_dir: Path = Path("checkpoints")
@@ -107,6 +109,9 @@ class Suite:
     def __init__(self, scale: Scale, tracker: Tracker, data: FashionMNIST, options: SuiteOptions = SuiteOptions()):
         self.scale, self.tracker, self.data, self.options = scale, tracker, data, options
         self.seeds = list(range(options.seeds or scale.seeds))
+        self.counts: dict[str, int] = {}  # claim id -> its seeds, where --seeds auto gave it more
+        self.alpha = ALPHA  # family-wise level of each judgement (below 0.05 at each look of --seeds auto)
+        self.looks: list[str] = []  # --seeds auto: what each look decided
         self.device = resolve_device(options.device)
         self.code = code_version()
         self.trained = 0  # arm x seed runs trained by this invocation (the rest came from the store)
@@ -122,6 +127,9 @@ class Suite:
     def plan(self, claims: list[Claim]) -> dict[str, dict[str, Config]]:
         return plan(claims, self.scale, self.device, self.options.epochs, self.options.precision)
 
+    def seeds_of(self, claim: Claim) -> list[int]:
+        return list(range(self.counts.get(claim.id, len(self.seeds))))
+
     def checkpoint(self, config: Config, seed: int) -> Path:
         return self.options.checkpoint_dir / f"{config.key()}-seed{seed}-{self.code}.pt"
 
@@ -135,7 +143,7 @@ class Suite:
         rows, first = [], {}
         for claim in claims:
             claim_rows = [PlannedRun(claim.id, arm, seed, config, "train")
-                          for arm, config in plans[claim.id].items() for seed in self.seeds]
+                          for arm, config in plans[claim.id].items() for seed in self.seeds_of(claim)]
             if self.options.tune_lr and claim.rule in ("better", "no_gain"):
                 claim_rows += self.tuned_rows(claim, plans[claim.id])
             for row in claim_rows:
@@ -163,6 +171,7 @@ class Suite:
     def tuned_rows(self, claim: Claim, configs: dict[str, Config]) -> list[PlannedRun]:
         """The fair mode's extra rows: each arm's missing tuning trials, then its seeds at the tuned
         lr (known only once its study is complete)."""
+        seeds = self.seeds_of(claim)
         rows = []
         for arm, config in configs.items():
             missing, lr = self.study_state(config)
@@ -170,7 +179,7 @@ class Suite:
                 trial = replace(config, validation_size=self.scale.validation_size, test_size=None)
                 rows.append(PlannedRun(claim.id, f"{arm} (tuning lr)", -1, trial, "tune", trials=missing))
             rows += [PlannedRun(claim.id, f"{arm} (tuned lr)", seed, config if lr is None else replace(config, lr=lr),
-                                "train", tuned=lr is None) for seed in self.seeds]
+                                "train", tuned=lr is None) for seed in seeds]
         return rows
 
     def estimate(self, rows: list[PlannedRun], on_probe=None) -> float:
@@ -183,11 +192,12 @@ class Suite:
                 config, planned = work.get(speed_key(r.config), (r.config, 0))
                 work[speed_key(r.config)] = (config, planned + steps * max(1, r.trials))
         begin = time.perf_counter()
+        work = {k: w for k, w in work.items() if k not in self.speeds}  # a later look of --seeds auto: known
         if work:
             t = time.perf_counter()
             finished_run(self.tracker, self.run_key(Config(), -1))  # one store round trip
             self.store_s = time.perf_counter() - t
-            self.speeds = probe(work, self.data, self.device, on_start=on_probe)
+            self.speeds |= probe(work, self.data, self.device, on_start=on_probe)
         self.probe_s = time.perf_counter() - begin
         for r in rows:
             if r.to_do:
@@ -218,13 +228,16 @@ class Suite:
         with self.tracker.open_run(f"suite {self.scale.name}", tags) as suite_id:
             self.tracker.log_params({"scale": self.scale.name, "seeds": len(self.seeds), "epochs": self.options.epochs,
                                      "claims": ",".join(c.id for c in claims), "command": command,
-                                     "budget_s": self.options.budget_s})
+                                     "budget_s": self.options.budget_s, "max_seeds": self.options.max_seeds,
+                                     "alpha": self.alpha, "look": len(self.looks) + 1,
+                                     "seeds_per_claim": ",".join(f"{c.id}:{len(self.seeds_of(c))}" for c in claims)})
             self.tracker.set_tags({f"env.{k}": v for k, v in environment(self.device).items()})
             self.log_probe()
             tuned = bool(self.options.tune_lr)  # the fair mode runs comparison claims twice
-            total = sum(len(c.arms) * (1 + (tuned and c.rule in ("better", "no_gain"))) for c in claims)
+            total = sum(len(c.arms) * (1 + (tuned and c.rule in ("better", "no_gain"))) * len(self.seeds_of(c))
+                        for c in claims)
             bar = progress_bar(self.options.progress, transient=False, remaining=False)
-            progress = Progress(total * len(self.seeds), sum(r.seconds for r in self.rows), bar)
+            progress = Progress(total, sum(r.seconds for r in self.rows), bar)
             claim_runs = {}
             begin = time.monotonic()
             with bar or contextlib.nullcontext():
@@ -252,7 +265,27 @@ class Suite:
                                       "claims_unfinished": len(self.unfinished),
                                       "estimate_s": progress.estimated_s, "actual_s": progress.actual_s,
                                       "training_wall_s": time.monotonic() - begin})
-            self.timing = {"probe_s": self.probe_s, "estimate_s": progress.estimated_s, "actual_s": progress.actual_s}
+            looked = {"probe_s": self.probe_s, "estimate_s": progress.estimated_s, "actual_s": progress.actual_s}
+            self.timing = {k: self.timing.get(k, 0.0) + v for k, v in looked.items()}  # summed over looks
+        return reports
+
+    def run_sequential(self, claims: list[Claim], command: str, plans: dict) -> list[ClaimReport]:
+        """``--seeds auto:MAX``: judge at the scale's seeds, then give the claims still undecided 2
+        more seeds at a time, up to MAX, until all are decided. Every look judges at family-wise
+        alpha / looks (Bonferroni alpha spending: stopping at the first decisive look keeps the
+        false-positive rate at most alpha); finished seeds are reused from the store."""
+        plan = looks(self.options.max_seeds, first=len(self.seeds))
+        self.alpha = alpha_per_look(ALPHA, len(plan))
+        for i, n in enumerate(plan):
+            reports = self.run_claims(claims, command, plans)
+            left = undecided(reports)
+            self.looks.append(f"look {i + 1} of {len(plan)}: {'up to ' if self.counts else ''}{n} seeds, "
+                              f"{len(left)} claims undecided" + (f" ({', '.join(c.id for c in left)})" if left else ""))
+            print(f"--seeds auto: {self.looks[-1]}", file=sys.stderr, flush=True)
+            if not left or i + 1 == len(plan) or self.unfinished:
+                return reports
+            self.counts |= {c.id: plan[i + 1] for c in left}
+            self.estimate(self.schedule(claims, plans))  # the next look's runs
         return reports
 
     def log_probe(self) -> None:
@@ -286,7 +319,7 @@ class Suite:
     def arm_runs(self, claim: Claim, configs: dict[str, Config], claim_id: str, progress: Progress) -> list[ArmRun]:
         runs = []
         for arm, config in configs.items():
-            for seed in self.seeds:
+            for seed in self.seeds_of(claim):
                 progress.status(f"{claim.id}: {arm}, seed {seed}")
                 runs.append(self.arm_run(claim, arm, config, seed, claim_id, progress))
                 if runs[-1].result is not None:
@@ -309,9 +342,9 @@ class Suite:
         """The finished claims' verdicts — their comparisons one Holm family, those at tuned lrs
         another — each logged on its claim's run (reopened: its arm runs may have finished
         elsewhere), with a one-table summary on the suite's run."""
-        reports = judge_all([(c, finished[c.id][0]) for c in claims], self.scale)
+        reports = judge_all([(c, finished[c.id][0]) for c in claims], self.scale, self.alpha)
         tuned = {r.claim.id: r for r in judge_all([(c, finished[c.id][1]) for c in claims if finished[c.id][1]],
-                                                   self.scale)}
+                                                   self.scale, self.alpha)}
         for report in reports:
             runs, tuned_runs, tuned_lr, claim_id = finished[report.claim.id]
             report.tuned, report.tuned_lr = tuned.get(report.claim.id), tuned_lr

@@ -13,7 +13,7 @@ from statistics import mean, stdev
 from . import stats
 from .stats import Difference
 
-ALPHA = 0.05  # family-wise: Holm over the comparisons judged together (``judge.judge_all``)
+ALPHA = stats.ALPHA  # family-wise: Holm over the comparisons judged together (``judge.judge_all``)
 RULES = ("better", "no_gain", "same")  # the comparison rules: two arms, a p-value, a family
 ACCURACY_METRICS = ("test_acc", "gap")  # metrics that carry the test set's sampling noise
 
@@ -61,18 +61,19 @@ def describe(d: Difference, xa: list, xb: list, names: tuple[str, str], metric: 
 
 def compare(rule: str, a: dict | list, b: dict | list, min_effect: float, *, higher_is_better: bool = True,
             names=("a", "b"), metric="value", images: int | None = None, accuracy: float | None = None,
-            p_adjusted: float | None = None, family: int = 1) -> Verdict:
+            p_adjusted: float | None = None, family: int = 1, alpha: float = ALPHA) -> Verdict:
     """A comparison rule applied to two arms' per-seed values (see ``decide``), with the noise
     floor and power beside it. ``p_adjusted``: this comparison's Holm-adjusted p in a ``family``
-    of comparisons (None: judged alone). ``images`` and ``accuracy``: the test set's size and
-    the accuracy at which its binomial noise is reported (accuracy metrics only)."""
+    of comparisons (None: judged alone), decided at ``alpha`` (below 0.05 at each look of
+    ``--seeds auto``). ``images`` and ``accuracy``: the test set's size and the accuracy at which
+    its binomial noise is reported (accuracy metrics only)."""
     d, xa, xb, note = estimate(a, b)
     if d is None:
         return Verdict("inconclusive", f"{metric}: needs at least 2 seeds per arm (have {len(xa)} and {len(xb)})"
                        + (f"; {note}" if note else ""))
     p, outcome = decide(rule, d, min_effect, higher_is_better)
     p_adj = p if p_adjusted is None else p_adjusted
-    word = outcome if outcome and p_adj < ALPHA else "inconclusive"
+    word = outcome if outcome and p_adj < alpha else "inconclusive"
     sd_a, sd_b = _sd(xa), _sd(xb)
     sd_diff = _sd([x - y for x, y in zip(xa, xb)]) if d.paired else math.sqrt(sd_a**2 + sd_b**2)
     low, high = d.interval()
@@ -82,12 +83,13 @@ def compare(rule: str, a: dict | list, b: dict | list, min_effect: float, *, hig
          "mean_a": mean(xa), "sd_a": sd_a, "n_a": len(xa), "mean_b": mean(xb), "sd_b": sd_b, "n_b": len(xb),
          "cohens_d": d.diff / pooled if pooled else math.copysign(math.inf, d.diff) if d.diff else 0.0,
          "paired": int(d.paired), "method": d.method, "sd_diff": sd_diff, "min_effect": min_effect,
-         "power": stats.paired_power(len(xa), min_effect, sd_diff) if min_effect else math.nan,
-         "seeds_needed": stats.seeds_needed(min_effect, sd_diff) if min_effect else math.nan}
+         "alpha": alpha, "power": stats.paired_power(len(xa), min_effect, sd_diff, alpha) if min_effect else math.nan,
+         "seeds_needed": stats.seeds_needed(min_effect, sd_diff, alpha=alpha) if min_effect else math.nan}
     expected = {"better": f"expected {names[0]} {'higher' if higher_is_better else 'lower'} by ≥ {min_effect}",
                 "no_gain": f"claim holds if {names[0]} gains < {min_effect}",
                 "same": f"the same if the difference lies inside ±{min_effect}"}[rule]
-    adjusted = f", Holm-adjusted {p_adj:.3g} over {family} comparisons" if family > 1 else ""
+    adjusted = (f", Holm-adjusted {p_adj:.3g} over {family} comparisons" if family > 1 else "") + (
+        f", decided at α = {alpha:.3g}" if alpha != ALPHA else "")
     lines = [describe(d, xa, xb, names, metric, higher_is_better) + f", p {p:.3g}{adjusted}; {expected}"]
     floor = [f"seed-to-seed sd {names[0]} {sd_a:.4f}, {names[1]} {sd_b:.4f}, of the "
              f"{'paired differences' if d.paired else 'difference of two runs'} {sd_diff:.4f}"]
@@ -148,7 +150,7 @@ def lacks(s: dict, outcome: str | None, n: int) -> str:
     if s.get("images_needed", 0) > s.get("images", 0):
         missing.append(f"test images: {s['images_needed']:,} for the test set's own noise to resolve "
                        f"{s['min_effect']} (have {s['images']:,})")
-    if s["p"] < ALPHA <= s["p_holm"]:
+    if s["p"] < s["alpha"] <= s["p_holm"]:
         missing.append(f"significance after the multiple-comparison correction (p {s['p']:.3g}, Holm-adjusted "
                        f"{s['p_holm']:.3g})")
     return "; ".join(missing) or "precision: the interval still straddles the bound (more seeds would narrow it)"

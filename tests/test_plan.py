@@ -26,14 +26,14 @@ def test_estimate_lands_within_a_factor_of_2_of_the_actual_time(smoke_suite):
     workdir, out = smoke_suite
     (suite,) = _runs(workdir, "tags.kind = 'suite'")
     m = suite.data.metrics
-    assert m["trained_runs"] == 12 and m["estimate_s"] > 0
+    assert m["trained_runs"] == 14 and m["estimate_s"] > 0
     assert 0.5 <= m["actual_s"] / m["estimate_s"] <= 2, m
     assert 0 < m["probe_s"] <= 30
     assert m["probe.28px-b32-fp32.train_images_per_s"] > 0 and m["probe.224px-b32-fp32.eval_images_per_s"] > 0
     md = (workdir / "results" / "smoke" / "cpu" / "claims.md").read_text()
     ratio = float(re.search(r"actual / estimated (\d+\.\d+)", md).group(1))
     assert abs(ratio - m["actual_s"] / m["estimate_s"]) < 0.01
-    assert re.search(r"\[12/22\] maxpool: avg, seed 1: .* elapsed, ~\d+ s left", out.stderr)
+    assert re.search(r"\[12/24\] maxpool: avg, seed 1: .* elapsed, ~\d+ s left", out.stderr)
 
 
 def test_plan_of_a_finished_store_trains_nothing(smoke_suite):
@@ -41,7 +41,7 @@ def test_plan_of_a_finished_store_trains_nothing(smoke_suite):
     before = len(_runs(workdir, ""))
     out = run_suite(workdir, "--scale", "smoke", "--plan")
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "0 runs to train (0 of them resumed from a checkpoint), 12 reused from the store" in out.stdout
+    assert "0 runs to train (0 of them resumed from a checkpoint), 14 reused from the store" in out.stdout
     assert "probing" not in out.stderr and len(_runs(workdir, "")) == before
 
 
@@ -145,3 +145,22 @@ def test_equal_flops_arm_trains_for_the_224_px_arms_training_flops():
         assert matched.train_size == small.train_size and matched.input_size == 28
         spent = {a: flops_per_image(build_alexnet(c), c.input_size) * c.epochs for a, c in arms.items()}
         assert abs(spent["28 px, equal FLOPs"] / spent["224 px"] - 1) < 0.02  # equal training compute, within rounding
+
+
+def test_seeds_auto_adds_seeds_to_undecided_claims_and_reuses_the_finished_ones(tmp_path):
+    out = run_suite(tmp_path, "--scale", "smoke", "--only", "relu", "shapes", "--seeds", "auto:4")
+    assert out.returncode == 0, out.stderr[-3000:]
+    # smoke runs learn nothing: relu stays undecided at 2 seeds, so the second look trains seeds 2 and 3
+    assert "--seeds auto: look 1 of 2: 2 seeds, 1 claims undecided (relu)" in out.stderr
+    assert "--seeds auto: look 2 of 2: up to 4 seeds" in out.stderr
+    arms = _runs(tmp_path, "tags.kind = 'arm' and attributes.status = 'FINISHED'")
+    assert sorted((r.data.tags["arm"], int(r.data.params["seed"])) for r in arms) == \
+        [(arm, s) for arm in ("relu", "sigmoid") for s in range(4)]  # each trained once: looks reuse seeds 0, 1
+    looks = sorted(_runs(tmp_path, "tags.kind = 'suite'"), key=lambda r: int(r.data.params["look"]))
+    assert [(r.data.params["look"], r.data.params["seeds_per_claim"], r.data.params["alpha"]) for r in looks] == \
+        [("1", "relu:2,shapes:2", "0.025"), ("2", "relu:4,shapes:2", "0.025")]
+    md = (tmp_path / "results" / "smoke" / "cpu" / "claims.md").read_text()
+    assert "Seeds: `--seeds auto` — 2 looks" in md and "family-wise α = 0.025" in md
+    assert "| relu | relu vs sigmoid | 4 |" in md and "decided at α = 0.025" in md
+    again = run_suite(tmp_path, "--scale", "smoke", "--only", "relu", "shapes", "--seeds", "auto:4")
+    assert again.returncode == 0 and "(0 runs trained" in again.stdout, again.stderr[-3000:]

@@ -226,6 +226,9 @@ BAD_OPTIONS = [  # (argv, what the error names)
     (["ablations", "--results-dir", "{tmp}/a-file/results"], "invalid --results-dir '{tmp}/a-file/results'"),
     (["ablations", "--checkpoint-dir", "{tmp}/a-file/ck"], "invalid --checkpoint-dir '{tmp}/a-file/ck'"),
     (["ablations", "--seeds", "1000000"], "invalid --seeds 1000000"),
+    (["ablations", "--seeds", "sometimes"], "invalid --seeds sometimes: expected an integer from 1 to 1000, auto"),
+    (["ablations", "--scale", "smoke", "--seeds", "auto:1"], "invalid --seeds auto:1: expected an integer from 1 to "
+                                                             "1000, auto, or auto:MAX with MAX from 2 to 1000"),
     (["ablations", "--budget-min", "0"], "invalid --budget-min 0.0"),
     (["ablations", "--budget-min", "nan"], "invalid --budget-min nan"),
     (["ablations", "--max-hours", "-1"], "invalid --max-hours -1.0"),

@@ -1,5 +1,6 @@
 from statistics import stdev
 
+import numpy as np
 import pytest
 
 from ablations import verdict as V
@@ -147,3 +148,33 @@ def test_judge_all_adjusts_every_comparison_over_the_family():
     assert reports["relu"].verdict == "reproduced"
     assert reports["maxpool"].verdict == "inconclusive"
     assert "multiple-comparison correction" in reports["maxpool"].stats["lacks"]
+
+
+def _null_suites(alpha_at_each_look: float | None, sims: int) -> float:
+    """How often ``--seeds auto``'s loop (looks at 3, 5, 7, 9 seeds; undecided claims get more)
+    declares any effect in suites of three claims with no true effect, minimum effect 0."""
+    from ablations.claims import SCALES, Claim
+    from ablations.judge import judge_all, undecided
+    from ablations.stats import alpha_per_look, looks
+
+    plan = looks(9)
+    alpha = alpha_per_look(0.05, len(plan)) if alpha_at_each_look is None else alpha_at_each_look
+    claims = [Claim(f"null{i}", "no effect", "better", {"x": {}, "y": {}}, "test_acc", 0.0) for i in range(3)]
+    rng, positives = np.random.default_rng(7), 0
+    for _ in range(sims):
+        values = {c.id: {arm: list(rng.normal(0.6, 0.02, plan[-1])) for arm in c.arms} for c in claims}
+        seeds = {c.id: plan[0] for c in claims}
+        for i in range(len(plan)):
+            items = [(c, _runs(c, {arm: v[:seeds[c.id]] for arm, v in values[c.id].items()})) for c in claims]
+            reports = judge_all(items, SCALES["quick"], alpha)
+            left = undecided(reports)
+            if not left or i + 1 == len(plan):
+                break
+            seeds |= {c.id: plan[i + 1] for c in left}
+        positives += any(r.verdict != "inconclusive" for r in reports)
+    return positives / sims
+
+
+def test_seeds_auto_keeps_the_false_positive_rate_of_null_suites_at_most_alpha():
+    assert _null_suites(None, 1000) <= 0.05  # each look at 0.05 / 4, Holm over the three claims
+    assert _null_suites(0.05, 300) > 0.07  # peeking at 0.05 every time: what the spending prevents
