@@ -1,6 +1,6 @@
 """``python -m ablations``: re-run the AlexNet lecture's claims, log to MLflow, write verdicts.
 
-Scales: full (the lecture's settings, for a GPU), quick (CPU, about 35 min on 2 cores),
+Scales: full (the lecture's settings, for a GPU), quick (CPU, about 25 min on 2 cores),
 smoke (CI, a few minutes). Default: full when a GPU is present, else quick. Arm x seed runs
 already finished in the MLflow store with the same config and code version are reused,
 interrupted ones resume from their checkpoint, so re-running a finished suite trains nothing.

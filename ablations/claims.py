@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from alexnet.config import LENET
+
+TUNABLE = ("better", "no_gain", "ladder")  # rules whose arms the fair mode (--tune-lr) also runs at tuned lrs
 # metric -> True when higher is better
 METRICS = {"test_acc": True, "train_acc": True, "train_loss": False, "gap": False}
 
@@ -16,7 +19,7 @@ METRICS = {"test_acc": True, "train_acc": True, "train_loss": False, "gap": Fals
 class Claim:
     id: str
     statement: str  # what the lecture (or the AlexNet paper) says
-    rule: str  # better | no_gain | same | matches | size | shapes
+    rule: str  # better | no_gain | same | matches | ladder | size | shapes
     arms: dict[str, dict] = field(default_factory=dict)  # first arm: the one the claim favours
     metric: str = "test_acc"
     min_effect: float = 0.0  # smallest difference worth calling an effect, in the metric's units
@@ -26,6 +29,7 @@ class Claim:
     evidence: tuple[str, ...] = ()  # names in ablations.evidence.EVIDENCE: more lines, or verdicts that count
     plots: tuple[str, ...] = ("curves",)  # names in ablations.evidence.PLOTS, drawn when the claim has runs
     versus: tuple[tuple[str, str], ...] = ()  # comparisons judged by the same rule beside (first arm, second arm)
+    printed: dict = field(default_factory=dict)  # matches: metric -> (printed value, tolerance)
 
     def comparisons(self) -> list[tuple[str, str]]:
         """(favoured arm, other arm) pairs the rule judges: the first two arms, then ``versus``."""
@@ -64,7 +68,30 @@ CLAIMS = [
     Claim("d2l", "train_ch6(lr=0.01, 10 epochs, batch 128) prints about loss 0.331, train acc 0.878, "
                  "test acc 0.883", "matches", {"lecture": {}},
           measures="the baseline's per-seed means against the printed numbers (tolerance: "
-                   "±0.05 loss, ±0.02 accuracy); comparable only at the full scale"),
+                   "±0.05 loss, ±0.02 accuracy); comparable only at the full scale",
+          printed={"train_loss": (0.331, 0.05), "train_acc": (0.878, 0.02), "test_acc": (0.883, 0.02)}),
+    Claim("lenet", "the LeNet lecture: d2l's LeNet (sigmoid, average pooling) trained by train_ch6(lr=0.9, 10 epochs, "
+                   "batch 256) prints about loss 0.469, train acc 0.823, test acc 0.779", "matches",
+          {"LeNet": dict(LENET)}, optional=True,
+          measures="LeNet-5's per-seed means against the LeNet lecture's printout (tolerance: ±0.05 loss, ±0.02 "
+                   "accuracy); comparable only at the full scale (LeNet's own settings on all 60,000 images)",
+          printed={"train_loss": (0.469, 0.05), "train_acc": (0.823, 0.02), "test_acc": (0.779, 0.02)}),
+    Claim("ladder", "AlexNet beats LeNet: what makes it better — ReLU, max pooling, depth and width, dropout, "
+                    "224-px input — one change at a time", "ladder",
+          {"LeNet": {"arch": "lenet", "input_size": 28, "activation": "sigmoid", "pool": "avg", "dropout": 0.0},
+           "+ ReLU": {"arch": "lenet", "input_size": 28, "pool": "avg", "dropout": 0.0},
+           "+ max pooling": {"arch": "lenet", "input_size": 28, "dropout": 0.0},
+           "+ depth and width": {"input_size": 28, "dropout": 0.0},
+           "+ dropout (AlexNet at 28 px)": {"input_size": 28},
+           "+ 224 px (the lecture's AlexNet)": {"input_size": 224},
+           "− ReLU": {"activation": "sigmoid"}, "− max pooling": {"pool": "avg"},
+           "− depth and width": {"arch": "lenet", "input_size": 28}, "− dropout": {"dropout": 0.0},
+           "− 224 px": {"input_size": 28}}, "test_acc", 0.02, optional=True,
+          measures="final test accuracy of each rung from d2l's LeNet-5 (sigmoid, average pooling) to the lecture's "
+                   "AlexNet, one change at a time, and of AlexNet without each change, all at the scale's optimiser "
+                   "settings (--tune-lr: also at each arm's tuned lr); judged: AlexNet beats LeNet; each change's gain "
+                   "attributed both ways with paired intervals. '− depth and width' is LeNet-5 with ReLU, max "
+                   "pooling and dropout, at 28 px", evidence=("attribution",), plots=("curves", "waterfall")),
     Claim("shapes", "the layer-by-layer output shapes printed for a 1x1x224x224 input", "shapes",
           measures="the model's own shape trace against the lecture's printout"),
     Claim("overlap", "AlexNet paper: overlapping pooling (3x3, stride 2) beats non-overlapping (2x2, stride 2)",
@@ -82,8 +109,6 @@ CLAIMS = [
 BY_ID = {c.id: c for c in CLAIMS}
 
 # The lecture's numbers, quoted from its text and printout.
-D2L_PRINTED = {"train_loss": 0.331, "train_acc": 0.878, "test_acc": 0.883}
-D2L_TOLERANCE = {"train_loss": 0.05, "train_acc": 0.02, "test_acc": 0.02}
 STATED_RATIOS = {"params": 10, "flops": 260}
 LECTURE_TRACE = [
     ("Conv2d", (1, 96, 54, 54)), ("ReLU", (1, 96, 54, 54)), ("MaxPool2d", (1, 96, 26, 26)),
@@ -106,21 +131,26 @@ class Scale:
     optional: tuple[str, ...] = ()  # optional claims this scale runs by default
     cannot_test: dict = field(default_factory=dict)  # claim id -> why this scale cannot judge it
     validation_size: int = 5000  # images held out of the training set to tune lr (the fair-lr mode)
+    drop_arms: dict = field(default_factory=dict)  # claim id -> arms this scale leaves out
 
 
 SCALES = {
     "full": Scale("full", "the lecture's settings: 60,000 images at 224 px, 10 epochs, batch 128, SGD lr 0.01 "
                   "(for a GPU; bf16 autocast + channels_last there unless --precision fp32)", {}, 3,
-                  optional=("augment_long", "overlap", "lrn", "precision")),
+                  optional=("augment_long", "overlap", "lrn", "precision", "lenet")),
     "quick": Scale(
-        "quick", "CPU-sized (about 35 min on 2 cores): the 28-px AlexNet on a 1,600-image stratified subset, "
-        "1,000 test images, 3 epochs, batch 32, SGD lr 0.01 with momentum 0.9 (so that 150 steps learn "
-        "something); input224 on 800 training and 500 test images",
-        {"input_size": 28, "train_size": 1600, "test_size": 1000, "epochs": 3, "batch_size": 32, "momentum": 0.9},
-        3, per_claim={"input224": {"train_size": 800, "test_size": 500}}, validation_size=1000,
-        cannot_test={"d2l": "the printed numbers are for 60,000 images at 224 px and 10 epochs; run --scale full"}),
+        "quick", "CPU-sized (about 25 min on 2 cores): the 28-px AlexNet on a 1,000-image stratified subset, "
+        "500 test images, 3 epochs, batch 32, SGD lr 0.01 with momentum 0.9 (so that 96 steps learn "
+        "something); input224 on 400 training and 500 test images; the ladder on its 28-px rungs",
+        {"input_size": 28, "train_size": 1000, "test_size": 500, "epochs": 3, "batch_size": 32, "momentum": 0.9},
+        3, per_claim={"input224": {"train_size": 400, "test_size": 500}}, validation_size=1000, optional=("ladder",),
+        drop_arms={"ladder": ("+ 224 px (the lecture's AlexNet)", "− 224 px")},
+        cannot_test={"d2l": "the printed numbers are for 60,000 images at 224 px and 10 epochs; run --scale full",
+                     "lenet": "the printed numbers are for 60,000 images and 10 epochs; run --scale full"}),
     "smoke": Scale(
         "smoke", "CI-sized: every code path in a few minutes, no meaningful verdicts (100 images, 1 epoch)",
         {"input_size": 28, "train_size": 100, "test_size": 100, "epochs": 1, "batch_size": 32, "momentum": 0.9},
-        2, cannot_test={"d2l": "the printed numbers are for the full scale"}, validation_size=100),
+        2, cannot_test={"d2l": "the printed numbers are for the full scale",
+                        "lenet": "the printed numbers are for the full scale"}, validation_size=100,
+        optional=("ladder",), drop_arms={"ladder": ("+ 224 px (the lecture's AlexNet)", "− 224 px")}),
 }

@@ -46,7 +46,8 @@ def speed_key(config: Config) -> str:
     """The fields that change a step's cost, as a name (``28px-b32-fp32``). Activation, pooling
     type, dropout, augmentation (a few elementwise operations on 28-px images) and the optimiser's
     settings change the numbers, not the time, so arms that differ only in those share one probe."""
-    parts = [f"{config.input_size}px", f"b{config.batch_size}", config.precision]
+    parts = ([] if config.arch == "alexnet" else [config.arch]) + [f"{config.input_size}px", f"b{config.batch_size}",
+                                                                   config.precision]
     parts += ["lrn"] * config.lrn + ["compile"] * config.compile
     parts += [] if config.channels_last else ["nchw"]
     if (config.pool_kernel, config.pool_stride) != (3, 2):

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from statistics import median
 
-from . import verdict
+from . import ladder, verdict
 
 EVIDENCE: dict[str, Callable] = {}
 PLOTS: dict[str, tuple[Callable, str]] = {}  # name -> (function, file name with {claim})
@@ -66,3 +66,18 @@ def compute_cost(runs, arms, stats) -> verdict.Verdict:
         text += (f"; training {speed[arms[0]]:.1f} vs {speed[arms[1]]:.1f} images/s "
                  f"({arms[1]} {s_ratio:.2f}x faster, median over epochs and seeds)")
     return verdict.Verdict("reproduced" if f_ratio > 1 else "contradicted", text)
+
+
+@evidence("attribution")
+def attribution(runs, arms, stats) -> str:
+    """The ladder's attribution of the total gain to each change, both orders, and the lr of each arm."""
+    values: dict[str, dict[int, float]] = {arm: {} for arm in arms}
+    for r in runs:
+        v = r.result.final("test_acc")
+        if not math.isnan(v):
+            values[r.arm][r.seed] = v
+    att = ladder.attribute(values, arms)
+    stats.update({f"gain.{s.change}": s.forward.diff for s in att.steps if s.forward})
+    lrs = {arm: sorted({r.config.lr for r in runs if r.arm == arm}) for arm in arms}
+    return "\n".join(ladder.describe(att, "test_acc") + [
+        "lr of each arm: " + ", ".join(f"{arm} {'/'.join(f'{lr:g}' for lr in lr_set)}" for arm, lr_set in lrs.items())])

@@ -10,8 +10,8 @@ from alexnet.config import Config
 from alexnet.model import build_alexnet, build_lenet, count_params, flops_per_image, shape_trace
 from alexnet.result import TrainResult
 
-from . import stats, verdict
-from .claims import D2L_PRINTED, D2L_TOLERANCE, LECTURE_TRACE, METRICS, STATED_RATIOS, Claim, Scale
+from . import ladder, stats, verdict
+from .claims import LECTURE_TRACE, METRICS, STATED_RATIOS, Claim, Scale
 from .evidence import EVIDENCE
 
 
@@ -78,11 +78,15 @@ def judge(claim: Claim, runs: list[ArmRun], scale: Scale, adjusted: dict | None 
     diverged = [f"{r.arm} seed {r.seed}" for r in runs if r.result.status != "finished"]
     if diverged:
         evidence.append(f"diverged (left out of the statistics): {', '.join(diverged)}")
-    if claim.rule in verdict.RULES:
+    if claim.rule in verdict.RULES or claim.rule == "ladder":
         values = per_arm(runs, claim.metric)
         accuracy = [r.result.final("test_acc") for r in runs if r.result.status == "finished"]
-        for a, b in claim.comparisons():
-            v = verdict.compare(claim.rule, values[a], values[b], claim.min_effect,
+        rule, pairs = claim.rule, claim.comparisons()
+        if claim.rule == "ladder":  # judged: the top rung (the lecture's AlexNet) beats the bottom one (LeNet)
+            rungs, _ = ladder.roles(arms)
+            rule, pairs = "better", [(rungs[-1], rungs[0])]
+        for a, b in pairs:
+            v = verdict.compare(rule, values[a], values[b], claim.min_effect,
                                 higher_is_better=METRICS[claim.metric], names=(a, b), metric=claim.metric,
                                 images=runs[0].result.eval_examples if runs else None,
                                 accuracy=sum(accuracy) / len(accuracy) if accuracy else None,
@@ -97,8 +101,9 @@ def judge(claim: Claim, runs: list[ArmRun], scale: Scale, adjusted: dict | None 
             if d is not None:
                 evidence.append("context: " + verdict.describe(d, xa, xb, (arms[0], arms[1]), name, METRICS[name]))
     elif claim.rule == "matches":
-        v = verdict.matches({m: list(per_arm(runs, m)[arms[0]].values()) for m in D2L_PRINTED}, D2L_PRINTED,
-                            D2L_TOLERANCE)
+        v = verdict.matches({m: list(per_arm(runs, m)[arms[0]].values()) for m in claim.printed},
+                            {m: value for m, (value, _) in claim.printed.items()},
+                            {m: tolerance for m, (_, tolerance) in claim.printed.items()})
         found_stats = v.stats
         parts.append(v)
         evidence.append(v.evidence)
@@ -113,7 +118,7 @@ def judge(claim: Claim, runs: list[ArmRun], scale: Scale, adjusted: dict | None 
         if isinstance(found, verdict.Verdict):
             parts.append(found)
             found = found.evidence
-        evidence.append(found)
+        evidence += found.split("\n")
     word = verdict.combine(parts)
     if claim.id in scale.cannot_test:
         word = "inconclusive"

@@ -10,19 +10,23 @@ import torch
 
 from alexnet.config import Config
 from alexnet.env import check_runtime
-from alexnet.model import build_alexnet, flops_per_image
+from alexnet.model import build_model, flops_per_image
 
 from .claims import BY_ID, CLAIMS, Claim, Scale
 
 
 def select_claims(only: list[str] | None, scale: Scale) -> list[Claim]:
-    """The claims named by ``--only``, else the scale's defaults (all but the optional ones it omits)."""
+    """The claims named by ``--only``, else the scale's defaults (all but the optional ones it omits),
+    each without the arms the scale leaves out."""
     if only:
         unknown = [c for c in only if c not in BY_ID]
         if unknown:
             raise ValueError(f"unknown claim {', '.join(map(repr, unknown))}: expected any of {', '.join(BY_ID)}")
-        return [BY_ID[c] for c in only]
-    return [c for c in CLAIMS if not c.optional or c.id in scale.optional]
+        chosen = [BY_ID[c] for c in only]
+    else:
+        chosen = [c for c in CLAIMS if not c.optional or c.id in scale.optional]
+    return [replace(c, arms={a: o for a, o in c.arms.items() if a not in scale.drop_arms.get(c.id, ())})
+            for c in chosen]
 
 
 def default_precision(device: str) -> str:
@@ -51,7 +55,7 @@ def arm_config(claim: Claim, arm: str, scale: Scale, device: str, epochs: int | 
 @functools.lru_cache(maxsize=16)
 def model_flops(config: Config) -> int:
     """Forward FLOPs per image of the model ``config`` builds."""
-    return flops_per_image(build_alexnet(config), config.input_size)
+    return flops_per_image(build_model(config), config.input_size)
 
 
 def plan(claims: list[Claim], scale: Scale, device: torch.device, epochs: int | None = None,

@@ -15,6 +15,7 @@ from scipy import stats as scipy_stats
 
 from alexnet.plots import plt, save
 
+from . import ladder
 from .estimate import duration, images
 from .evidence import PLOTS, plot
 from .judge import ClaimReport, per_arm
@@ -241,6 +242,38 @@ def plot_flops_vs_accuracy(report: ClaimReport, path: Path) -> None:
     ax.set(xlabel="cumulative training FLOPs (log; 3x forward per image)", ylabel="test accuracy",
            title=f"{report.claim.id}: accuracy against training compute")
     ax.legend()
+    save(fig, path)
+
+
+@plot("waterfall", "{claim}_waterfall.png")
+def plot_waterfall(report: ClaimReport, path: Path) -> None:
+    """The ladder: the bottom rung's accuracy, each change's forward gain as a floating bar with its
+    95% interval, the top rung; each change's leave-one-out gain drawn beside it as a hollow bar."""
+    values = per_arm(report.runs, "test_acc")
+    arms = list(report.claim.arms)
+    att = ladder.attribute(values, arms)
+    fig, ax = plt.subplots(figsize=(1.4 * len(att.steps) + 4, 4.5))
+    base = mean(values[att.rungs[0]].values())
+    ax.bar(0, base, color="C7")
+    level, labels = base, [att.rungs[0]]
+    for i, step in enumerate(att.steps, start=1):
+        labels.append(step.change)
+        if step.forward is None:
+            continue
+        low, high = step.forward.interval()
+        gain = step.forward.diff
+        ax.bar(i - 0.18, gain, bottom=level, width=0.36, color="C2" if gain >= 0 else "C3",
+               yerr=[[gain - low], [high - gain]], capsize=3, label="forward" if i == 1 else None)
+        if step.without is not None:
+            ax.bar(i + 0.18, step.without.diff, bottom=level, width=0.36, fill=False, edgecolor="k",
+                   label="leave-one-out" if not any(s.without for s in att.steps[:i - 1]) else None)
+        level += gain
+    ax.bar(len(att.steps) + 1, mean(values[att.rungs[-1]].values()), color="C0")
+    labels.append(att.rungs[-1])
+    ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
+    ax.set(ylabel="final test accuracy", title=f"{report.claim.id}: {att.rungs[0]} → {att.rungs[-1]}, one change at "
+           f"a time ({report.verdict}; 95% CI over paired seeds)")
+    ax.legend(fontsize=8)
     save(fig, path)
 
 

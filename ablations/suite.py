@@ -34,7 +34,7 @@ from alexnet.train import train
 from alexnet.tune import DEFAULT_STORAGE, create_study, load_study, optimize, search_space
 from alexnet.untrusted import env_number
 
-from .claims import Claim, Scale
+from .claims import TUNABLE, Claim, Scale
 from .estimate import duration, images, probe, run_seconds, speed_key
 from .judge import ArmRun, ClaimReport, judge_all, undecided
 from .leasing import finished_run, reserve_run
@@ -144,7 +144,7 @@ class Suite:
         for claim in claims:
             claim_rows = [PlannedRun(claim.id, arm, seed, config, "train")
                           for arm, config in plans[claim.id].items() for seed in self.seeds_of(claim)]
-            if self.options.tune_lr and claim.rule in ("better", "no_gain"):
+            if self.options.tune_lr and claim.rule in TUNABLE:
                 claim_rows += self.tuned_rows(claim, plans[claim.id])
             for row in claim_rows:
                 if row.key in first:
@@ -234,7 +234,7 @@ class Suite:
             self.tracker.set_tags({f"env.{k}": v for k, v in environment(self.device).items()})
             self.log_probe()
             tuned = bool(self.options.tune_lr)  # the fair mode runs comparison claims twice
-            total = sum(len(c.arms) * (1 + (tuned and c.rule in ("better", "no_gain"))) * len(self.seeds_of(c))
+            total = sum(len(c.arms) * (1 + (tuned and c.rule in TUNABLE)) * len(self.seeds_of(c))
                         for c in claims)
             bar = progress_bar(self.options.progress, transient=False, remaining=False)
             progress = Progress(total, sum(r.seconds for r in self.rows), bar)
@@ -304,7 +304,7 @@ class Suite:
         tags = {"kind": "claim", "claim": claim.id, "scale": self.scale.name, "code_version": self.code}
         with self.tracker.open_run(claim.id, tags, parent=suite_id) as claim_id:
             runs, tuned_runs, tuned_lr = self.arm_runs(claim, configs, claim_id, progress), [], {}
-            if self.options.tune_lr and claim.rule in ("better", "no_gain") and time.monotonic() < self.deadline:
+            if self.options.tune_lr and claim.rule in TUNABLE and time.monotonic() < self.deadline:
                 tuned_lr = {arm: self.tuned_lr(config) for arm, config in configs.items()}
                 self.done |= {("tune", replace(c, validation_size=self.scale.validation_size, test_size=None).key())
                               for c in configs.values()}

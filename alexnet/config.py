@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+ARCHS = ("alexnet", "lenet")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 POOLS = ("max", "avg")
 INPUT_SIZES = (224, 28)  # 224: the lecture's 11x11/4 stem; 28: the adapted 3x3/1 stem
@@ -28,6 +29,8 @@ def _opt(default, help, choices=None):
 @dataclass(frozen=True)
 class Config:
     # model
+    arch: str = _opt("alexnet", "network: alexnet, or d2l's LeNet-5 (28 px only; its 2x2 pooling, no pool_kernel, "
+                     "pool_stride or lrn)", ARCHS)
     activation: str = _opt("relu", "hidden-layer activation", ACTIVATIONS)
     dropout: float = _opt(0.5, "dropout probability after each hidden dense layer, in [0, 1)")
     pool: str = _opt("max", "pooling type", POOLS)
@@ -55,7 +58,7 @@ class Config:
     device: str = _opt("auto", "auto picks CUDA when present", DEVICES)
 
     def __post_init__(self) -> None:
-        for name in ("activation", "pool", "input_size", "precision", "device"):
+        for name in ("arch", "activation", "pool", "input_size", "precision", "device"):
             choices = self.__dataclass_fields__[name].metadata["choices"]
             if getattr(self, name) not in choices:
                 _fail(name, getattr(self, name), "one of " + ", ".join(map(str, choices)))
@@ -75,7 +78,20 @@ class Config:
             if n is not None and not (isinstance(n, int) and n >= 10 and n % 10 == 0):
                 _fail(name, n, "a multiple of 10 (equal images per class), at least 10, or None for all")
         self._check_sizes()
-        self.feature_side()  # the pooling windows fit
+        if self.arch == "lenet":
+            self._check_lenet()
+        else:
+            self.feature_side()  # the pooling windows fit
+
+    def _check_lenet(self) -> None:
+        """LeNet-5 takes 28-px images and has its own fixed 2x2 pooling and no LRN."""
+        if self.input_size != 28:
+            _fail("input_size", self.input_size, "28 with arch='lenet' (LeNet-5 takes the native 28-px images)")
+        if self.lrn:
+            _fail("lrn", self.lrn, "False with arch='lenet' (local response normalisation is AlexNet's)")
+        if (self.pool_kernel, self.pool_stride) != (3, 2):
+            _fail("pool_kernel", self.pool_kernel, "the default (3, stride 2) with arch='lenet': LeNet-5 pools 2x2, "
+                  "stride 2, whatever these say")
 
     def _check_sizes(self) -> None:
         """Subsets that exist in Fashion-MNIST, and a batch no larger than the training data."""
@@ -108,6 +124,12 @@ class Config:
         """A short stable hash of every field: equal configs give equal keys."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+# d2l's LeNet lecture: LeNet-5 with sigmoid and average pooling, trained by train_ch6 at lr 0.9,
+# batch 256, 10 epochs; it prints loss 0.469, train acc 0.823, test acc 0.779.
+LENET = {"arch": "lenet", "input_size": 28, "activation": "sigmoid", "pool": "avg", "dropout": 0.0, "lr": 0.9,
+         "batch_size": 256}
 
 
 def _fail(name: str, value, allowed: str) -> None:

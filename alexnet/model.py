@@ -1,4 +1,4 @@
-"""The lecture's AlexNet (and d2l's LeNet), built from a Config, with a shape trace.
+"""The lecture's AlexNet and d2l's LeNet, built from a Config (``build_model``), with a shape trace.
 
 Stems:
 - input 224 (the lecture): Conv 11x11 stride 4 pad 1 -> 96 x 54 x 54, then pooling.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import Config
+from .config import LENET, Config
 
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
@@ -53,18 +53,28 @@ def build_alexnet(config: Config = Config()) -> nn.Sequential:
     )
 
 
-def build_lenet() -> nn.Sequential:
-    """d2l's LeNet-5 (sigmoid, average pooling) for 1 x 28 x 28 input."""
+def build_lenet(config: Config = Config(**LENET)) -> nn.Sequential:
+    """d2l's LeNet-5 for 1 x 28 x 28 input: sigmoid and 2x2 average pooling by default (the LeNet
+    lecture's); ``config`` may swap the activation and the pooling type and add dropout after
+    each hidden dense layer (the steps of the ladder claim from LeNet to AlexNet)."""
+    act = _ACTIVATIONS[config.activation]
+    pool = nn.MaxPool2d if config.pool == "max" else nn.AvgPool2d
+    drop = [nn.Dropout(p=config.dropout)] if config.dropout else []
     return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(),
-        nn.AvgPool2d(kernel_size=2, stride=2),
-        nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(),
-        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(1, 6, kernel_size=5, padding=2), act(),
+        pool(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), act(),
+        pool(kernel_size=2, stride=2),
         nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(),
-        nn.Linear(120, 84), nn.Sigmoid(),
+        nn.Linear(16 * 5 * 5, 120), act(), *drop,
+        nn.Linear(120, 84), act(), *drop,
         nn.Linear(84, 10),
     )
+
+
+def build_model(config: Config) -> nn.Sequential:
+    """The network ``config.arch`` names."""
+    return build_lenet(config) if config.arch == "lenet" else build_alexnet(config)
 
 
 def init_weights(model: nn.Module) -> None:

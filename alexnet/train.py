@@ -26,7 +26,7 @@ from . import checkpoint as ckpt
 from .config import Config
 from .data import DeviceLoader, FashionMNIST, load_fashion_mnist, split_validation, stratified_subset
 from .env import check_runtime, environment
-from .model import build_alexnet, count_params, flops_per_image, init_weights
+from .model import build_model, count_params, flops_per_image, init_weights
 from .progress import EpochBars
 from .result import TrainResult
 
@@ -105,7 +105,7 @@ def build(config: Config, device: torch.device, seed: int, rank: int = 0, world:
     """The initialised network; the model that trains it (wrapped in DistributedDataParallel
     across ranks, compiled when asked); SGD — as the ``Step`` every training step takes."""
     torch.manual_seed(seed)  # weights (the same on every rank), then dropout masks
-    net = build_alexnet(config)
+    net = build_model(config)
     init_weights(net)
     net.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,

@@ -95,3 +95,26 @@ def test_invalid_config_names_value_and_allowed(field, value):
 def test_config_key_is_stable_and_distinguishes_configs():
     assert Config().key() == Config().key()
     assert Config(lr=0.02).key() != Config().key()
+
+
+def test_lenet_from_a_config_swaps_activation_pooling_and_dropout():
+    from alexnet.config import LENET
+    from alexnet.model import build_model
+
+    lecture = build_model(Config(**LENET))
+    assert [type(m).__name__ for m in lecture] == [type(m).__name__ for m in build_lenet()]
+    assert count_params(lecture) == 61_706
+    rung = build_model(Config(arch="lenet", input_size=28, activation="relu", pool="max", dropout=0.5))
+    names = [type(m).__name__ for m in rung]
+    assert names.count("ReLU") == 4 and names.count("MaxPool2d") == 2 and names.count("Dropout") == 2
+    assert "Sigmoid" not in names and "AvgPool2d" not in names and count_params(rung) == 61_706
+    assert rung(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_lenet_configs_that_cannot_be_built_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"invalid input_size=224: expected 28 with arch='lenet'"):
+        Config(arch="lenet")
+    with pytest.raises(ValueError, match=r"invalid lrn=True: expected False with arch='lenet'"):
+        Config(arch="lenet", input_size=28, lrn=True)
+    with pytest.raises(ValueError, match=r"invalid arch='vgg': expected one of alexnet, lenet"):
+        Config(arch="vgg")

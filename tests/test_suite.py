@@ -3,9 +3,10 @@ import csv
 import mlflow
 from conftest import run_suite
 
-from ablations.claims import BY_ID, CLAIMS, SCALES
+from ablations.claims import BY_ID, SCALES
+from ablations.plan import select_claims
 
-DEFAULT_SMOKE = [c for c in CLAIMS if not c.optional]
+DEFAULT_SMOKE = select_claims(None, SCALES["smoke"])  # with the arms the smoke scale runs
 
 
 def _runs(workdir, filter_string=""):
@@ -23,11 +24,14 @@ def test_smoke_suite_writes_reports_with_computed_verdicts(smoke_suite):
         assert f"| {claim.id} |" in md
     assert "all 21 layers match the printout" in md
     rows = list(csv.DictReader((folder / "claims.csv").open()))
-    trained = {c.id for c in DEFAULT_SMOKE if c.arms}
     seen = {(r["claim"], r["arm"], r["seed"]) for r in rows}
-    assert seen == {(c, a, str(s)) for c in trained for a in BY_ID[c].arms for s in range(SCALES["smoke"].seeds)}
+    assert seen == {(c.id, a, str(s)) for c in DEFAULT_SMOKE for a in c.arms for s in range(SCALES["smoke"].seeds)}
+    # the ladder runs at the smoke scale on its 28-px rungs only
+    assert {r["arm"] for r in rows if r["claim"] == "ladder"} == set(BY_ID["ladder"].arms) - set(
+        SCALES["smoke"].drop_arms["ladder"]) and len(BY_ID["ladder"].arms) == 11
     assert {r["metric"] for r in rows} >= {"test_acc", "train_acc", "train_loss", "gap", "flops_per_image"}
-    for png in ("final_accuracy.png", "input224_flops_vs_accuracy.png", "relu_grad_norms.png", "curves_relu.png"):
+    for png in ("final_accuracy.png", "input224_flops_vs_accuracy.png", "relu_grad_norms.png", "curves_relu.png",
+                "ladder_waterfall.png"):
         assert (folder / png).stat().st_size > 10_000
     assert "verdicts, smoke scale" in out.stdout
 

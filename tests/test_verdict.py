@@ -1,3 +1,4 @@
+import re
 from statistics import stdev
 
 import numpy as np
@@ -178,3 +179,40 @@ def _null_suites(alpha_at_each_look: float | None, sims: int) -> float:
 def test_seeds_auto_keeps_the_false_positive_rate_of_null_suites_at_most_alpha():
     assert _null_suites(None, 1000) <= 0.05  # each look at 0.05 / 4, Holm over the three claims
     assert _null_suites(0.05, 300) > 0.07  # peeking at 0.05 every time: what the spending prevents
+
+
+LADDER = ["LeNet", "+ ReLU", "+ max pooling", "+ depth and width", "+ dropout",
+          "− ReLU", "− max pooling", "− depth and width", "− dropout"]
+
+
+def _ladder_values(effects: dict[str, float], interaction: float = 0.0, seeds: int = 5) -> dict:
+    """Accuracy = 0.3 + the effects of the changes present (+ interaction when ReLU and depth
+    and width are both present) + a per-seed offset shared by every arm + a little noise."""
+    rng = np.random.default_rng(3)
+    offset, changes = rng.normal(0, 0.02, seeds), list(effects)
+    present = {"LeNet": set()} | {f"+ {c}": set(changes[:i + 1]) for i, c in enumerate(changes)} \
+        | {f"− {c}": set(changes) - {c} for c in changes}
+    return {arm: {s: 0.3 + sum(effects[c] for c in on) + interaction * ({"ReLU", "depth and width"} <= on)
+                  + offset[s] + rng.normal(0, 0.001) for s in range(seeds)} for arm, on in present.items()}
+
+
+def test_ladder_attribution_recovers_additive_effects_and_flags_an_interaction():
+    from ablations.ladder import attribute, describe
+
+    effects = {"ReLU": 0.25, "max pooling": 0.03, "depth and width": 0.10, "dropout": 0.01}
+    att = attribute(_ladder_values(effects), LADDER)
+    assert att.rungs == LADDER[:5] and att.total.diff == pytest.approx(sum(effects.values()), abs=0.003)
+    for step in att.steps:  # additive: both orders give each change its own effect, within the noise
+        assert step.forward.diff == pytest.approx(effects[step.change], abs=0.003)
+        assert step.without.diff == pytest.approx(effects[step.change], abs=0.003)
+    assert sum(s.forward.diff for s in att.steps) == pytest.approx(att.total.diff)  # forward gains add up exactly
+    assert describe(att, "test_acc")[-1].endswith("none detected")
+    # ReLU and depth together add 0.08 more: forward credits it to depth (added last), leave-one-out to both
+    att = attribute(_ladder_values(effects, interaction=0.08), LADDER)
+    by = {s.change: s for s in att.steps}
+    assert by["ReLU"].forward.diff == pytest.approx(0.25, abs=0.003) and by["ReLU"].without.diff == pytest.approx(
+        0.33, abs=0.003)
+    assert by["depth and width"].forward.diff == pytest.approx(0.18, abs=0.003)
+    line = describe(att, "test_acc")[-1]
+    assert re.search(r"ReLU forward \+0\.2[45]\d* vs leave-one-out \+0\.33", line)
+    assert all(f"{c} forward" not in line for c in ("max pooling", "depth and width", "dropout"))

@@ -1,0 +1,96 @@
+"""The ladder claim: from LeNet to AlexNet one change at a time, and AlexNet minus each change.
+
+Arms are named by role: the first arm is the bottom rung (LeNet); each "+ CHANGE" arm (a note
+in parentheses may follow) adds one change to the rung before it, the last rung being the
+lecture's AlexNet; each "− CHANGE" arm is that AlexNet without one change (leave-one-out).
+Every arm runs the same seeds, so each change's gain is a paired per-seed difference: forward
+(the rung minus the rung below it; the forward gains add up exactly to the total, AlexNet minus
+LeNet) and leave-one-out (AlexNet minus AlexNet without it). Where the two orders give a change
+different gains (the 95% interval of their per-seed difference excludes 0) the change interacts
+with the others."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .stats import Difference, paired
+
+RUNG, REMOVED = "+ ", "− "
+
+
+def roles(arms: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(rungs from the bottom up, change -> its leave-one-out arm)."""
+    rungs = [arms[0]] + [a for a in arms[1:] if a.startswith(RUNG)]
+    return rungs, {a[len(REMOVED):]: a for a in arms if a.startswith(REMOVED)}
+
+
+def _aligned(a: dict[int, float], b: dict[int, float]) -> tuple[list[float], list[float]]:
+    seeds = sorted(set(a) & set(b))
+    return [a[s] for s in seeds], [b[s] for s in seeds]
+
+
+def _gain(a: dict[int, float], b: dict[int, float]) -> tuple[dict[int, float], Difference | None]:
+    """Per-seed a - b on the seeds both finished, and its paired estimate (None below 2 pairs)."""
+    diffs = {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
+    xa, xb = _aligned(a, b)
+    return diffs, paired(xa, xb) if len(diffs) >= 2 else None
+
+
+@dataclass
+class Step:
+    change: str
+    forward: Difference | None  # the rung minus the rung below it
+    without: Difference | None  # AlexNet minus AlexNet without the change (None: no such arm)
+    interaction: Difference | None  # forward minus leave-one-out, per seed
+
+
+@dataclass
+class Attribution:
+    rungs: list[str]
+    total: Difference | None  # top rung minus bottom rung
+    steps: list[Step]
+
+
+def attribute(values: dict[str, dict[int, float]], arms: list[str]) -> Attribution:
+    """Each change's gain in ``values`` (arm -> seed -> metric), both orders, with intervals."""
+    rungs, removed = roles(arms)
+    top = rungs[-1]
+    steps = []
+    for below, rung in zip(rungs, rungs[1:]):
+        change = rung[len(RUNG):].split(" (")[0]
+        forward_diffs, forward = _gain(values[rung], values[below])
+        without, interaction = None, None
+        if change in removed:
+            loo_diffs, without = _gain(values[top], values[removed[change]])
+            _, interaction = _gain(forward_diffs, loo_diffs)
+        steps.append(Step(change, forward, without, interaction))
+    return Attribution(rungs, _gain(values[top], values[rungs[0]])[1], steps)
+
+
+def _fmt(d: Difference | None) -> str:
+    if d is None:
+        return "n/a (fewer than 2 paired seeds)"
+    low, high = d.interval()
+    return f"{d.diff:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
+def describe(att: Attribution, metric: str) -> list[str]:
+    """The report's lines: forward attribution with shares, leave-one-out, interactions."""
+    total = att.total.diff if att.total else 0.0
+
+    def share(d: Difference | None) -> str:
+        return f" ({d.diff / total:.0%} of the total)" if d and total else ""
+
+    lines = [f"attribution of {metric} (95% CI, paired by seed), {att.rungs[0]} → {att.rungs[-1]}: total "
+             f"{_fmt(att.total)}; " + "; ".join(f"{s.change} {_fmt(s.forward)}{share(s.forward)}" for s in att.steps)]
+    loo = [s for s in att.steps if s.without is not None]
+    if loo:
+        lines.append(f"leave-one-out ({att.rungs[-1]} minus it without the change): "
+                     + "; ".join(f"{s.change} {_fmt(s.without)}" for s in loo))
+        found = [s for s in loo if s.interaction is not None and not (s.interaction.interval()[0] <= 0
+                                                                     <= s.interaction.interval()[1])]
+        lines.append("interactions (the two orders disagree: forward − leave-one-out excludes 0): "
+                     + ("; ".join(f"{s.change} forward {s.forward.diff:+.4f} vs leave-one-out {s.without.diff:+.4f} "
+                                  f"(difference {_fmt(s.interaction)})" for s in found)
+                        if found else "none detected"))
+    return lines
