@@ -37,6 +37,17 @@ def plot(name: str, filename: str):
     return register
 
 
+def per_arm(runs: list, name: str) -> dict[str, dict[int, float]]:
+    """Each arm's final ``name`` by seed, finished seeds only (diverged runs left out)."""
+    values: dict[str, dict[int, float]] = {}
+    for r in runs:
+        values.setdefault(r.arm, {})
+        v = r.result.final(name)
+        if not math.isnan(v):
+            values[r.arm][r.seed] = v
+    return values
+
+
 @evidence("grad_norms")
 def grad_norm_ratio(runs, arms, stats) -> str:
     """Mean first-epoch gradient norm of the first conv layer over that of the last dense layer."""
@@ -71,12 +82,7 @@ def compute_cost(runs, arms, stats) -> verdict.Verdict:
 @evidence("attribution")
 def attribution(runs, arms, stats) -> str:
     """The ladder's attribution of the total gain to each change, both orders, and the lr of each arm."""
-    values: dict[str, dict[int, float]] = {arm: {} for arm in arms}
-    for r in runs:
-        v = r.result.final("test_acc")
-        if not math.isnan(v):
-            values[r.arm][r.seed] = v
-    att = ladder.attribute(values, arms)
+    att = ladder.attribute(per_arm(runs, "test_acc"), arms)
     stats.update({f"gain.{s.change}": s.forward.diff for s in att.steps if s.forward})
     lrs = {arm: sorted({r.config.lr for r in runs if r.arm == arm}) for arm in arms}
     return "\n".join(ladder.describe(att, "test_acc") + [

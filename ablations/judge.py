@@ -3,7 +3,6 @@ the claim declares. Reads results only: no store, no leasing."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from alexnet.config import Config
@@ -12,7 +11,7 @@ from alexnet.result import TrainResult
 
 from . import ladder, stats, verdict
 from .claims import LECTURE_TRACE, METRICS, STATED_RATIOS, Claim, Scale
-from .evidence import EVIDENCE
+from .evidence import EVIDENCE, per_arm
 
 
 @dataclass
@@ -40,17 +39,6 @@ class ClaimReport:
     tuned: ClaimReport | None = None  # the same claim with every arm at its own tuned lr
     tuned_lr: dict[str, float] = field(default_factory=dict)
     comparisons: dict[tuple[str, str], verdict.Verdict] = field(default_factory=dict)  # (arm a, arm b) -> verdict
-
-
-def per_arm(runs: list[ArmRun], name: str) -> dict[str, dict[int, float]]:
-    """Each arm's final ``name`` by seed, finished seeds only (diverged runs left out)."""
-    values: dict[str, dict[int, float]] = {}
-    for r in runs:
-        values.setdefault(r.arm, {})
-        v = r.result.final(name)
-        if not math.isnan(v):
-            values[r.arm][r.seed] = v
-    return values
 
 
 def judge_all(items: list[tuple[Claim, list[ArmRun]]], scale: Scale, alpha: float = verdict.ALPHA) -> list[ClaimReport]:

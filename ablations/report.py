@@ -17,8 +17,8 @@ from alexnet.plots import plt, save
 
 from . import ladder
 from .estimate import duration, images
-from .evidence import PLOTS, plot
-from .judge import ClaimReport, per_arm
+from .evidence import PLOTS, per_arm, plot
+from .judge import ClaimReport
 from .plan import PlannedRun
 from .stats import ALPHA
 
