@@ -68,7 +68,8 @@ def parse(argv):
                         "validation split of the training set, then also run its seeds at that lr; verdicts are "
                         "reported at the lecture's lr and at the tuned ones (default 0: off)")
     p.add_argument("--storage", default=os.environ.get(STORAGE_ENV, DEFAULT_STORAGE),
-                   help=f"Optuna storage URL for --tune-lr studies (default: ${STORAGE_ENV}, else {DEFAULT_STORAGE}); "
+                   help=f"Optuna storage URL of the lr studies (--tune-lr; the ladder's sigmoid rungs) "
+                        f"(default: ${STORAGE_ENV}, else {DEFAULT_STORAGE}); "
                         "keep passwords off the command line: PGPASSWORD or ~/.pgpass for PostgreSQL")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: only when stderr is a terminal)")
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             budget_s=None if args.budget_min is None else args.budget_min * 60,
             precision=None if args.precision == "auto" else args.precision))
         plans = suite.plan(claims)  # every arm's config checked before any work
-        if args.tune_lr:
+        if args.tune_lr or any(c.tuned_arms for c in claims):
             storage(args.storage).remove_session()  # the Optuna database opens now, not after the first claims
         rows = suite.schedule(claims, plans)
     except (ValueError, DataError, TrackingError) as exc:

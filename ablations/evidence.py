@@ -85,5 +85,9 @@ def attribution(runs, arms, stats) -> str:
     att = ladder.attribute(per_arm(runs, "test_acc"), arms)
     stats.update({f"gain.{s.change}": s.forward.diff for s in att.steps if s.forward})
     lrs = {arm: sorted({r.config.lr for r in runs if r.arm == arm}) for arm in arms}
+    tuned = {arm for r in runs if r.claim for arm in r.claim.tuned_arms}
     return "\n".join(ladder.describe(att, "test_acc") + [
-        "lr of each arm: " + ", ".join(f"{arm} {'/'.join(f'{lr:g}' for lr in lr_set)}" for arm, lr_set in lrs.items())])
+        "lr of each arm (tuned: the best of its own Optuna study on a validation split of the training set; "
+        "the scale's lr cannot train a sigmoid net): " + ", ".join(
+            f"{arm} {'/'.join(f'{lr:.3g}' for lr in lr_set)}{' (tuned)' if arm in tuned else ''}"
+            for arm, lr_set in lrs.items())])

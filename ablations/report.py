@@ -31,7 +31,7 @@ def _mean_sd(xs):
     return (mean(xs), stdev(xs) if len(xs) > 1 else 0.0) if xs else (math.nan, math.nan)
 
 
-def _name(arm: str) -> str:
+def key_name(arm: str) -> str:
     """An arm's name as MLflow allows it in a metric key ('p=0.5' -> 'p_0.5')."""
     return re.sub(r"[^\w\-. /:]", "_", arm)
 
@@ -55,11 +55,11 @@ def claim_metrics(report: ClaimReport) -> dict[str, float]:
             xs = list(by_seed.values())
             if xs:
                 low, high = _interval(xs)
-                metrics |= {f"{name}.{_name(arm)}.mean": mean(xs), f"{name}.{_name(arm)}.std": stdev(xs) if len(xs) > 1
-                            else 0.0, f"{name}.{_name(arm)}.n": len(xs), f"{name}.{_name(arm)}.ci_low": low,
-                            f"{name}.{_name(arm)}.ci_high": high}
+                k = f"{name}.{key_name(arm)}"
+                metrics |= {f"{k}.mean": mean(xs), f"{k}.std": stdev(xs) if len(xs) > 1 else 0.0, f"{k}.n": len(xs),
+                            f"{k}.ci_low": low, f"{k}.ci_high": high}
     for a, b in report.claim.versus:  # the first comparison's are the unprefixed ones
-        metrics |= {f"{_name(a)} vs {_name(b)}.{k}": x for k, x in report.comparisons[(a, b)].stats.items()}
+        metrics |= {f"{key_name(a)} vs {key_name(b)}.{k}": x for k, x in report.comparisons[(a, b)].stats.items()}
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 

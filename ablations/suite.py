@@ -39,7 +39,7 @@ from .estimate import duration, images, probe, run_seconds, speed_key
 from .judge import ArmRun, ClaimReport, judge_all, undecided
 from .leasing import finished_run, reserve_run
 from .plan import PlannedRun, plan
-from .report import claim_metrics, summary_markdown
+from .report import claim_metrics, key_name, summary_markdown
 from .stats import ALPHA, alpha_per_look, looks
 
 POLL_S = 5.0  # default seconds between looks at runs other workers hold ($ALEXNET_POLL_S)
@@ -142,8 +142,9 @@ class Suite:
         shared with an earlier claim. Reads the store and the checkpoints; trains nothing."""
         rows, first = [], {}
         for claim in claims:
-            claim_rows = [PlannedRun(claim.id, arm, seed, config, "train")
-                          for arm, config in plans[claim.id].items() for seed in self.seeds_of(claim)]
+            claim_rows = [PlannedRun(claim.id, arm, seed, config, "train") for arm, config in plans[claim.id].items()
+                          if arm not in claim.tuned_arms for seed in self.seeds_of(claim)]
+            claim_rows += self.tuned_rows(claim, {a: c for a, c in plans[claim.id].items() if a in claim.tuned_arms})
             if self.options.tune_lr and claim.rule in TUNABLE:
                 claim_rows += self.tuned_rows(claim, plans[claim.id])
             for row in claim_rows:
@@ -176,8 +177,7 @@ class Suite:
         for arm, config in configs.items():
             missing, lr = self.study_state(config)
             if missing:
-                trial = replace(config, validation_size=self.scale.validation_size, test_size=None)
-                rows.append(PlannedRun(claim.id, f"{arm} (tuning lr)", -1, trial, "tune", trials=missing))
+                rows.append(PlannedRun(claim.id, f"{arm} (tuning lr)", -1, self.trial(config), "tune", trials=missing))
             rows += [PlannedRun(claim.id, f"{arm} (tuned lr)", seed, config if lr is None else replace(config, lr=lr),
                                 "train", tuned=lr is None) for seed in seeds]
         return rows
@@ -303,15 +303,16 @@ class Suite:
         at that lr); runs other workers hold are left pending. (runs, tuned runs, tuned lrs, run id)"""
         tags = {"kind": "claim", "claim": claim.id, "scale": self.scale.name, "code_version": self.code}
         with self.tracker.open_run(claim.id, tags, parent=suite_id) as claim_id:
-            runs, tuned_runs, tuned_lr = self.arm_runs(claim, configs, claim_id, progress), [], {}
-            if self.options.tune_lr and claim.rule in TUNABLE and time.monotonic() < self.deadline:
-                tuned_lr = {arm: self.tuned_lr(config) for arm, config in configs.items()}
-                self.done |= {("tune", replace(c, validation_size=self.scale.validation_size, test_size=None).key())
-                              for c in configs.values()}
-                tuned = {arm: replace(config, lr=tuned_lr[arm]) for arm, config in configs.items()}
-                tuned_runs = self.arm_runs(claim, tuned, claim_id, progress)
-                self.done |= {("tuned", configs[r.arm].key(), r.seed) for r in tuned_runs if r.result is not None}
-                self.tracker.log_params({f"tuned_lr.{arm}": lr for arm, lr in tuned_lr.items()})
+            fair = self.options.tune_lr and claim.rule in TUNABLE and time.monotonic() < self.deadline
+            tuned_lr = {arm: self.tuned_lr(c) for arm, c in configs.items() if fair or arm in claim.tuned_arms}
+            self.done |= {("tune", self.trial(configs[arm]).key()) for arm in tuned_lr}
+            at_tuned = {arm: replace(c, lr=tuned_lr[arm]) for arm, c in configs.items() if arm in tuned_lr}
+            runs = self.arm_runs(claim, {arm: at_tuned[arm] if arm in claim.tuned_arms else c
+                                         for arm, c in configs.items()}, claim_id, progress)
+            tuned_runs = self.arm_runs(claim, at_tuned, claim_id, progress) if fair else []
+            self.done |= {("tuned", configs[r.arm].key(), r.seed) for r in runs + tuned_runs
+                          if r.result is not None and (fair or r.arm in claim.tuned_arms)}
+            self.tracker.log_params({f"tuned_lr.{key_name(arm)}": lr for arm, lr in tuned_lr.items()})
             self.tracker.log_params({"rule": claim.rule, "metric": claim.metric, "min_effect": claim.min_effect,
                                      "arms": "; ".join(f"{a}: {o or 'lecture'}" for a, o in claim.arms.items())})
         return runs, tuned_runs, tuned_lr, claim_id
@@ -362,12 +363,21 @@ class Suite:
             self.tracker.log_text(summary_markdown(reports), "summary.md")
         return reports
 
+    @property
+    def trials(self) -> int:
+        """Trials of an arm's lr study: --tune-lr N, else the scale's for a claim's tuned_arms."""
+        return self.options.tune_lr or self.scale.tune_trials
+
+    def trial(self, config: Config) -> Config:
+        """An lr study's trial config: the arm's, scored on a validation split of the training set."""
+        return replace(config, validation_size=self.scale.validation_size, test_size=None)
+
     def tuned_lr(self, config: Config) -> float:
         """The best lr of a small Optuna study on a validation split carved from the training
         set (never the test set). One study per arm config and code version, so a re-run adds
         only the trials still missing, and arms shared between claims are tuned once."""
         name = f"lr-{config.key()}-{self.code}"
-        base = replace(config, validation_size=self.scale.validation_size, test_size=None)
+        base = self.trial(config)
         sampler_seed = int(config.key()[:8], 16)  # per arm: arms must not all draw the same lrs
         study = None
         for _ in range(2):  # a worker that finds the study missing creates it; a rival may do so first
@@ -379,7 +389,7 @@ class Suite:
                     create_study(self.options.storage, name, self.tracker, base=base, space=search_space(["lr"]),
                                  tags={"arm_config": config.key()})
         study = study or load_study(self.options.storage, name, seed=sampler_seed)
-        missing = self.options.tune_lr - sum(t.state.is_finished() for t in study.trials)
+        missing = self.trials - sum(t.state.is_finished() for t in study.trials)
         if missing > 0:
             optimize(study, self.tracker, self.data, trials=missing, timeout=None, seed=0)
         complete = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -394,8 +404,8 @@ class Suite:
         try:
             study = load_study(self.options.storage, f"lr-{config.key()}-{self.code}", seed=0)
         except ValueError:  # no study yet
-            return self.options.tune_lr, None
-        missing = max(0, self.options.tune_lr - sum(t.state.is_finished() for t in study.trials))
+            return self.trials, None
+        missing = max(0, self.trials - sum(t.state.is_finished() for t in study.trials))
         complete = [t for t in study.trials if t.state.name == "COMPLETE"]
         return missing, None if missing else study.best_params["lr"] if complete else config.lr
 

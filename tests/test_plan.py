@@ -26,7 +26,7 @@ def test_estimate_lands_within_a_factor_of_2_of_the_actual_time(smoke_suite):
     workdir, out = smoke_suite
     (suite,) = _runs(workdir, "tags.kind = 'suite'")
     m = suite.data.metrics
-    assert m["trained_runs"] == 22 and m["estimate_s"] > 0
+    assert m["trained_runs"] == 24 and m["estimate_s"] > 0
     assert 0.5 <= m["actual_s"] / m["estimate_s"] <= 2, m
     assert 0 < m["probe_s"] <= 30
     assert m["probe.28px-b32-fp32.train_images_per_s"] > 0 and m["probe.224px-b32-fp32.eval_images_per_s"] > 0
@@ -41,7 +41,7 @@ def test_plan_of_a_finished_store_trains_nothing(smoke_suite):
     before = len(_runs(workdir, ""))
     out = run_suite(workdir, "--scale", "smoke", "--plan")
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "0 runs to train (0 of them resumed from a checkpoint), 22 reused from the store" in out.stdout
+    assert "0 runs to train (0 of them resumed from a checkpoint), 24 reused from the store" in out.stdout
     assert "probing" not in out.stderr and len(_runs(workdir, "")) == before
 
 

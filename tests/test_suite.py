@@ -5,6 +5,7 @@ from conftest import run_suite
 
 from ablations.claims import BY_ID, SCALES
 from ablations.plan import select_claims
+from ablations.report import key_name
 
 DEFAULT_SMOKE = select_claims(None, SCALES["smoke"])  # with the arms the smoke scale runs
 
@@ -56,6 +57,23 @@ def test_store_holds_nested_runs_with_params_metrics_and_verdicts(smoke_suite):
     assert {"env.torch", "env.device", "env.git_commit", "claim", "arm", "scale", "code_version"} <= set(arm.data.tags)
     history = mlflow.MlflowClient().get_metric_history(arm.info.run_id, "test_acc")
     assert [m.step for m in history] == [1]  # step = epoch
+
+
+def test_ladder_runs_its_sigmoid_rungs_at_the_lr_of_their_own_validation_study(smoke_suite):
+    workdir, _ = smoke_suite
+    ladder = BY_ID["ladder"]
+    claim = _runs(workdir, "tags.kind = 'claim' and tags.claim = 'ladder'")[0]
+    tuned = {arm: float(claim.data.params[f"tuned_lr.{key_name(arm)}"]) for arm in ladder.tuned_arms}
+    assert set(tuned) == {"LeNet", "− ReLU"} and 0.01 not in tuned.values()
+    rows = list(csv.DictReader((workdir / "results" / "smoke" / "cpu" / "claims.csv").open()))
+    lrs = {r["arm"]: float(r["lr"]) for r in rows if r["claim"] == "ladder"}
+    assert {arm: lrs[arm] for arm in tuned} == tuned  # the rungs ran at their study's best lr
+    assert {lr for arm, lr in lrs.items() if arm not in tuned} == {0.01}  # the others at the scale's
+    trials = _runs(workdir, "tags.kind = 'trial'")
+    assert len(trials) == len(tuned) * SCALES["smoke"].tune_trials
+    assert {t.data.params["validation_size"] for t in trials} == {str(SCALES["smoke"].validation_size)}
+    md = (workdir / "results" / "smoke" / "cpu" / "claims.md").read_text()
+    assert f"LeNet {tuned['LeNet']:.3g} (tuned)" in md and "+ ReLU 0.01," in md
 
 
 def test_rerunning_a_finished_suite_trains_nothing(smoke_suite):
