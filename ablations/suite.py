@@ -305,7 +305,9 @@ class Suite:
         with self.tracker.open_run(claim.id, tags, parent=suite_id) as claim_id:
             fair = self.options.tune_lr and claim.rule in TUNABLE and time.monotonic() < self.deadline
             tuned_lr = {arm: self.tuned_lr(c) for arm, c in configs.items() if fair or arm in claim.tuned_arms}
-            self.done |= {("tune", self.trial(configs[arm]).key()) for arm in tuned_lr}
+            tuned_keys = {("tune", self.trial(configs[arm]).key()) for arm in tuned_lr} - self.done
+            progress.left_s -= sum(self.seconds(k) for k in tuned_keys)  # the time left: the studies are done
+            self.done |= tuned_keys
             at_tuned = {arm: replace(c, lr=tuned_lr[arm]) for arm, c in configs.items() if arm in tuned_lr}
             runs = self.arm_runs(claim, {arm: at_tuned[arm] if arm in claim.tuned_arms else c
                                          for arm, c in configs.items()}, claim_id, progress)
@@ -375,7 +377,10 @@ class Suite:
     def tuned_lr(self, config: Config) -> float:
         """The best lr of a small Optuna study on a validation split carved from the training
         set (never the test set). One study per arm config and code version, so a re-run adds
-        only the trials still missing, and arms shared between claims are tuned once."""
+        only the trials still missing, and arms shared between claims are tuned once. Its first
+        trials are a grid evenly spaced over the log-scale lr range (a few random draws can all
+        land in one corner), and none is pruned: a sigmoid net sits at chance for the first
+        epochs even at an lr that trains it."""
         name = f"lr-{config.key()}-{self.code}"
         base = self.trial(config)
         sampler_seed = int(config.key()[:8], 16)  # per arm: arms must not all draw the same lrs
@@ -386,8 +391,12 @@ class Suite:
                 break
             except ValueError:  # not created yet
                 with contextlib.suppress(ValueError):  # "already exists": a rival created it in between
-                    create_study(self.options.storage, name, self.tracker, base=base, space=search_space(["lr"]),
-                                 tags={"arm_config": config.key()})
+                    space = search_space(["lr"])
+                    created = create_study(self.options.storage, name, self.tracker, base=base, space=space,
+                                           pruner="none", tags={"arm_config": config.key()})
+                    low, high, _ = space["lr"]
+                    for i in range(self.trials):
+                        created.enqueue_trial({"lr": low * (high / low) ** (i / max(1, self.trials - 1))})
         study = study or load_study(self.options.storage, name, seed=sampler_seed)
         missing = self.trials - sum(t.state.is_finished() for t in study.trials)
         if missing > 0:

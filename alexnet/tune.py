@@ -29,7 +29,8 @@ RANGES = {  # name -> (low, high, log scale); batch_size takes the powers of two
     "dropout": (0.0, 0.8, False),
 }
 PRUNERS = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-           "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1)}
+           "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1),
+           "none": optuna.pruners.NopPruner}
 
 
 class Diverged(RuntimeError):
