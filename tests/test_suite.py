@@ -1,6 +1,7 @@
 import csv
 
 import mlflow
+import pytest
 from conftest import run_suite
 
 from ablations.claims import BY_ID, SCALES
@@ -71,6 +72,9 @@ def test_ladder_runs_its_sigmoid_rungs_at_the_lr_of_their_own_validation_study(s
     assert {lr for arm, lr in lrs.items() if arm not in tuned} == {0.01}  # the others at the scale's
     trials = _runs(workdir, "tags.kind = 'trial'")
     assert len(trials) == len(tuned) * SCALES["smoke"].tune_trials
+    # each study's trials: a grid evenly spaced over the log-scale lr range (2 points at smoke), none pruned
+    assert sorted(float(t.data.params["lr"]) for t in trials) == pytest.approx([0.001, 0.001, 0.3, 0.3])
+    assert {t.data.tags["state"] for t in trials} == {"COMPLETE"}
     assert {t.data.params["validation_size"] for t in trials} == {str(SCALES["smoke"].validation_size)}
     md = (workdir / "results" / "smoke" / "cpu" / "claims.md").read_text()
     assert f"LeNet {tuned['LeNet']:.3g} (tuned)" in md and "+ ReLU 0.01," in md
