@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import datetime
 import math
-import re
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean, stdev
@@ -14,6 +13,7 @@ from rich.table import Table
 from scipy import stats as scipy_stats
 
 from alexnet.plots import plt, save
+from alexnet.tracking import key_name
 
 from . import ladder
 from .estimate import duration, images
@@ -29,11 +29,6 @@ COLOURS = {"reproduced": "green", "contradicted": "red", "inconclusive": "yellow
 def _mean_sd(xs):
     xs = [x for x in xs if not math.isnan(x)]
     return (mean(xs), stdev(xs) if len(xs) > 1 else 0.0) if xs else (math.nan, math.nan)
-
-
-def key_name(arm: str) -> str:
-    """An arm's name as MLflow allows it in a metric key ('p=0.5' -> 'p_0.5')."""
-    return re.sub(r"[^\w\-. /:]", "_", arm)
 
 
 def _interval(xs: list[float]) -> tuple[float, float]:

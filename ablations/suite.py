@@ -29,7 +29,7 @@ from alexnet.config import Config
 from alexnet.data import FashionMNIST
 from alexnet.env import code_version, environment, resolve_device
 from alexnet.progress import progress_bar
-from alexnet.tracking import Tracker
+from alexnet.tracking import Tracker, key_name
 from alexnet.train import train
 from alexnet.tune import DEFAULT_STORAGE, create_study, load_study, optimize, search_space
 from alexnet.untrusted import env_number
@@ -39,7 +39,7 @@ from .estimate import duration, images, probe, run_seconds, speed_key
 from .judge import ArmRun, ClaimReport, judge_all, undecided
 from .leasing import finished_run, reserve_run
 from .plan import PlannedRun, plan
-from .report import claim_metrics, key_name, summary_markdown
+from .report import claim_metrics, summary_markdown
 from .stats import ALPHA, alpha_per_look, looks
 
 POLL_S = 5.0  # default seconds between looks at runs other workers hold ($ALEXNET_POLL_S)

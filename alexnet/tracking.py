@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import socket
 import threading
 import time
@@ -44,6 +45,11 @@ HOST = socket.gethostname()
 
 
 STORE_ERRORS = (MlflowException, OSError)  # a store that went away or a full disk, as MLflow reports them
+
+
+def key_name(name: str) -> str:
+    """A name as MLflow allows it in a param or metric key ('p=0.5' -> 'p_0.5', '− ReLU' -> '_ ReLU')."""
+    return re.sub(r"[^\w\-. /:]", "_", name)
 
 
 def _flat(prefix: str, d: dict) -> dict:

@@ -6,7 +6,7 @@ from conftest import run_suite
 
 from ablations.claims import BY_ID, SCALES
 from ablations.plan import select_claims
-from ablations.report import key_name
+from alexnet.tracking import key_name
 
 DEFAULT_SMOKE = select_claims(None, SCALES["smoke"])  # with the arms the smoke scale runs
 
