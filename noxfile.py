@@ -28,8 +28,16 @@ def python(session: nox.Session) -> str:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit and integration tests on the real Fashion-MNIST (CPU-sized)."""
+    """The fast tier (the README's test command): in-process tests on tiny configs and one SQLite
+    store, on the real Fashion-MNIST; at most 10 min on 2 cores."""
     session.run(python(session), "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """The integration tier: the tests marked slow (suites in subprocesses, the smoke suite, MLflow
+    servers, a browser, PostgreSQL, torchrun, fresh venvs). CI runs it after the fast tier."""
+    session.run(python(session), "-m", "pytest", "-m", "slow", *session.posargs)
 
 
 @nox.session
@@ -83,7 +91,7 @@ def reliability(session: nox.Session) -> None:
     tests = ["tests/test_faults.py", "tests/test_workers.py", "tests/test_data.py", "tests/test_config_properties.py",
              "tests/test_distributed.py", "tests/test_suite.py::test_unknown_claim_is_rejected",
              "tests/test_security.py", "tests/test_secrets.py"]
-    session.run(python(session), "-m", "pytest", *tests, *session.posargs,
+    session.run(python(session), "-m", "pytest", *tests, "-m", "slow or not slow", *session.posargs,
                 env={"ALEXNET_RELIABILITY_OUT": "results/reliability"})
 
 

@@ -10,13 +10,22 @@ Collection is toggled through torch's own callgrind bindings (``torch._C._valgri
 benchmark's dump is read with ``callgrind_annotate`` into torch's ``FunctionCounts``, and the
 per-function counts are kept, so that a regression names the functions that grew.
 
-``python -m bench.counts`` measures and compares with ``perf_counts.json``; ``--update-baseline``
-rewrites the entry of this machine class (torch version + CPU class, see ``machine_key``);
-``--repeats 5 --out F`` records the spread of the counts over separate processes."""
+The gate compares like with like on any CPU: in the same run it counts the code under test and
+the code of the **reference commit** that ``perf_counts.json`` names (checked out with ``git
+worktree``), one valgrind process each, kernels pinned alike, and fails above 1.05x the
+reference's count. A slowdown spread over several commits is still caught; a deliberate one
+moves the reference with ``--update-baseline`` in its own commit. The stored counts, keyed by
+machine class (torch version + CPU class, see ``machine_key``), are the record and the fallback
+when the reference commit is not in the clone (a shallow one).
+
+``python -m bench.counts`` measures and compares; ``--update-baseline`` stores this machine
+class's counts and makes HEAD the reference; ``--repeats 5 --out F`` records the spread of the
+counts over separate processes."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -29,6 +38,7 @@ import time
 from pathlib import Path
 
 BASELINE = Path(__file__).with_name("perf_counts.json")
+REPO = Path(__file__).resolve().parents[1]
 # A benchmark fails above 1.05x its baseline count. Five CI-class runs of the unchanged tree
 # agreed within 0.004% (results/perf/counts_spread.json); the injected slowdown of the training
 # step in bench/test_perf.py reads 1.18x.
@@ -202,14 +212,61 @@ class Counting:
             self.tmp.cleanup()
 
 
-def load_baseline() -> dict:
-    return json.loads(BASELINE.read_text()) if BASELINE.exists() else {}
+def load_baseline(path: Path = BASELINE) -> dict:
+    """{"reference_commit": SHA, "machines": {machine key: stored counts}} (empty when absent)."""
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    return {"reference_commit": stored.get("reference_commit"), "machines": stored.get("machines", {})}
 
 
-def store_baseline(measured: dict) -> None:
-    baseline = load_baseline()
-    baseline[measured["machine"]] = measured["benchmarks"]
-    BASELINE.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n")
+def store_baseline(measured: dict, path: Path = BASELINE) -> str:
+    """This machine class's counts stored, and HEAD made the reference commit; returns HEAD."""
+    baseline = load_baseline(path)
+    head = _git("rev-parse", "HEAD").strip()
+    if _git("status", "--porcelain", "--untracked-files=no", "--", "alexnet", "bench").strip():
+        print(f"warning: alexnet/ or bench/ differ from HEAD {head[:12]}: commit the change these counts measure "
+              "first, then store them, so that the reference commit holds the counted code", file=sys.stderr)
+    baseline["reference_commit"] = head
+    baseline["machines"][measured["machine"]] = measured["benchmarks"]
+    path.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n")
+    return head
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, check=True, capture_output=True, text=True).stdout
+
+
+@contextlib.contextmanager
+def reference_tree(commit: str | None):
+    """A ``git worktree`` of the reference commit (removed afterwards), or None when the commit is
+    not in this clone (a shallow clone, or no reference yet)."""
+    try:
+        if not commit:
+            raise subprocess.CalledProcessError(1, "git")
+        _git("cat-file", "-e", f"{commit}^{{commit}}")
+    except (OSError, subprocess.CalledProcessError):
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="perf-reference-")) / "tree"
+    _git("worktree", "add", "--detach", str(folder), commit)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=REPO, capture_output=True)
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def fallback(measured: dict, baseline: dict) -> tuple[dict, str]:
+    """When the reference commit cannot be counted: the stored counts of this machine class as the
+    reference (or none), and the one line that says so."""
+    commit = (baseline["reference_commit"] or "none")[:12]
+    key = measured["machine"]
+    if key in baseline["machines"]:
+        return ({key: baseline["machines"][key]},
+                f"reference commit {commit} is not in this clone (shallow?): compared with the stored counts of "
+                "this machine class instead")
+    return {}, (f"reference commit {commit} is not in this clone, and no counts are stored for {key} (stored: "
+                f"{', '.join(baseline['machines']) or 'none'}); comparison skipped: fetch the full history, or run "
+                "`nox -s perf -- --update-baseline` on this machine class")
 
 
 def grown(current: dict, base: dict, top: int = 8) -> list[str]:
@@ -224,21 +281,22 @@ def grown(current: dict, base: dict, top: int = 8) -> list[str]:
     return [f"{c:+15,d}  {f[:140]}" for c, f in sorted(delta, reverse=True)[:top] if c > 0]
 
 
-def compare(measured: dict, baseline: dict, threshold: float = THRESHOLD) -> tuple[list[str], list[str]]:
-    """(lines for the report, failures). A baseline of another machine class is never compared."""
+def compare(measured: dict, reference: dict, threshold: float = THRESHOLD) -> tuple[list[str], list[str]]:
+    """(lines for the report, failures); ``reference``: {machine key: counts}. Counts of another
+    machine class are never compared."""
     key = measured["machine"]
-    if key not in baseline:
-        known = ", ".join(baseline) or "none"
-        return [f"no instruction-count baseline for {key} (baselines: {known}); comparison skipped: run "
+    if key not in reference:
+        known = ", ".join(reference) or "none"
+        return [f"no instruction-count reference for {key} (have: {known}); comparison skipped: run "
                 "`nox -s perf -- --update-baseline` on this machine class to record one"], []
     lines, failures = [], []
     for name, cur in measured["benchmarks"].items():
-        base = baseline[key].get(name)
+        base = reference[key].get(name)
         if base is None:
-            failures.append(f"{name}: no baseline; run `nox -s perf -- --update-baseline`")
+            failures.append(f"{name}: no reference count; run `nox -s perf -- --update-baseline`")
             continue
         ratio = cur["per_call"] / base["per_call"]
-        line = (f"{name}: {cur['per_call']:,} instructions per call, {ratio:.4f}x its baseline "
+        line = (f"{name}: {cur['per_call']:,} instructions per call, {ratio:.4f}x its reference "
                 f"{base['per_call']:,} (fails above {1 + threshold:.2f}x)")
         lines.append(line)
         if ratio > 1 + threshold:
@@ -258,16 +316,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1,
                    help="count this many times in separate valgrind processes and report the spread")
     p.add_argument("--out", help="write the counts (and with --repeats, their spread) to this JSON file")
-    p.add_argument("--update-baseline", action="store_true", help=f"store the counts in {BASELINE.name}")
+    p.add_argument("--update-baseline", action="store_true",
+                   help=f"store this machine class's counts in {BASELINE.name} and make HEAD the reference commit")
     args = p.parse_args(argv)
     if not 1 <= args.repeats <= 50:
         p.error(f"invalid --repeats {args.repeats}: expected 1 to 50")
     runs = []
-    for i in range(args.repeats):
-        runs.append(Counting(args.names).result())
-        print(f"run {i + 1}/{args.repeats}: {runs[-1]['wall_s']} s", flush=True)
+    baseline = load_baseline()
+    with reference_tree(None if args.update_baseline else baseline["reference_commit"]) as ref:
+        against = Counting(args.names, pythonpath=str(ref)) if ref else None  # side by side with the first run
+        for i in range(args.repeats):
+            runs.append(Counting(args.names).result())
+            print(f"run {i + 1}/{args.repeats}: {runs[-1]['wall_s']} s", flush=True)
+        reference_counts = against.result() if against else None
     measured = runs[0]
-    lines, failures = compare(measured, load_baseline())
+    if reference_counts:
+        print(f"reference: commit {baseline['reference_commit'][:12]}, counted in the same run")
+        lines, failures = compare(measured, {reference_counts["machine"]: reference_counts["benchmarks"]})
+    else:
+        stored, note = fallback(measured, baseline)
+        lines, failures = compare(measured, stored)
+        lines.insert(0, note)
     print("\n".join(lines + failures))
     spread = {name: {"min": min(r["benchmarks"][name]["per_call"] for r in runs),
                      "max": max(r["benchmarks"][name]["per_call"] for r in runs)} for name in args.names}

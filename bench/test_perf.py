@@ -25,41 +25,63 @@ INJECTED = ORIGINAL + "        step.model(x[: len(x) // 2])  # injected slowdown
 
 
 @pytest.fixture(scope="session")
-def counted(tmp_path_factory):
-    """Both counts in one go, side by side on the two cores: the tree as it is (all benchmarks)
-    and the training step of a copy of alexnet/ with the injected slowdown."""
+def counted(tmp_path_factory, request):
+    """Every count in one go, side by side on the two cores: the tree as it is (all benchmarks),
+    the reference commit's code from a git worktree (all benchmarks; none when the commit is not
+    in the clone, or while --update-baseline makes a new reference) and the training step of a
+    copy of alexnet/ with the injected slowdown."""
     copy = tmp_path_factory.mktemp("injected")
     shutil.copytree(ALEXNET, copy / "alexnet", ignore=shutil.ignore_patterns("__pycache__"))
     source = (copy / "alexnet" / "train.py").read_text()
     assert source.count(ORIGINAL) == 1, "train_step changed: update the injected line"
     (copy / "alexnet" / "train.py").write_text(source.replace(ORIGINAL, INJECTED))
-    injected = counts.Counting([TRAIN], pythonpath=str(copy))
-    tree = counts.Counting(list(counts.NUMBER))
-    return {"tree": tree.result(), "injected": injected.result(), "copy": copy}
+    baseline = counts.load_baseline()
+    commit = None if request.config.getoption("--update-baseline") else baseline["reference_commit"]
+    with counts.reference_tree(commit) as ref:
+        reference = counts.Counting(list(counts.NUMBER), pythonpath=str(ref)) if ref else None
+        injected = counts.Counting([TRAIN], pythonpath=str(copy))
+        tree = counts.Counting(list(counts.NUMBER))
+        found = {"tree": tree.result(), "injected": injected.result(), "copy": copy, "baseline": baseline,
+                 "reference": reference.result() if reference else None, "reference_tree": ref}
+    return found
 
 
-def test_instruction_counts_within_baseline(counted, request):
-    """The gate itself: every benchmark within 5% of this machine class's baseline count."""
+def _reference(counted) -> tuple[dict, str]:
+    """{machine: counts} to compare with, and the line naming where they came from."""
+    ref, baseline = counted["reference"], counted["baseline"]
+    if ref is not None:
+        return ({ref["machine"]: ref["benchmarks"]},
+                f"reference: commit {baseline['reference_commit'][:12]} counted in the same run (git worktree)")
+    return counts.fallback(counted["tree"], baseline)
+
+
+def test_instruction_counts_within_the_reference(counted, request):
+    """The gate itself: every benchmark within 5% of the reference commit's count, measured in the
+    same run on this machine, whatever its CPU class (the stored counts when the commit is absent)."""
     measured = counted["tree"]
     if request.config.getoption("--update-baseline"):
-        counts.store_baseline(measured)
-        pytest.skip(f"instruction-count baseline stored for {measured['machine']}")
-    baseline = counts.load_baseline()
-    lines, failures = counts.compare(measured, baseline)
-    print("\n".join(lines))
-    if measured["machine"] not in baseline:
-        pytest.skip(lines[0])
+        head = counts.store_baseline(measured)
+        pytest.skip(f"instruction counts stored for {measured['machine']}; reference commit now {head[:12]}")
+    reference, source = _reference(counted)
+    lines, failures = counts.compare(measured, reference)
+    print(f"machine: {measured['machine']}\n{source}\n" + "\n".join(lines))
+    if counted["reference"] is not None:
+        assert counted["reference"]["alexnet"].startswith(str(counted["reference_tree"])), "not the reference's code"
+    if not reference:
+        pytest.skip(source)
     assert not failures, "\n".join(failures)
 
 
 def test_count_gate_catches_an_injected_slowdown(counted):
-    """A 15% slower training step fails the gate and names the functions that grew, while the
-    unchanged tree measured in the same run is the reference."""
+    """A 15% slower training step fails the gate and names the functions that grew, against the
+    unchanged tree measured in the same run and against the reference commit's count."""
     tree, injected = counted["tree"], counted["injected"]
     assert injected["alexnet"].startswith(str(counted["copy"])), "the copy with the slowdown was not the one imported"
     assert tree["alexnet"].startswith(str(ALEXNET)), tree["alexnet"]
-    reference = {tree["machine"]: tree["benchmarks"]}
-    lines, failures = counts.compare(injected, reference)
+    reference, _ = _reference(counted)
+    if reference:
+        assert len(counts.compare(injected, reference)[1]) == 1  # caught against the reference as well
+    lines, failures = counts.compare(injected, {tree["machine"]: tree["benchmarks"]})
     ratio = injected["benchmarks"][TRAIN]["per_call"] / tree["benchmarks"][TRAIN]["per_call"]
     print(f"injected slowdown: {ratio:.4f}x the unchanged training step (threshold {1 + counts.THRESHOLD:.2f}x); "
           f"the gate's message:\n{failures[0] if failures else '(none)'}")
@@ -69,10 +91,16 @@ def test_count_gate_catches_an_injected_slowdown(counted):
     if os.environ.get("ALEXNET_PERF_OUT"):
         out = Path(os.environ["ALEXNET_PERF_OUT"])
         out.mkdir(parents=True, exist_ok=True)
+        ref = counted["reference"]
         (out / "count_gate.json").write_text(json.dumps({
             "machine": tree["machine"], "threshold": counts.THRESHOLD, "injected_ratio": round(ratio, 4),
+            "reference_commit": counted["baseline"]["reference_commit"] if ref else None,
             "unchanged": {n: b["per_call"] for n, b in tree["benchmarks"].items()},
-            "injected_failure": failures[0], "wall_s": {"tree": tree["wall_s"], "injected": injected["wall_s"]}},
+            "reference": {n: b["per_call"] for n, b in ref["benchmarks"].items()} if ref else None,
+            "unchanged_over_reference": {n: round(b["per_call"] / ref["benchmarks"][n]["per_call"], 6)
+                                         for n, b in tree["benchmarks"].items()} if ref else None,
+            "injected_failure": failures[0],
+            "wall_s": {"tree": tree["wall_s"], "injected": injected["wall_s"], "reference": ref and ref["wall_s"]}},
             indent=1) + "\n")
 
 

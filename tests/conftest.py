@@ -1,6 +1,8 @@
 import contextlib
 import functools
+import importlib.util
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +16,58 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "fashion-mnist"
 DATA_DIR = Path(os.environ.get("ALEXNET_DATA_DIR", SHARED))
+if "ALEXNET_DATA_DIR" not in os.environ and SHARED.is_dir():  # in-process CLI tests read the variable too
+    os.environ["ALEXNET_DATA_DIR"] = str(SHARED)
+
+
+# Test tiers. The default (``python -m pytest``, ``nox -s tests``) runs the fast tier: in-process,
+# tiny configs, one SQLite store. ``nox -s integration`` runs the tests marked ``slow`` (suites in
+# subprocesses, servers, browsers, PostgreSQL, torchrun, fresh venvs). A test that needs a service
+# carries its marker and is slow by that fact; the guard below checks the service before it runs.
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SERVICES = {  # marker -> why the service is missing here (None: present)
+    "postgres": lambda: None if os.environ.get("ALEXNET_TEST_POSTGRES") else
+    "ALEXNET_TEST_POSTGRES is unset: start a server with `export ALEXNET_TEST_POSTGRES=$(bash .ci/postgres.sh)`",
+    "browser": lambda: None if os.path.exists(CHROMEDRIVER) else
+    "chromedriver is missing: install Debian's chromium and chromium-driver (.ci/run does)",
+    "mlflow_server": lambda: None if importlib.util.find_spec("mlflow.server") else "mlflow's server is not installed",
+    "torchrun": lambda: None if __import__("torch").distributed.is_available() else
+    "this torch build has no torch.distributed",
+    "venv": lambda: None if importlib.util.find_spec("ensurepip") else
+    "this Python cannot create virtual environments (no ensurepip: apt-get install python3-venv)",
+    "root": lambda: None if os.geteuid() == 0 else "needs root (it mounts a tmpfs); CI runs .ci/run as root",
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: integration tier (nox -s integration), not in the default run")
+    for name in SERVICES:
+        config.addinivalue_line("markers", f"{name}: needs {name}; slow; fails under CI=true when missing, else skips")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: a test that needs a service is slow
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SERVICES) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
+def missing_service(name: str) -> None:
+    """Fail (under CI=true: a missing service is a broken CI) or skip (elsewhere, with the reason)
+    when the service ``name`` is not available."""
+    problem = SERVICES[name]()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} needed under CI=true: {problem}")
+        pytest.skip(f"needs {name}: {problem}")
+
+
+@pytest.fixture(autouse=True)
+def service_guard(request):
+    """The one guard: every service a test's markers name is checked before it runs."""
+    for name in SERVICES:
+        if request.node.get_closest_marker(name):
+            missing_service(name)
 
 
 @functools.cache
@@ -68,7 +122,7 @@ def postgres_or_sqlite(workdir: Path) -> str:
     url = os.environ.get("ALEXNET_TEST_POSTGRES")
     if not url:
         if os.environ.get("CI"):
-            raise RuntimeError("ALEXNET_TEST_POSTGRES is unset: .ci/run starts PostgreSQL with .ci/postgres.sh")
+            missing_service("postgres")  # fails: CI starts PostgreSQL
         return f"sqlite:///{workdir}/server.db"
     import psycopg
 

@@ -78,8 +78,9 @@ def test_count_gate_compares_only_within_a_machine_class():
     within a key the 5% threshold decides, naming the functions that grew."""
     from bench import counts
 
-    baseline = counts.load_baseline()
-    assert baseline, "bench/perf_counts.json is committed"
+    stored = counts.load_baseline()
+    assert stored["machines"] and len(stored["reference_commit"]) == 40, "bench/perf_counts.json is committed"
+    baseline = stored["machines"]
     key, benchmarks = next(iter(baseline.items()))
     assert set(benchmarks) == set(counts.NUMBER)
     base = benchmarks["train_step_28px_b4"]
@@ -99,3 +100,27 @@ def test_count_gate_compares_only_within_a_machine_class():
     big = 1 + 0.06 * base["per_call"] / base["functions"][top]   # +6%
     (failure,) = counts.compare(scaled(big, top), baseline)[1]
     assert "1.06" in failure.splitlines()[0] and top[:60] in failure.splitlines()[2]
+
+
+def test_count_gate_reference_is_a_worktree_of_its_commit_or_a_stated_fallback():
+    """The reference commit is checked out as a git worktree (and removed after); a commit that is
+    not in the clone falls back to the stored counts of this machine class, saying so in one line."""
+    import subprocess
+
+    from bench import counts
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=counts.REPO, capture_output=True, text=True).stdout.strip()
+    with counts.reference_tree(head) as tree:
+        assert (tree / "alexnet" / "train.py").is_file() and (tree / "bench" / "counts.py").is_file()
+        listed = subprocess.run(["git", "worktree", "list"], cwd=counts.REPO, capture_output=True, text=True).stdout
+        assert str(tree) in listed
+    assert not tree.exists()
+    with counts.reference_tree("0" * 40) as missing:
+        assert missing is None
+    stored = counts.load_baseline()
+    key = next(iter(stored["machines"]))
+    absent = {**stored, "reference_commit": "0" * 40}
+    reference, line = counts.fallback({"machine": key}, absent)
+    assert reference == {key: stored["machines"][key]} and "not in this clone" in line and "\n" not in line
+    reference, line = counts.fallback({"machine": "torch 0.0 / another CPU"}, absent)
+    assert reference == {} and "comparison skipped" in line

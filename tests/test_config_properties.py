@@ -96,6 +96,7 @@ def test_any_config_is_accepted_and_trains_or_rejected_with_its_value_named(ledg
                error=message)
 
 
+@pytest.mark.slow  # 60 forward and backward passes, many at 224 px: about 2 min on 2 cores
 @SETTINGS
 @given(st.fixed_dictionaries(VALID), st.data())
 def test_every_config_in_the_valid_space_is_accepted(fields, data):

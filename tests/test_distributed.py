@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import REPO, data_path, free_port
 
@@ -35,6 +36,7 @@ def max_diff(a: dict, b: dict) -> float:
     return max((a["weights"][k] - b["weights"][k]).abs().max().item() for k in a["weights"])
 
 
+@pytest.mark.torchrun
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path, ledger):
     one = run(tmp_path, "one", 1)
     two = run(tmp_path, "two", 2)

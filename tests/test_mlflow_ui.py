@@ -1,17 +1,13 @@
 """The MLflow UI, in real headless Chromium, shows the smoke suite's claim runs and metrics."""
 
-import os
-import shutil
 import urllib.parse
 import urllib.request
 
 import mlflow
 import pytest
-from conftest import mlflow_server
+from conftest import CHROMEDRIVER, mlflow_server
 
 from ablations.claims import CLAIMS
-
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
 @pytest.fixture
@@ -22,11 +18,7 @@ def mlflow_ui(smoke_suite):
 
 
 @pytest.fixture
-def browser():
-    if not os.path.exists(CHROMEDRIVER):
-        if os.environ.get("CI"):
-            pytest.fail("chromedriver missing: .ci/run installs Debian's chromium and chromium-driver")
-        pytest.skip("needs Debian's chromium and chromium-driver")
+def browser():  # the browser marker's guard has checked for chromedriver
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -38,6 +30,8 @@ def browser():
     driver.quit()
 
 
+@pytest.mark.browser
+@pytest.mark.mlflow_server
 def test_ui_lists_claim_runs_and_shows_their_metrics(mlflow_ui, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

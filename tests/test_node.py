@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 import mlflow
+import pytest
 from conftest import REPO, data_path, run_suite
 
 # like the H200 node: its own torch build, the scientific stack, none of mlflow and optuna
@@ -59,6 +60,7 @@ def _runs(uri: str) -> dict:
     return {r.info.run_id: r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
 
 
+@pytest.mark.venv
 def test_gpu_run_offline_makes_one_archive_that_imports_once(tmp_path):
     py = node_python(tmp_path)
     missing = subprocess.run([py, "-c", "import torch, torchvision; import mlflow"], capture_output=True, text=True)
@@ -157,3 +159,16 @@ def test_hostile_archives_are_refused_before_anything_is_written(tmp_path):
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 2 and "not a tar archive" in " ".join(out.stderr.split())
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "home.db").exists()  # no store opened
+
+
+def test_gpu_run_help_and_bad_options_before_any_work(tmp_path):
+    """--help explains and exits 0; a missing OUTDIR or a bad option is one line, exit 2, nothing made."""
+    script = str(REPO / "scripts" / "gpu-run")
+    ok = subprocess.run(["bash", script, "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "--budget-min" in ok.stdout and "OUTDIR" in ok.stdout
+    assert subprocess.run(["bash", script], capture_output=True, text=True).returncode == 2
+    for args, expected in ((["--scale", "huge"], "invalid --scale 'huge'"), (["--budget-min", "soon"],
+                           "invalid --budget-min 'soon'"), (["--device", "tpu"], "invalid --device 'tpu'")):
+        out = subprocess.run(["bash", script, str(tmp_path / "out"), *args], capture_output=True, text=True)
+        assert out.returncode == 2 and expected in out.stderr, out.stderr
+    assert not (tmp_path / "out").exists()

@@ -4,6 +4,7 @@ clean stop when its time runs out."""
 import re
 
 import mlflow
+import pytest
 from conftest import run_suite
 
 from ablations.claims import BY_ID, SCALES
@@ -22,6 +23,7 @@ def _runs(workdir, filter_string):
         if exp else []
 
 
+@pytest.mark.slow
 def test_estimate_lands_within_a_factor_of_2_of_the_actual_time(smoke_suite):
     workdir, out = smoke_suite
     (suite,) = _runs(workdir, "tags.kind = 'suite'")
@@ -36,6 +38,7 @@ def test_estimate_lands_within_a_factor_of_2_of_the_actual_time(smoke_suite):
     assert re.search(r"\[12/42\] maxpool: avg, seed 1: .* elapsed, ~\d+ s left", out.stderr)
 
 
+@pytest.mark.slow
 def test_plan_of_a_finished_store_trains_nothing(smoke_suite):
     workdir, _ = smoke_suite
     before = len(_runs(workdir, ""))
@@ -69,6 +72,7 @@ def test_suite_over_max_hours_is_not_started(tmp_path):
     assert not _runs(tmp_path, "tags.kind = 'arm'") and not (tmp_path / "results" / "smoke").exists()
 
 
+@pytest.mark.slow
 def test_budget_finishes_whole_claims_reports_them_and_a_rerun_completes_the_rest(tmp_path, fmnist):
     # augment_long (4 runs of 3 epochs) comes first but cannot finish in a budget sized for relu (4 runs of 1
     # epoch) by this machine's own estimates: the suite skips it, finishes relu whole and reports it
@@ -116,6 +120,7 @@ def test_a_run_that_overruns_the_budget_stops_at_an_epoch_and_resumes(tmp_path, 
     assert len(resumed) == 1 and resumed[0].data.tags["seed"] == killed.data.tags["seed"]
 
 
+@pytest.mark.slow
 def test_precision_claim_trains_both_numerics_and_reports_them(tmp_path):
     out = run_suite(tmp_path, "--scale", "smoke", "--only", "precision", "--yes")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -147,6 +152,7 @@ def test_equal_flops_arm_trains_for_the_224_px_arms_training_flops():
         assert abs(spent["28 px, equal FLOPs"] / spent["224 px"] - 1) < 0.02  # equal training compute, within rounding
 
 
+@pytest.mark.slow
 def test_seeds_auto_adds_seeds_to_undecided_claims_and_reuses_the_finished_ones(tmp_path):
     out = run_suite(tmp_path, "--scale", "smoke", "--only", "relu", "shapes", "--seeds", "auto:4")
     assert out.returncode == 0, out.stderr[-3000:]

@@ -80,6 +80,7 @@ def test_damaged_and_foreign_checkpoints_name_the_file_and_the_problem(tmp_path,
         train(Config(**{**SMALL.to_dict(), "epochs": 2, "lr": 0.02}), seed=3, data=fmnist, checkpoint=path)
 
 
+@pytest.mark.slow
 def test_suite_moves_planted_checkpoints_aside_and_retrains(tmp_path, fmnist, ledger):
     """A malicious file and a truncated checkpoint planted under the names the suite expects: each
     run restarts from epoch 1, the files are kept as *.corrupt, the run says so, no code runs."""

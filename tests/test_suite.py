@@ -17,6 +17,7 @@ def _runs(workdir, filter_string=""):
     return mlflow.search_runs([exp.experiment_id], filter_string, output_format="list")
 
 
+@pytest.mark.slow
 def test_smoke_suite_writes_reports_with_computed_verdicts(smoke_suite):
     workdir, out = smoke_suite
     folder = workdir / "results" / "smoke" / "cpu"
@@ -38,6 +39,7 @@ def test_smoke_suite_writes_reports_with_computed_verdicts(smoke_suite):
     assert "verdicts, smoke scale" in out.stdout
 
 
+@pytest.mark.slow
 def test_store_holds_nested_runs_with_params_metrics_and_verdicts(smoke_suite):
     workdir, _ = smoke_suite
     runs = _runs(workdir)
@@ -60,6 +62,7 @@ def test_store_holds_nested_runs_with_params_metrics_and_verdicts(smoke_suite):
     assert [m.step for m in history] == [1]  # step = epoch
 
 
+@pytest.mark.slow
 def test_ladder_runs_its_sigmoid_rungs_at_the_lr_of_their_own_validation_study(smoke_suite):
     workdir, _ = smoke_suite
     ladder = BY_ID["ladder"]
@@ -80,6 +83,7 @@ def test_ladder_runs_its_sigmoid_rungs_at_the_lr_of_their_own_validation_study(s
     assert f"LeNet {tuned['LeNet']:.3g} (tuned)" in md and "+ ReLU 0.01," in md
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_suite_trains_nothing(smoke_suite):
     workdir, _ = smoke_suite
     before = len(_runs(workdir, "tags.kind = 'arm'"))
@@ -97,6 +101,7 @@ def test_unknown_claim_is_rejected(tmp_path, ledger):
            error=" ".join(out.stderr.split()).removeprefix("error: ")[:120])
 
 
+@pytest.mark.slow
 def test_fair_mode_tunes_each_arm_on_validation_and_reports_both_verdicts(tmp_path):
     args = ("--scale", "smoke", "--only", "relu", "--tune-lr", "2", "--storage", f"sqlite:///{tmp_path}/optuna.db")
     out = run_suite(tmp_path, *args)

@@ -5,6 +5,7 @@ import csv
 import re
 import subprocess
 
+import pytest
 from conftest import mlflow_server, postgres_or_sqlite, store_state, suite_command
 
 from ablations.claims import BY_ID, SCALES
@@ -55,6 +56,7 @@ def check_store_and_reports(tmp_path, uri: str, trained: list[int], ledger, faul
     assert len(suites) == len(trained) and all(r.info.status == "FINISHED" for r in suites)
 
 
+@pytest.mark.slow
 def test_two_invocations_on_one_sqlite_store_train_each_run_once(tmp_path, ledger):
     trained = finish(start_workers(tmp_path, 2))
     check_store_and_reports(tmp_path, f"sqlite:///{tmp_path}/mlflow.db", trained, ledger,
@@ -62,6 +64,7 @@ def test_two_invocations_on_one_sqlite_store_train_each_run_once(tmp_path, ledge
     assert all(t >= 1 for t in trained), f"one worker did all the work: {trained}"
 
 
+@pytest.mark.mlflow_server
 def test_two_workers_fan_out_over_a_shared_mlflow_server(tmp_path, ledger):
     backend = postgres_or_sqlite(tmp_path)  # PostgreSQL in CI
     with mlflow_server(backend, tmp_path) as (url, _):
