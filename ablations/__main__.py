@@ -16,12 +16,15 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
+import shlex
 import signal
 import sys
 from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from alexnet.checkpoint import CheckpointBusy
 from alexnet.data import ENV_VAR, DataError, load_fashion_mnist
@@ -29,7 +32,7 @@ from alexnet.env import device_name, device_slug, environment
 from alexnet.stores import TrackingError
 from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker
 from alexnet.tune import DEFAULT_STORAGE, STORAGE_ENV, storage
-from alexnet.untrusted import first_line, redact, writable_dir
+from alexnet.untrusted import first_line, redact, writable_dir, writable_later
 
 from .claims import BY_ID, SCALES
 from .estimate import duration
@@ -115,13 +118,18 @@ def parse_seeds(p: argparse.ArgumentParser, text: str, first: int) -> tuple[int 
     return (None, n) if head == "auto" else (n, None)
 
 
+def shown(text: str) -> str:
+    """User or archive text as the console may print it: no rich markup, no control characters."""
+    return escape(re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", "?", str(text)))
+
+
 def _terminate(signum, frame):
     raise KeyboardInterrupt  # so a SIGTERM marks the current MLflow runs KILLED, not RUNNING
 
 
 def _lost(exc: BaseException, tracker: Tracker, args) -> int:
     """A fault mid-suite: say what failed and that re-running the same command resumes."""
-    console.print(f"[red]error:[/] {exc.__class__.__name__}: {redact(first_line(exc, 500))}\n"
+    console.print(f"[red]error:[/] {exc.__class__.__name__}: {shown(redact(first_line(exc, 500)))}\n"
                   f"Nothing finished is lost: finished runs are in {tracker.shown_uri}, the interrupted run's last "
                   f"epoch is in {args.checkpoint_dir}/. Fix the cause (tracking store reachable? disk space?) "
                   "and re-run the same command: it resumes.")
@@ -151,14 +159,15 @@ def tune_arm(argv: list[str]) -> int:
         base = arm_config(BY_ID[claim_id], arm, SCALES[args.scale], args.device, args.epochs)
         return tune_from(base, args, p)
     except (ValueError, DataError) as exc:
-        console.print(f"[red]error:[/] {redact(str(exc))}")
+        console.print(f"[red]error:[/] {shown(redact(str(exc)))}")
         return 2
 
 
 def import_node(argv: list[str]) -> int:
     """``python -m ablations import ARCHIVE``: merge a GPU node's archive (scripts/gpu-run) into the
     local MLflow store, keeping run ids, params, metrics, tags, parent links and artifacts, and copy
-    its reports into the results folder. Importing twice duplicates nothing."""
+    its reports into the results folder. The archive is untrusted: its headers, rows and result
+    files are checked first, and it comes in whole or not at all. Importing twice duplicates nothing."""
     from .transfer import import_archive
 
     p = argparse.ArgumentParser(prog="python -m ablations import", description=import_node.__doc__)
@@ -166,15 +175,33 @@ def import_node(argv: list[str]) -> int:
     p.add_argument("--tracking-uri", help=f"the local store (default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI}); "
                                           "a database URI, since run ids are kept")
     p.add_argument("--results-dir", default="results", help="where the node's reports go (default: results)")
+    p.add_argument("--max-gb", type=float, default=2.0,
+                   help="refuse an archive whose members declare more than this many GiB (default 2)")
+    p.add_argument("--replace-results", action="store_true",
+                   help="let the node's reports replace local ones that differ (default: refuse, naming them)")
     args = p.parse_args(argv)
+    if not (math.isfinite(args.max_gb) and 0 < args.max_gb <= 1024):
+        p.error(f"invalid --max-gb {args.max_gb}: expected a number of GiB in (0, 1024]")
+    signal.signal(signal.SIGTERM, _terminate)  # the temporary folder is removed, the transaction rolled back
     try:
-        writable_dir(args.results_dir, "--results-dir")
-        done = import_archive(args.archive, args.tracking_uri, Path(args.results_dir))
+        results = Path(args.results_dir)
+        created = not results.exists()
+        writable_later(results, "--results-dir")
+        done = import_archive(args.archive, args.tracking_uri, results, max_bytes=int(args.max_gb * 2**30),
+                              replace_results=args.replace_results)
     except (ValueError, TrackingError) as exc:
-        console.print(f"[red]error:[/] {redact(str(exc))}", highlight=False)
+        console.print(f"[red]error:[/] {shown(redact(str(exc)))}", highlight=False, soft_wrap=True)
         return 2
-    Console(highlight=False).print(f"imported {done['imported']} runs ({done['present']} already here) into "
-                                   f"{done['store']}; reports: {', '.join(done['reports']) or 'none'}")
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted:[/] nothing was imported; the store and the results folder are as "
+                      "they were")
+        return 130
+    created_line = f"created the results folder {shown(results)}\n" if created else ""
+    killed = len(done["killed"])
+    Console(highlight=False).print(
+        f"{created_line}imported {done['imported']} runs ({done['present']} already here) into "
+        f"{shown(done['store'])}; reports: {shown(', '.join(done['reports']) or 'none new')}"
+        + (f"; {killed} runs that were still RUNNING on the node came in as KILLED" if killed else ""))
     return 0
 
 
@@ -186,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         return import_node(argv[1:])
     args = parse(argv)
     scale = SCALES[args.scale or ("full" if torch.cuda.is_available() and args.device != "cpu" else "quick")]
-    command = redact(" ".join(["python -m ablations", *argv]))  # recorded on the suite run and in claims.md
+    command = redact(shlex.join(["python", "-m", "ablations", *argv]))  # recorded on the suite run, in claims.md
     try:
         claims = select_claims(args.only, scale)
         for folder, what in ((args.results_dir, "--results-dir"), (args.checkpoint_dir, "--checkpoint-dir")):
@@ -204,13 +231,12 @@ def main(argv: list[str] | None = None) -> int:
             storage(args.storage).remove_session()  # the Optuna database opens now, not after the first claims
         rows = suite.schedule(claims, plans)
     except (ValueError, DataError, TrackingError) as exc:
-        console.print(f"[red]error:[/] {redact(str(exc))}")
+        console.print(f"[red]error:[/] {shown(redact(str(exc)))}")
         return 2
     console.print(f"[bold]scale {scale.name}[/] on {suite.device}: {scale.description}. "
                   f"Claims: {', '.join(c.id for c in claims)}; {len(suite.seeds)} seeds"
                   + (f" (auto: up to {args.max_seeds} for claims still undecided)" if args.max_seeds else "")
-                  + "; MLflow store "
-                  f"{tracker.shown_uri}")
+                  + f"; MLflow store {shown(tracker.shown_uri)}")
     estimate = suite.estimate(rows, on_probe=lambda key: console.print(f"probing {key} on {device_name(suite.device)}",
                                                                        highlight=False))
     summary = plan_summary(rows, device_name(suite.device))
@@ -229,14 +255,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         run = suite.run_sequential if args.max_seeds else suite.run_claims
-        reports = run(claims, command, plans)
+        with tracker.store_lock():  # shared with other suites; an import waits for every suite to end
+            reports = run(claims, command, plans)
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted:[/] the current run is marked KILLED in {tracker.shown_uri} and its last "
-                      f"epoch is in {args.checkpoint_dir}/; re-run the same command to resume.")
+        console.print(f"[yellow]interrupted:[/] the current run is marked KILLED in {shown(tracker.shown_uri)} and its "
+                      f"last epoch is in {shown(args.checkpoint_dir)}/; re-run the same command to resume.")
         return 130
     except CheckpointBusy as exc:  # another process trains the same run on a shared checkpoint folder
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {shown(exc)}")
         return 3
+    except TrackingError as exc:  # a damaged run in the store, named with its fix
+        console.print(f"[red]error:[/] {shown(exc)}", soft_wrap=True)
+        return 2
     except STORE_ERRORS as exc:  # a full disk, or the tracking store went away
         return _lost(exc, tracker, args)
     folder = Path(args.results_dir) / scale.name / device_slug(suite.device)

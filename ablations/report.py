@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean, stdev
@@ -299,6 +300,12 @@ def _numerics(reports: list[ClaimReport]) -> str:
     return ", ".join(f"{names[p]}{' + channels_last' if cl else ''}" for p, cl in seen) or "no runs"
 
 
+def code_block(text: str) -> list[str]:
+    """A fenced block that shows ``text`` verbatim, whatever backticks or newlines it holds."""
+    fence = "~" * max([3, *(len(run) + 1 for run in re.findall(r"~+", text))])
+    return [fence + "sh", text, fence]
+
+
 def timing_line(timing: dict, trained: int) -> str:
     """Estimated against actual time of the runs this invocation trained."""
     if not trained or not timing:
@@ -312,7 +319,7 @@ def timing_line(timing: dict, trained: int) -> str:
 def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: str, env: dict, trained: int,
                    timing: dict, unfinished: dict[str, list[str]], looks: list[str], alpha: float) -> None:
     lines = [f"# Claims of the d2l AlexNet lecture — {scale.name} scale", "",
-             f"Produced by `{command}` on {datetime.date.today().isoformat()}.", "",
+             f"Produced on {datetime.date.today().isoformat()} by:", "", *code_block(command), "",
              f"Scale: {scale.description}.", "",
              f"Environment: device {env['device']}, torch {env['torch']}, CUDA {env['cuda']}, "
              f"Python {env['python']}, git commit {env['git_commit']}. Numerics: {_numerics(reports)}. "

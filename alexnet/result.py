@@ -43,3 +43,42 @@ class TrainResult:
         """From ``result.json`` (read back from a store: unknown keys are ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def parse(cls, d) -> TrainResult:
+        """From an untrusted ``result.json``: every field checked for its type and range (the config
+        by ``Config`` itself); ValueError naming the first bad field."""
+        from .config import Config
+
+        def need(ok: bool, name: str, expected: str) -> None:
+            if not ok:
+                raise ValueError(f"{name}: expected {expected}")
+
+        def count(v, low: int = 0) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and low <= v < 2**63
+
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        need(isinstance(d, dict), "result", "an object")
+        need(isinstance(d.get("config"), dict), "config", "an object of Config fields")
+        Config(**d["config"])  # names a bad field itself
+        need(count(d.get("seed")), "seed", "an integer >= 0")
+        need(isinstance(d.get("env"), dict) and all(isinstance(k, str) and isinstance(v, str) and len(v) < 1000
+                                                    for k, v in d["env"].items()), "env", "names to strings")
+        need(d.get("eval_split") in ("test", "val"), "eval_split", "'test' or 'val'")
+        for name in ("params", "flops_per_image", "train_examples", "eval_examples"):
+            need(count(d.get(name)), name, "an integer >= 0")
+        need(count(d.get("world_size", 1), 1), "world_size", "an integer >= 1")
+        need(d.get("status", "running") in ("running", "finished", "diverged"), "status",
+             "running, finished or diverged")
+        need(d.get("diverged_at_epoch") is None or count(d["diverged_at_epoch"], 1), "diverged_at_epoch",
+             "an epoch or null")
+        keys = ("epoch", "train_loss", "train_acc", f"{d['eval_split']}_acc")
+        need(isinstance(d.get("epochs", []), list) and all(
+            isinstance(e, dict) and all(k in e for k in keys) and all(number(v) for v in e.values())
+            for e in d.get("epochs", [])), "epochs", f"a list of records with numbers for {', '.join(keys)}")
+        need(isinstance(d.get("grad_norms", {}), dict) and all(isinstance(k, str) and number(v)
+                                                               for k, v in d.get("grad_norms", {}).items()),
+             "grad_norms", "layer names to numbers")
+        return cls.from_dict(d)

@@ -34,14 +34,16 @@ from .untrusted import env_number, redact, writable_dir
 
 DEFAULT_URI = "sqlite:///mlflow.db"  # embedded store in the working folder
 EXPERIMENT = "alexnet-claims"
-
-
+HOST = socket.gethostname()
 
 
 def lease_s() -> float:
     """Seconds without a heartbeat after which a run's owner counts as dead ($ALEXNET_LEASE_S)."""
     return env_number("ALEXNET_LEASE_S", 120.0, low=1.0)
-HOST = socket.gethostname()
+
+
+class StoreBusy(ValueError):
+    """A writer that needs the store to itself found a suite running on it."""
 
 
 STORE_ERRORS = (MlflowException, OSError)  # a store that went away or a full disk, as MLflow reports them
@@ -125,6 +127,24 @@ class Tracker:
         except Exception as exc:  # noqa: BLE001  any failure to open the store, as MLflow or SQLAlchemy raise it
             raise cannot_open(self.uri, exc) from None
         self._check_artifacts()
+
+    @contextmanager
+    def store_lock(self, exclusive: bool = False):
+        """The writers' lock of a local SQLite store (a file lock beside the database): suites hold
+        it shared while they run, waiting for an exclusive holder; an import holds it exclusively,
+        and is refused (StoreBusy) while a suite holds it. Other stores: nothing to lock here (an
+        import checks for live runs instead)."""
+        if not self.uri.startswith("sqlite:///"):
+            yield
+            return
+        path = Path(self.uri[len("sqlite:///"):] + ".writers")
+        with path.open("a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+            except BlockingIOError:
+                raise StoreBusy(f"a suite is running on {self.shown_uri} (it holds {path}): wait for it to "
+                                "finish, then import") from None
+            yield
 
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -272,7 +292,13 @@ class Tracker:
         mlflow.log_text(text, name)
 
     def load_result(self, run) -> TrainResult:
-        return TrainResult.from_dict(mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/result.json"))
+        """A finished run's ``result.json``, checked field by field (a store can be written by others)."""
+        try:
+            return TrainResult.parse(mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/result.json"))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise TrackingError(f"run {run.info.run_id}'s result.json in {self.shown_uri} is malformed ({exc}): "
+                                f"delete that run (mlflow runs delete --run-id {run.info.run_id}) and re-run, which "
+                                "trains it again") from None
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         mlflow.log_artifact(str(path), folder)

@@ -54,6 +54,19 @@ def writable_dir(path: str | os.PathLike, what: str) -> Path:
     return folder
 
 
+def writable_later(path: str | os.PathLike, what: str) -> Path:
+    """A folder that will be written once the work is done: writable if it exists; else its
+    nearest existing parent must be a writable folder (it is created then, not now)."""
+    folder = Path(path).expanduser()
+    if folder.exists():
+        return writable_dir(folder, what)
+    parent = next(p for p in folder.absolute().parents if p.exists())
+    if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+        raise ValueError(f"invalid {what} {str(path)!r}: it does not exist and {parent} is not a writable folder to "
+                         "create it in; pass a folder you can write to")
+    return folder
+
+
 def writable_file(path: str | os.PathLike, what: str) -> Path:
     """An output file that can be written when the work is done: its folder is writable and the
     path is not a folder."""

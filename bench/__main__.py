@@ -9,6 +9,7 @@ import argparse
 import csv
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from alexnet.data import load_fashion_mnist, stratified_subset
 from alexnet.env import device_slug, environment, resolve_device
 from alexnet.plots import plt, save  # pyplot on the Agg backend
 from alexnet.tracking import Tracker
+from alexnet.untrusted import writable_dir
 
 from .throughput import sweep
 
@@ -76,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.budget_s > 0:
         p.error(f"invalid --budget-s {args.budget_s}: expected seconds > 0")
     device = resolve_device(args.device)
+    folder = Path(args.out) / device_slug(device)
+    try:  # before the sweep, so that no measurement is lost to an unwritable folder
+        existed = folder.exists()
+        writable_dir(folder, "--out")
+    except ValueError as exc:
+        p.error(str(exc))
+    if not existed:
+        console.print(f"created the output folder {folder}", highlight=False)
     data = load_fashion_mnist(args.data_dir)
     images, labels = stratified_subset(data.train_images, data.train_labels, 10_000)
     env = environment(device)
@@ -88,10 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {case.label:45s} {extra}", flush=True)
 
     result = sweep(device, scale, images, labels, progress=report, budget_s=args.budget_s)
-    result.update(env=env, scale=scale, command=" ".join(["python -m bench", *(argv or sys.argv[1:])]),
+    result.update(env=env, scale=scale, command=shlex.join(["python", "-m", "bench", *(argv or sys.argv[1:])]),
                   summary=summary(result["rows"]))
-    folder = Path(args.out) / device_slug(device)
-    folder.mkdir(parents=True, exist_ok=True)
     (folder / "bench.json").write_text(json.dumps(result, indent=2))
     keys = list(dict.fromkeys(k for r in result["rows"] for k in r))
     with (folder / "bench.csv").open("w", newline="") as f:

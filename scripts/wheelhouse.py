@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -56,7 +58,7 @@ def wheel_name(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("out", type=Path, help="folder for the wheels (created; wheels of other runs are removed)")
+    p.add_argument("out", type=Path, help="folder for the wheels (built beside it, then replacing it whole)")
     p.add_argument("--python-version", default=f"{sys.version_info.major}.{sys.version_info.minor}",
                    help="the target's Python, e.g. 3.12 (default: this one)")
     p.add_argument("--platform", action="append",
@@ -69,30 +71,43 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"invalid --python-version {args.python_version!r}: expected e.g. 3.12")
     platforms = args.platform or ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
                                   "manylinux2014_x86_64", "manylinux1_x86_64"]
+    for path, flag in ((args.have, "--have"), (args.constraints, "--constraints")):
+        if path is not None and not path.is_file():
+            p.error(f"invalid {flag} {str(path)!r}: no such file")
     have = set()
     if args.have:
         have = {norm(re.split(r"[<>=@ ]", line.strip(), maxsplit=1)[0]) for line in args.have.read_text().splitlines()
                 if line.strip() and not line.startswith("#")}
-    args.out.mkdir(parents=True, exist_ok=True)
-    for old in args.out.glob("*.whl"):
-        old.unlink()
-    reqs = requirements(args.constraints)
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--implementation", "cp",
-           "--python-version", args.python_version, *[f"--platform={t}" for t in platforms], "-d", str(args.out),
-           *reqs]
-    subprocess.run(cmd, check=True)
-    for wheel in args.out.glob("*.whl"):
-        if wheel_name(wheel) in have | SKIP:
-            wheel.unlink()
-    wheels = sorted(args.out.glob("*.whl"))
-    size = sum(w.stat().st_size for w in wheels) / 2**20
-    (args.out / "requirements.txt").write_text("\n".join(reqs) + "\n")
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        build = Path(tempfile.mkdtemp(prefix=f".{args.out.name}-", dir=args.out.parent))
+    except OSError as exc:
+        p.error(f"invalid out {str(args.out)!r}: cannot write beside it ({exc.strerror})")
+    try:  # built beside the old wheelhouse, which is replaced only once the new one is complete
+        reqs = requirements(args.constraints)
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--implementation", "cp",
+               "--python-version", args.python_version, *[f"--platform={t}" for t in platforms], "-d", str(build),
+               *reqs]
+        if subprocess.run(cmd).returncode:
+            print(f"error: pip could not download the wheels (above); {args.out} is left as it was", file=sys.stderr)
+            return 1
+        for wheel in build.glob("*.whl"):
+            if wheel_name(wheel) in have | SKIP:
+                wheel.unlink()
+        wheels = sorted(build.glob("*.whl"))
+        size = sum(w.stat().st_size for w in wheels) / 2**20
+        if size > LIMIT_MIB:
+            print(f"error: the wheelhouse would be {size:.1f} MiB, over the {LIMIT_MIB} MiB a node transfer allows; "
+                  f"{args.out} is left as it was", file=sys.stderr)
+            return 1
+        (build / "requirements.txt").write_text("\n".join(reqs) + "\n")
+        if args.out.exists():
+            shutil.rmtree(args.out)
+        build.rename(args.out)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
     print(f"{len(wheels)} wheels, {size:.1f} MiB, for Python {args.python_version} on {platforms[0]}"
           f"{f' (left out: {len(have)} packages the target has)' if have else ''}: {args.out}")
-    if size > LIMIT_MIB:
-        print(f"error: the wheelhouse is {size:.1f} MiB, over the {LIMIT_MIB} MiB a node transfer allows",
-              file=sys.stderr)
-        return 1
     return 0
 
 

@@ -226,6 +226,14 @@ def pytest_sessionfinish(session, exitstatus):
                   "input accepted or rejected without its value named).", "",
               "| bad input | tried | example error |", "|---|---|---|"]
     lines += [f"| {r['input']} | {r['tried']} | {r['error'][:160].replace('|', '/')} |" for r in bad]
+    archives = [r for r in RELIABILITY if r["kind"] == "archive"]
+    if archives:
+        lines += ["", f"**{len(archives)} hostile node archives tried (`python -m ablations import`): "
+                      f"{sum(r['rejected'] for r in archives)} rejected; bytes written outside the store: "
+                      f"{sum(r['outside_bytes'] for r in archives)}; local stores or results changed: "
+                      f"{sum(r['store_changed'] for r in archives)}.**", "",
+                  "| archive (test) | error |", "|---|---|"]
+        lines += [f"| {r['archive']} | {r['error'][:200].replace('|', '/')} |" for r in archives]
     measured = [r for r in RELIABILITY if r["kind"] == "measure"]
     if measured:
         lines += ["", "| measured | value |", "|---|---|"] + [f"| {r['what']} | {r['value']} |" for r in measured]

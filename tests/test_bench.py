@@ -124,3 +124,13 @@ def test_count_gate_reference_is_a_worktree_of_its_commit_or_a_stated_fallback()
     assert reference == {key: stored["machines"][key]} and "not in this clone" in line and "\n" not in line
     reference, line = counts.fallback({"machine": "torch 0.0 / another CPU"}, absent)
     assert reference == {} and "comparison skipped" in line
+
+
+def test_bench_refuses_an_unwritable_out_before_the_sweep(tmp_path, capsys):
+    from bench.__main__ import main
+
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--smoke", "--device", "cpu", "--out", str(tmp_path / "a-file"), "--no-mlflow"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "invalid --out" in err and "benchmarking on" not in err

@@ -1,0 +1,353 @@
+"""``python -m ablations import``: a node's archive is untrusted. Each hostile archive below is
+built here in a temporary folder (none is committed) from a genuine node store, and must be
+refused with exit 2 and one line naming the member or the run, with the local store (a full dump
+of its tables) and the artifact and results folders (a hash of every file) exactly as before."""
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from ablations.__main__ import main
+from alexnet.config import Config
+from alexnet.data import FashionMNIST
+from alexnet.tracking import Tracker
+from alexnet.train import train
+
+TABLES = ("experiments", "runs", "tags", "params", "metrics", "latest_metrics")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory, fmnist):
+    """A genuine node folder: an MLflow store with a suite run, a claim run (verdict.json) and two
+    arm runs (result.json of a real 1-epoch training on 20 images), its artifacts and a report."""
+    folder = tmp_path_factory.mktemp("node")
+    cwd = os.getcwd()
+    os.chdir(folder)  # an SQLite store keeps its artifacts in ./mlruns
+    try:
+        tracker = Tracker(f"sqlite:///{folder}/mlflow.db")
+        data = FashionMNIST(fmnist.train_images[:20], fmnist.train_labels[:20], fmnist.test_images[:10],
+                            fmnist.test_labels[:10])
+        config = Config(input_size=28, train_size=20, test_size=10, batch_size=10, epochs=1, device="cpu")
+        with tracker.open_run("suite smoke", {"kind": "suite"}) as suite:
+            with tracker.open_run("relu", {"kind": "claim", "claim": "relu"}, parent=suite):
+                tracker.log_dict({"verdict": "inconclusive", "evidence": ["a line"], "tuned_lr": {},
+                                  "verdict_tuned_lr": None, "runs": []}, "verdict.json")
+                for seed in (0, 1):
+                    with tracker.open_run(f"relu/relu/seed{seed}", {"kind": "arm", "seed": seed}):
+                        result = train(config, seed, data=data, progress=False)
+                        tracker.log_train_start(config.to_dict(), result.env, seed)
+                        tracker.log_result(result)
+    finally:
+        os.chdir(cwd)
+    (folder / "results" / "smoke" / "cpu").mkdir(parents=True)
+    (folder / "results" / "smoke" / "cpu" / "claims.md").write_text("# node report\n")
+    (folder / "log.txt").write_text("log\n")
+    (folder / "manifest.json").write_text("{}\n")
+    return folder
+
+
+def pack(folder: Path, path: Path, extra: list[tuple[tarfile.TarInfo, bytes | None]] = ()) -> Path:
+    """``folder``'s node layout as a .tar.gz, then ``extra`` members (header, data)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name in ("mlflow.db", "mlruns", "results", "log.txt", "manifest.json"):
+            if (folder / name).exists():
+                tar.add(folder / name, arcname=name)
+        for info, data in extra:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def variant(node: Path, tmp: Path, sql: str = "", edit=None) -> Path:
+    """A copy of the node folder with ``sql`` run on its database and ``edit(folder)`` applied."""
+    copy = tmp / f"variant-{len(list(tmp.glob('variant-*')))}"
+    shutil.copytree(node, copy)
+    if sql:
+        with sqlite3.connect(copy / "mlflow.db") as db:
+            db.executescript(sql)
+    if edit:
+        edit(copy)
+    return copy
+
+
+def member(name: str, kind=tarfile.REGTYPE, size: int = 0, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname = kind, size, link
+    return info
+
+
+def one_run(node: Path) -> str:
+    with sqlite3.connect(node / "mlflow.db") as db:
+        return db.execute("SELECT run_uuid FROM runs r JOIN tags t USING (run_uuid) WHERE t.key = 'kind' "
+                          "AND t.value = 'arm' ORDER BY run_uuid").fetchone()[0]
+
+
+def snapshot(home: Path) -> tuple:
+    """Every row of the local store's run tables, and a hash of every other file under ``home``."""
+    rows = ()
+    if (home / "mlflow.db").exists():
+        with sqlite3.connect(home / "mlflow.db") as db:
+            rows = tuple(tuple(sorted(map(repr, db.execute(f"SELECT * FROM {t}")))) for t in TABLES)
+    files = tuple(sorted((str(p.relative_to(home)), hashlib.sha256(p.read_bytes()).hexdigest())
+                         for p in home.rglob("*") if p.is_file() and not p.name.startswith("mlflow.db")))
+    return rows, files
+
+
+def run_import(home: Path, archive: Path, capsys, *extra: str) -> tuple[int, str, str]:
+    """The import CLI, in ``home``, extracting into a temporary folder beside it (so that an escape
+    from the extraction lands where ``outside`` looks)."""
+    cwd, temp = os.getcwd(), tempfile.tempdir
+    os.chdir(home)
+    (home.parent / "extract").mkdir(exist_ok=True)
+    tempfile.tempdir = str(home.parent / "extract")
+    try:
+        status = main(["import", str(archive), "--tracking-uri", f"sqlite:///{home}/mlflow.db", "--results-dir",
+                       str(home / "results"), *extra])
+    finally:
+        os.chdir(cwd)
+        tempfile.tempdir = temp
+    assert not list((home.parent / "extract").iterdir()), "the temporary folder was left behind"
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+@pytest.fixture
+def home(tmp_path, node, capsys):
+    """A local store that already holds the node's genuine archive, imported once."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    status, out, err = run_import(folder, pack(node, tmp_path / "good.tar.gz"), capsys)
+    assert status == 0 and "imported 4 runs (0 already here)" in out, err
+    return folder
+
+
+def outside(home: Path) -> dict[Path, int]:
+    """Sizes of the files around ``home`` in its test folder (where the import also extracts: see
+    ``run_import``), to find any file an import writes outside the store."""
+    return {p: p.stat().st_size for p in home.parent.rglob("*") if p.is_file() and not p.is_relative_to(home)}
+
+
+@pytest.fixture
+def refused(request, capsys, ledger):
+    """refused(home, archive, expected, *options): exit 2, one line holding ``expected``, the store
+    and results exactly as before, nothing written outside; recorded for ``nox -s reliability``."""
+    def check(home: Path, archive: Path, expected: str, *extra: str) -> str:
+        before, around = snapshot(home), outside(home)
+        status, out, err = run_import(home, archive, capsys, *extra)
+        lines = [line for line in err.splitlines() if line.strip()]
+        new_outside = {p: s for p, s in outside(home).items() if around.get(p) != s}
+        unchanged = snapshot(home) == before
+        ledger(kind="archive", archive=request.node.name, rejected=status == 2, error=lines[0] if lines else "",
+               outside_bytes=sum(new_outside.values()), store_changed=not unchanged)
+        assert status == 2 and len(lines) == 1 and expected in lines[0], (status, err)
+        assert "Traceback" not in err
+        assert unchanged, "the refused import changed the store or the results"
+        assert not new_outside, f"written outside the store: {sorted(new_outside)}"
+        assert not list(home.rglob(".import-*")), "staging folders left behind"
+        return lines[0]
+    return check
+
+
+def test_the_genuine_archive_imports_once_and_a_second_time_adds_nothing(home, node, tmp_path, capsys):
+    before = snapshot(home)
+    status, out, _ = run_import(home, pack(node, tmp_path / "again.tar.gz"), capsys)
+    assert status == 0 and "imported 0 runs (4 already here)" in out and snapshot(home) == before
+    run = one_run(node)
+    result = next(home.glob(f"mlruns/*/{run}/artifacts/result.json"))
+    assert json.loads(result.read_text())["seed"] in (0, 1)
+    assert (home / "results" / "smoke" / "cpu" / "claims.md").read_text() == "# node report\n"
+
+
+def test_run_id_traversal_is_refused(home, node, tmp_path, capsys, refused):
+    run = one_run(node)
+    bad = "../../../../escaped-" + run[:10]
+    sql = "".join(f"UPDATE {t} SET run_uuid = '{bad}' WHERE run_uuid = '{run}';" for t in TABLES[1:])
+    archive = pack(variant(node, tmp_path, sql), tmp_path / "traversal.tar.gz")
+    line = refused(home, archive, "is not MLflow's 32 hex digits")
+    assert "escaped-" in line and not list(tmp_path.rglob("escaped-*"))
+
+
+def test_a_run_id_of_an_existing_local_run_cannot_replace_its_result(home, node, tmp_path, capsys):
+    run = one_run(node)
+    local = next(home.glob(f"mlruns/*/{run}/artifacts/result.json"))
+    before = local.read_text()
+
+    def forge(folder):
+        path = next(folder.glob(f"mlruns/*/{run}/artifacts/result.json"))
+        forged = json.loads(path.read_text())
+        forged["epochs"][-1]["test_acc"] = 0.99
+        path.write_text(json.dumps(forged))
+
+    status, out, _ = run_import(home, pack(variant(node, tmp_path, edit=forge), tmp_path / "forged.tar.gz"), capsys)
+    assert status == 0 and "imported 0 runs (4 already here)" in out
+    assert local.read_text() == before
+
+
+@pytest.mark.parametrize("links", [[("results/loop", ".")], [("results/a", "."), ("results/b", ".")],
+                                   [("mlruns/out", "/etc")]], ids=["loop", "two-loops", "out"])
+def test_links_anywhere_are_refused(home, node, tmp_path, capsys, links, refused):
+    extra = [(member(name, tarfile.SYMTYPE, link=target), None) for name, target in links]
+    archive = pack(node, tmp_path / "links.tar.gz", extra)
+    refused(home, archive, f"member '{links[0][0]}' is a link")
+
+
+def test_a_size_bomb_is_refused_from_its_headers(home, node, tmp_path, capsys, refused):
+    """A header that declares 3 GiB (the data is not even there): refused before any extraction."""
+    archive = tmp_path / "bomb.tar.gz"
+    archive.write_bytes(gzip.compress(member("results/zeros", size=3 * 2**30).tobuf() + b"\0" * 10240))
+    assert archive.stat().st_size < 1_000
+    refused(home, archive, "its members declare more than 2 GiB (reached at 'results/zeros')")
+    refused(home, archive, "declare more than 0.001 GiB", "--max-gb", "0.001")
+
+
+def test_too_many_members_are_refused(home, node, tmp_path, capsys, monkeypatch, refused):
+    import ablations.archive
+
+    monkeypatch.setattr(ablations.archive, "MAX_MEMBERS", 5)  # the real limit, 50,000, at a size a test can build
+    refused(home, pack(node, tmp_path / "many.tar.gz"), "more than 5 members")
+
+
+def test_a_truncated_archive_is_refused(home, node, tmp_path, capsys, refused):
+    good = pack(node, tmp_path / "whole.tar.gz").read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(good[: len(good) // 2])
+    refused(home, cut, "not a complete tar archive")
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("not sqlite", "its mlflow.db is not an SQLite database"),
+    ("empty", "its mlflow.db is empty"),
+    ("no tables", "its mlflow.db is not an MLflow store"),
+    ("unknown experiment", "which the archive does not hold"),
+])
+def test_a_database_that_is_not_a_node_store_is_refused(home, node, tmp_path, capsys, case, expected, refused):
+    def damage(folder):
+        db = folder / "mlflow.db"
+        if case == "not sqlite":
+            db.write_text("this is not a database")
+        elif case == "empty":
+            db.write_bytes(b"")
+        elif case == "no tables":
+            db.unlink()
+            sqlite3.connect(db).execute("CREATE TABLE t (x)").connection.close()
+        else:
+            with sqlite3.connect(db) as conn:
+                conn.execute("UPDATE runs SET experiment_id = 99")
+    refused(home, pack(variant(node, tmp_path, edit=damage), tmp_path / "db.tar.gz"), expected)
+
+
+@pytest.mark.parametrize("file,content", [
+    ("result.json", {"config": {"lr": "fast"}}),
+    ("result.json", "not an object"),
+    ("verdict.json", {"verdict": "proven", "evidence": []}),
+])
+def test_a_malformed_result_or_verdict_is_refused(node, tmp_path, capsys, file, content, refused):
+    home = tmp_path / "fresh"  # a store without the node's runs: the bad file would be imported
+    home.mkdir()
+
+    def corrupt(folder):
+        for path in folder.glob(f"mlruns/*/*/artifacts/{file}"):
+            path.write_text(json.dumps(content))
+    line = refused(home, pack(variant(node, tmp_path, edit=corrupt), tmp_path / "bad.tar.gz"),
+                   f"'s {file} is malformed")
+    assert "run " in line
+    assert not (home / "results").exists() or not any((home / "results").iterdir())
+
+
+def test_a_running_run_with_a_future_heartbeat_comes_in_killed_without_its_lease(node, tmp_path, capsys):
+    """A RUNNING run whose heartbeat lies a day ahead would make every later suite wait for it:
+    it comes in KILLED, its lease tags dropped, so the next suite reserves and resumes it."""
+    run = one_run(node)
+    future = int(time.time()) + 86_400
+    sql = (f"UPDATE runs SET status = 'RUNNING', end_time = NULL WHERE run_uuid = '{run}';"
+           f"UPDATE tags SET value = 'otherhost:1:abc' WHERE run_uuid = '{run}' AND key = 'lease.owner';"
+           f"UPDATE tags SET value = '{future}' WHERE run_uuid = '{run}' AND key = 'lease.heartbeat';")
+    home = tmp_path / "fresh"
+    home.mkdir()
+    status, out, err = run_import(home, pack(variant(node, tmp_path, sql), tmp_path / "running.tar.gz"), capsys)
+    assert status == 0 and "1 runs that were still RUNNING on the node came in as KILLED" in out, err
+    with sqlite3.connect(home / "mlflow.db") as db:
+        assert db.execute("SELECT status FROM runs WHERE run_uuid = ?", (run,)).fetchone() == ("KILLED",)
+        assert not db.execute("SELECT key FROM tags WHERE run_uuid = ? AND key LIKE 'lease.%'", (run,)).fetchall()
+    assert Tracker(f"sqlite:///{home}/mlflow.db").find({}, statuses=("RUNNING",)) == []
+
+
+def test_local_reports_are_never_overwritten_silently(home, node, tmp_path, capsys, refused):
+    def newer(folder):
+        (folder / "results" / "smoke" / "cpu" / "claims.md").write_text("# a newer node report\n")
+    archive = pack(variant(node, tmp_path, edit=newer), tmp_path / "newer.tar.gz")
+    refused(home, archive, "differs from the local")
+    status, out, _ = run_import(home, archive, capsys, "--replace-results")
+    assert status == 0 and (home / "results" / "smoke" / "cpu" / "claims.md").read_text() == "# a newer node report\n"
+
+
+def test_an_import_is_refused_while_a_suite_holds_the_store(home, node, tmp_path, capsys, refused):
+    tracker = Tracker(f"sqlite:///{home}/mlflow.db")
+    with tracker.store_lock():  # what a running suite holds
+        refused(home, pack(node, tmp_path / "busy.tar.gz"), "a suite is running on")
+
+
+def test_names_are_printed_without_markup_or_control_characters(home, node, tmp_path, capsys, refused):
+    archive = pack(node, tmp_path / "markup.tar.gz", [(member("x[bold]red\x1b[31m"), b"")])
+    line = refused(home, archive, "unexpected entry")
+    assert "\x1b" not in line and "x[bold]red" in line
+
+
+def test_bad_options_are_refused_before_reading_the_archive(tmp_path, capsys):
+    for args, expected in ((["--max-gb", "0"], "invalid --max-gb 0.0"), (["--max-gb", "nan"], "invalid --max-gb nan")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["import", str(tmp_path / "none.tar.gz"), *args])
+        assert exit_.value.code == 2 and expected in capsys.readouterr().err
+    status = main(["import", str(tmp_path / "none.tar.gz"), "--tracking-uri", f"sqlite:///{tmp_path}/h.db",
+                   "--results-dir", str(tmp_path / "r")])
+    assert status == 2 and "no such file" in capsys.readouterr().err and not (tmp_path / "h.db").exists()
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("results/../../escaped.txt", "member 'results/../../escaped.txt' leads outside it"),
+    ("/tmp/escaped.txt", "member '/tmp/escaped.txt' leads outside it"),
+    ("evil.sh", "unexpected entry 'evil.sh'"),
+])
+def test_members_leading_out_or_unexpected_are_refused(home, node, tmp_path, capsys, name, expected, refused):
+    refused(home, pack(node, tmp_path / "member.tar.gz", [(member(name, size=1), b"x")]), expected)
+    assert not (tmp_path / "escaped.txt").exists() and not Path("/tmp/escaped.txt").exists()
+
+
+def test_a_file_that_is_not_a_tar_archive_is_refused_before_any_store_is_opened(tmp_path, capsys):
+    not_tar = tmp_path / "x.tar.gz"
+    not_tar.write_text("hello")
+    status, _, err = run_import(tmp_path, not_tar, capsys)
+    assert status == 2 and "not a complete tar archive" in err and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_malformed_result_already_in_the_store_is_one_line_naming_the_run(tmp_path, capsys):
+    """Written there by anything but this project: the suite stops before training, naming the run and the fix."""
+    from ablations.claims import BY_ID, SCALES
+    from ablations.plan import arm_config
+    from alexnet.env import code_version
+
+    config = arm_config(BY_ID["maxpool"], "max", SCALES["smoke"], "cpu")
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with tracker.open_run("forged", {"kind": "arm", "config_key": config.key(), "seed": 0,
+                                         "code_version": code_version()}) as run_id:
+            tracker.log_dict({"config": config.to_dict(), "seed": "zero"}, "result.json")
+        status = main(["--scale", "smoke", "--only", "maxpool", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+                       "--results-dir", str(tmp_path / "results"), "--checkpoint-dir", str(tmp_path / "ck"),
+                       "--device", "cpu"])
+    finally:
+        os.chdir(cwd)
+    err = capsys.readouterr().err
+    assert status == 2 and f"run {run_id}'s result.json" in err and "seed: expected an integer" in err
+    assert "Traceback" not in err
