@@ -45,6 +45,8 @@ TUNE_HELP = ("To tune one arm's hyperparameters instead: python -m ablations tun
              "[--trials N] ... (python -m ablations tune --help). To bring a GPU node's archive home: "
              "python -m ablations import ARCHIVE (python -m ablations import --help).")
 MAX_SEEDS = 1000
+MAX_EPOCHS = 100_000  # far beyond any useful run; keeps every count within a 64-bit integer
+MAX_TRIALS = 10_000
 AUTO_MAX = 9  # --seeds auto: looks at 3, 5, 7 and 9 seeds
 
 
@@ -98,10 +100,10 @@ def parse(argv):
     args.max_seeds = None
     if args.seeds is not None:
         args.seeds, args.max_seeds = parse_seeds(p, args.seeds, SCALES[args.scale or "quick"].seeds)
-    if args.tune_lr < 0:
-        p.error(f"invalid --tune-lr {args.tune_lr}: expected 0 (off) or a number of trials")
-    if args.epochs is not None and args.epochs < 1:
-        p.error(f"invalid --epochs {args.epochs}: expected an integer >= 1")
+    if not 0 <= args.tune_lr <= MAX_TRIALS:
+        p.error(f"invalid --tune-lr {args.tune_lr}: expected 0 (off) or a number of trials up to {MAX_TRIALS:,}")
+    if args.epochs is not None and not 1 <= args.epochs <= MAX_EPOCHS:
+        p.error(f"invalid --epochs {args.epochs}: expected an integer from 1 to {MAX_EPOCHS:,}")
     return args
 
 
@@ -153,8 +155,8 @@ def tune_arm(argv: list[str]) -> int:
     claim_id, _, arm = args.arm.partition(":")
     if claim_id not in BY_ID or arm not in BY_ID[claim_id].arms:
         p.error(f"invalid arm {args.arm!r}: expected one of {choices}")
-    if args.epochs is not None and args.epochs < 1:
-        p.error(f"invalid --epochs {args.epochs}: expected an integer >= 1")
+    if args.epochs is not None and not 1 <= args.epochs <= MAX_EPOCHS:
+        p.error(f"invalid --epochs {args.epochs}: expected an integer from 1 to {MAX_EPOCHS:,}")
     try:
         base = arm_config(BY_ID[claim_id], arm, SCALES[args.scale], args.device, args.epochs)
         return tune_from(base, args, p)
@@ -217,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         claims = select_claims(args.only, scale)
         for folder, what in ((args.results_dir, "--results-dir"), (args.checkpoint_dir, "--checkpoint-dir")):
+            existed = Path(folder).exists()
             writable_dir(folder, what)  # before any work, so that no finished work is lost to a bad path
+            if not existed:
+                console.print(f"created {what} {shown(folder)}", highlight=False)
         data = load_fashion_mnist(args.data_dir)
         tracker = Tracker(args.tracking_uri)
         suite = Suite(scale, tracker, data, SuiteOptions(

@@ -351,3 +351,34 @@ def test_a_malformed_result_already_in_the_store_is_one_line_naming_the_run(tmp_
     err = capsys.readouterr().err
     assert status == 2 and f"run {run_id}'s result.json" in err and "seed: expected an integer" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_sigterm_during_extraction_removes_the_temporary_folder_and_imports_nothing(home, node, tmp_path):
+    """A large (genuine-looking) member keeps the import extracting; SIGTERM then: exit 130, the
+    temporary folder gone, the store and results as they were."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    big = tmp_path / "big"
+    shutil.copytree(node, big)
+    with (big / "results" / "zeros.bin").open("wb") as f:
+        f.truncate(1_500_000_000)  # 1.5 GB of zeros: seconds to write out, under the 2 GiB limit
+    archive = pack(big, tmp_path / "big.tar.gz")
+    (big / "results" / "zeros.bin").unlink()
+    before, scratch = snapshot(home), tmp_path / "scratch"
+    scratch.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "ablations", "import", str(archive), "--tracking-uri",
+                             f"sqlite:///{home}/mlflow.db", "--results-dir", str(home / "results")], cwd=home,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(scratch)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(scratch.glob("alexnet-import-*/results/zeros.bin")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "nothing was imported" in err, err
+    assert not list(scratch.iterdir()) and snapshot(home) == before

@@ -233,6 +233,9 @@ BAD_OPTIONS = [  # (argv, what the error names)
     (["ablations", "--budget-min", "0"], "invalid --budget-min 0.0"),
     (["ablations", "--budget-min", "nan"], "invalid --budget-min nan"),
     (["ablations", "--max-hours", "-1"], "invalid --max-hours -1.0"),
+    (["ablations", "--epochs", str(2**63)], f"invalid --epochs {2**63}: expected an integer from 1 to 100,000"),
+    (["ablations", "--tune-lr", "10000000"], "invalid --tune-lr 10000000"),
+    (["ablations", "import", "x.tar.gz", "--max-gb", "inf"], "invalid --max-gb inf"),
     (["ablations", "--scale", "smoke", "--only", "relu", "--tune-lr", "1", "--storage", "nosuch://x"],
      "cannot open Optuna storage 'nosuch://x'"),
 ]
@@ -245,7 +248,7 @@ def test_bad_options_paths_and_environment_fail_before_any_work(tmp_path, capsys
     store = ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--checkpoint-dir", str(tmp_path / "ck")]
     for argv, expected in BAD_OPTIONS:
         argv = [a.format(tmp=tmp_path) for a in argv]
-        if argv[0] == "ablations" and argv[1] != "tune":
+        if argv[0] == "ablations" and argv[1] not in ("tune", "import"):
             argv = [argv[0], *store, *argv[1:]]  # the case's options come last, so they win
         status, err = main_of(argv, capsys, monkeypatch)
         assert status == 2 and expected.format(tmp=tmp_path) in err and "Traceback" not in err, (argv, err)
@@ -255,6 +258,9 @@ def test_bad_options_paths_and_environment_fail_before_any_work(tmp_path, capsys
         assert status == 2 and f"invalid ${name}='{value}'" in err, err
         monkeypatch.delenv(name)
     assert not list((tmp_path / "ck").glob("*")), "no run started"
+    status, err = main_of(["ablations", "--scale", "smoke", "--only", "relu", *store, "--results-dir",
+                           str(tmp_path / "new" / "results"), "--plan"], capsys, monkeypatch)
+    assert status == 0 and f"created --results-dir {tmp_path}/new/results" in err  # never created silently
     ledger(kind="bad input", input="options at their extremes, unwritable output paths, bad environment variables",
            tried=len(BAD_OPTIONS) + len(BAD_ENV), error=err)
 
