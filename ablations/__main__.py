@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 
 from alexnet.checkpoint import CheckpointBusy
 from alexnet.data import ENV_VAR, DataError, load_fashion_mnist
@@ -122,7 +123,7 @@ def parse_seeds(p: argparse.ArgumentParser, text: str, first: int) -> tuple[int 
 
 def shown(text: str) -> str:
     """User or archive text as the console may print it: no rich markup, no control characters."""
-    return escape(re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", "?", str(text)))
+    return escape(re.sub(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]", "?", str(text)))
 
 
 def _terminate(signum, frame):
@@ -194,6 +195,10 @@ def import_node(argv: list[str]) -> int:
     except (ValueError, TrackingError) as exc:
         console.print(f"[red]error:[/] {shown(redact(str(exc)))}", highlight=False, soft_wrap=True)
         return 2
+    except STORE_ERRORS + (SQLAlchemyError,) as exc:  # the disk or the store failed mid-import: rolled back
+        console.print(f"[red]error:[/] {exc.__class__.__name__}: {shown(redact(first_line(exc)))}; nothing was "
+                      "imported, the store and the results folder are as they were", highlight=False, soft_wrap=True)
+        return 3
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] nothing was imported; the store and the results folder are as "
                       "they were")

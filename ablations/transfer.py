@@ -2,15 +2,19 @@
 
 The archive (``scripts/gpu-run`` writes it) holds the node's MLflow store (``mlflow.db`` and its
 artifacts under ``mlruns/``), its reports (``results/``), a log and a manifest. It is untrusted:
-``ablations.archive`` checks its headers, rows and JSON files first. Then, in this order:
+``ablations.archive`` checks its stream, headers, rows and JSON files first. Then, in this order:
 
 1. **check** — the local store's schema revision equals the archive's; no suite is running on the
-   store (its writer lock, and no live RUNNING run); every new run's artifact folder and every
-   report resolves inside its target folder; a local report that differs from the archive's is
-   refused unless ``replace_results`` (identical ones are left as they are);
+   store (its writer lock, and no live RUNNING run); the results folder and the store's artifact
+   folders do not contain each other; every new run's artifact folder and every report resolves
+   inside its target folder, the former not existing yet; a local report that differs from the
+   archive's is refused unless ``replace_results`` (identical ones are left as they are);
 2. **stage** — artifacts and reports are copied into hidden staging folders beside their targets;
-3. **write** — the runs' rows go in one database transaction, and the staged folders are moved
-   into place before it commits; any failure rolls the rows back and removes what was moved.
+3. **write** — the experiments the store lacks and the runs' rows go in one database transaction
+   (new experiments keep their artifacts beside the store's own, never where the archive or the
+   working folder would put them); the staged folders and reports are moved into place before
+   it commits. Any failure rolls the rows back, removes what was moved and restores replaced
+   reports; a store this import created is removed again.
 
 Runs already in the local store are left alone (importing twice duplicates nothing); the suite
 then reuses the node's runs (same config hash, seed and code version)."""
@@ -18,9 +22,11 @@ then reuses the node's runs (same config hash, seed and code version)."""
 from __future__ import annotations
 
 import filecmp
+import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -35,31 +41,29 @@ def _inside(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
 
 
-def _schema(engine: sa.Engine) -> str:
-    with engine.connect() as conn:
-        return str(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one())
-
-
 def _report_files(root: Path, results_dir: Path, replace: bool) -> list[tuple[Path, Path]]:
     """(archive file, local target) of every report that is new or differs; ValueError when one
-    would overwrite a different local file without ``replace``."""
+    would overwrite a different local file without ``replace``, or a file stands in its way."""
     source = root / "results"
     pairs = []
     for src in sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else []:
-        target = results_dir / src.relative_to(source)
-        if not _inside(target, results_dir):
-            raise ArchiveError(f"report {src.relative_to(root)} would land outside {results_dir}")
+        rel = src.relative_to(source)
+        target = results_dir / rel
+        blocked = next((p for p in [*reversed(rel.parents[:-1])] if (results_dir / p).exists()
+                        and not (results_dir / p).is_dir()), None)
+        if not _inside(target, results_dir) or target.is_dir() or blocked is not None:
+            raise ArchiveError(f"report {rel} cannot be written to {target}: a local folder or file stands there")
         if target.exists() and filecmp.cmp(src, target, shallow=False):
             continue  # the same file: a second import
         if target.exists() and not replace:
-            raise ValueError(f"the archive's {src.relative_to(root)} differs from the local {target}: nothing was "
-                             "imported. Keep yours (--results-dir elsewhere) or take the node's (--replace-results)")
+            raise ValueError(f"the archive's results/{rel} differs from the local {target}: nothing was imported. "
+                             "Keep yours (--results-dir elsewhere) or take the node's (--replace-results)")
         pairs.append((src, target))
     return pairs
 
 
 class Merge:
-    """The node's new runs, checked against the local store and staged; ``commit`` writes them."""
+    """The node's new runs, checked against the local store; ``commit`` writes them, all or nothing."""
 
     def __init__(self, root: Path, node: NodeStore, tracker: Tracker, archive: Path):
         if tracker.uri.startswith(("http://", "https://")):
@@ -67,73 +71,100 @@ class Merge:
                              "store's database URI (sqlite:///... or postgresql+psycopg://...), not a server URL")
         self.root, self.node, self.tracker, self.archive = root, node, tracker, archive
         self.engine = sa.create_engine(tracker.uri)
-        local = _schema(self.engine)
-        if local != node.schema:
-            raise ValueError(f"the archive's MLflow schema revision {node.schema} differs from the local store's "
-                             f"{local}: use the same MLflow version on the node and here (constraints.txt)")
         self.meta = sa.MetaData()
-        self.meta.reflect(self.engine, only=("runs", *RUN_TABLES))
-        ids = [r["run_uuid"] for r in node.runs]
+        self.meta.reflect(self.engine, only=("experiments", "runs", *RUN_TABLES))
         with self.engine.connect() as conn:
-            runs = self.meta.tables["runs"]
+            local = str(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one())
+            if local != node.schema:
+                raise ValueError(f"the archive's MLflow schema revision {node.schema!r} differs from the local "
+                                 f"store's {local!r}: use the same MLflow version on the node and here "
+                                 "(constraints.txt)")
+            runs, experiments = self.meta.tables["runs"], self.meta.tables["experiments"]
+            ids = [r["run_uuid"] for r in node.runs]
             self.present = {r[0] for r in conn.execute(sa.select(runs.c.run_uuid).where(runs.c.run_uuid.in_(ids)))}
+            self.local = {r.name: (r.experiment_id, r.artifact_location) for r in conn.execute(
+                sa.select(experiments).where(experiments.c.lifecycle_stage == "active"))}
+            self.next_id = (conn.execute(sa.select(sa.func.max(experiments.c.experiment_id))).scalar() or 0) + 1
         self.new = [dict(r) for r in node.runs if r["run_uuid"] not in self.present]
+        own = local_folder(tracker.client.get_experiment(tracker.experiment_id).artifact_location)
+        if own is None:
+            raise ValueError("cannot import artifacts: the local store's artifacts must be a local folder")
+        self.artifact_root = own.parent  # where the store keeps each experiment's folder
+        self.plan = self._plan()
 
-    def source(self, run: dict) -> Path:
-        return artifacts(self.root, run)
-
-    def targets(self) -> dict[str, tuple[str, str, Path]]:
-        """run id -> (local experiment id, artifact location, the run's folder there), each checked
-        to lie inside its location and not to exist yet. Creates the experiments the store lacks."""
+    def _plan(self) -> dict[str, tuple[int, str, Path]]:
+        """run id -> (local experiment id, artifact location, the run's folder), each target checked
+        to lie inside its experiment's folder and not to exist yet; experiments the store lacks get
+        the next ids, with folders beside the store's own."""
+        self.created: dict[str, tuple[int, str]] = {}
         found = {}
         for run in self.new:
-            name = self.node.experiments[str(run["experiment_id"])]
-            local = self.tracker.client.get_experiment_by_name(name)
-            exp_id = local.experiment_id if local else self.tracker.client.create_experiment(name)
-            location = self.tracker.client.get_experiment(exp_id).artifact_location
+            name = self.node.experiments[run["experiment_id"]]
+            if name not in self.local and name not in self.created:
+                exp_id = self.next_id + len(self.created)
+                self.created[name] = (exp_id, str(self.artifact_root / str(exp_id)))
+            exp_id, location = self.local.get(name) or self.created[name]
             folder = local_folder(location)
             if folder is None:
                 raise ValueError(f"cannot import artifacts into {location!r}: the local store's artifacts must be a "
                                  "local folder")
             target = folder / run["run_uuid"]
-            if not _inside(target, folder) or target.exists():
+            if not _inside(target, folder) or target.exists() or target.is_symlink():
                 raise ArchiveError(f"invalid archive {str(self.archive)!r}: run {run['run_uuid']}'s artifact folder "
                                    f"{target} already exists locally or lies outside {folder}")
             found[run["run_uuid"]] = (exp_id, location, target)
         return found
 
-    def commit(self) -> int:
-        """Stage the artifacts, insert the rows and move the artifacts into place in one transaction."""
-        if not self.new:
-            return 0
-        targets = self.targets()
+    def commit(self, reports: list[tuple[Path, Path]], stage_dir: Path) -> int:
+        """Stage artifacts and reports, insert the rows, move both into place, then commit."""
         token = uuid.uuid4().hex[:8]
-        staged, moved = {}, []
+        staged, moved, replaced = [], [], []
         try:
             for run in self.new:
-                exp_id, location, target = targets[run["run_uuid"]]
+                exp_id, location, target = self.plan[run["run_uuid"]]
                 stage = target.parent / f".import-{token}" / run["run_uuid"]
                 stage.mkdir(parents=True)
-                if self.source(run).is_dir():
-                    shutil.copytree(self.source(run), stage / "artifacts")
-                staged[run["run_uuid"]] = (stage, target)
-                run["experiment_id"], run["artifact_uri"] = int(exp_id), f"{location}/{run['run_uuid']}/artifacts"
-            keep = {r["run_uuid"] for r in self.new}
+                staged.append((stage, target))
+                if artifacts(self.root, run).is_dir():
+                    shutil.copytree(artifacts(self.root, run), stage / "artifacts")
+                run["experiment_id"], run["artifact_uri"] = exp_id, f"{location}/{run['run_uuid']}/artifacts"
+                run["lifecycle_stage"] = "active"
+            for i, (src, _) in enumerate(reports):
+                shutil.copy2(src, stage_dir / str(i))
+            now = int(time.time() * 1000)
             with self.engine.begin() as conn:  # rolled back on any error below
-                conn.execute(sa.insert(self.meta.tables["runs"]), self.new)
+                if self.created:
+                    conn.execute(sa.insert(self.meta.tables["experiments"]), [
+                        {"experiment_id": i, "name": n, "artifact_location": loc, "lifecycle_stage": "active",
+                         "creation_time": now, "last_update_time": now} for n, (i, loc) in self.created.items()])
+                if self.new:
+                    conn.execute(sa.insert(self.meta.tables["runs"]), self.new)
                 for table in RUN_TABLES:
-                    rows = [r for r in self.node.rows[table] if r["run_uuid"] in keep]
+                    rows = [r for r in self.node.rows[table] if r["run_uuid"] in self.plan]
                     if rows:
                         conn.execute(sa.insert(self.meta.tables[table]), rows)
-                for stage, target in staged.values():
+                for stage, target in staged:
+                    target.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(stage, target)
                     moved.append(target)
-        except BaseException:
-            for target in moved:
-                shutil.rmtree(target, ignore_errors=True)
+                for i, (_, target) in enumerate(reports):
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if target.exists():
+                        os.replace(target, stage_dir / f"{i}.old")
+                        replaced.append((stage_dir / f"{i}.old", target))
+                    os.replace(stage_dir / str(i), target)
+                    moved.append(target)
+        except BaseException as exc:
+            for path in moved:
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            for backup, target in replaced:
+                os.replace(backup, target)
+            if isinstance(exc, sa.exc.SQLAlchemyError):  # rows the checks passed but the store refuses
+                raise ArchiveError(f"invalid archive {str(self.archive)!r}: its rows do not fit the local store "
+                                   f"({str(exc).splitlines()[0][:200]})") from None
             raise
         finally:
-            for stage, _ in staged.values():
+            for stage, _ in staged:
                 shutil.rmtree(stage.parent, ignore_errors=True)
             self.engine.dispose()
         return len(self.new)
@@ -148,24 +179,50 @@ def import_archive(archive: Path, uri: str | None, results_dir: Path, *, max_byt
         node = read_store(root / "mlflow.db", archive)
         check_artifacts(root, node, archive)
         reports = _report_files(root, results_dir, replace_results)
-        tracker = Tracker(uri)  # opened (or created) only once the archive passed every check
-        with tracker.store_lock(exclusive=True):  # refuses while a suite runs on a local store
-            live = [r for r in tracker.find({}, statuses=("RUNNING",)) if not tracker.dead(r)]
-            if live:
-                raise ValueError(f"a suite is running on {tracker.shown_uri} (run {live[0].info.run_id} is live): "
-                                 "import when it has finished")
-            merge = Merge(root, node, tracker, archive)
-            results_dir.mkdir(parents=True, exist_ok=True)
-            stage = Path(tempfile.mkdtemp(prefix=".import-", dir=results_dir))
-            try:
-                for i, (src, _) in enumerate(reports):
-                    shutil.copy2(src, stage / str(i))
-                imported = merge.commit()
-                for i, (_, target) in enumerate(reports):
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(stage / str(i), target)
-            finally:
-                shutil.rmtree(stage, ignore_errors=True)
-    folders = sorted({str(t.parent) for _, t in reports})
-    return {"imported": imported, "present": len(merge.present), "reports": folders, "store": tracker.shown_uri,
-            "killed": [r for r in node.killed if r not in merge.present], "replaced": replace_results}
+        with _created_store(uri) as tracker:
+            with tracker.store_lock(exclusive=True):  # refuses while a suite runs on a local store
+                live = [r for r in tracker.find({}, statuses=("RUNNING",)) if not tracker.dead(r)]
+                if live:
+                    raise ValueError(f"a suite is running on {tracker.shown_uri} (run {live[0].info.run_id} is "
+                                     "live): import when it has finished")
+                merge = Merge(root, node, tracker, archive)
+                if _inside(results_dir, merge.artifact_root) or _inside(merge.artifact_root, results_dir):
+                    raise ValueError(f"--results-dir {results_dir} and the store's artifact folder "
+                                     f"{merge.artifact_root} lie inside one another: pass another --results-dir")
+                results_dir.mkdir(parents=True, exist_ok=True)
+                stage = Path(tempfile.mkdtemp(prefix=".import-", dir=results_dir))
+                try:
+                    imported = merge.commit(reports, stage)
+                finally:
+                    shutil.rmtree(stage, ignore_errors=True)
+    return {"imported": imported, "present": len(merge.present), "store": tracker.shown_uri,
+            "reports": sorted({str(t.parent) for _, t in reports}),
+            "killed": [r for r in node.killed if r not in merge.present]}
+
+
+class _created_store:
+    """The Tracker of ``uri``; a local SQLite store (and its artifact folder) that did not exist
+    before is removed again when the import fails, so that a refusal leaves nothing behind."""
+
+    def __init__(self, uri: str | None):
+        self.uri = uri
+
+    def __enter__(self) -> Tracker:
+        for name in ("mlflow", "alembic"):  # their INFO lines about creating a store's tables
+            logging.getLogger(name).setLevel(logging.WARNING)
+        uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+        self.db = Path(uri[len("sqlite:///"):].split("?")[0]) if uri.startswith("sqlite:///") else None
+        self.fresh = self.db is not None and not self.db.exists()
+        self.default_root = Path("mlruns").absolute()  # where MLflow puts a new SQLite store's artifacts
+        self.root_fresh = not self.default_root.exists()
+        self.tracker = Tracker(self.uri)
+        return self.tracker
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is None or not self.fresh:
+            return
+        own = local_folder(self.tracker.client.get_experiment(self.tracker.experiment_id).artifact_location)
+        for path in (self.db, *(self.db.with_name(self.db.name + s) for s in (".lock", ".writers"))):
+            path.unlink(missing_ok=True)
+        if self.root_fresh and own is not None and own.parent == self.default_root:
+            shutil.rmtree(self.default_root, ignore_errors=True)

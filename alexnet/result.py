@@ -60,12 +60,17 @@ class TrainResult:
         def number(v) -> bool:
             return isinstance(v, (int, float)) and not isinstance(v, bool)
 
+        def finite(v) -> bool:
+            return number(v) and abs(v) < 2**63 and math.isfinite(v)
+
         need(isinstance(d, dict), "result", "an object")
         need(isinstance(d.get("config"), dict), "config", "an object of Config fields")
         Config(**d["config"])  # names a bad field itself
         need(count(d.get("seed")), "seed", "an integer >= 0")
         need(isinstance(d.get("env"), dict) and all(isinstance(k, str) and isinstance(v, str) and len(v) < 1000
-                                                    for k, v in d["env"].items()), "env", "names to strings")
+                                                    for k, v in d["env"].items())
+             and {"code_version", "torch", "git_commit", "device"} <= set(d["env"]), "env",
+             "names to strings, with code_version, torch, git_commit and device")
         need(d.get("eval_split") in ("test", "val"), "eval_split", "'test' or 'val'")
         for name in ("params", "flops_per_image", "train_examples", "eval_examples"):
             need(count(d.get(name)), name, "an integer >= 0")
@@ -74,10 +79,12 @@ class TrainResult:
              "running, finished or diverged")
         need(d.get("diverged_at_epoch") is None or count(d["diverged_at_epoch"], 1), "diverged_at_epoch",
              "an epoch or null")
-        keys = ("epoch", "train_loss", "train_acc", f"{d['eval_split']}_acc")
+        keys = ("epoch", "train_loss", "train_acc", f"{d['eval_split']}_acc", "examples_per_s", "epoch_time_s")
         need(isinstance(d.get("epochs", []), list) and all(
-            isinstance(e, dict) and all(k in e for k in keys) and all(number(v) for v in e.values())
-            for e in d.get("epochs", [])), "epochs", f"a list of records with numbers for {', '.join(keys)}")
+            isinstance(e, dict) and all(k in e for k in keys) and all(finite(v) for v in e.values())
+            for e in d.get("epochs", [])), "epochs", f"a list of records with finite numbers for {', '.join(keys)}")
+        need(d.get("status") != "finished" or len(d.get("epochs", [])) == d["config"].get("epochs", 10), "epochs",
+             "one record per configured epoch in a finished run")
         need(isinstance(d.get("grad_norms", {}), dict) and all(isinstance(k, str) and number(v)
                                                                for k, v in d.get("grad_norms", {}).items()),
              "grad_norms", "layer names to numbers")

@@ -137,7 +137,7 @@ class Tracker:
         if not self.uri.startswith("sqlite:///"):
             yield
             return
-        path = Path(self.uri[len("sqlite:///"):] + ".writers")
+        path = Path(self.uri[len("sqlite:///"):].split("?")[0] + ".writers")
         with path.open("a") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)

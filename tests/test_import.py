@@ -223,11 +223,46 @@ def test_a_truncated_archive_is_refused(home, node, tmp_path, capsys, refused):
     refused(home, cut, "not a complete tar archive")
 
 
+def _loosened(table: str) -> str:
+    """SQL that drops ``table``'s constraints (keeping its rows), so that a forged row can repeat a key."""
+    return (f"CREATE TABLE loose AS SELECT * FROM {table}; DROP TABLE {table}; ALTER TABLE loose RENAME TO {table};")
+
+
+ROWS = {  # a hostile database edit -> what the refusal says
+    "unknown experiment": ("UPDATE runs SET experiment_id = 99", "which the archive does not hold"),
+    "empty experiment name": ("UPDATE experiments SET name = ' ' WHERE name = 'alexnet-claims'",
+                              "repeated ids or empty names"),
+    "no start time": ("UPDATE runs SET start_time = NULL WHERE rowid = 1", "invalid start_time 'None'"),
+    "text time": ("UPDATE runs SET end_time = 'yesterday' WHERE rowid = 1", "invalid end_time 'yesterday'"),
+    "bad source type": (_loosened("runs") + "UPDATE runs SET source_type = 'EVIL' WHERE rowid = 1",
+                        "unknown status or source type"),
+    "null is_nan": (_loosened("metrics") + "UPDATE metrics SET is_nan = NULL WHERE rowid = 1",
+                    "invalid is_nan 'None'"),
+    "long param": ("UPDATE params SET value = printf('%.9000c', 'x') WHERE rowid = 1", "invalid value"),
+    "text metric": ("UPDATE metrics SET value = 'high' WHERE rowid = 1", "invalid value 'high'"),
+    "newline in revision": ("UPDATE alembic_version SET version_num = 'x' || char(10) || 'imported 4 runs'",
+                            "invalid schema revision 'x"),
+}
+
+
+@pytest.mark.parametrize("case", list(ROWS))
+def test_rows_of_the_wrong_type_range_or_length_are_refused(home, node, tmp_path, case, refused):
+    sql, expected = ROWS[case]
+    refused(home, pack(variant(node, tmp_path, sql), tmp_path / "rows.tar.gz"), expected)
+
+
+@pytest.mark.parametrize("table,expected", [("tags", "repeats"), ("runs", "or repeats")])
+def test_repeated_keys_are_refused(home, node, tmp_path, table, expected, refused):
+    again = "INSERT INTO tags SELECT * FROM tags WHERE key = 'kind'" if table == "tags" else \
+        "INSERT INTO runs SELECT * FROM runs WHERE rowid = 1"
+    refused(home, pack(variant(node, tmp_path, _loosened(table) + again), tmp_path / "dup.tar.gz"), expected)
+
+
 @pytest.mark.parametrize("case,expected", [
     ("not sqlite", "its mlflow.db is not an SQLite database"),
     ("empty", "its mlflow.db is empty"),
     ("no tables", "its mlflow.db is not an MLflow store"),
-    ("unknown experiment", "which the archive does not hold"),
+    ("other schema", "differs from the local store's"),
 ])
 def test_a_database_that_is_not_a_node_store_is_refused(home, node, tmp_path, capsys, case, expected, refused):
     def damage(folder):
@@ -241,25 +276,64 @@ def test_a_database_that_is_not_a_node_store_is_refused(home, node, tmp_path, ca
             sqlite3.connect(db).execute("CREATE TABLE t (x)").connection.close()
         else:
             with sqlite3.connect(db) as conn:
-                conn.execute("UPDATE runs SET experiment_id = 99")
+                conn.execute("UPDATE alembic_version SET version_num = 'deadbeef0000'")
     refused(home, pack(variant(node, tmp_path, edit=damage), tmp_path / "db.tar.gz"), expected)
+    if case == "other schema":  # into a store that does not exist yet: none is left behind
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        refused(fresh, pack(variant(node, tmp_path, edit=damage), tmp_path / "db2.tar.gz"), expected)
+        assert not list(fresh.iterdir())
+
+
+def _without(key):
+    def edit(result):
+        del result["epochs"][0][key]
+        return result
+    return edit
+
+
+def _set(path, value):
+    def edit(result):
+        *parents, last = path
+        target = result
+        for p in parents:
+            target = target[p]
+        target[last] = value
+        return result
+    return edit
 
 
 @pytest.mark.parametrize("file,content", [
-    ("result.json", {"config": {"lr": "fast"}}),
-    ("result.json", "not an object"),
-    ("verdict.json", {"verdict": "proven", "evidence": []}),
-])
+    ("result.json", _set(("config", "lr"), "fast")),
+    ("result.json", lambda r: "not an object"),
+    ("result.json", _without("examples_per_s")),  # the suite's report reads it
+    ("result.json", _set(("epochs", 0, "test_acc"), 10**400)),
+    ("result.json", _set(("env",), {"code_version": "x"})),
+    ("result.json", _set(("epochs",), [])),  # finished, with no epoch
+    ("result.json", "[" * 100_000 + "]" * 100_000),  # nesting past the parser's recursion limit
+    ("result.json", None),  # a folder where the file should be
+    ("result.json", "missing"),  # a finished arm run without it
+    ("verdict.json", lambda v: {"verdict": "proven", "evidence": []}),
+    ("verdict.json", lambda v: {**v, "tuned_lr": [1]}),
+], ids=["bad-config", "not-object", "no-speed", "huge", "no-env", "no-epochs", "deep", "folder", "missing",
+        "bad-verdict", "tuned-list"])
 def test_a_malformed_result_or_verdict_is_refused(node, tmp_path, capsys, file, content, refused):
     home = tmp_path / "fresh"  # a store without the node's runs: the bad file would be imported
     home.mkdir()
 
     def corrupt(folder):
         for path in folder.glob(f"mlruns/*/*/artifacts/{file}"):
-            path.write_text(json.dumps(content))
+            if content is None or content == "missing":
+                path.unlink()
+                if content is None:
+                    path.mkdir()
+            else:
+                path.write_text(content if isinstance(content, str) else json.dumps(content(json.loads(
+                    path.read_text()))))
     line = refused(home, pack(variant(node, tmp_path, edit=corrupt), tmp_path / "bad.tar.gz"),
-                   f"'s {file} is malformed")
+                   "has no result.json file" if content in ("missing", None) else f"'s {file} is malformed")
     assert "run " in line
+    assert not list(home.iterdir()), "a store was created by a refused import"
     assert not (home / "results").exists() or not any((home / "results").iterdir())
 
 
@@ -298,7 +372,7 @@ def test_an_import_is_refused_while_a_suite_holds_the_store(home, node, tmp_path
 
 def test_names_are_printed_without_markup_or_control_characters(home, node, tmp_path, capsys, refused):
     archive = pack(node, tmp_path / "markup.tar.gz", [(member("x[bold]red\x1b[31m"), b"")])
-    line = refused(home, archive, "unexpected entry")
+    line = refused(home, archive, "holds control characters")
     assert "\x1b" not in line and "x[bold]red" in line
 
 
@@ -382,3 +456,69 @@ def test_sigterm_during_extraction_removes_the_temporary_folder_and_imports_noth
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "nothing was imported" in err, err
     assert not list(scratch.iterdir()) and snapshot(home) == before
+
+
+def test_a_huge_metadata_header_is_refused_before_it_is_read(home, node, tmp_path, refused):
+    """A pax record (or GNU long name) declaring 100 MB would be read into memory whole by tarfile."""
+    header = member("././@PaxHeader", tarfile.XHDTYPE, size=100_000_000)
+    archive = tmp_path / "pax.tar.gz"
+    archive.write_bytes(gzip.compress(header.tobuf(tarfile.USTAR_FORMAT) + b"\0" * 10240))
+    refused(home, archive, "a metadata header declares 100,000,000 bytes")
+
+
+def test_a_flipped_bit_is_caught_by_the_gzip_checksum(home, node, tmp_path, refused):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name in ("mlflow.db", "mlruns", "results", "log.txt", "manifest.json"):
+            tar.add(node / name, arcname=name)
+    data = bytearray(raw.getvalue())
+    data[len(data) // 2] ^= 0x10  # one bit, somewhere in the members (tarfile alone would not notice in data)
+    good = gzip.compress(raw.getvalue())
+    flipped = gzip.compress(bytes(data))
+    archive = tmp_path / "flipped.tar.gz"  # the stream of the original with the CRC of the original
+    archive.write_bytes(flipped[:-8] + good[-8:])
+    refused(home, archive, "not a complete tar archive")
+
+
+def test_a_name_that_is_not_utf8_is_refused(home, node, tmp_path, refused):
+    info = member("results/\udcff\udcfe.md", size=1)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT, errors="surrogateescape") as tar:
+        tar.addfile(info, io.BytesIO(b"x"))
+    archive = tmp_path / "latin.tar.gz"
+    archive.write_bytes(gzip.compress(raw.getvalue()))
+    refused(home, archive, "is empty, not UTF-8 or holds control characters")
+
+
+def test_a_report_blocked_by_a_local_file_is_refused_before_any_run_is_written(node, tmp_path, refused):
+    home = tmp_path / "fresh"
+    (home / "results" / "smoke").mkdir(parents=True)
+    (home / "results" / "smoke" / "cpu").write_text("a local file where the node has a folder")
+    refused(home, pack(node, tmp_path / "blocked.tar.gz"), "a local folder or file stands there")
+    assert not (home / "mlflow.db").exists()
+
+
+def test_new_experiments_keep_their_artifacts_beside_the_store(node, tmp_path, capsys):
+    """Whatever the working folder: the archive's experiment name decides nothing about where files land."""
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    renamed = variant(node, tmp_path, "UPDATE experiments SET name = 'other' WHERE name = 'alexnet-claims'")
+    archive = pack(renamed, tmp_path / "e.tar.gz")
+    cwd = os.getcwd()
+    os.chdir(home)
+    try:
+        Tracker(f"sqlite:///{home}/mlflow.db")  # the store exists, its artifacts in home/mlruns
+        os.chdir(elsewhere)
+        status = main(["import", str(archive), "--tracking-uri", f"sqlite:///{home}/mlflow.db", "--results-dir",
+                       str(home / "results")])
+    finally:
+        os.chdir(cwd)
+    assert status == 0, capsys.readouterr().err
+    assert not list(elsewhere.iterdir()) and len(list(home.glob("mlruns/*/*/artifacts/result.json"))) == 2
+
+
+def test_a_results_folder_inside_the_stores_artifacts_is_refused(home, node, tmp_path, capsys):
+    status, _, err = run_import(home, pack(node, tmp_path / "inside.tar.gz"), capsys, "--results-dir",
+                                str(home / "mlruns" / "1"))
+    assert status == 2 and "lie inside one another" in err

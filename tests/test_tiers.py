@@ -1,0 +1,47 @@
+"""The test tiers themselves: a test that needs a service is slow (left out of the default run),
+and its guard skips it with the reason locally but fails it under CI=true."""
+
+from pathlib import Path
+
+pytest_plugins = ["pytester"]
+
+NEEDS_POSTGRES = """
+import pytest
+
+@pytest.mark.postgres
+def test_needs_postgres():
+    pass
+
+def test_fast():
+    pass
+"""
+
+
+def _run(pytester, monkeypatch, *args: str, ci: bool):
+    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    pytester.makepyfile(test_sample=NEEDS_POSTGRES)
+    pytester.makeini("[pytest]\naddopts = --strict-markers -m 'not slow'\n")  # the project's default tier
+    monkeypatch.delenv("ALEXNET_TEST_POSTGRES", raising=False)
+    if ci:
+        monkeypatch.setenv("CI", "true")
+    else:
+        monkeypatch.delenv("CI", raising=False)
+    return pytester.runpytest_inprocess(*args)
+
+
+def test_a_service_test_is_slow_and_left_out_of_the_default_run(pytester, monkeypatch):
+    result = _run(pytester, monkeypatch, ci=True)
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_a_missing_service_skips_locally_with_its_reason(pytester, monkeypatch):
+    result = _run(pytester, monkeypatch, "-m", "slow", "-rs", ci=False)
+    result.assert_outcomes(skipped=1, deselected=1)
+    result.stdout.fnmatch_lines(["*needs postgres: ALEXNET_TEST_POSTGRES is unset*"])
+
+
+def test_a_missing_service_fails_under_ci(pytester, monkeypatch):
+    result = _run(pytester, monkeypatch, "-m", "slow", ci=True)
+    result.assert_outcomes(errors=1, deselected=1)  # failed in its setup, by the guard fixture
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*postgres needed under CI=true: ALEXNET_TEST_POSTGRES is unset*"])
