@@ -39,12 +39,6 @@ SERVICES = {  # marker -> why the service is missing here (None: present)
 }
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: integration tier (nox -s integration), not in the default run")
-    for name in SERVICES:
-        config.addinivalue_line("markers", f"{name}: needs {name}; slow; fails under CI=true when missing, else skips")
-
-
 @pytest.hookimpl(tryfirst=True)  # before -m deselects: a test that needs a service is slow
 def pytest_collection_modifyitems(config, items):
     for item in items:

@@ -1,6 +1,7 @@
 """The test tiers themselves: a test that needs a service is slow (left out of the default run),
 and its guard skips it with the reason locally but fails it under CI=true."""
 
+import tomllib
 from pathlib import Path
 
 pytest_plugins = ["pytester"]
@@ -20,7 +21,9 @@ def test_fast():
 def _run(pytester, monkeypatch, *args: str, ci: bool):
     pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
     pytester.makepyfile(test_sample=NEEDS_POSTGRES)
-    pytester.makeini("[pytest]\naddopts = --strict-markers -m 'not slow'\n")  # the project's default tier
+    ini = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    pytester.makeini("[pytest]\naddopts = --strict-markers -m 'not slow'\nmarkers =\n"  # the project's default tier
+                     + "".join(f"    {m}\n" for m in ini["markers"]))
     monkeypatch.delenv("ALEXNET_TEST_POSTGRES", raising=False)
     if ci:
         monkeypatch.setenv("CI", "true")
