@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import shlex
 import signal
 import sys
@@ -123,7 +122,7 @@ def parse_seeds(p: argparse.ArgumentParser, text: str, first: int) -> tuple[int 
 
 def shown(text: str) -> str:
     """User or archive text as the console may print it: no rich markup, no control characters."""
-    return escape(re.sub(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]", "?", str(text)))
+    return escape("".join(c if c.isprintable() and not 0xD800 <= ord(c) < 0xE000 else "?" for c in str(text)))
 
 
 def _terminate(signum, frame):

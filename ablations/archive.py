@@ -33,16 +33,21 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alexnet.config import Config
 from alexnet.result import TrainResult
 
 TOP_LEVEL = {"mlflow.db", "mlruns", "results", "log.txt", "manifest.json"}
 MAX_BYTES = 2 * 2**30  # extracted size, from the headers (--max-gb raises it)
 MAX_MEMBERS = 50_000  # a full-scale node run writes a few hundred
 MAX_META = 64 * 2**10  # a long-name or pax header: the node's names are short
+MAX_DEPTH, MAX_NAME = 32, 1024  # parts and characters of a member's path
+MAX_ROWS = 1_000_000  # rows of one table of the node's store (a full-scale run writes thousands)
+STORE_FILES = (".db", "-journal", "-wal", "-shm", ".lock", ".writers")  # never a report's name: SQLite reads them
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 STATUSES = {"FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED"}
 SOURCE_TYPES = {"NOTEBOOK", "JOB", "LOCAL", "UNKNOWN", "PROJECT", None}
 LEASE_TAGS = ("lease.owner", "lease.heartbeat")
+RUN_KEY = ("config_key", "seed", "code_version")  # the tags by which a suite finds a run to reuse
 VERDICTS = {"reproduced", "contradicted", "inconclusive", "unfinished"}
 # the columns read from each table, and what each value must be: ("str", max length, nullable) or
 # ("int", nullable) or ("num",) or ("flag",) — the local MLflow schema's types and lengths
@@ -97,8 +102,11 @@ def unpack(archive: Path, into: Path, max_bytes: int = MAX_BYTES) -> Path:
     name = f"invalid archive {str(archive)!r}"
     if not archive.is_file():
         raise ArchiveError(f"{name}: no such file (expected the .tar.gz that scripts/gpu-run writes)")
+    with archive.open("rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            raise ArchiveError(f"{name}: not a gzip-compressed tar archive (scripts/gpu-run writes .tar.gz)")
     try:
-        with tarfile.open(archive, tarinfo=_Headers) as tar:
+        with tarfile.open(archive, "r:gz", tarinfo=_Headers) as tar:
             members, total = [], 0
             for m in tar:  # stops at the first bad header, before reading on
                 members.append(m)
@@ -109,13 +117,21 @@ def unpack(archive: Path, into: Path, max_bytes: int = MAX_BYTES) -> Path:
                                        f"(reached at {_shown(m.name)}); raise the limit with --max-gb if it is genuine")
                 if len(members) > MAX_MEMBERS:
                     raise ArchiveError(f"{name}: more than {MAX_MEMBERS:,} members (a node archive holds hundreds)")
-            if archive.read_bytes()[:2] == b"\x1f\x8b":  # read to the end: gzip's checksum and length catch damage
-                with gzip.open(archive) as stream:
-                    while stream.read(2**22):
-                        pass
+            # read to the end once: gzip's checksum and length catch damage; no more data than the members
+            # declare (with their headers and padding) may follow
+            bound = sum(-(-m.size // 512) * 512 for m in members) + 3 * 512 * (len(members) + 1) + 20_480
+            with gzip.open(archive) as stream:
+                read = 0
+                while chunk := stream.read(2**22):
+                    read += len(chunk)
+                    if read > bound:
+                        raise ArchiveError(f"{name}: more data than its members declare (data after the archive's "
+                                           "end, or a second stream)")
             tar.extractall(into, members=members, filter="data")
     except ArchiveError as exc:
         raise ArchiveError(str(exc) if str(exc).startswith(name) else f"{name}: {exc}") from None
+    except (RecursionError, MemoryError):
+        raise ArchiveError(f"{name}: its headers nest or chain too deeply to read") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError, UnicodeError) as exc:
         raise ArchiveError(f"{name}: not a complete tar archive ({_first(exc)}); it is truncated or corrupt: "
                            "copy it again from the node") from None
@@ -126,8 +142,13 @@ def unpack(archive: Path, into: Path, max_bytes: int = MAX_BYTES) -> Path:
 
 def _check_member(m: tarfile.TarInfo, name: str) -> None:
     path = m.name.removeprefix("./")
-    if not path or any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 for c in m.name):
+    if not path or not m.name.isprintable() or any(0xD800 <= ord(c) < 0xE000 for c in m.name):
         raise ArchiveError(f"{name}: member name {_shown(m.name)} is empty, not UTF-8 or holds control characters")
+    if len(m.name) > MAX_NAME or len(Path(path).parts) > MAX_DEPTH:
+        raise ArchiveError(f"{name}: member {_shown(m.name)} is nested deeper than {MAX_DEPTH} folders or named "
+                           f"longer than {MAX_NAME} characters")
+    if path.startswith("results/") and m.isreg() and path.endswith(STORE_FILES):
+        raise ArchiveError(f"{name}: report {_shown(path)} has the name of a database or lock file")
     if path.startswith("/") or ".." in Path(path).parts:
         raise ArchiveError(f"{name}: member {_shown(m.name)} leads outside it")
     if path != "." and path.split("/")[0] not in TOP_LEVEL:
@@ -147,6 +168,13 @@ def read_store(db: Path, archive: Path) -> NodeStore:
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
+            kinds = dict(conn.execute("SELECT name, type FROM sqlite_master"))
+            odd = [t for t in (*COLUMNS, "alembic_version") if kinds.get(t) != "table"]
+            if odd:
+                raise ValueError(f"{', '.join(odd)} {'is' if len(odd) == 1 else 'are'} not tables")
+            big = [t for t in COLUMNS if conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] > MAX_ROWS]
+            if big:
+                raise ValueError(f"{', '.join(big)} hold more than {MAX_ROWS:,} rows")
             (schema,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
             tables = {t: _select(conn, t) for t in COLUMNS}
             active = {r[0] for r in conn.execute("SELECT run_uuid FROM runs WHERE lifecycle_stage = 'active'")}
@@ -171,8 +199,9 @@ def read_store(db: Path, archive: Path) -> NodeStore:
     for run in runs:
         _check_run(run, store, name, ids)
     store.rows = {t: [r for r in tables[t] if r["run_uuid"] in ids] for t in RUN_TABLES}
-    for table, key in UNIQUE.items():
-        seen = Counter(tuple(r[k] for k in key) for r in store.rows[table])
+    for table, key in UNIQUE.items():  # numbers compared as the store's REAL column holds them
+        seen = Counter(tuple(float(r[k]) if k == "value" and table == "metrics" else r[k] for k in key)
+                       for r in store.rows[table])
         twice = next((k for k, n in seen.items() if n > 1), None)
         if twice:
             raise ArchiveError(f"{name}: {table} of run {_shown(twice[key.index('run_uuid')])} repeats "
@@ -210,11 +239,15 @@ def check_artifacts(root: Path, store: NodeStore, archive: Path) -> None:
         folder = artifacts(root, run)
         if folder.exists() and not folder.resolve().is_relative_to((root / "mlruns").resolve()):
             raise ArchiveError(f"{name}: run {run['run_uuid']}'s artifacts lead outside it")
-        arm = store.tag(run["run_uuid"], "kind") == "arm" and run["status"] == "FINISHED"
-        for file, check in (("result.json", TrainResult.parse), ("verdict.json", _verdict)):
+        key = {k: store.tag(run["run_uuid"], k) for k in RUN_KEY}
+        reused = run["status"] == "FINISHED" and (None not in key.values() or store.tag(run["run_uuid"], "kind")
+                                                  == "arm")  # what a suite finds by its run key and reuses
+        checks = (("result.json", _reusable(key) if reused else TrainResult.parse), ("verdict.json", _verdict))
+        for file, check in checks:
             path = folder / file
-            if arm and file == "result.json" and not path.is_file():
-                raise ArchiveError(f"{name}: finished arm run {run['run_uuid']} has no result.json file")
+            if reused and file == "result.json" and not path.is_file():
+                raise ArchiveError(f"{name}: finished run {run['run_uuid']}, which a suite would reuse, has no "
+                                   "result.json file")
             if not path.exists() and not path.is_symlink():
                 continue
             try:
@@ -223,6 +256,19 @@ def check_artifacts(root: Path, store: NodeStore, archive: Path) -> None:
                 check(json.loads(path.read_text()))
             except Exception as exc:  # noqa: BLE001  any failure to parse or check untrusted JSON is a refusal
                 raise ArchiveError(f"{name}: run {run['run_uuid']}'s {file} is malformed ({_first(exc)})") from None
+
+
+def _reusable(key: dict):
+    """The check of a result the suite will reuse by its run key: it parses, it scored the test set,
+    and its config and seed are the ones the run's tags name."""
+    def check(d) -> None:
+        result = TrainResult.parse(d)
+        if result.eval_split != "test":
+            raise ValueError("eval_split: expected 'test' for a run the suite reuses")
+        if key["config_key"] is not None and (Config(**result.config).key() != key["config_key"]
+                                              or str(result.seed) != key["seed"]):
+            raise ValueError(f"config and seed: expected those its tags name ({key['config_key']}, seed {key['seed']})")
+    return check
 
 
 def artifacts(root: Path, run: dict) -> Path:

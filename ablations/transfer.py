@@ -34,7 +34,17 @@ import sqlalchemy as sa
 
 from alexnet.tracking import Tracker, local_folder
 
-from .archive import MAX_BYTES, RUN_TABLES, ArchiveError, NodeStore, artifacts, check_artifacts, read_store, unpack
+from .archive import (
+    MAX_BYTES,
+    RUN_TABLES,
+    ArchiveError,
+    NodeStore,
+    _shown,
+    artifacts,
+    check_artifacts,
+    read_store,
+    unpack,
+)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -52,12 +62,14 @@ def _report_files(root: Path, results_dir: Path, replace: bool) -> list[tuple[Pa
         blocked = next((p for p in [*reversed(rel.parents[:-1])] if (results_dir / p).exists()
                         and not (results_dir / p).is_dir()), None)
         if not _inside(target, results_dir) or target.is_dir() or blocked is not None:
-            raise ArchiveError(f"report {rel} cannot be written to {target}: a local folder or file stands there")
+            raise ArchiveError(f"report {_shown(str(rel))} cannot be written to {_shown(str(target))}: a local "
+                               "folder or file stands there")
         if target.exists() and filecmp.cmp(src, target, shallow=False):
             continue  # the same file: a second import
         if target.exists() and not replace:
-            raise ValueError(f"the archive's results/{rel} differs from the local {target}: nothing was imported. "
-                             "Keep yours (--results-dir elsewhere) or take the node's (--replace-results)")
+            raise ValueError(f"the archive's results/{_shown(str(rel))} differs from the local {_shown(str(target))}: "
+                             "nothing was imported. Keep yours (--results-dir elsewhere) or take the node's "
+                             "(--replace-results)")
         pairs.append((src, target))
     return pairs
 
@@ -82,8 +94,10 @@ class Merge:
             runs, experiments = self.meta.tables["runs"], self.meta.tables["experiments"]
             ids = [r["run_uuid"] for r in node.runs]
             self.present = {r[0] for r in conn.execute(sa.select(runs.c.run_uuid).where(runs.c.run_uuid.in_(ids)))}
-            self.local = {r.name: (r.experiment_id, r.artifact_location) for r in conn.execute(
-                sa.select(experiments).where(experiments.c.lifecycle_stage == "active"))}
+            found = list(conn.execute(sa.select(experiments)))
+            self.local = {r.name: (r.experiment_id, r.artifact_location) for r in found
+                          if r.lifecycle_stage == "active"}
+            self.deleted = {r.name for r in found if r.lifecycle_stage != "active"}
             self.next_id = (conn.execute(sa.select(sa.func.max(experiments.c.experiment_id))).scalar() or 0) + 1
         self.new = [dict(r) for r in node.runs if r["run_uuid"] not in self.present]
         own = local_folder(tracker.client.get_experiment(tracker.experiment_id).artifact_location)
@@ -100,6 +114,10 @@ class Merge:
         found = {}
         for run in self.new:
             name = self.node.experiments[run["experiment_id"]]
+            if name in self.deleted:
+                raise ValueError(f"the local store holds a deleted experiment named {_shown(name)}, which the "
+                                 "archive's runs belong to: restore it (mlflow experiments restore) or purge it, "
+                                 "then import")
             if name not in self.local and name not in self.created:
                 exp_id = self.next_id + len(self.created)
                 self.created[name] = (exp_id, str(self.artifact_root / str(exp_id)))
@@ -115,15 +133,16 @@ class Merge:
             found[run["run_uuid"]] = (exp_id, location, target)
         return found
 
-    def commit(self, reports: list[tuple[Path, Path]], stage_dir: Path) -> int:
-        """Stage artifacts and reports, insert the rows, move both into place, then commit."""
+    def commit(self, reports: list[tuple[Path, Path]], stage_dir: Path, made: list[Path]) -> int:
+        """Stage artifacts and reports, insert the rows, move both into place, then commit; ``made``
+        collects the folders created on the way (the caller removes them if anything fails)."""
         token = uuid.uuid4().hex[:8]
         staged, moved, replaced = [], [], []
         try:
             for run in self.new:
                 exp_id, location, target = self.plan[run["run_uuid"]]
                 stage = target.parent / f".import-{token}" / run["run_uuid"]
-                stage.mkdir(parents=True)
+                _makedirs(stage, made)
                 staged.append((stage, target))
                 if artifacts(self.root, run).is_dir():
                     shutil.copytree(artifacts(self.root, run), stage / "artifacts")
@@ -144,11 +163,10 @@ class Merge:
                     if rows:
                         conn.execute(sa.insert(self.meta.tables[table]), rows)
                 for stage, target in staged:
-                    target.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(stage, target)
                     moved.append(target)
                 for i, (_, target) in enumerate(reports):
-                    target.parent.mkdir(parents=True, exist_ok=True)
+                    _makedirs(target.parent, made)
                     if target.exists():
                         os.replace(target, stage_dir / f"{i}.old")
                         replaced.append((stage_dir / f"{i}.old", target))
@@ -170,6 +188,14 @@ class Merge:
         return len(self.new)
 
 
+def _makedirs(folder: Path, made: list[Path]) -> None:
+    """``folder`` and its missing parents created, each one recorded in ``made`` (outermost first)."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for path in reversed(missing):
+        path.mkdir()
+        made.append(path)
+
+
 def import_archive(archive: Path, uri: str | None, results_dir: Path, *, max_bytes: int = MAX_BYTES,
                    replace_results: bool = False) -> dict:
     """Merge the archive's runs into the store at ``uri`` (opened only once the archive passed its
@@ -179,50 +205,74 @@ def import_archive(archive: Path, uri: str | None, results_dir: Path, *, max_byt
         node = read_store(root / "mlflow.db", archive)
         check_artifacts(root, node, archive)
         reports = _report_files(root, results_dir, replace_results)
-        with _created_store(uri) as tracker:
+        store = _created_store(uri)
+        with store as tracker:
             with tracker.store_lock(exclusive=True):  # refuses while a suite runs on a local store
                 live = [r for r in tracker.find({}, statuses=("RUNNING",)) if not tracker.dead(r)]
                 if live:
                     raise ValueError(f"a suite is running on {tracker.shown_uri} (run {live[0].info.run_id} is "
                                      "live): import when it has finished")
                 merge = Merge(root, node, tracker, archive)
-                if _inside(results_dir, merge.artifact_root) or _inside(merge.artifact_root, results_dir):
-                    raise ValueError(f"--results-dir {results_dir} and the store's artifact folder "
-                                     f"{merge.artifact_root} lie inside one another: pass another --results-dir")
-                results_dir.mkdir(parents=True, exist_ok=True)
-                stage = Path(tempfile.mkdtemp(prefix=".import-", dir=results_dir))
+                store_files = [merge.artifact_root] + ([store.db] if store.db else [])
+                if any(_inside(results_dir, p) or _inside(p, results_dir) for p in store_files):
+                    raise ValueError(f"--results-dir {_shown(str(results_dir))} and the store ({tracker.shown_uri}, "
+                                     f"artifacts in {merge.artifact_root}) lie inside one another: pass another "
+                                     "--results-dir")
+                made: list[Path] = []
                 try:
-                    imported = merge.commit(reports, stage)
-                finally:
-                    shutil.rmtree(stage, ignore_errors=True)
+                    _makedirs(results_dir, made)
+                    stage = Path(tempfile.mkdtemp(prefix=".import-", dir=results_dir))
+                    try:
+                        imported = merge.commit(reports, stage, made)
+                    finally:
+                        shutil.rmtree(stage, ignore_errors=True)
+                except BaseException:
+                    for path in reversed(made):
+                        shutil.rmtree(path, ignore_errors=True)
+                    raise
     return {"imported": imported, "present": len(merge.present), "store": tracker.shown_uri,
             "reports": sorted({str(t.parent) for _, t in reports}),
             "killed": [r for r in node.killed if r not in merge.present]}
 
 
 class _created_store:
-    """The Tracker of ``uri``; a local SQLite store (and its artifact folder) that did not exist
-    before is removed again when the import fails, so that a refusal leaves nothing behind."""
+    """The Tracker of ``uri``. Whatever opening it creates — a new SQLite file and its lock files,
+    the folders above it, the artifact folder and the experiment folder in it — is removed again
+    when the import fails (or opening does), so that a refusal leaves nothing behind."""
 
     def __init__(self, uri: str | None):
+        uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
         self.uri = uri
+        self.db = Path(uri[len("sqlite:///"):].split("?")[0]).absolute() if uri.startswith("sqlite:///") else None
 
     def __enter__(self) -> Tracker:
         for name in ("mlflow", "alembic"):  # their INFO lines about creating a store's tables
             logging.getLogger(name).setLevel(logging.WARNING)
-        uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-        self.db = Path(uri[len("sqlite:///"):].split("?")[0]) if uri.startswith("sqlite:///") else None
         self.fresh = self.db is not None and not self.db.exists()
-        self.default_root = Path("mlruns").absolute()  # where MLflow puts a new SQLite store's artifacts
-        self.root_fresh = not self.default_root.exists()
-        self.tracker = Tracker(self.uri)
+        if self.fresh:
+            self.new_folders = [p for p in self.db.parents if not p.exists()]
+            root = Path("mlruns").absolute()  # where MLflow puts a new SQLite store's artifacts
+            self.root, self.before = root, set(root.iterdir()) if root.is_dir() else None
+        try:
+            self.tracker = Tracker(self.uri)
+        except BaseException:
+            self._remove()
+            raise
         return self.tracker
 
     def __exit__(self, kind, exc, tb) -> None:
-        if kind is None or not self.fresh:
+        if kind is not None:
+            self._remove()
+
+    def _remove(self) -> None:
+        if not self.fresh:
             return
-        own = local_folder(self.tracker.client.get_experiment(self.tracker.experiment_id).artifact_location)
         for path in (self.db, *(self.db.with_name(self.db.name + s) for s in (".lock", ".writers"))):
             path.unlink(missing_ok=True)
-        if self.root_fresh and own is not None and own.parent == self.default_root:
-            shutil.rmtree(self.default_root, ignore_errors=True)
+        if self.before is None:
+            shutil.rmtree(self.root, ignore_errors=True)
+        elif self.root.is_dir():
+            for path in set(self.root.iterdir()) - self.before:
+                shutil.rmtree(path, ignore_errors=True)
+        for folder in self.new_folders:  # innermost first
+            shutil.rmtree(folder, ignore_errors=True)

@@ -73,6 +73,8 @@ def cmd_train(args, parser) -> int:
     config = config_from_args(args, parser)
     if args.json:
         writable_file(args.json, "--json")  # before training, so that the result is not lost to a bad path
+    if args.checkpoint:
+        writable_file(args.checkpoint, "--checkpoint")
     try:
         result = train(config, args.seed, data_dir=args.data_dir, checkpoint=args.checkpoint,
                        progress=args.progress)
@@ -120,7 +122,11 @@ def tune_from(base: Config, args, parser) -> int:
     if args.worker < 0:
         parser.error(f"invalid --worker {args.worker}: expected an index >= 0")
     if args.report:
-        writable_dir(Path(args.results_dir) / args.study, "--results-dir")
+        report_dir = Path(args.results_dir) / args.study
+        existed = report_dir.exists()
+        writable_dir(report_dir, "--results-dir")
+        if not existed:
+            console.print(f"created the report folder {report_dir}", highlight=False, markup=False)
     if base.validation_size is None:
         base = dataclasses.replace(base, validation_size=1000)
     ranges = {}

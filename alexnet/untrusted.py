@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -68,12 +69,15 @@ def writable_later(path: str | os.PathLike, what: str) -> Path:
 
 
 def writable_file(path: str | os.PathLike, what: str) -> Path:
-    """An output file that can be written when the work is done: its folder is writable and the
-    path is not a folder."""
+    """An output file that can be written when the work is done: its folder is writable (created,
+    with a message, when it does not exist) and the path is not a folder."""
     target = Path(path).expanduser()
     if target.is_dir():
         raise ValueError(f"invalid {what} {str(path)!r}: it is a folder; pass a file name")
+    existed = target.parent.exists()
     writable_dir(target.parent, f"{what} folder")
+    if not existed:
+        print(f"created the {what} folder {target.parent}", file=sys.stderr)
     if target.exists() and not os.access(target, os.W_OK):
         raise ValueError(f"invalid {what} {str(path)!r}: the file exists and is not writable")
     return target

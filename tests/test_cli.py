@@ -40,8 +40,10 @@ def test_help_documents_options_and_defaults():
 
 def test_train_prints_table_and_writes_json(data_dir, tmp_path):
     out = run("train", "--input-size", "28", "--train-size", "100", "--test-size", "50", "--epochs", "1",
-              "--batch-size", "50", "--json", str(tmp_path / "r.json"), env_dir=data_dir)
+              "--batch-size", "50", "--json", str(tmp_path / "r.json"), "--checkpoint", str(tmp_path / "new" / "r.pt"),
+              env_dir=data_dir)
     assert out.returncode == 0, out.stderr
     assert "test acc" in out.stdout
+    assert f"created the --checkpoint folder {tmp_path / 'new'}" in out.stderr  # never created silently
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["status"] == "finished" and result["train_examples"] == 100

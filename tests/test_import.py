@@ -120,13 +120,31 @@ def run_import(home: Path, archive: Path, capsys, *extra: str) -> tuple[int, str
     return status, out.out, out.err
 
 
-@pytest.fixture
-def home(tmp_path, node, capsys):
-    """A local store that already holds the node's genuine archive, imported once."""
-    folder = tmp_path / "home"
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory, node):
+    """A local store that holds the node's genuine archive, imported once through the CLI."""
+    folder = tmp_path_factory.mktemp("imported") / "home"
     folder.mkdir()
-    status, out, err = run_import(folder, pack(node, tmp_path / "good.tar.gz"), capsys)
-    assert status == 0 and "imported 4 runs (0 already here)" in out, err
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        status = main(["import", str(pack(node, folder.parent / "good.tar.gz")), "--tracking-uri",
+                       f"sqlite:///{folder}/mlflow.db", "--results-dir", str(folder / "results")])
+    finally:
+        os.chdir(cwd)
+    assert status == 0
+    return folder
+
+
+@pytest.fixture
+def home(tmp_path, imported):
+    """A copy of that store for one test, its artifact paths pointing into the copy."""
+    folder = tmp_path / "home"
+    shutil.copytree(imported, folder)
+    with sqlite3.connect(folder / "mlflow.db") as db:
+        db.execute("UPDATE experiments SET artifact_location = replace(artifact_location, ?, ?)",
+                   (str(imported), str(folder)))
+        db.execute("UPDATE runs SET artifact_uri = replace(artifact_uri, ?, ?)", (str(imported), str(folder)))
     return folder
 
 
@@ -400,7 +418,7 @@ def test_a_file_that_is_not_a_tar_archive_is_refused_before_any_store_is_opened(
     not_tar = tmp_path / "x.tar.gz"
     not_tar.write_text("hello")
     status, _, err = run_import(tmp_path, not_tar, capsys)
-    assert status == 2 and "not a complete tar archive" in err and not (tmp_path / "mlflow.db").exists()
+    assert status == 2 and "not a gzip-compressed tar archive" in err and not (tmp_path / "mlflow.db").exists()
 
 
 def test_a_malformed_result_already_in_the_store_is_one_line_naming_the_run(tmp_path, capsys):
@@ -522,3 +540,135 @@ def test_a_results_folder_inside_the_stores_artifacts_is_refused(home, node, tmp
     status, _, err = run_import(home, pack(node, tmp_path / "inside.tar.gz"), capsys, "--results-dir",
                                 str(home / "mlruns" / "1"))
     assert status == 2 and "lie inside one another" in err
+
+
+# the second review's cases
+
+
+def _raw_tar(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+@pytest.mark.parametrize("name", ["results/mlflow.db-journal", "results/x.db", "results/a/mlflow.db.writers"])
+def test_a_report_named_like_a_database_or_lock_file_is_refused(home, node, tmp_path, name, refused):
+    """SQLite replays a -journal beside a database: a report may never carry such a name."""
+    refused(home, pack(node, tmp_path / "journal.tar.gz", [(member(name, size=1), b"x")]),
+            "has the name of a database or lock file")
+
+
+def test_a_results_folder_holding_the_store_is_refused(home, node, tmp_path, capsys):
+    status, _, err = run_import(home, pack(node, tmp_path / "r.tar.gz"), capsys, "--results-dir", str(home))
+    assert status == 2 and "lie inside one another" in err
+
+
+@pytest.mark.parametrize("case", ["no result", "validation result", "other config"])
+def test_a_finished_run_the_suite_would_reuse_needs_its_own_test_result(node, tmp_path, case, refused):
+    """A FINISHED run carrying a run key (config_key, seed, code_version) is what a suite reuses,
+    whatever its kind: its result.json must exist, be scored on the test set and name that config."""
+    run = one_run(node)
+
+    def forge(folder):
+        path = next(folder.glob(f"mlruns/*/{run}/artifacts/result.json"))
+        result = json.loads(path.read_text())
+        key = Config(**result["config"]).key() if case != "other config" else "0" * 12
+        with sqlite3.connect(folder / "mlflow.db") as db:
+            db.executemany("INSERT INTO tags VALUES (?, ?, ?)", [("config_key", key, run),
+                           ("code_version", "x", run)])
+            db.execute("UPDATE tags SET value = 'claim' WHERE run_uuid = ? AND key = 'kind'", (run,))
+        if case == "no result":
+            path.unlink()
+        elif case == "validation result":
+            result["eval_split"] = "val"
+            for e in result["epochs"]:
+                e["val_acc"] = e.pop("test_acc")
+            path.write_text(json.dumps(result))
+    home = tmp_path / "fresh"
+    home.mkdir()
+    expected = {"no result": "which a suite would reuse, has no result.json", "validation result": "expected 'test'",
+                "other config": "expected those its tags name"}[case]
+    refused(home, pack(variant(node, tmp_path, edit=forge), tmp_path / "forged.tar.gz"), expected)
+
+
+def test_chained_metadata_headers_are_one_line(home, node, tmp_path, refused):
+    chain = b""
+    for i in range(3000):  # each small, but tarfile reads the next header recursively
+        name = f"results/{i}".encode()
+        info = member("././@LongLink", tarfile.GNUTYPE_LONGNAME, size=len(name) + 1)
+        chain += info.tobuf(tarfile.USTAR_FORMAT) + (name + b"\0").ljust(512, b"\0")
+    archive = tmp_path / "chain.tar.gz"
+    archive.write_bytes(gzip.compress(chain + member("results/x", size=1).tobuf() + b"x".ljust(512, b"\0")
+                                      + b"\0" * 10240))
+    refused(home, archive, "nest or chain too deeply")
+
+
+def test_deeply_nested_folders_are_refused(home, node, tmp_path, refused):
+    deep = "results/" + "d/" * 40 + "f.md"
+    refused(home, pack(node, tmp_path / "deep.tar.gz", [(member(deep, size=1), b"x")]), "nested deeper than 32")
+
+
+@pytest.mark.parametrize("fmt", ["plain", "xz"])
+def test_only_gzip_archives_are_read(home, node, tmp_path, fmt, refused):
+    archive = tmp_path / f"{fmt}.tar.gz"
+    with tarfile.open(archive, "w" if fmt == "plain" else "w:xz") as tar:
+        tar.add(node / "mlflow.db", arcname="mlflow.db")
+    refused(home, archive, "not a gzip-compressed tar archive")
+
+
+def test_a_second_gzip_stream_after_the_archive_is_refused(home, node, tmp_path, refused):
+    archive = pack(node, tmp_path / "tail.tar.gz")
+    archive.write_bytes(archive.read_bytes() + gzip.compress(b"\0" * 50_000_000))
+    refused(home, archive, "more data than its members declare")
+
+
+def test_views_in_place_of_tables_are_refused(home, node, tmp_path, refused):
+    sql = "ALTER TABLE tags RENAME TO t0; CREATE VIEW tags AS SELECT * FROM t0;"
+    refused(home, pack(variant(node, tmp_path, sql), tmp_path / "view.tar.gz"), "tags is not tables")
+
+
+def test_names_with_line_or_direction_characters_are_refused(home, node, tmp_path, refused):
+    name = "results/smoke/cpu/x\u2028imported 4 runs\u202e.md"
+    line = refused(home, pack(node, tmp_path / "bidi.tar.gz", [(member(name, size=1), b"x")]),
+                   "holds control characters")
+    assert "\u2028" not in line and "\u202e" not in line
+
+
+def test_a_deleted_local_experiment_of_the_same_name_is_a_clear_refusal(home, node, tmp_path, refused):
+    with sqlite3.connect(home / "mlflow.db") as db:
+        db.execute("INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage) "
+                   "VALUES (77, 'renamed', 'x', 'deleted')")
+    def new_ids(folder):  # the runs become new to the home store, their artifact folders with them
+        for path in folder.glob("mlruns/*/*"):
+            if len(path.name) == 32:
+                path.rename(path.with_name(path.name[1:] + "f"))
+    renamed = variant(node, tmp_path, "UPDATE experiments SET name = 'renamed' WHERE name = 'alexnet-claims';"
+                      + "".join(f"UPDATE {t} SET run_uuid = substr(run_uuid, 2) || 'f';" for t in TABLES[1:]),
+                      edit=new_ids)
+    line = refused(home, pack(renamed, tmp_path / "deleted.tar.gz"), "holds a deleted experiment named 'renamed'")
+    assert "invalid archive" not in line  # a local condition, not the archive's fault
+
+
+@pytest.mark.parametrize("case", ["store in new folders", "artifact folder exists", "artifact folder is a file"])
+def test_a_refused_import_into_a_new_store_leaves_nothing(node, tmp_path, capsys, case):
+    work = tmp_path / "work"
+    work.mkdir()
+    if case == "artifact folder exists":
+        (work / "mlruns" / "0").mkdir(parents=True)
+    if case == "artifact folder is a file":
+        (work / "mlruns").write_text("not a folder")
+    db = work / "store" / "sub" / "mlflow.db" if case == "store in new folders" else work / "mlflow.db"
+    before = sorted(str(p) for p in work.rglob("*"))
+    archive = pack(variant(node, tmp_path, "UPDATE alembic_version SET version_num = 'deadbeef0000'"),
+                   tmp_path / "schema.tar.gz")
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        status = main(["import", str(archive), "--tracking-uri", f"sqlite:///{db}", "--results-dir",
+                       str(work / "results")])
+    finally:
+        os.chdir(cwd)
+    assert status == 2, capsys.readouterr().err
+    assert sorted(str(p) for p in work.rglob("*")) == before
