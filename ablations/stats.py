@@ -74,7 +74,7 @@ class Difference:
 
 def paired(a: list[float], b: list[float], *, seed: int = 0) -> Difference:
     """a[i] - b[i] per seed i: a t distribution with n - 1 df below 10 pairs, else a seeded
-    percentile bootstrap of the mean difference."""
+    bootstrap-t of the mean difference (studentized resamples)."""
     if len(a) != len(b) or len(a) < 2:
         raise ValueError(f"paired analysis needs the same seeds in both arms, at least 2 (have {len(a)} and {len(b)})")
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
