@@ -23,6 +23,7 @@ The whole archive is refused on the first bad value, naming the member or the ru
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import re
@@ -83,8 +84,13 @@ class NodeStore:
     rows: dict[str, list[dict]] = field(default_factory=dict)  # table -> rows of the runs
     killed: list[str] = field(default_factory=list)  # runs that came in RUNNING, imported as KILLED
 
+    @functools.cached_property
+    def tags(self) -> dict[tuple[str, str], str]:
+        """(run id, key) -> value, indexed once the rows are final (a full archive holds thousands)."""
+        return {(t["run_uuid"], t["key"]): t["value"] for t in self.rows["tags"]}
+
     def tag(self, run_id: str, key: str) -> str | None:
-        return next((t["value"] for t in self.rows["tags"] if t["run_uuid"] == run_id and t["key"] == key), None)
+        return self.tags.get((run_id, key))
 
 
 class _Headers(tarfile.TarInfo):
@@ -114,7 +120,7 @@ def unpack(archive: Path, into: Path, max_bytes: int = MAX_BYTES) -> Path:
                 _check_member(m, name)
                 if total > max_bytes:
                     raise ArchiveError(f"{name}: its members declare more than {_gib(max_bytes)} "
-                                       f"(reached at {_shown(m.name)}); raise the limit with --max-gb if it is genuine")
+                                       f"(reached at {quoted(m.name)}); raise the limit with --max-gb if it is genuine")
                 if len(members) > MAX_MEMBERS:
                     raise ArchiveError(f"{name}: more than {MAX_MEMBERS:,} members (a node archive holds hundreds)")
             # read to the end once: gzip's checksum and length catch damage; no more data than the members
@@ -143,20 +149,20 @@ def unpack(archive: Path, into: Path, max_bytes: int = MAX_BYTES) -> Path:
 def _check_member(m: tarfile.TarInfo, name: str) -> None:
     path = m.name.removeprefix("./")
     if not path or not m.name.isprintable() or any(0xD800 <= ord(c) < 0xE000 for c in m.name):
-        raise ArchiveError(f"{name}: member name {_shown(m.name)} is empty, not UTF-8 or holds control characters")
+        raise ArchiveError(f"{name}: member name {quoted(m.name)} is empty, not UTF-8 or holds control characters")
     if len(m.name) > MAX_NAME or len(Path(path).parts) > MAX_DEPTH:
-        raise ArchiveError(f"{name}: member {_shown(m.name)} is nested deeper than {MAX_DEPTH} folders or named "
+        raise ArchiveError(f"{name}: member {quoted(m.name)} is nested deeper than {MAX_DEPTH} folders or named "
                            f"longer than {MAX_NAME} characters")
     if path.startswith("results/") and m.isreg() and path.endswith(STORE_FILES):
-        raise ArchiveError(f"{name}: report {_shown(path)} has the name of a database or lock file")
+        raise ArchiveError(f"{name}: report {quoted(path)} has the name of a database or lock file")
     if path.startswith("/") or ".." in Path(path).parts:
-        raise ArchiveError(f"{name}: member {_shown(m.name)} leads outside it")
+        raise ArchiveError(f"{name}: member {quoted(m.name)} leads outside it")
     if path != "." and path.split("/")[0] not in TOP_LEVEL:
-        raise ArchiveError(f"{name}: unexpected entry {_shown(path.split('/')[0])} (a node archive holds only "
+        raise ArchiveError(f"{name}: unexpected entry {quoted(path.split('/')[0])} (a node archive holds only "
                            f"{', '.join(sorted(TOP_LEVEL))})")
     if not (m.isreg() or m.isdir()) or m.issparse():
         kind = "a link" if m.issym() or m.islnk() else "a sparse file" if m.issparse() else "not a file or folder"
-        raise ArchiveError(f"{name}: member {_shown(m.name)} is {kind}; a node archive holds only files and folders")
+        raise ArchiveError(f"{name}: member {quoted(m.name)} is {kind}; a node archive holds only files and folders")
 
 
 def read_store(db: Path, archive: Path) -> NodeStore:
@@ -183,13 +189,13 @@ def read_store(db: Path, archive: Path) -> NodeStore:
     except (sqlite3.Error, TypeError, ValueError) as exc:
         raise ArchiveError(f"{name}: its mlflow.db is not an MLflow store ({_first(exc)})") from None
     if not (_ok(schema, ("str", 32, False)) and schema.isprintable()):
-        raise ArchiveError(f"{name}: its mlflow.db has an invalid schema revision {_shown(schema)}")
+        raise ArchiveError(f"{name}: its mlflow.db has an invalid schema revision {quoted(schema)}")
     for table, rows in tables.items():
         for row in rows:
             bad = next((c for c, kind in COLUMNS[table].items() if not _ok(row[c], kind)), None)
             if bad:
-                run = f"run {_shown(row['run_uuid'])}" if "run_uuid" in row else f"experiment {_shown(row['name'])}"
-                raise ArchiveError(f"{name}: {table} of {run}: invalid {bad} {_shown(row[bad])}")
+                run = f"run {quoted(row['run_uuid'])}" if "run_uuid" in row else f"experiment {quoted(row['name'])}"
+                raise ArchiveError(f"{name}: {table} of {run}: invalid {bad} {quoted(row[bad])}")
     experiments = {r["experiment_id"]: r["name"] for r in tables["experiments"]}
     if len(experiments) != len(tables["experiments"]) or any(not n.strip() for n in experiments.values()):
         raise ArchiveError(f"{name}: its experiments have repeated ids or empty names")
@@ -204,8 +210,8 @@ def read_store(db: Path, archive: Path) -> NodeStore:
                        for r in store.rows[table])
         twice = next((k for k, n in seen.items() if n > 1), None)
         if twice:
-            raise ArchiveError(f"{name}: {table} of run {_shown(twice[key.index('run_uuid')])} repeats "
-                               f"{_shown(twice[0])}")
+            raise ArchiveError(f"{name}: {table} of run {quoted(twice[key.index('run_uuid')])} repeats "
+                               f"{quoted(twice[0])}")
     dead = set(store.killed)
     store.rows["tags"] = [t for t in store.rows["tags"] if not (t["run_uuid"] in dead and t["key"] in LEASE_TAGS)]
     return store
@@ -220,12 +226,12 @@ def _select(conn: sqlite3.Connection, table: str) -> list[dict]:
 def _check_run(run: dict, store: NodeStore, name: str, ids: Counter) -> None:
     run_id = run["run_uuid"]
     if not RUN_ID.fullmatch(run_id) or ids[run_id] > 1:
-        raise ArchiveError(f"{name}: run id {_shown(run_id)} is not MLflow's 32 hex digits, or repeats")
+        raise ArchiveError(f"{name}: run id {quoted(run_id)} is not MLflow's 32 hex digits, or repeats")
     if run["experiment_id"] not in store.experiments:
-        raise ArchiveError(f"{name}: run {run_id} belongs to experiment {_shown(run['experiment_id'])}, which the "
+        raise ArchiveError(f"{name}: run {run_id} belongs to experiment {quoted(run['experiment_id'])}, which the "
                            "archive does not hold")
     if run["status"] not in STATUSES or run["source_type"] not in SOURCE_TYPES:
-        raise ArchiveError(f"{name}: run {run_id} has an unknown status or source type {_shown(run['status'])}")
+        raise ArchiveError(f"{name}: run {run_id} has an unknown status or source type {quoted(run['status'])}")
     if run["status"] in ("RUNNING", "SCHEDULED"):  # its worker is gone, whatever its heartbeat says
         run["status"], run["end_time"] = "KILLED", run["end_time"] or run["start_time"]
         store.killed.append(run_id)
@@ -314,6 +320,6 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else "?" for c in text)
 
 
-def _shown(value) -> str:
+def quoted(value) -> str:
     """A value from the archive as it may be printed: control characters escaped, length bounded."""
     return repr(_printable(str(value)[:120]))

@@ -32,16 +32,16 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from alexnet.tracking import Tracker, local_folder
+from alexnet.tracking import Tracker, local_folder, store_uri
 
 from .archive import (
     MAX_BYTES,
     RUN_TABLES,
     ArchiveError,
     NodeStore,
-    _shown,
     artifacts,
     check_artifacts,
+    quoted,
     read_store,
     unpack,
 )
@@ -62,12 +62,12 @@ def _report_files(root: Path, results_dir: Path, replace: bool) -> list[tuple[Pa
         blocked = next((p for p in [*reversed(rel.parents[:-1])] if (results_dir / p).exists()
                         and not (results_dir / p).is_dir()), None)
         if not _inside(target, results_dir) or target.is_dir() or blocked is not None:
-            raise ArchiveError(f"report {_shown(str(rel))} cannot be written to {_shown(str(target))}: a local "
+            raise ArchiveError(f"report {quoted(str(rel))} cannot be written to {quoted(str(target))}: a local "
                                "folder or file stands there")
         if target.exists() and filecmp.cmp(src, target, shallow=False):
             continue  # the same file: a second import
         if target.exists() and not replace:
-            raise ValueError(f"the archive's results/{_shown(str(rel))} differs from the local {_shown(str(target))}: "
+            raise ValueError(f"the archive's results/{quoted(str(rel))} differs from the local {quoted(str(target))}: "
                              "nothing was imported. Keep yours (--results-dir elsewhere) or take the node's "
                              "(--replace-results)")
         pairs.append((src, target))
@@ -115,7 +115,7 @@ class Merge:
         for run in self.new:
             name = self.node.experiments[run["experiment_id"]]
             if name in self.deleted:
-                raise ValueError(f"the local store holds a deleted experiment named {_shown(name)}, which the "
+                raise ValueError(f"the local store holds a deleted experiment named {quoted(name)}, which the "
                                  "archive's runs belong to: restore it (mlflow experiments restore) or purge it, "
                                  "then import")
             if name not in self.local and name not in self.created:
@@ -215,7 +215,7 @@ def import_archive(archive: Path, uri: str | None, results_dir: Path, *, max_byt
                 merge = Merge(root, node, tracker, archive)
                 store_files = [merge.artifact_root] + ([store.db] if store.db else [])
                 if any(_inside(results_dir, p) or _inside(p, results_dir) for p in store_files):
-                    raise ValueError(f"--results-dir {_shown(str(results_dir))} and the store ({tracker.shown_uri}, "
+                    raise ValueError(f"--results-dir {quoted(str(results_dir))} and the store ({tracker.shown_uri}, "
                                      f"artifacts in {merge.artifact_root}) lie inside one another: pass another "
                                      "--results-dir")
                 made: list[Path] = []
@@ -241,8 +241,7 @@ class _created_store:
     when the import fails (or opening does), so that a refusal leaves nothing behind."""
 
     def __init__(self, uri: str | None):
-        uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-        self.uri = uri
+        self.uri = uri = store_uri(uri)
         self.db = Path(uri[len("sqlite:///"):].split("?")[0]).absolute() if uri.startswith("sqlite:///") else None
 
     def __enter__(self) -> Tracker:

@@ -37,6 +37,11 @@ EXPERIMENT = "alexnet-claims"
 HOST = socket.gethostname()
 
 
+def store_uri(uri: str | None = None) -> str:
+    """The tracking store to use: ``uri``, else $MLFLOW_TRACKING_URI, else the embedded SQLite store."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
 def lease_s() -> float:
     """Seconds without a heartbeat after which a run's owner counts as dead ($ALEXNET_LEASE_S)."""
     return env_number("ALEXNET_LEASE_S", 120.0, low=1.0)
@@ -105,7 +110,7 @@ def _quoted(value) -> str:
 class Tracker:
     def __init__(self, uri: str | None = None, experiment: str = EXPERIMENT):
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per result.json read
-        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+        self.uri = store_uri(uri)
         self.shown_uri = redact(self.uri)  # what may be printed or recorded: the password replaced by ***
         self.lease = lease_s()
         check_uri(self.uri)
