@@ -64,6 +64,10 @@ def parse(argv):
                         "are reused")
     p.add_argument("--epochs", type=int, help="epochs per run (default: the scale's)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads of every run (torch.set_num_threads; default: torch's, one per core); the "
+                        "sums' order changes with it, as between CPU models, so verdicts should not; recorded as "
+                        "the device name (cpu-...-Nthreads)")
     p.add_argument("--tracking-uri", help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI})")
     p.add_argument("--data-dir", help=f"Fashion-MNIST folder (default: ${ENV_VAR}, else a torchvision download)")
     p.add_argument("--results-dir", default="results", help="reports go to RESULTS_DIR/<scale>/<device>/")
@@ -102,6 +106,8 @@ def parse(argv):
         args.seeds, args.max_seeds = parse_seeds(p, args.seeds, SCALES[args.scale or "quick"].seeds)
     if not 0 <= args.tune_lr <= MAX_TRIALS:
         p.error(f"invalid --tune-lr {args.tune_lr}: expected 0 (off) or a number of trials up to {MAX_TRIALS:,}")
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        p.error(f"invalid --threads {args.threads}: expected an integer from 1 to 1,024 (CPU threads)")
     if args.epochs is not None and not 1 <= args.epochs <= MAX_EPOCHS:
         p.error(f"invalid --epochs {args.epochs}: expected an integer from 1 to {MAX_EPOCHS:,}")
     return args
@@ -218,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["import"]:
         return import_node(argv[1:])
     args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     scale = SCALES[args.scale or ("full" if torch.cuda.is_available() and args.device != "cpu" else "quick")]
     command = redact(shlex.join(["python", "-m", "ablations", *argv]))  # recorded on the suite run, in claims.md
     try:
@@ -243,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]error:[/] {shown(redact(str(exc)))}")
         return 2
     console.print(f"[bold]scale {scale.name}[/] on {suite.device}: {scale.description}. "
+                  f"Versus the lecture: {scale.versus_lecture()}. "
                   f"Claims: {', '.join(c.id for c in claims)}; {len(suite.seeds)} seeds"
                   + (f" (auto: up to {args.max_seeds} for claims still undecided)" if args.max_seeds else "")
                   + f"; MLflow store {shown(tracker.shown_uri)}")
@@ -285,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                       unfinished=suite.unfinished, looks=suite.looks, alpha=suite.alpha)
     except STORE_ERRORS as exc:
         return _lost(exc, tracker, args)
-    Console().print(verdict_table(reports, f"verdicts, {scale.name} scale ({suite.trained} runs trained, "
+    proxy = "" if scale.name == "full" else ", a CPU proxy of the lecture's settings"
+    Console().print(verdict_table(reports, f"verdicts, {scale.name} scale{proxy} ({suite.trained} runs trained, "
                                            f"the rest reused) — details in {folder}/claims.md"))
     console.print(timing_line(suite.timing, suite.trained), highlight=False)
     if suite.unfinished:

@@ -48,6 +48,7 @@ def speed_key(config: Config) -> str:
     settings change the numbers, not the time, so arms that differ only in those share one probe."""
     parts = ([] if config.arch == "alexnet" else [config.arch]) + [f"{config.input_size}px", f"b{config.batch_size}",
                                                                    config.precision]
+    parts += [f"w{config.width:g}"] * (config.arch == "alexnet" and config.width != 1)
     parts += ["lrn"] * config.lrn + ["compile"] * config.compile
     parts += [] if config.channels_last else ["nchw"]
     if (config.pool_kernel, config.pool_stride) != (3, 2):

@@ -79,6 +79,23 @@ def compute_cost(runs, arms, stats) -> verdict.Verdict:
     return verdict.Verdict("reproduced" if f_ratio > 1 else "contradicted", text)
 
 
+@evidence("overfits")
+def overfits(runs, arms, stats) -> verdict.Verdict:
+    """The dropout claim's precondition: the arm without dropout (the second) overfits, i.e. its mean
+    train - test gap is at least the claim's minimum effect; otherwise nothing is there to control."""
+    gaps = list(per_arm(runs, "gap").get(arms[1], {}).values())
+    m = stats.get("min_effect", 0.0)
+    if not gaps:
+        return verdict.Verdict("inconclusive", f"overfitting: no finished run of {arms[1]}")
+    gap = sum(gaps) / len(gaps)
+    stats.update(overfit_gap=gap)
+    if gap < m:
+        return verdict.Verdict("inconclusive", f"nothing overfits at this scale: {arms[1]}'s train - test gap is "
+                                               f"{gap:+.4f}, below the minimum effect {m}, so there is nothing for "
+                                               "dropout to control")
+    return verdict.Verdict("reproduced", f"overfitting: {arms[1]}'s train - test gap is {gap:+.4f} (≥ {m})")
+
+
 @evidence("attribution")
 def attribution(runs, arms, stats) -> str:
     """The ladder's attribution of the total gain to each change, both orders, and the lr of each arm."""

@@ -39,6 +39,7 @@ class ClaimReport:
     tuned: ClaimReport | None = None  # the same claim with every arm at its own tuned lr
     tuned_lr: dict[str, float] = field(default_factory=dict)
     comparisons: dict[tuple[str, str], verdict.Verdict] = field(default_factory=dict)  # (arm a, arm b) -> verdict
+    reason: str = ""  # inconclusive: why, in one sentence (what the scale cannot test, or what the data lack)
 
 
 def judge_all(items: list[tuple[Claim, list[ArmRun]]], scale: Scale, alpha: float = verdict.ALPHA) -> list[ClaimReport]:
@@ -108,10 +109,24 @@ def judge(claim: Claim, runs: list[ArmRun], scale: Scale, adjusted: dict | None 
             found = found.evidence
         evidence += found.split("\n")
     word = verdict.combine(parts)
+    reason = _reason(parts, comparisons) if word == "inconclusive" else ""
     if claim.id in scale.cannot_test:
-        word = "inconclusive"
-        evidence.insert(0, f"not testable at the {scale.name} scale: {scale.cannot_test[claim.id]}")
-    return ClaimReport(claim, word, [e for e in evidence if e], runs, found_stats, comparisons=comparisons)
+        word, reason = "inconclusive", f"not testable at the {scale.name} scale: {scale.cannot_test[claim.id]}"
+        evidence.insert(0, reason)
+    return ClaimReport(claim, word, [e for e in evidence if e], runs, found_stats, comparisons=comparisons,
+                       reason=reason)
+
+
+def _reason(parts: list[verdict.Verdict], comparisons: dict) -> str:
+    """Why a claim is inconclusive, in one sentence: a failed precondition of its evidence (nothing
+    overfits) comes first, then what each undecided comparison lacks."""
+    judged = list(comparisons.values())
+    for v in parts:
+        if v.verdict == "inconclusive" and v not in judged:
+            return v.evidence.split("\n")[0]
+    lacking = [f"{a} vs {b} lacks {v.stats['lacks']}" for (a, b), v in comparisons.items()
+               if v.verdict == "inconclusive" and "lacks" in v.stats]
+    return "; ".join(lacking) or "its parts disagree"
 
 
 def _size(evidence: list[str]) -> tuple[list[verdict.Verdict], dict]:

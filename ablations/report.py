@@ -10,6 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from statistics import mean, stdev
 
+from rich.markup import escape
 from rich.table import Table
 from scipy import stats as scipy_stats
 
@@ -98,7 +99,8 @@ def verdict_table(reports: list[ClaimReport], title: str) -> Table:
     if tuned:
         table.add_column("verdict at tuned lr")
     for r in reports:
-        row = [r.claim.id, r.claim.statement, f"[{COLOURS[r.verdict]}]{r.verdict}[/]", "\n".join(r.evidence)]
+        why = f"\n{escape(r.reason)}" if r.reason else ""
+        row = [r.claim.id, r.claim.statement, f"[{COLOURS[r.verdict]}]{r.verdict}[/]{why}", "\n".join(r.evidence)]
         if tuned:
             row.append(f"[{COLOURS[r.tuned.verdict]}]{r.tuned.verdict}[/]\n" + _lrs(r) if r.tuned else "")
         table.add_row(*row)
@@ -320,7 +322,9 @@ def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: st
                    timing: dict, unfinished: dict[str, list[str]], looks: list[str], alpha: float) -> None:
     lines = [f"# Claims of the d2l AlexNet lecture — {scale.name} scale", "",
              f"Produced on {datetime.date.today().isoformat()} by:", "", *code_block(command), "",
-             f"Scale: {scale.description}.", "",
+             f"Scale: {scale.description}.", "", f"Versus the lecture: {scale.versus_lecture()}."
+             + ("" if scale.name == "full" else " These verdicts are a CPU proxy of the lecture's claims: the same "
+                "comparisons on a smaller, shorter training; `--scale full` runs the lecture's settings."), "",
              f"Environment: device {env['device']}, torch {env['torch']}, CUDA {env['cuda']}, "
              f"Python {env['python']}, git commit {env['git_commit']}. Numerics: {_numerics(reports)}. "
              f"Runs trained by this invocation: {trained} (the rest were found finished in the MLflow store). "
@@ -333,7 +337,8 @@ def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: st
     lines += ["| claim | the lecture says | measured | verdict |", "|---|---|---|---|"]
     for r in reports:
         evidence = "<br>".join(e.replace("|", "\\|") for e in r.evidence)
-        lines.append(f"| {r.claim.id} | {r.claim.statement} | {evidence} | **{r.verdict}** |")
+        why = f" — {r.reason}".replace("|", "\\|") if r.reason else ""
+        lines.append(f"| {r.claim.id} | {r.claim.statement} | {evidence} | **{r.verdict}**{why} |")
     tuned = [r for r in reports if r.tuned]
     if tuned:
         lines += ["", "## At tuned learning rates (fair mode, `--tune-lr`)", "",

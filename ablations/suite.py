@@ -226,7 +226,8 @@ class Suite:
         self.tracker.reap()  # runs left RUNNING by workers that died
         tags = {"kind": "suite", "scale": self.scale.name, "code_version": self.code}
         with self.tracker.open_run(f"suite {self.scale.name}", tags) as suite_id:
-            self.tracker.log_params({"scale": self.scale.name, "seeds": len(self.seeds), "epochs": self.options.epochs,
+            self.tracker.log_params({"scale": self.scale.name, "versus_lecture": self.scale.versus_lecture(),
+                                     "seeds": len(self.seeds), "epochs": self.options.epochs,
                                      "claims": ",".join(c.id for c in claims), "command": command,
                                      "budget_s": self.options.budget_s, "max_seeds": self.options.max_seeds,
                                      "alpha": self.alpha, "look": len(self.looks) + 1,
@@ -354,6 +355,7 @@ class Suite:
             report.run_id = claim_id
             with self.tracker.open_run("", {}, parent=suite_id, run_id=claim_id):
                 self.tracker.set_tags({"verdict": report.verdict, "statement": report.claim.statement,
+                                       **({"verdict_reason": report.reason} if report.reason else {}),
                                        **({"verdict_tuned_lr": report.tuned.verdict} if report.tuned else {})})
                 self.tracker.log_metrics(claim_metrics(report))
                 self.tracker.log_dict({"verdict": report.verdict, "evidence": report.evidence,

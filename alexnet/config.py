@@ -19,7 +19,8 @@ INPUT_SIZES = (224, 28)  # 224: the lecture's 11x11/4 stem; 28: the adapted 3x3/
 PRECISIONS = ("fp32", "tf32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000  # Fashion-MNIST, 6,000 and 1,000 per class
-STEM_OUTPUT = {224: 54, 28: 28}  # side after the 11x11/4 (224 px) or 3x3/1 (28 px) stem
+STEM_OUTPUT = {224: 54, 28: 28}
+ALEXNET_CHANNELS = (96, 256, 384, 384, 256, 4096)  # the five convolutions' channels, then the hidden dense units  # side after the 11x11/4 (224 px) or 3x3/1 (28 px) stem
 
 
 def _opt(default, help, choices=None):
@@ -38,6 +39,9 @@ class Config:
     pool_stride: int = _opt(2, "pooling stride in px")
     input_size: int = _opt(224, "input side: 224 (resized, lecture stem) or 28 (native, 3x3 stem)", INPUT_SIZES)
     lrn: bool = _opt(False, "local response normalisation after conv1 and conv2 (AlexNet paper)")
+    width: float = _opt(1.0, "AlexNet width multiplier: every convolution's channels and the two hidden dense "
+                        "layers' units times this, rounded, at least 1 (1: the lecture's 96-256-384-384-256, 4096; "
+                        "0.25: 24-64-96-96-64, 1024); LeNet ignores it")
     # optimisation
     lr: float = _opt(0.01, "SGD learning rate, > 0")
     momentum: float = _opt(0.0, "SGD momentum, in [0, 1)")
@@ -64,6 +68,9 @@ class Config:
                 _fail(name, getattr(self, name), "one of " + ", ".join(map(str, choices)))
         if not 0.0 <= self.dropout < 1.0:
             _fail("dropout", self.dropout, "a probability in [0, 1)")
+        if isinstance(self.width, bool) or not (isinstance(self.width, (int, float)) and 0 < self.width <= 4
+                                                  and math.isfinite(self.width)):
+            _fail("width", self.width, "a number in (0, 4] (1: the lecture's AlexNet; 0.25: a quarter of its channels)")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             _fail("lr", self.lr, "a finite number > 0")
         if not 0.0 <= self.momentum < 1.0:
@@ -107,7 +114,7 @@ class Config:
             _fail("batch_size", self.batch_size, f"at most the {self.train_size or available:,} training images")
 
     def feature_side(self) -> int:
-        """Side of the last feature map (the first dense layer takes 256 * side**2 inputs); each of
+        """Side of the last feature map (the first dense layer takes the last convolution's channels * side**2 inputs); each of
         the three pooling layers needs a map at least as wide as its window."""
         side = STEM_OUTPUT[self.input_size]
         for _ in range(3):  # the convolutions between poolings keep the side
@@ -117,12 +124,21 @@ class Config:
             side = (side - self.pool_kernel) // self.pool_stride + 1
         return side
 
+    def channels(self) -> tuple[int, ...]:
+        """AlexNet's five convolutions' output channels and its hidden dense units, at ``width``."""
+        return tuple(max(1, round(c * self.width)) for c in ALEXNET_CHANNELS)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def key(self) -> str:
-        """A short stable hash of every field: equal configs give equal keys."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """A short stable hash of every field: equal configs give equal keys. At width 1 the field is
+        left out of the hash, so configs keep the keys they had before ``width`` existed and stores
+        made then are still reused."""
+        fields = self.to_dict()
+        if fields["width"] == 1:
+            del fields["width"]
+        blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 

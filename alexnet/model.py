@@ -33,23 +33,24 @@ def build_alexnet(config: Config = Config()) -> nn.Sequential:
         # Krizhevsky et al. 2012, section 3.3: k=2, n=5, alpha=1e-4, beta=0.75
         return [nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)] if config.lrn else []
 
+    c1, c2, c3, c4, c5, dense = config.channels()  # 96, 256, 384, 384, 256, 4096 at width 1
     if config.input_size == 224:
-        stem = nn.Conv2d(1, 96, kernel_size=11, stride=4, padding=1)
+        stem = nn.Conv2d(1, c1, kernel_size=11, stride=4, padding=1)
     else:
-        stem = nn.Conv2d(1, 96, kernel_size=3, stride=1, padding=1)
+        stem = nn.Conv2d(1, c1, kernel_size=3, stride=1, padding=1)
     features = [
         stem, act(), *lrn(), pool(),
-        nn.Conv2d(96, 256, kernel_size=5, padding=2), act(), *lrn(), pool(),
-        nn.Conv2d(256, 384, kernel_size=3, padding=1), act(),
-        nn.Conv2d(384, 384, kernel_size=3, padding=1), act(),
-        nn.Conv2d(384, 256, kernel_size=3, padding=1), act(), pool(),
+        nn.Conv2d(c1, c2, kernel_size=5, padding=2), act(), *lrn(), pool(),
+        nn.Conv2d(c2, c3, kernel_size=3, padding=1), act(),
+        nn.Conv2d(c3, c4, kernel_size=3, padding=1), act(),
+        nn.Conv2d(c4, c5, kernel_size=3, padding=1), act(), pool(),
         nn.Flatten(),
     ]
     return nn.Sequential(
         *features,
-        nn.Linear(256 * config.feature_side() ** 2, 4096), act(), nn.Dropout(p=config.dropout),
-        nn.Linear(4096, 4096), act(), nn.Dropout(p=config.dropout),
-        nn.Linear(4096, 10),
+        nn.Linear(c5 * config.feature_side() ** 2, dense), act(), nn.Dropout(p=config.dropout),
+        nn.Linear(dense, dense), act(), nn.Dropout(p=config.dropout),
+        nn.Linear(dense, 10),
     )
 
 
