@@ -1,7 +1,7 @@
 """``python -m ablations``: re-run the AlexNet lecture's claims, log to MLflow, write verdicts.
 
-Scales: full (the lecture's settings, for a GPU), quick (CPU, about 25 min on 2 cores),
-smoke (CI, a few minutes). Default: full when a GPU is present, else quick. Arm x seed runs
+Scales: full (the lecture's settings, for a GPU), quick (a CPU proxy: AlexNet at 1/4 width on
+5,000 28-px images, about 14 min on 2 cores), smoke (CI, a few minutes). Default: full when a GPU is present, else quick. Arm x seed runs
 already finished in the MLflow store with the same config and code version are reused,
 interrupted ones resume from their checkpoint, so re-running a finished suite trains nothing.
 
@@ -43,7 +43,8 @@ from .suite import Suite, SuiteOptions
 console = Console(stderr=True)
 TUNE_HELP = ("To tune one arm's hyperparameters instead: python -m ablations tune CLAIM:ARM [--scale S] "
              "[--trials N] ... (python -m ablations tune --help). To bring a GPU node's archive home: "
-             "python -m ablations import ARCHIVE (python -m ablations import --help).")
+             "python -m ablations import ARCHIVE (python -m ablations import --help). To compare two suites' verdicts: "
+             "python -m ablations compare A/claims.md B/claims.md.")
 MAX_SEEDS = 1000
 MAX_EPOCHS = 100_000  # far beyond any useful run; keeps every count within a 64-bit integer
 MAX_TRIALS = 10_000
@@ -58,7 +59,7 @@ def parse(argv):
                    help=f"run only these claims (any of: {', '.join(BY_ID)}); default: all non-optional "
                         "claims of the scale")
     p.add_argument("--seeds", metavar="N|auto[:MAX]",
-                   help="seeds per arm (default: the scale's, 3; smoke: 2); auto[:MAX]: start at the scale's seeds and "
+                   help="seeds per arm (default: the scale's: full 3, quick 5, smoke 2); auto[:MAX]: start at the scale's seeds and "
                         f"give the claims still undecided 2 more at a time, up to MAX (default {AUTO_MAX}), each look "
                         "judged at alpha 0.05 / looks so that stopping early adds no false positives; finished seeds "
                         "are reused")
@@ -171,6 +172,36 @@ def tune_arm(argv: list[str]) -> int:
         return 2
 
 
+def compare_verdicts(argv: list[str]) -> int:
+    """``python -m ablations compare A/claims.md B/claims.md``: the two suites' verdicts side by side
+    (for instance the same suite at --threads 1 and 2, or on two CPU models). Exit 0 when every
+    claim has the same verdict in both, 1 when one differs, 2 on a file that is not a claims.md."""
+    from .report import read_verdicts
+
+    p = argparse.ArgumentParser(prog="python -m ablations compare", description=compare_verdicts.__doc__)
+    p.add_argument("reports", type=Path, nargs=2, metavar="CLAIMS_MD", help="two claims.md files the suite wrote")
+    p.add_argument("--out", type=Path, help="also write the comparison here (markdown)")
+    args = p.parse_args(argv)
+    try:
+        if args.out:
+            writable_later(args.out, "--out")
+        a, b = (read_verdicts(path) for path in args.reports)
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {shown(str(exc))}", highlight=False, soft_wrap=True)
+        return 2
+    rows = [(c, a.get(c, "—"), b.get(c, "—")) for c in dict.fromkeys([*a, *b])]
+    differ = [c for c, x, y in rows if x != y]
+    lines = [f"| claim | {args.reports[0]} | {args.reports[1]} | same |", "|---|---|---|---|"]
+    lines += [f"| {c} | {x} | {y} | {'yes' if x == y else '**no**'} |" for c, x, y in rows]
+    lines += ["", f"{len(rows) - len(differ)} of {len(rows)} verdicts the same"
+              + (f"; different: {', '.join(differ)}" if differ else "")]
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if args.out:
+        args.out.write_text(text)
+    return 1 if differ else 0
+
+
 def import_node(argv: list[str]) -> int:
     """``python -m ablations import ARCHIVE``: merge a GPU node's archive (scripts/gpu-run) into the
     local MLflow store, keeping run ids, params, metrics, tags, parent links and artifacts, and copy
@@ -223,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         return tune_arm(argv[1:])
     if argv[:1] == ["import"]:
         return import_node(argv[1:])
+    if argv[:1] == ["compare"]:
+        return compare_verdicts(argv[1:])
     args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -65,12 +65,16 @@ def grad_norm_ratio(runs, arms, stats) -> str:
 def compute_cost(runs, arms, stats) -> verdict.Verdict:
     """FLOPs per image and training speed of the two arms: reproduced when the first costs more."""
     flops = {r.arm: r.result.flops_per_image for r in runs}
+    params = {r.arm: r.result.params for r in runs}
     speed = {arm: median(e["examples_per_s"] for r in runs if r.arm == arm for e in r.result.epochs)
              for arm in arms if any(r.arm == arm and r.result.epochs for r in runs)}
     f_ratio = flops[arms[0]] / flops[arms[1]]
     stats.update(flops_ratio=f_ratio)
     text = (f"compute: {arms[0]} {flops[arms[0]]:,} FLOPs/image vs {arms[1]} {flops[arms[1]]:,} "
             f"({f_ratio:.2f}x)")
+    if params[arms[0]] != params[arms[1]]:  # what "28 px" means here: another stem and first dense layer
+        text += (f"; the two networks differ in more than the input: the stem (11x11/4 against 3x3/1), the first "
+                 f"dense layer's inputs and the parameters ({params[arms[0]]:,} against {params[arms[1]]:,})")
     if len(speed) == 2:
         s_ratio = speed[arms[1]] / speed[arms[0]]
         stats.update(speed_ratio=s_ratio)

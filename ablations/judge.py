@@ -40,16 +40,26 @@ class ClaimReport:
     tuned_lr: dict[str, float] = field(default_factory=dict)
     comparisons: dict[tuple[str, str], verdict.Verdict] = field(default_factory=dict)  # (arm a, arm b) -> verdict
     reason: str = ""  # inconclusive: why, in one sentence (what the scale cannot test, or what the data lack)
+    look: str = ""  # --seeds auto: the look that decided the claim, with its alpha
 
 
-def judge_all(items: list[tuple[Claim, list[ArmRun]]], scale: Scale, alpha: float = verdict.ALPHA) -> list[ClaimReport]:
+def judge_all(items: list[tuple[Claim, list[ArmRun]]], scale: Scale, alpha: float = verdict.ALPHA,
+              tuned: list[tuple[Claim, list[ArmRun]]] = ()) -> list[ClaimReport]:
     """Every claim judged, the comparisons of all of them as one family: each comparison's p is
-    Holm-adjusted over the family (family-wise ``alpha``) and its verdict uses the adjusted p."""
-    first = [judge(claim, runs, scale) for claim, runs in items]
-    pvalues = {(r.claim.id, pair): v.stats["p"] for r in first for pair, v in r.comparisons.items() if "p" in v.stats}
+    Holm-adjusted over the family (family-wise ``alpha``) and its verdict uses the adjusted p.
+    ``tuned``: the same claims' runs at tuned lrs (``--tune-lr``), judged in the same family; their
+    reports become the ``tuned`` of the first ones."""
+    groups = [list(items), list(tuned)]
+    first = [[judge(claim, runs, scale) for claim, runs in group] for group in groups]
+    pvalues = {(g, r.claim.id, pair): v.stats["p"] for g, reports in enumerate(first) for r in reports
+               for pair, v in r.comparisons.items() if "p" in v.stats}
     adjusted = stats.holm(pvalues)
-    return [judge(claim, runs, scale, {pair: p for (c, pair), p in adjusted.items() if c == claim.id}, len(pvalues),
-                  alpha) for claim, runs in items]
+    final = [[judge(claim, runs, scale, {pair: p for (h, c, pair), p in adjusted.items() if (h, c) == (g, claim.id)},
+                    len(pvalues), alpha) for claim, runs in group] for g, group in enumerate(groups)]
+    at_tuned = {r.claim.id: r for r in final[1]}
+    for report in final[0]:
+        report.tuned = at_tuned.get(report.claim.id)
+    return final[0]
 
 
 def undecided(reports: list[ClaimReport]) -> list[Claim]:
@@ -69,12 +79,12 @@ def judge(claim: Claim, runs: list[ArmRun], scale: Scale, adjusted: dict | None 
         evidence.append(f"diverged (left out of the statistics): {', '.join(diverged)}")
     if claim.rule in verdict.RULES or claim.rule == "ladder":
         values = per_arm(runs, claim.metric)
-        accuracy = [r.result.final("test_acc") for r in runs if r.result.status == "finished"]
         rule, pairs = claim.rule, claim.comparisons()
         if claim.rule == "ladder":  # judged: the top rung (the lecture's AlexNet) beats the bottom one (LeNet)
             rungs, _ = ladder.roles(arms)
             rule, pairs = "better", [(rungs[-1], rungs[0])]
         for a, b in pairs:
+            accuracy = [r.result.final("test_acc") for r in runs if r.arm in (a, b) and r.result.status == "finished"]
             v = verdict.compare(rule, values[a], values[b], claim.min_effect,
                                 higher_is_better=METRICS[claim.metric], names=(a, b), metric=claim.metric,
                                 images=runs[0].result.eval_examples if runs else None,

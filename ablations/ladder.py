@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .stats import Difference, paired
+from .stats import ALPHA, Difference, holm, paired
 
 RUNG, REMOVED = "+ ", "− "
 
@@ -87,10 +87,20 @@ def describe(att: Attribution, metric: str) -> list[str]:
     if loo:
         lines.append(f"leave-one-out ({att.rungs[-1]} minus it without the change): "
                      + "; ".join(f"{s.change} {_fmt(s.without)}" for s in loo))
-        found = [s for s in loo if s.interaction is not None and not (s.interaction.interval()[0] <= 0
-                                                                     <= s.interaction.interval()[1])]
-        lines.append("interactions (the two orders disagree: forward − leave-one-out excludes 0): "
+        adjusted = interactions(att)
+        found = [s for s in loo if adjusted.get(s.change, 1.0) < ALPHA]
+        lines.append(f"interactions (the two orders disagree: forward − leave-one-out differs from 0 at Holm-adjusted "
+                     f"p < {ALPHA} over the {len(adjusted)} testable changes): "
                      + ("; ".join(f"{s.change} forward {s.forward.diff:+.4f} vs leave-one-out {s.without.diff:+.4f} "
-                                  f"(difference {_fmt(s.interaction)})" for s in found)
-                        if found else "none detected"))
+                                  f"(difference {_fmt(s.interaction)}, p {s.interaction.p_differs():.3g}, "
+                                  f"Holm-adjusted {adjusted[s.change]:.3g})" for s in found)
+                        if found else "none detected (Holm-adjusted p: "
+                        + ", ".join(f"{c} {p:.3g}" for c, p in adjusted.items()) + ")"))
     return lines
+
+
+def interactions(att: Attribution) -> dict[str, float]:
+    """change -> Holm-adjusted p of its interaction (forward minus leave-one-out is 0), over the
+    changes whose interaction can be tested (a leave-one-out arm and a spread in the differences)."""
+    return holm({s.change: s.interaction.p_differs() for s in att.steps
+                 if s.interaction is not None and s.interaction.se > 0})

@@ -12,7 +12,6 @@ from statistics import mean, stdev
 
 from rich.markup import escape
 from rich.table import Table
-from scipy import stats as scipy_stats
 
 from alexnet.plots import plt, save
 from alexnet.tracking import key_name
@@ -22,9 +21,9 @@ from .estimate import duration, images
 from .evidence import PLOTS, per_arm, plot
 from .judge import ClaimReport
 from .plan import PlannedRun
-from .stats import ALPHA
+from .stats import ALPHA, t_half_width
 
-CSV_METRICS = ("test_acc", "train_acc", "train_loss", "gap")
+CSV_METRICS = ("test_acc", "train_acc", "train_eval_acc", "train_loss", "gap")
 COLOURS = {"reproduced": "green", "contradicted": "red", "inconclusive": "yellow"}
 
 
@@ -37,7 +36,7 @@ def _interval(xs: list[float]) -> tuple[float, float]:
     """95% t interval of the mean of xs."""
     if len(xs) < 2:
         return math.nan, math.nan
-    half = scipy_stats.t.ppf(0.975, len(xs) - 1) * stdev(xs) / math.sqrt(len(xs))
+    half = t_half_width(xs)
     return mean(xs) - half, mean(xs) + half
 
 
@@ -80,6 +79,19 @@ def summary_rows(reports: list[ClaimReport]) -> list[list[str]]:
                          "" if math.isnan(need) else "> 10,000" if need > 10_000 else f"{need:,}", v.verdict,
                          s.get("lacks", "")])
     return rows
+
+
+NOTE_LIMIT = 7_900  # characters: MLflow keeps tag values up to 8,000
+
+
+def claim_section(report: ClaimReport) -> str:
+    """The claim's part of claims.md, as its MLflow run's description (the run page renders it as
+    markdown): verdict and why, the statement, what is measured, the evidence."""
+    lines = [f"**{report.claim.id}: {report.verdict}**" + (f" — {report.reason}" if report.reason else ""), "",
+             f"The lecture says: {report.claim.statement}.", "", f"Measured: {report.claim.measures}.", ""]
+    lines += [f"- {e}" for e in report.evidence]
+    text = "\n".join(lines)
+    return text if len(text) <= NOTE_LIMIT else text[:NOTE_LIMIT - 40] + "\n\n… (the rest is in claims.md)"
 
 
 def summary_markdown(reports: list[ClaimReport]) -> str:
@@ -325,7 +337,8 @@ def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: st
              f"Scale: {scale.description}.", "", f"Versus the lecture: {scale.versus_lecture()}."
              + ("" if scale.name == "full" else " These verdicts are a CPU proxy of the lecture's claims: the same "
                 "comparisons on a smaller, shorter training; `--scale full` runs the lecture's settings."), "",
-             f"Environment: device {env['device']}, torch {env['torch']}, CUDA {env['cuda']}, "
+             f"Environment: device {env['device']} (CPU {env.get('cpu', 'unknown')}), torch {env['torch']}, "
+             f"CUDA {env['cuda']}, "
              f"Python {env['python']}, git commit {env['git_commit']}. Numerics: {_numerics(reports)}. "
              f"Runs trained by this invocation: {trained} (the rest were found finished in the MLflow store). "
              + timing_line(timing, trained), ""]
@@ -337,7 +350,7 @@ def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: st
     lines += ["| claim | the lecture says | measured | verdict |", "|---|---|---|---|"]
     for r in reports:
         evidence = "<br>".join(e.replace("|", "\\|") for e in r.evidence)
-        why = f" — {r.reason}".replace("|", "\\|") if r.reason else ""
+        why = (f" — {r.reason}".replace("|", "\\|") if r.reason else "") + (f" ({r.look})" if r.look else "")
         lines.append(f"| {r.claim.id} | {r.claim.statement} | {evidence} | **{r.verdict}**{why} |")
     tuned = [r for r in reports if r.tuned]
     if tuned:
@@ -360,27 +373,63 @@ def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: st
                   "(family-wise α = 0.05) and the verdict uses the adjusted p. Arms run the same seeds, and a seed "
                   "fixes the data order, the augmentation draws and the initial weights, so each comparison is "
                   "judged on the per-seed differences: a paired t interval below 10 seeds, a seeded bootstrap-t "
-                  "(10,000 resamples) from 10; Welch's test only where arms cannot pair. P(A better): the chance a run "
-                  "of the first arm beats a run of the second. Power: of the paired t-test at these seeds to "
-                  "detect the claim's minimum effect, given the spread of the differences; seeds for 80%: the "
-                  "seeds that would reach 80% power. An inconclusive verdict names what it lacks: effect, seeds, "
-                  "test images, or significance after the correction.", ""]
+                  "(10,000 resamples) from 10 (the t interval where ties leave resamples without spread); Welch's "
+                  "test only where arms cannot pair. Printed intervals are unadjusted 95%; decisions use the "
+                  "Holm-adjusted p. P(A better): the chance a run of the first arm beats a run of the second. "
+                  "Power: of the rule as applied (better: at a true gain of twice the minimum effect; no_gain and "
+                  "same: at a true difference of 0), at α = 0.05 / the family's size (Bonferroni, conservative "
+                  "beside Holm), given the spread of the differences; seeds for 80%: the seeds at which the rule "
+                  "reaches 80%. A comparison whose differences have no spread decides nothing. An inconclusive "
+                  "verdict names what it lacks: spread, effect, seeds, or significance after the correction.", ""]
         if looks:
             lines += [f"Seeds: `--seeds auto` — {len(looks)} looks ({'; '.join(looks)}). Each look judged at "
                       f"family-wise α = {alpha:.3g} (0.05 divided over the planned looks: Bonferroni alpha "
                       "spending), so stopping at the first decisive look keeps the false-positive rate at most "
                       "0.05.", ""]
         lines += summary_markdown(reports).splitlines()
-    lines += ["", "Verdict rules (p two-sided; a one-sided test's p doubled, so that p < 0.05 says the 95% interval "
-              "excludes the bound): *better* — reproduced when the favoured arm wins by at least the minimum "
-              "effect and the difference is significant (Holm-adjusted p < 0.05), contradicted when it loses by "
-              "the same standard, else inconclusive; *no_gain* — reproduced when the gain is significantly below "
-              "the minimum effect, contradicted when it is at least the minimum effect and significant; *same* — "
-              "reproduced when the difference is significantly inside ± the minimum effect (two one-sided "
-              "tests), contradicted when significantly outside; *matches* — every mean within its tolerance of "
-              "the printed number; *size* — measured ratios within a factor of 2 of the stated ones.", "",
+    lines += ["", "Verdict rules (every test is against the minimum effect m, one-sided with its p doubled, so that "
+              "Holm-adjusted p < 0.05 says the 95% interval lies beyond the bound): *better* — reproduced when the "
+              "favoured arm's gain is significantly above m, contradicted when its loss is significantly above m, "
+              "else inconclusive; *no_gain* — reproduced when the gain is significantly below m, contradicted when "
+              "it is significantly above m; *same* — reproduced when the difference is significantly inside ±m "
+              "(two one-sided tests), contradicted when significantly outside; *matches* — reproduced when the "
+              "95% interval of every seed mean lies inside its tolerance of the printed number (a single run of "
+              "the lecture's), contradicted when one lies wholly outside; *size* — measured ratios within a "
+              "factor of 2 of the stated ones; *ladder* — the top rung beats the bottom one by the *better* rule, "
+              "with each change's gain attributed both ways and interactions Holm-corrected among themselves.", "",
               "Plots: " + ", ".join(f"[{p.name}]({p.name})" for p in sorted(path.parent.glob("*.png")))]
     path.write_text("\n".join(lines) + "\n")
+
+
+VERDICT_ROW = re.compile(r"^\| (?P<claim>[a-z0-9_]+) \| .* \| "
+                         r"\*\*(?P<verdict>reproduced|contradicted|inconclusive)\*\*")
+MAX_REPORT_BYTES = 10 * 2**20
+
+
+def read_verdicts(path: Path) -> dict[str, str]:
+    """claim id -> verdict, from the first table of a claims.md that ``write_markdown`` wrote (the
+    verdicts at the scale's lr; the tuned-lr table follows it). Untrusted: size-bounded, text only."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_REPORT_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_REPORT_BYTES:
+        raise ValueError(f"{path} is over {MAX_REPORT_BYTES // 2**20} MiB: not a claims.md the suite wrote")
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    try:
+        start = lines.index("| claim | the lecture says | measured | verdict |")
+    except ValueError:
+        raise ValueError(f"{path} has no verdict table: expected a claims.md written by python -m ablations") from None
+    verdicts = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        row = VERDICT_ROW.match(line)
+        if not row:
+            raise ValueError(f"{path}: a verdict row without a verdict: {line[:80]!r}")
+        verdicts[row["claim"]] = row["verdict"]
+    return verdicts
 
 
 def write_results(reports: list[ClaimReport], folder: Path, *, scale, device: str, command: str, env: dict,

@@ -7,8 +7,9 @@ unit of analysis (``paired``); arms that cannot pair are compared with Welch's t
   interval and the p-values every verdict rule uses, so the two always agree.
 - ``prob_improvement``: P(A > B), the chance a run of one arm beats a run of the other.
 - ``holm``: Holm–Bonferroni adjusted p-values for the comparisons judged together.
-- ``binomial_se``, ``images_needed``: the test set's own sampling noise.
-- ``paired_power``, ``seeds_needed``: power of the paired t-test; seeds for 80% power.
+- ``binomial_se``: the test set's own sampling noise.
+- ``rule_power``, ``seeds_needed``: power of a verdict rule as it is applied (a one-sided test
+  against the minimum effect, or two of them for equivalence); seeds for 80% power.
 - ``looks``, ``alpha_per_look``: the sequential plan of ``--seeds auto``.
 
 References: Bouthillier et al. 2021; Colas et al. 2018; Agarwal et al. 2021 (probability of
@@ -26,6 +27,7 @@ from scipy import stats
 ALPHA = 0.05
 BOOTSTRAP_FROM = 10  # pairs from which the interval is a bootstrap one
 RESAMPLES = 10_000
+MAX_DEGENERATE = 0.01  # share of zero-spread resamples above which ties dominate: the bootstrap-t is undefined
 POWER = 0.8
 Z_POWER = stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER)  # 2.80: a z-test's 80% power at alpha 0.05
 
@@ -74,7 +76,9 @@ class Difference:
 
 def paired(a: list[float], b: list[float], *, seed: int = 0) -> Difference:
     """a[i] - b[i] per seed i: a t distribution with n - 1 df below 10 pairs, else a seeded
-    bootstrap-t of the mean difference (studentized resamples)."""
+    bootstrap-t of the mean difference (studentized resamples). Where ties dominate (more than 1%
+    of the resamples have no spread, e.g. runs stuck at chance beside runs that learn), the
+    studentized statistic is undefined and the t distribution is used; the method says so."""
     if len(a) != len(b) or len(a) < 2:
         raise ValueError(f"paired analysis needs the same seeds in both arms, at least 2 (have {len(a)} and {len(b)})")
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
@@ -83,10 +87,20 @@ def paired(a: list[float], b: list[float], *, seed: int = 0) -> Difference:
     if sd == 0 or n < BOOTSTRAP_FROM:
         return Difference(m, se, n - 1, "paired t", True)
     resampled = d[np.random.default_rng(seed).integers(0, n, size=(RESAMPLES, n))]
-    with np.errstate(divide="ignore", invalid="ignore"):  # a resample of equal values: t = ±inf (or nan: dropped)
-        t = (resampled.mean(axis=1) - m) / (resampled.std(axis=1, ddof=1) / math.sqrt(n))
-    return Difference(m, se, n - 1, f"paired bootstrap-t ({RESAMPLES:,} resamples, seed {seed})", True,
-                      np.sort(t[~np.isnan(t)]))
+    spread = resampled.std(axis=1, ddof=1)
+    degenerate = spread <= 1e-12 * max(1.0, float(np.abs(d).max()))  # equal values (up to float rounding)
+    if degenerate.mean() > MAX_DEGENERATE:
+        return Difference(m, se, n - 1, f"paired t (ties: {degenerate.mean():.0%} of bootstrap resamples have no "
+                                        "spread)", True)
+    t = (resampled.mean(axis=1)[~degenerate] - m) / (spread[~degenerate] / math.sqrt(n))
+    return Difference(m, se, n - 1, f"paired bootstrap-t ({RESAMPLES:,} resamples, seed {seed})", True, np.sort(t))
+
+
+def t_half_width(xs: list[float], alpha: float = ALPHA) -> float:
+    """Half the width of the (1 - alpha) t interval of the mean of ``xs`` (inf for one value)."""
+    if len(xs) < 2:
+        return math.inf
+    return float(stats.t.ppf(1 - alpha / 2, len(xs) - 1)) * stdev(xs) / math.sqrt(len(xs))
 
 
 def welch(a: list[float], b: list[float]) -> Difference:
@@ -120,12 +134,6 @@ def binomial_se(accuracy: float, images: int) -> float:
     return math.sqrt(accuracy * (1 - accuracy) / images)
 
 
-def images_needed(accuracy: float, effect: float) -> int:
-    """Test images for which the test set's own noise alone leaves 80% power to see a difference
-    ``effect`` between two accuracies near ``accuracy`` (independent errors: a conservative bound)."""
-    return math.ceil(2 * accuracy * (1 - accuracy) * (Z_POWER / effect) ** 2)
-
-
 def paired_power(n: int, effect: float, sd_diff: float, alpha: float = ALPHA) -> float:
     """Power of the two-sided paired t-test with n seeds to detect a true mean difference ``effect``."""
     if sd_diff == 0:
@@ -137,13 +145,37 @@ def paired_power(n: int, effect: float, sd_diff: float, alpha: float = ALPHA) ->
     return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
 
 
-def seeds_needed(effect: float, sd_diff: float, power: float = POWER, alpha: float = ALPHA, limit: int = 10_000) -> int:
-    """The fewest seeds (>= 2) whose paired t-test reaches ``power`` for ``effect``; ``limit`` + 1
+def tost_power(n: int, margin: float, sd_diff: float, alpha: float = ALPHA) -> float:
+    """Power of two one-sided paired t-tests (each at alpha / 2, as the ``same`` rule doubles its
+    p) to show |difference| < ``margin`` when the true difference is 0: 1 - 2 P(one test fails),
+    a lower bound (Bonferroni over the two tests; exact as power nears 1)."""
+    if sd_diff == 0:
+        return 1.0
+    df, nc = n - 1, margin / (sd_diff / math.sqrt(n))
+    return max(0.0, 1.0 - 2 * float(stats.nct.cdf(stats.t.ppf(1 - alpha / 2, df), df, nc)))
+
+
+def rule_power(rule: str, n: int, min_effect: float, sd_diff: float, alpha: float = ALPHA) -> float:
+    """Power of a verdict rule as applied, with n seeds, at family-wise ``alpha``:
+    - better: P(reproduced) when the true gain is twice the minimum effect m (its test is against m,
+      so at a true gain of m it is only alpha);
+    - no_gain: P(reproduced) when the true gain is 0 (its test: the gain is below m);
+    - same: P(reproduced) when the true difference is 0 (two one-sided tests against ±m).
+    Each one-sided test is at alpha / 2 (the rules double one-sided p), i.e. a two-sided paired
+    t-test's power for an effect m."""
+    if rule == "same":
+        return tost_power(n, min_effect, sd_diff, alpha)
+    return paired_power(n, min_effect, sd_diff, alpha)
+
+
+def seeds_needed(effect: float, sd_diff: float, power: float = POWER, alpha: float = ALPHA, limit: int = 10_000,
+                 rule: str = "better") -> int:
+    """The fewest seeds (>= 2) at which ``rule`` reaches ``power`` (``rule_power``); ``limit`` + 1
     when even ``limit`` seeds do not."""
     if sd_diff == 0:
         return 2
     n = max(2, math.floor(min((Z_POWER * sd_diff / effect) ** 2, limit + 1)))  # the z-test's n: a lower bound
-    while n <= limit and paired_power(n, effect, sd_diff, alpha) < power:
+    while n <= limit and rule_power(rule, n, effect, sd_diff, alpha) < power:
         n += 1
     return n
 

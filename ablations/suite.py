@@ -39,7 +39,7 @@ from .estimate import duration, images, probe, run_seconds, speed_key
 from .judge import ArmRun, ClaimReport, judge_all, undecided
 from .leasing import finished_run, reserve_run
 from .plan import PlannedRun, plan
-from .report import claim_metrics, summary_markdown
+from .report import claim_metrics, claim_section, summary_markdown
 from .stats import ALPHA, alpha_per_look, looks
 
 POLL_S = 5.0  # default seconds between looks at runs other workers hold ($ALEXNET_POLL_S)
@@ -277,9 +277,15 @@ class Suite:
         false-positive rate at most alpha); finished seeds are reused from the store."""
         plan = looks(self.options.max_seeds, first=len(self.seeds))
         self.alpha = alpha_per_look(ALPHA, len(plan))
+        decided: dict[str, ClaimReport] = {}  # each claim as judged at the look that decided it
         for i, n in enumerate(plan):
             reports = self.run_claims(claims, command, plans)
             left = undecided(reports)
+            for r in reports:
+                if r.claim.id not in decided and r.claim not in left and r.comparisons:
+                    r.look = f"decided at look {i + 1} of {len(plan)} ({n} seeds, α {self.alpha:.3g})"
+                    decided[r.claim.id] = r
+            reports = [decided.get(r.claim.id, r) for r in reports]
             self.looks.append(f"look {i + 1} of {len(plan)}: {'up to ' if self.counts else ''}{n} seeds, "
                               f"{len(left)} claims undecided" + (f" ({', '.join(c.id for c in left)})" if left else ""))
             print(f"--seeds auto: {self.looks[-1]}", file=sys.stderr, flush=True)
@@ -343,18 +349,19 @@ class Suite:
                     progress.finished(r)
 
     def judge(self, claims: list[Claim], finished: dict, suite_id: str) -> list[ClaimReport]:
-        """The finished claims' verdicts — their comparisons one Holm family, those at tuned lrs
-        another — each logged on its claim's run (reopened: its arm runs may have finished
+        """The finished claims' verdicts — their comparisons, at the scale's lr and at tuned lrs, one
+        Holm family — each logged on its claim's run (reopened: its arm runs may have finished
         elsewhere), with a one-table summary on the suite's run."""
-        reports = judge_all([(c, finished[c.id][0]) for c in claims], self.scale, self.alpha)
-        tuned = {r.claim.id: r for r in judge_all([(c, finished[c.id][1]) for c in claims if finished[c.id][1]],
-                                                   self.scale, self.alpha)}
+        reports = judge_all([(c, finished[c.id][0]) for c in claims], self.scale, self.alpha,
+                            tuned=[(c, finished[c.id][1]) for c in claims if finished[c.id][1]])
         for report in reports:
             runs, tuned_runs, tuned_lr, claim_id = finished[report.claim.id]
-            report.tuned, report.tuned_lr = tuned.get(report.claim.id), tuned_lr
+            report.tuned_lr = tuned_lr
             report.run_id = claim_id
             with self.tracker.open_run("", {}, parent=suite_id, run_id=claim_id):
                 self.tracker.set_tags({"verdict": report.verdict, "statement": report.claim.statement,
+                                       "mlflow.runName": f"{report.claim.id} — {report.verdict}",
+                                       "mlflow.note.content": claim_section(report),
                                        **({"verdict_reason": report.reason} if report.reason else {}),
                                        **({"verdict_tuned_lr": report.tuned.verdict} if report.tuned else {})})
                 self.tracker.log_metrics(claim_metrics(report))

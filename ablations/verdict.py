@@ -16,6 +16,7 @@ from .stats import Difference
 ALPHA = stats.ALPHA  # family-wise: Holm over the comparisons judged together (``judge.judge_all``)
 RULES = ("better", "no_gain", "same")  # the comparison rules: two arms, a p-value, a family
 ACCURACY_METRICS = ("test_acc", "gap")  # metrics that carry the test set's sampling noise
+FLAT_SE = 1e-9  # a difference's standard error at or below this is float rounding of equal values: no spread
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def describe(d: Difference, xa: list, xb: list, names: tuple[str, str], metric: 
     low, high = d.interval()
     n = f"{len(xa)} seeds, paired by seed" if d.paired else f"n={len(xa)} and {len(xb)}, unpaired"
     return (f"{metric}: {names[0]} {mean(xa):.4f} ± {_sd(xa):.4f} vs {names[1]} {mean(xb):.4f} ± {_sd(xb):.4f} "
-            f"({n}); difference {d.diff:+.4f} [95% CI {low:+.4f}, {high:+.4f}, {d.method}], "
+            f"({n}); difference {d.diff:+.4f} [unadjusted 95% CI {low:+.4f}, {high:+.4f}, {d.method}], "
             f"P({names[0]} {'>' if higher_is_better else '<'} {names[1]}) "
             f"{improvement(xa, xb, higher_is_better):.2f}")
 
@@ -63,50 +64,63 @@ def compare(rule: str, a: dict | list, b: dict | list, min_effect: float, *, hig
             names=("a", "b"), metric="value", images: int | None = None, accuracy: float | None = None,
             p_adjusted: float | None = None, family: int = 1, alpha: float = ALPHA) -> Verdict:
     """A comparison rule applied to two arms' per-seed values (see ``decide``), with the noise
-    floor and power beside it. ``p_adjusted``: this comparison's Holm-adjusted p in a ``family``
-    of comparisons (None: judged alone), decided at ``alpha`` (below 0.05 at each look of
-    ``--seeds auto``). ``images`` and ``accuracy``: the test set's size and the accuracy at which
-    its binomial noise is reported (accuracy metrics only)."""
+    floor and the rule's power beside it. ``p_adjusted``: this comparison's Holm-adjusted p in a
+    ``family`` of comparisons (None: judged alone), decided at ``alpha`` (below 0.05 at each look of
+    ``--seeds auto``). Power and seeds for 80% are the rule's own (``stats.rule_power``) at
+    alpha / family: Bonferroni, a conservative stand-in for the Holm step the decision faces.
+    ``images`` and ``accuracy``: the test set's size and the two arms' mean accuracy, at which its
+    binomial noise is reported (accuracy metrics only). Differences without spread (every seed
+    the same) decide nothing: the verdict is inconclusive and says so."""
     d, xa, xb, note = estimate(a, b)
     if d is None:
         return Verdict("inconclusive", f"{metric}: needs at least 2 seeds per arm (have {len(xa)} and {len(xb)})"
                        + (f"; {note}" if note else ""))
-    p, outcome = decide(rule, d, min_effect, higher_is_better)
+    flat = d.se <= FLAT_SE  # identical differences (or identical arms): no spread to test against
+    p, outcome = (1.0, None) if flat else decide(rule, d, min_effect, higher_is_better)
     p_adj = p if p_adjusted is None else p_adjusted
     word = outcome if outcome and p_adj < alpha else "inconclusive"
     sd_a, sd_b = _sd(xa), _sd(xb)
     sd_diff = _sd([x - y for x, y in zip(xa, xb)]) if d.paired else math.sqrt(sd_a**2 + sd_b**2)
     low, high = d.interval()
     pooled = math.sqrt((sd_a**2 + sd_b**2) / 2)
+    power_alpha = alpha / family
     s = {"diff": d.diff, "gain": d.diff if higher_is_better else -d.diff, "ci_low": low, "ci_high": high,
          "p": p, "p_holm": p_adj, "family": family, "p_improvement": improvement(xa, xb, higher_is_better),
          "mean_a": mean(xa), "sd_a": sd_a, "n_a": len(xa), "mean_b": mean(xb), "sd_b": sd_b, "n_b": len(xb),
          "cohens_d": d.diff / pooled if pooled else math.copysign(math.inf, d.diff) if d.diff else 0.0,
          "paired": int(d.paired), "method": d.method, "sd_diff": sd_diff, "min_effect": min_effect,
-         "alpha": alpha, "power": stats.paired_power(len(xa), min_effect, sd_diff, alpha) if min_effect else math.nan,
-         "seeds_needed": stats.seeds_needed(min_effect, sd_diff, alpha=alpha) if min_effect else math.nan}
-    expected = {"better": f"expected {names[0]} {'higher' if higher_is_better else 'lower'} by ≥ {min_effect}",
-                "no_gain": f"claim holds if {names[0]} gains < {min_effect}",
-                "same": f"the same if the difference lies inside ±{min_effect}"}[rule]
+         "alpha": alpha, "power_alpha": power_alpha, "flat": int(flat),
+         "power": stats.rule_power(rule, len(xa), min_effect, sd_diff, power_alpha) if min_effect else math.nan,
+         "seeds_needed": stats.seeds_needed(min_effect, sd_diff, alpha=power_alpha, rule=rule)
+         if min_effect else math.nan}
+    expected = {"better": f"expected {names[0]} {'higher' if higher_is_better else 'lower'} by more than {min_effect} "
+                          f"(the gain's interval above {min_effect})",
+                "no_gain": f"claim holds if {names[0]} gains less than {min_effect} (the gain's interval below "
+                           f"{min_effect})",
+                "same": f"the same if the difference's interval lies inside ±{min_effect}"}[rule]
     adjusted = (f", Holm-adjusted {p_adj:.3g} over {family} comparisons" if family > 1 else "") + (
         f", decided at α = {alpha:.3g}" if alpha != ALPHA else "")
     lines = [describe(d, xa, xb, names, metric, higher_is_better) + f", p {p:.3g}{adjusted}; {expected}"]
     floor = [f"seed-to-seed sd {names[0]} {sd_a:.4f}, {names[1]} {sd_b:.4f}, of the "
              f"{'paired differences' if d.paired else 'difference of two runs'} {sd_diff:.4f}"]
     if images and accuracy is not None and metric in ACCURACY_METRICS:
-        s |= {"binomial_se": stats.binomial_se(accuracy, images), "images": images,
-              "images_needed": stats.images_needed(accuracy, min_effect) if min_effect else 0}
-        floor.insert(0, f"test-set binomial SE ±{s['binomial_se']:.4f} at accuracy {accuracy:.3f} on {images:,} images")
+        s |= {"binomial_se": stats.binomial_se(accuracy, images), "images": images}
+        floor.insert(0, f"test-set binomial SE ±{s['binomial_se']:.4f} at the two arms' accuracy {accuracy:.3f} "
+                        f"on {images:,} images")
     if min_effect:
-        floor.append(f"power at {len(xa)} seeds to detect {min_effect}: {s['power']:.0%}; 80% power needs "
+        floor.append(f"power of this rule at {len(xa)} seeds ({POWER_AT[rule].format(m=min_effect)}, α "
+                     f"{power_alpha:.3g} = 0.05 / {family} comparisons): {s['power']:.0%}; 80% needs "
                      f"{_seeds(s['seeds_needed'])}")
     lines.append("noise floor: " + "; ".join(floor))
     if note:
         lines.append(note)
     if word == "inconclusive":
-        s["lacks"] = lacks(s, outcome, len(xa))
+        s["lacks"] = lacks(s, outcome, len(xa), rule)
         lines.append("inconclusive — it lacks " + s["lacks"])
     return Verdict(word, "\n".join(lines), s)
+
+
+POWER_AT = {"better": "a true gain of 2 x {m}", "no_gain": "a true gain of 0", "same": "a true difference of 0"}
 
 
 def _seeds(n: int) -> str:
@@ -114,24 +128,29 @@ def _seeds(n: int) -> str:
 
 
 def decide(rule: str, d: Difference, m: float, higher_is_better: bool = True) -> tuple[float, str | None]:
-    """(p, outcome): the p-value of the test the verdict rests on, and the verdict it supports
-    (None: no outcome, the difference is too small to matter either way). Every p is two-sided
-    (one-sided tests doubled), so p < 0.05 says exactly that the 95% interval excludes the bound.
+    """(p, outcome): the p-value of the test the verdict rests on, and the verdict it supports.
+    Every test is against the minimum effect m, one-sided, its p doubled (so p < 0.05 says exactly
+    that the 95% interval lies beyond the bound).
 
-    - better: a beats b. p: the difference is 0; reproduced when a's gain is ≥ m, contradicted
-      when its loss is ≥ m.
-    - no_gain: a gains less than m over b. p: the gain is ≥ m (reproduced), or, when the
-      estimated gain is ≥ m, the difference is 0 (contradicted).
+    - better: a beats b by more than m. Gain estimated above 0: p of 'the gain is at most m'
+      (reproduced); else p of 'the loss is at most m' (contradicted).
+    - no_gain: a gains less than m over b. Gain estimated below m: p of 'the gain is at least m'
+      (reproduced); else p of 'the gain is at most m' (contradicted).
     - same: |a - b| < m (equivalence, two one-sided tests); when the estimate lies outside ±m,
-      p: the difference is inside ±m (contradicted)."""
+      p of 'the difference is inside ±m' (contradicted)."""
     sign = 1 if higher_is_better else -1
     gain = sign * d.diff
+
+    def above(c: float) -> float:  # one-sided p of 'the true gain is at most c'
+        return d.p_above(c) if sign > 0 else d.p_below(-c)
+
+    def below(c: float) -> float:  # one-sided p of 'the true gain is at least c'
+        return d.p_below(c) if sign > 0 else d.p_above(-c)
+
     if rule == "better":
-        return d.p_differs(0.0), "reproduced" if gain >= m else "contradicted" if gain <= -m else None
+        return (min(1.0, 2 * above(m)), "reproduced") if gain > 0 else (min(1.0, 2 * below(-m)), "contradicted")
     if rule == "no_gain":
-        if gain < m:
-            return min(1.0, 2 * (d.p_below(m) if sign > 0 else d.p_above(-m))), "reproduced"
-        return d.p_differs(0.0), "contradicted"
+        return (min(1.0, 2 * below(m)), "reproduced") if gain < m else (min(1.0, 2 * above(m)), "contradicted")
     if rule == "same":
         if abs(d.diff) < m:
             return min(1.0, 2 * max(d.p_above(-m), d.p_below(m))), "reproduced"
@@ -139,17 +158,17 @@ def decide(rule: str, d: Difference, m: float, higher_is_better: bool = True) ->
     raise ValueError(f"unknown comparison rule {rule!r}: expected one of {', '.join(RULES)}")
 
 
-def lacks(s: dict, outcome: str | None, n: int) -> str:
-    """What an inconclusive comparison lacks: effect, seeds, test images, or it fell to the correction."""
+def lacks(s: dict, outcome: str | None, n: int, rule: str = "better") -> str:
+    """What an inconclusive comparison lacks: spread, effect, seeds, or it fell to the correction."""
+    if s.get("flat"):
+        return (f"spread: the {n} paired differences are all {s['diff']:+.4f}, and a sample without variance "
+                "decides nothing (more seeds, or a larger test set, would show the noise it hides)")
     missing = []
-    if outcome is None:
-        missing.append(f"effect: the measured difference, {s['gain']:+.4f}, is smaller than the minimum effect "
+    if rule == "better" and abs(s["gain"]) <= s["min_effect"]:
+        missing.append(f"effect: the measured difference, {s['gain']:+.4f}, is not beyond the minimum effect "
                        f"{s['min_effect']}")
     if s["min_effect"] and s["seeds_needed"] > n:
-        missing.append(f"seeds: {_seeds(s['seeds_needed'])} for 80% power at the minimum effect (have {n})")
-    if s.get("images_needed", 0) > s.get("images", 0):
-        missing.append(f"test images: {s['images_needed']:,} for the test set's own noise to resolve "
-                       f"{s['min_effect']} (have {s['images']:,})")
+        missing.append(f"seeds: {_seeds(s['seeds_needed'])} for 80% power of this rule (have {n})")
     if s["p"] < s["alpha"] <= s["p_holm"]:
         missing.append(f"significance after the multiple-comparison correction (p {s['p']:.3g}, Holm-adjusted "
                        f"{s['p_holm']:.3g})")
@@ -172,20 +191,29 @@ def same(a, b, margin: float, **kw) -> Verdict:
 
 
 def matches(values: dict[str, list[float]], targets: dict[str, float], tolerances: dict[str, float]) -> Verdict:
-    """The claim: the lecture's printed numbers. Reproduced when every per-seed mean is within
-    its tolerance of the printed value, contradicted otherwise."""
-    parts, ok, s = [], True, {}
+    """The claim: the lecture's printed numbers (one run of the lecture's) against the seeds' mean.
+    Reproduced when every mean's 95% t interval lies inside its tolerance of the printed value,
+    contradicted when one lies wholly outside it, else inconclusive (one seed has no interval)."""
+    parts, words, s = [], set(), {}
     for name, target in targets.items():
         xs = values.get(name, [])
         if not xs:
             return Verdict("inconclusive", f"no finished runs to compare with {name} {target}")
-        m = mean(xs)
-        inside = abs(m - target) <= tolerances[name]
-        ok &= inside
-        s[name] = m
-        parts.append(f"{name} {m:.3f} ± {_sd(xs):.3f} vs printed {target} (tolerance ±{tolerances[name]}, "
-                     f"{'within' if inside else 'outside'})")
-    return Verdict("reproduced" if ok else "contradicted", "; ".join(parts), s)
+        m, tol = mean(xs), tolerances[name]
+        half = stats.t_half_width(xs)
+        low, high = m - half, m + half
+        if target - tol <= low and high <= target + tol:
+            word, where = "reproduced", "inside"
+        elif high < target - tol or low > target + tol:
+            word, where = "contradicted", "outside"
+        else:
+            word, where = "inconclusive", "straddling"
+        words.add(word)
+        s |= {name: m, f"{name}.ci_low": low, f"{name}.ci_high": high}
+        parts.append(f"{name} {m:.3f} [95% CI {low:.3f}, {high:.3f}] over {len(xs)} seeds vs the printout's single "
+                     f"run {target} (tolerance ±{tol}: the interval lies {where})")
+    word = "contradicted" if "contradicted" in words else "reproduced" if words == {"reproduced"} else "inconclusive"
+    return Verdict(word, "; ".join(parts), s)
 
 
 def ratio(measured: float, stated: float, what: str, factor: float = 2.0) -> Verdict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -45,10 +46,12 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 
 def epoch_table(result: TrainResult) -> Table:
     table = Table(title=f"{result.status} run, seed {result.seed} on {result.env['device']}")
-    for col in ("epoch", "loss", "train acc", f"{result.eval_split} acc", "examples/s", "time (s)"):
+    for col in ("epoch", "loss", "train acc", "train acc (eval mode)", f"{result.eval_split} acc", "examples/s",
+                "time (s)"):
         table.add_column(col, justify="right")
     for e in result.epochs:
-        table.add_row(str(e["epoch"]), f"{e['train_loss']:.3f}", f"{e['train_acc']:.3f}", f"{e[result.eval_key]:.3f}",
+        table.add_row(str(e["epoch"]), f"{e['train_loss']:.3f}", f"{e['train_acc']:.3f}",
+                      f"{e.get('train_eval_acc', math.nan):.3f}", f"{e[result.eval_key]:.3f}",
                       f"{e['examples_per_s']:.1f}", f"{e['epoch_time_s']:.1f}")
     return table
 
@@ -91,15 +94,20 @@ def cmd_train(args, parser) -> int:
 def cmd_shapes(args, parser) -> int:
     from .model import build_alexnet, build_lenet, shape_trace
 
-    models = {"alexnet": lambda: (build_alexnet(Config()), 224),
-              "alexnet28": lambda: (build_alexnet(Config(input_size=28)), 28),
+    try:
+        configs = {"alexnet": Config(width=args.width), "alexnet28": Config(input_size=28, width=args.width)}
+    except ValueError as exc:
+        parser.error(str(exc))
+    models = {"alexnet": lambda: (build_alexnet(configs["alexnet"]), 224),
+              "alexnet28": lambda: (build_alexnet(configs["alexnet28"]), 28),
               "lenet": lambda: (build_lenet(), 28)}
     unknown = [m for m in args.models if m not in models]
     if unknown:  # checked here: argparse's choices reject the default of an nargs="*" positional on Python 3.11
         parser.error(f"invalid model {unknown[0]!r}: expected any of {', '.join(SHAPE_MODELS)}")
     for name in args.models:
         model, size = models[name]()
-        console.print(shapes_table(f"{name} ({size} px)", shape_trace(model, size)))
+        width = f", width {args.width:g}" if name != "lenet" and args.width != 1 else ""
+        console.print(shapes_table(f"{name} ({size} px{width})", shape_trace(model, size)))
     return 0
 
 
@@ -208,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("shapes", help="the lecture's layer-by-layer shape trace with parameter and FLOP counts")
     p.add_argument("models", nargs="*", default=["alexnet"], metavar="MODEL",
                    help=f"which networks to trace, any of {', '.join(SHAPE_MODELS)} (default: alexnet)")
+    p.add_argument("--width", type=float, default=1.0,
+                   help="AlexNet's width multiplier (default 1, the lecture's; 0.25: the quick scale's); LeNet "
+                        "ignores it")
     p.set_defaults(run=cmd_shapes, parser=p)
 
     p = sub.add_parser("tune", help="Optuna study of the trainer's hyperparameters on a validation split",

@@ -19,8 +19,8 @@ INPUT_SIZES = (224, 28)  # 224: the lecture's 11x11/4 stem; 28: the adapted 3x3/
 PRECISIONS = ("fp32", "tf32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000  # Fashion-MNIST, 6,000 and 1,000 per class
-STEM_OUTPUT = {224: 54, 28: 28}
-ALEXNET_CHANNELS = (96, 256, 384, 384, 256, 4096)  # the five convolutions' channels, then the hidden dense units  # side after the 11x11/4 (224 px) or 3x3/1 (28 px) stem
+STEM_OUTPUT = {224: 54, 28: 28}  # side after the 11x11/4 (224 px) or 3x3/1 (28 px) stem
+ALEXNET_CHANNELS = (96, 256, 384, 384, 256, 4096)  # the five convolutions' channels, then the hidden dense units
 
 
 def _opt(default, help, choices=None):
@@ -114,8 +114,8 @@ class Config:
             _fail("batch_size", self.batch_size, f"at most the {self.train_size or available:,} training images")
 
     def feature_side(self) -> int:
-        """Side of the last feature map (the first dense layer takes the last convolution's channels * side**2 inputs); each of
-        the three pooling layers needs a map at least as wide as its window."""
+        """Side of the last feature map (the first dense layer takes the last convolution's channels
+        * side**2 inputs); each of the three pooling layers needs a map at least as wide as its window."""
         side = STEM_OUTPUT[self.input_size]
         for _ in range(3):  # the convolutions between poolings keep the side
             if side < self.pool_kernel:

@@ -91,6 +91,31 @@ def device_slug(device: torch.device) -> str:
     return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-") if device.type == "cuda" else "cpu"
 
 
+def cpu_class() -> str:
+    """The CPU's vendor, family/model, widest vector ISA and cache sizes, from /proc/cpuinfo and
+    sysfs: MKL and oneDNN choose kernels and their blocking by these, so counts are compared only
+    within one class."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+
+    def field(name: str) -> str:
+        m = re.search(rf"^{name}\s*:\s*(.*)$", info, re.M)
+        return m.group(1).strip() if m else "?"
+
+    flags = set(field("flags").split())
+    isa = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "?")
+    caches = sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"))
+    sizes = " ".join(p.read_text().strip() for p in caches) or field("cache size")
+    return f"{platform.machine()} {field('vendor_id')} family {field('cpu family')} model {field('model')} {isa} " \
+           f"caches {sizes}"
+
+
+def native_bf16() -> bool:
+    """Whether the CPU has bf16 instructions (AVX512-BF16 or AMX), which CPU bf16 autocast needs to
+    be fast; without them oneDNN emulates bf16 in fp32."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return bool({"avx512_bf16", "amx_bf16"} & set(re.findall(r"\b(avx512_bf16|amx_bf16)\b", info)))
+
+
 def environment(device: torch.device) -> dict:
     return {
         "git_commit": git_commit(),
@@ -99,4 +124,5 @@ def environment(device: torch.device) -> dict:
         "cuda": torch.version.cuda or "none",
         "python": platform.python_version(),
         "device": device_name(device),
+        "cpu": cpu_class() + (", native bf16" if native_bf16() else ""),
     }

@@ -20,7 +20,8 @@ class TrainResult:
     world_size: int = 1
     status: str = "running"  # then "finished" or "diverged"
     diverged_at_epoch: int | None = None
-    epochs: list[dict] = field(default_factory=list)  # per epoch: train_loss, train_acc, <eval_key>, timings
+    epochs: list[dict] = field(default_factory=list)  # per epoch: train_loss, train_acc, <eval_key>,
+    # train_eval_acc (eval mode, on a training sample the evaluation set's size), timings
     grad_norms: dict[str, float] = field(default_factory=dict)  # per weighted layer, mean over epoch 1's batches
 
     @property
@@ -29,11 +30,14 @@ class TrainResult:
         return f"{self.eval_split}_acc"
 
     def final(self, name: str) -> float:
-        """The last epoch's ``name`` (``gap``: train_acc - test_acc); NaN unless the run finished."""
+        """The last epoch's ``name``; NaN unless the run finished. ``gap``: train_eval_acc - test_acc,
+        both in eval mode (results written before train_eval_acc existed: d2l's running train_acc)."""
         if not self.epochs or self.status != "finished":
             return math.nan
         last = self.epochs[-1]
-        return last["train_acc"] - last["test_acc"] if name == "gap" else last[name]
+        if name == "gap":
+            return last.get("train_eval_acc", last["train_acc"]) - last["test_acc"]
+        return last.get(name, math.nan)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

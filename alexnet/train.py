@@ -2,7 +2,10 @@
 
 Semantics follow d2l: Xavier-uniform init, SGD on the mean cross-entropy of each
 minibatch, train loss and accuracy accumulated over the epoch in train mode (dropout on),
-test accuracy after each epoch in eval mode. Returns plain numbers; tracking is the
+test accuracy after each epoch in eval mode. Beside d2l's numbers, ``train_eval_acc``: the
+accuracy in eval mode (dropout off, as test accuracy is measured) on a fixed sample of the
+training subset (evenly spaced) as large as the evaluation set, after each epoch; the train - test gap
+uses it, so that dropout does not lower one arm's train accuracy by itself. Returns plain numbers; tracking is the
 caller's business (see ``alexnet.tracking``).
 """
 
@@ -178,7 +181,8 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
         device = torch.device("cuda", torch.cuda.current_device())
     if rank:  # one rank reports
         on_epoch, progress = None, False
-    train_loader, eval_loader, eval_split = loaders(config, data or load_fashion_mnist(data_dir), seed, device,
+    train_loader, eval_loader, eval_split, fit_loader = loaders(config, data or load_fashion_mnist(data_dir), seed,
+                                                                device,
                                                     (rank, world))
     step = build(config, device, seed, rank, world)
     norms = GradNorms(step.net, device)
@@ -203,6 +207,7 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
             else:
                 record.pop("batches")
             record[result.eval_key] = evaluate(step.model, eval_loader, config, device)
+            record["train_eval_acc"] = evaluate(step.model, fit_loader, config, device)
             record["epoch_time_s"] = time.perf_counter() - record.pop("start")
             result.epochs.append(record)
             if ckpt_path:
@@ -216,8 +221,10 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
 
 
 def loaders(config: Config, data: FashionMNIST, seed: int, device: torch.device, shard: tuple[int, int]):
-    """(training loader, evaluation loader, "test" or "val"): the config's subsets, with the
-    evaluation images carved from the training set when it asks for a validation split."""
+    """(training loader, evaluation loader, "test" or "val", training-sample loader): the config's
+    subsets, with the evaluation images carved from the training set when it asks for a validation
+    split; the last scores images spread evenly over the training subset, as many as the
+    evaluation set has (``train_eval_acc``)."""
     train_x, train_y = data.train_images, data.train_labels
     if config.validation_size:  # evaluate on images carved from the training set, never on the test set
         train_x, train_y, eval_x, eval_y = split_validation(train_x, train_y, config.validation_size)
@@ -226,8 +233,11 @@ def loaders(config: Config, data: FashionMNIST, seed: int, device: torch.device,
         eval_x, eval_y = stratified_subset(data.test_images, data.test_labels, config.test_size)
         split = "test"
     train_x, train_y = stratified_subset(train_x, train_y, config.train_size)
+    fit = torch.linspace(0, len(train_y) - 1, min(len(train_y), len(eval_y))).round().long()  # evenly spread
+    fit_x, fit_y = train_x[fit], train_y[fit]
     return (DeviceLoader(train_x, train_y, config, device, train=True, seed=seed, shard=shard),
-            DeviceLoader(eval_x, eval_y, config, device, shard=shard), split)
+            DeviceLoader(eval_x, eval_y, config, device, shard=shard), split,
+            DeviceLoader(fit_x, fit_y, config, device, shard=shard))
 
 
 def train_epoch(step: Step, loader: DeviceLoader, epoch: int, norms: GradNorms | None,

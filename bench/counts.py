@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -117,26 +116,10 @@ def _child(names: list[str], meta_path: str) -> None:
                                            "torch": torch.__version__, "alexnet": alexnet.__file__}))
 
 
-def cpu_class() -> str:
-    """The CPU's vendor, family/model, widest vector ISA and cache sizes, from /proc/cpuinfo and
-    sysfs: MKL and oneDNN choose kernels and their blocking by these, so counts are compared only
-    within one class."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-
-    def field(name: str) -> str:
-        m = re.search(rf"^{name}\s*:\s*(.*)$", info, re.M)
-        return m.group(1).strip() if m else "?"
-
-    flags = set(field("flags").split())
-    isa = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "?")
-    caches = sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"))
-    sizes = " ".join(p.read_text().strip() for p in caches) or field("cache size")
-    return f"{platform.machine()} {field('vendor_id')} family {field('cpu family')} model {field('model')} {isa} " \
-           f"caches {sizes}"
-
-
 def machine_key(meta: dict) -> str:
     """Counts are comparable only for the same torch build, CPU class and kernel code path."""
+    from alexnet.env import cpu_class  # here, not at import: the counted processes import only what they count
+
     return f"torch {meta['torch']} / {cpu_class()} / kernels {meta['isa']}+SSE4"
 
 

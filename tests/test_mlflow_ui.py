@@ -45,15 +45,18 @@ def test_ui_lists_claim_runs_and_shows_their_metrics(mlflow_ui, browser, tmp_pat
     wait.until(lambda d: "suite smoke" in d.find_element(By.TAG_NAME, "body").text)
     for expander in browser.find_elements(By.CSS_SELECTOR, "button[data-component-id*='runnamecellrenderer']"):
         expander.click()  # claim runs are nested under the suite run
-    names = [c.id for c in CLAIMS if not c.optional]
-    wait.until(lambda d: all(d.find_elements(By.LINK_TEXT, n) for n in names))
+    names = [c.id for c in CLAIMS if not c.optional]  # each claim run is named with its verdict: "relu — inconclusive"
+    verdicts = ("reproduced", "contradicted", "inconclusive")
+    wait.until(lambda d: all(any(d.find_elements(By.LINK_TEXT, f"{n} — {v}") for v in verdicts) for n in names))
     browser.save_screenshot(str(tmp_path / "runs.png"))
 
-    browser.find_elements(By.LINK_TEXT, "relu")[0].click()
+    browser.find_elements(By.PARTIAL_LINK_TEXT, "relu — ")[0].click()
     wait.until(lambda d: all(t in d.find_element(By.TAG_NAME, "body").text for t in ("cohens_d", "suite smoke")))
     text = browser.find_element(By.TAG_NAME, "body").text
     # seed aggregates and error bars per arm (MLflow computes none), the Holm-adjusted p and the power figures
     for shown in ("Metrics", "mean_a", "mean_b", "p", "verdict", "Parent run", "suite smoke", "test_acc.relu.mean",
                   "test_acc.sigmoid.ci_high", "p_holm", "seeds_needed", "power"):
         assert shown in text
-    assert any(v in text for v in ("reproduced", "contradicted", "inconclusive"))
+    assert any(v in text for v in verdicts)
+    # the run's description is the claim's section of claims.md, rendered: statement, verdict and why
+    assert "The lecture says: ReLU instead of sigmoid" in text and "relu: inconclusive — relu vs sigmoid lacks" in text

@@ -118,3 +118,44 @@ def test_lenet_configs_that_cannot_be_built_are_refused_by_name():
         Config(arch="lenet", input_size=28, lrn=True)
     with pytest.raises(ValueError, match=r"invalid arch='vgg': expected one of alexnet, lenet"):
         Config(arch="vgg")
+
+
+@pytest.mark.parametrize("width,channels", [(1.0, (96, 256, 384, 384, 256, 4096)),
+                                            (0.5, (48, 128, 192, 192, 128, 2048)),
+                                            (0.25, (24, 64, 96, 96, 64, 1024))])
+def test_width_scales_every_convolution_and_hidden_dense_layer(width, channels):
+    for size, side in ((224, 5), (28, 2)):
+        net = build_alexnet(Config(width=width, input_size=size))
+        convs = [m.out_channels for m in net if isinstance(m, nn.Conv2d)]
+        dense = [(m.in_features, m.out_features) for m in net if isinstance(m, nn.Linear)]
+        assert tuple(convs) == channels[:5]
+        assert dense == [(channels[4] * side**2, channels[5]), (channels[5], channels[5]), (channels[5], 10)]
+        rows = shape_trace(net, size)  # the trace follows the narrower layers; the spatial sizes stay
+        full = shape_trace(build_alexnet(Config(input_size=size)), size)
+        assert [r.shape[2:] for r in rows] == [r.shape[2:] for r in full]
+        assert [r.shape[1] for r in rows if r.layer == "Conv2d"] == list(channels[:5])
+        assert rows[-1].shape == (1, 10)
+
+
+def test_width_rounds_to_at_least_one_channel_and_lenet_ignores_it():
+    assert Config(width=0.001).channels() == (1, 1, 1, 1, 1, 4)
+    assert Config(width=1 / 3).channels() == (32, 85, 128, 128, 85, 1365)
+    lenet = dict(arch="lenet", input_size=28, activation="sigmoid", pool="avg", dropout=0.0)
+    assert count_params(build_lenet(Config(**lenet, width=0.25))) == count_params(build_lenet()) == 61_706
+
+
+def test_width_is_part_of_the_run_identity():
+    assert Config(width=0.25).key() != Config().key() != Config(width=0.5).key()
+    assert Config(width=0.25).key() == Config(width=0.25).key()
+    assert Config().to_dict()["width"] == 1.0  # logged as a param with every other field
+    # width 1 hashes as configs did before the field existed: earlier stores are still reused
+    import hashlib
+    import json
+    before = {k: v for k, v in Config().to_dict().items() if k != "width"}
+    assert Config().key() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@pytest.mark.parametrize("width", [0, 0.0, -0.25, float("nan"), float("inf"), 4.5, True, "0.25"])
+def test_a_bad_width_is_refused_by_name(width):
+    with pytest.raises(ValueError, match=r"invalid width=.*expected a number in \(0, 4\]"):
+        Config(width=width)

@@ -26,6 +26,8 @@ def test_smoke_suite_writes_reports_with_computed_verdicts(smoke_suite):
     for claim in DEFAULT_SMOKE:
         assert f"| {claim.id} |" in md
     assert "all 21 layers match the printout" in md
+    assert f"Versus the lecture: {SCALES['smoke'].versus_lecture()}. These verdicts are a CPU proxy" in md
+    assert "**inconclusive** — not testable at the smoke scale" in md  # d2l: why, in one sentence
     rows = list(csv.DictReader((folder / "claims.csv").open()))
     seen = {(r["claim"], r["arm"], r["seed"]) for r in rows}
     assert seen == {(c.id, a, str(s)) for c in DEFAULT_SMOKE for a in c.arms for s in range(SCALES["smoke"].seeds)}
@@ -48,6 +50,9 @@ def test_store_holds_nested_runs_with_params_metrics_and_verdicts(smoke_suite):
     claims = [r for r in runs if r.data.tags.get("kind") == "claim"]
     arms = [r for r in runs if r.data.tags.get("kind") == "arm"]
     assert len(suites) == 1 and {r.data.tags["claim"] for r in claims} == {c.id for c in DEFAULT_SMOKE}
+    assert suites[0].data.params["versus_lecture"].startswith("28-px input (lecture: 224-px input)")
+    assert {r.data.tags["claim"] for r in claims if "verdict_reason" in r.data.tags} == {
+        r.data.tags["claim"] for r in claims if r.data.tags["verdict"] == "inconclusive"}
     assert all(r.data.tags["mlflow.parentRunId"] == suites[0].info.run_id for r in claims)
     assert all(r.data.tags["verdict"] in ("reproduced", "contradicted", "inconclusive") for r in claims)
     claim_ids = {r.info.run_id for r in claims}
@@ -55,7 +60,7 @@ def test_store_holds_nested_runs_with_params_metrics_and_verdicts(smoke_suite):
     # each distinct config x seed trained once, shared by the claims that use it
     assert len({(r.data.tags["config_key"], r.data.tags["seed"]) for r in arms}) == len(arms)
     arm = arms[0]
-    assert {"lr", "batch_size", "activation", "seed"} <= set(arm.data.params)
+    assert {"lr", "batch_size", "activation", "seed", "width"} <= set(arm.data.params)
     assert {"final_test_acc", "train_loss", "examples_per_s"} <= set(arm.data.metrics)
     assert {"env.torch", "env.device", "env.git_commit", "claim", "arm", "scale", "code_version"} <= set(arm.data.tags)
     history = mlflow.MlflowClient().get_metric_history(arm.info.run_id, "test_acc")
