@@ -1,9 +1,10 @@
 """``python -m ablations``: re-run the AlexNet lecture's claims, log to MLflow, write verdicts.
 
 Scales: full (the lecture's settings, for a GPU), quick (a CPU proxy: AlexNet at 1/4 width on
-5,000 28-px images, about 14 min on 2 cores), smoke (CI, a few minutes). Default: full when a GPU is present, else quick. Arm x seed runs
-already finished in the MLflow store with the same config and code version are reused,
-interrupted ones resume from their checkpoint, so re-running a finished suite trains nothing.
+4,000 28-px images, about 12 min on 2 cores), smoke (CI, a few minutes). Default: full when a
+GPU is present, else quick. Arm x seed runs already finished in the MLflow store with the same
+config and code version are reused, interrupted ones resume from their checkpoint, so
+re-running a finished suite trains nothing.
 
 Before training, a probe of at most ~30 s times each distinct configuration on this device and
 the suite prints its estimate; --plan prints every run and stops there. A suite estimated over
@@ -59,8 +60,9 @@ def parse(argv):
                    help=f"run only these claims (any of: {', '.join(BY_ID)}); default: all non-optional "
                         "claims of the scale")
     p.add_argument("--seeds", metavar="N|auto[:MAX]",
-                   help="seeds per arm (default: the scale's: full 3, quick 5, smoke 2); auto[:MAX]: start at the scale's seeds and "
-                        f"give the claims still undecided 2 more at a time, up to MAX (default {AUTO_MAX}), each look "
+                   help="seeds per arm (default: the scale's: full 3, quick 5, smoke 2); auto[:MAX]: start at the "
+                        "scale's seeds and give the claims still undecided 2 more at a time, up to MAX "
+                        f"(default {AUTO_MAX}), each look "
                         "judged at alpha 0.05 / looks so that stopping early adds no false positives; finished seeds "
                         "are reused")
     p.add_argument("--epochs", type=int, help="epochs per run (default: the scale's)")

@@ -145,7 +145,7 @@ class Scale:
 
     def versus_lecture(self) -> str:
         """How this scale's runs differ from the lecture's, computed from the two configs:
-        ``width 0.25 (lecture 1), ..., 471 SGD steps per run (lecture 4,690)``."""
+        ``width 0.25 (lecture 1), ..., 375 SGD steps per run (lecture 4,690)``."""
         base, lecture = Config(**self.base), Config()
         if base == lecture and not self.per_claim:
             return "the lecture's settings"
@@ -176,13 +176,13 @@ SCALES = {
                   optional=("augment_long", "overlap", "lrn", "precision", "lenet")),
     "quick": Scale(
         "quick", "a CPU proxy of the lecture's claims: AlexNet at 1/4 width (conv channels 24-64-96-96-64, "
-        "dense 1,024) on the native 28-px images (3x3 stem), a 5,000-image stratified training subset, 3 epochs "
-        "of batch 32 (471 SGD steps), SGD lr 0.01 with momentum 0.9, 1,000 test images, 5 seeds; input224 on "
-        "1,500 training images, its 224-px arm at the same width; the ladder on its 28-px rungs, without the "
-        "tuned sigmoid AlexNet ('− ReLU': the relu claim measures that change)",
-        {"input_size": 28, "width": 0.25, "train_size": 5000, "test_size": 1000, "epochs": 3, "batch_size": 32,
+        "dense 1,024) on the native 28-px images (3x3 stem), a 4,000-image stratified training subset, 3 epochs "
+        "of batch 32 (375 SGD steps), SGD lr 0.01 with momentum 0.9, 1,000 test images, 5 seeds; input224 on "
+        "1,200 training and 500 test images, its 224-px arm at the same width; the ladder on its 28-px rungs, "
+        "without the tuned sigmoid AlexNet ('− ReLU': the relu claim measures that change)",
+        {"input_size": 28, "width": 0.25, "train_size": 4000, "test_size": 1000, "epochs": 3, "batch_size": 32,
          "momentum": 0.9},
-        5, per_claim={"input224": {"train_size": 1500}}, validation_size=1000, optional=("ladder",),
+        5, per_claim={"input224": {"train_size": 1200, "test_size": 500}}, validation_size=1000, optional=("ladder",),
         drop_arms={"ladder": ("+ 224 px (the lecture's AlexNet)", "− 224 px", "− ReLU")},
         cannot_test={"d2l": "the printed numbers are for 60,000 images at 224 px and 10 epochs; run --scale full",
                      "lenet": "the printed numbers are for 60,000 images and 10 epochs; run --scale full"}),

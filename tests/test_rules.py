@@ -92,7 +92,8 @@ def test_ties_fall_back_to_the_t_interval_instead_of_a_nan_bound():
 def _simulate(rule: str, n: int, true: float, m: float, sd: float, sims: int, seed: int) -> dict[str, float]:
     """P(verdict) over ``sims`` suites of n seeds whose per-seed differences are N(true, sd)."""
     rng = np.random.default_rng(seed)
-    words = [V.compare(rule, dict(enumerate(0.7 + d)), dict.fromkeys(range(n), 0.7), m).verdict for d in rng.normal(true, sd, size=(sims, n))]
+    words = [V.compare(rule, dict(enumerate(0.7 + d)), dict.fromkeys(range(n), 0.7), m).verdict
+             for d in rng.normal(true, sd, size=(sims, n))]
     return {w: words.count(w) / sims for w in ("reproduced", "contradicted", "inconclusive")}
 
 
