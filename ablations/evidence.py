@@ -42,8 +42,8 @@ def per_arm(runs: list, name: str) -> dict[str, dict[int, float]]:
     values: dict[str, dict[int, float]] = {}
     for r in runs:
         values.setdefault(r.arm, {})
-        v = r.result.final(name)
-        if not math.isnan(v):
+        v = r.result.final(name) if r.result is not None else math.nan
+        if math.isfinite(v):
             values[r.arm][r.seed] = v
     return values
 

@@ -74,7 +74,7 @@ def judge(claim: Claim, runs: list[ArmRun], scale: Scale, adjusted: dict | None 
     decided at family-wise ``alpha``."""
     arms = list(claim.arms)
     evidence, parts, found_stats, comparisons = [], [], {}, {}
-    diverged = [f"{r.arm} seed {r.seed}" for r in runs if r.result.status != "finished"]
+    diverged = [f"{r.arm} seed {r.seed}" for r in runs if r.result is None or r.result.status != "finished"]
     if diverged:
         evidence.append(f"diverged (left out of the statistics): {', '.join(diverged)}")
     if claim.rule in verdict.RULES or claim.rule == "ladder":
@@ -84,10 +84,11 @@ def judge(claim: Claim, runs: list[ArmRun], scale: Scale, adjusted: dict | None 
             rungs, _ = ladder.roles(arms)
             rule, pairs = "better", [(rungs[-1], rungs[0])]
         for a, b in pairs:
-            accuracy = [r.result.final("test_acc") for r in runs if r.arm in (a, b) and r.result.status == "finished"]
+            accuracy = [r.result.final("test_acc") for r in runs
+                        if r.arm in (a, b) and r.result is not None and r.result.status == "finished"]
             v = verdict.compare(rule, values[a], values[b], claim.min_effect,
                                 higher_is_better=METRICS[claim.metric], names=(a, b), metric=claim.metric,
-                                images=runs[0].result.eval_examples if runs else None,
+                                images=next((r.result.eval_examples for r in runs if r.result), None),
                                 accuracy=sum(accuracy) / len(accuracy) if accuracy else None,
                                 p_adjusted=(adjusted or {}).get((a, b)), family=family, alpha=alpha)
             comparisons[(a, b)] = v

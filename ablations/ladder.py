@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .stats import ALPHA, Difference, holm, paired
+from .stats import ALPHA, FLAT_SE, Difference, holm, paired
 
 RUNG, REMOVED = "+ ", "− "
 
@@ -103,4 +103,4 @@ def interactions(att: Attribution) -> dict[str, float]:
     """change -> Holm-adjusted p of its interaction (forward minus leave-one-out is 0), over the
     changes whose interaction can be tested (a leave-one-out arm and a spread in the differences)."""
     return holm({s.change: s.interaction.p_differs() for s in att.steps
-                 if s.interaction is not None and s.interaction.se > 0})
+                 if s.interaction is not None and s.interaction.se > FLAT_SE})

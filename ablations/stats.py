@@ -27,6 +27,7 @@ from scipy import stats
 ALPHA = 0.05
 BOOTSTRAP_FROM = 10  # pairs from which the interval is a bootstrap one
 RESAMPLES = 10_000
+FLAT_SE = 1e-9  # a difference's standard error at or below this is float rounding of equal values: no spread
 MAX_DEGENERATE = 0.01  # share of zero-spread resamples above which ties dominate: the bootstrap-t is undefined
 POWER = 0.8
 Z_POWER = stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER)  # 2.80: a z-test's 80% power at alpha 0.05
@@ -121,10 +122,11 @@ def prob_improvement(a: list[float], b: list[float]) -> float:
 def holm(pvalues: dict) -> dict:
     """Holm–Bonferroni adjusted p-values (step-down; monotone; at most 1): reject H_i at family-wise
     level alpha when its adjusted p < alpha."""
-    order = sorted(pvalues, key=pvalues.get)
+    p = {name: 1.0 if math.isnan(v) else v for name, v in pvalues.items()}  # no p: nothing to reject
+    order = sorted(p, key=p.get)
     adjusted, running = {}, 0.0
     for rank, name in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * pvalues[name]))
+        running = max(running, min(1.0, (len(order) - rank) * p[name]))
         adjusted[name] = running
     return adjusted
 
@@ -140,9 +142,10 @@ def paired_power(n: int, effect: float, sd_diff: float, alpha: float = ALPHA) ->
         return 1.0
     df, nc = n - 1, abs(effect) / (sd_diff / math.sqrt(n))
     crit = stats.t.ppf(1 - alpha / 2, df)
-    if nc - crit > 12:  # power is 1 to double precision (scipy's nct returns nan out there)
+    if nc - crit > 8:  # power is 1 to double precision (scipy's nct returns nan out there)
         return 1.0
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    upper, lower = float(stats.nct.sf(crit, df, nc)), float(stats.nct.cdf(-crit, df, nc))
+    return min(1.0, upper + (lower if math.isfinite(lower) else 0.0))  # the lower tail: negligible where nan
 
 
 def tost_power(n: int, margin: float, sd_diff: float, alpha: float = ALPHA) -> float:

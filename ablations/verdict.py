@@ -16,7 +16,6 @@ from .stats import Difference
 ALPHA = stats.ALPHA  # family-wise: Holm over the comparisons judged together (``judge.judge_all``)
 RULES = ("better", "no_gain", "same")  # the comparison rules: two arms, a p-value, a family
 ACCURACY_METRICS = ("test_acc", "gap")  # metrics that carry the test set's sampling noise
-FLAT_SE = 1e-9  # a difference's standard error at or below this is float rounding of equal values: no spread
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def compare(rule: str, a: dict | list, b: dict | list, min_effect: float, *, hig
     if d is None:
         return Verdict("inconclusive", f"{metric}: needs at least 2 seeds per arm (have {len(xa)} and {len(xb)})"
                        + (f"; {note}" if note else ""))
-    flat = d.se <= FLAT_SE  # identical differences (or identical arms): no spread to test against
+    flat = d.se <= stats.FLAT_SE  # identical differences (or identical arms): no spread to test against
     p, outcome = (1.0, None) if flat else decide(rule, d, min_effect, higher_is_better)
     p_adj = p if p_adjusted is None else p_adjusted
     word = outcome if outcome and p_adj < alpha else "inconclusive"
@@ -90,9 +89,10 @@ def compare(rule: str, a: dict | list, b: dict | list, min_effect: float, *, hig
          "cohens_d": d.diff / pooled if pooled else math.copysign(math.inf, d.diff) if d.diff else 0.0,
          "paired": int(d.paired), "method": d.method, "sd_diff": sd_diff, "min_effect": min_effect,
          "alpha": alpha, "power_alpha": power_alpha, "flat": int(flat),
-         "power": stats.rule_power(rule, len(xa), min_effect, sd_diff, power_alpha) if min_effect else math.nan,
+         "power": stats.rule_power(rule, len(xa), min_effect, sd_diff, power_alpha)
+         if min_effect and not flat else math.nan,
          "seeds_needed": stats.seeds_needed(min_effect, sd_diff, alpha=power_alpha, rule=rule)
-         if min_effect else math.nan}
+         if min_effect and not flat else math.nan}
     expected = {"better": f"expected {names[0]} {'higher' if higher_is_better else 'lower'} by more than {min_effect} "
                           f"(the gain's interval above {min_effect})",
                 "no_gain": f"claim holds if {names[0]} gains less than {min_effect} (the gain's interval below "
@@ -107,7 +107,7 @@ def compare(rule: str, a: dict | list, b: dict | list, min_effect: float, *, hig
         s |= {"binomial_se": stats.binomial_se(accuracy, images), "images": images}
         floor.insert(0, f"test-set binomial SE ±{s['binomial_se']:.4f} at the two arms' accuracy {accuracy:.3f} "
                         f"on {images:,} images")
-    if min_effect:
+    if min_effect and not flat:
         floor.append(f"power of this rule at {len(xa)} seeds ({POWER_AT[rule].format(m=min_effect)}, α "
                      f"{power_alpha:.3g} = 0.05 / {family} comparisons): {s['power']:.0%}; 80% needs "
                      f"{_seeds(s['seeds_needed'])}")
@@ -167,7 +167,7 @@ def lacks(s: dict, outcome: str | None, n: int, rule: str = "better") -> str:
     if rule == "better" and abs(s["gain"]) <= s["min_effect"]:
         missing.append(f"effect: the measured difference, {s['gain']:+.4f}, is not beyond the minimum effect "
                        f"{s['min_effect']}")
-    if s["min_effect"] and s["seeds_needed"] > n:
+    if s["min_effect"] and s["seeds_needed"] > n:  # (nan when flat: handled above)
         missing.append(f"seeds: {_seeds(s['seeds_needed'])} for 80% power of this rule (have {n})")
     if s["p"] < s["alpha"] <= s["p_holm"]:
         missing.append(f"significance after the multiple-comparison correction (p {s['p']:.3g}, Holm-adjusted "
@@ -200,6 +200,9 @@ def matches(values: dict[str, list[float]], targets: dict[str, float], tolerance
         if not xs:
             return Verdict("inconclusive", f"no finished runs to compare with {name} {target}")
         m, tol = mean(xs), tolerances[name]
+        if len(xs) > 1 and _sd(xs) == 0:  # a sample without spread decides nothing
+            return Verdict("inconclusive", f"{name}: the {len(xs)} seeds all gave {m:.4f}; a sample without spread "
+                                           "decides nothing")
         half = stats.t_half_width(xs)
         low, high = m - half, m + half
         if target - tol <= low and high <= target + tol:

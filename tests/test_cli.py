@@ -53,8 +53,7 @@ def test_shapes_at_a_quarter_width_and_a_bad_width_refused_before_any_work():
     out = run("shapes", "alexnet28", "--width", "0.25")
     assert out.returncode == 0, out.stderr
     assert "width 0.25" in out.stdout and "[1, 24, 28, 28]" in out.stdout and "[1, 1024]" in out.stdout
-    for bad in ("0", "-1", "nan"):
-        out = run("train", "--width", bad, "--data-dir", "/nonexistent")  # refused before the data is looked for
-        assert out.returncode == 2 and f"invalid width={float(bad)!r}: expected a number in (0, 4]" in out.stderr
-        out = run("shapes", "--width", bad)
-        assert out.returncode == 2 and "invalid width=" in out.stderr
+    out = run("train", "--width", "nan", "--data-dir", "/nonexistent")  # refused before the data is looked for
+    assert out.returncode == 2 and "invalid width=nan: expected a number in (0, 4]" in out.stderr
+    out = run("shapes", "--width", "0")  # (0, negative, inf: tests/test_model.py, in-process)
+    assert out.returncode == 2 and "invalid width=0.0: expected a number in (0, 4]" in out.stderr

@@ -149,3 +149,23 @@ def test_ladder_interactions_are_holm_corrected_together():
     assert 0.001 < relu.interaction.p_differs() < 0.05
     adjusted = interactions(att)
     assert len(adjusted) == 3 and adjusted["ReLU"] > 0.05
+
+
+def test_the_review_s_edge_cases_print_no_nan_and_decide_nothing_without_spread():
+    from ablations.stats import holm, paired_power
+
+    for nc in np.linspace(8.0, 15.0, 15):  # scipy's noncentral t returns nan for the lower tail out here
+        power = paired_power(5, nc * 0.01 / math.sqrt(5), 0.01, 0.05 / 7)
+        assert math.isfinite(power) and 0.0 < power <= 1.0
+    assert V.matches({"test_acc": [0.8, 0.8, 0.8]}, {"test_acc": 0.8}, {"test_acc": 0.01}).verdict == "inconclusive"
+    flat = V.better({0: 0.9, 1: 0.8}, {0: 0.5, 1: 0.4}, 0.01)
+    assert flat.verdict == "inconclusive" and "power of this rule" not in flat.evidence
+    assert math.isnan(flat.stats["power"])
+    assert holm({"x": math.nan, "y": 1e-6, "z": 1e-5}) == pytest.approx({"x": 1.0, "y": 3e-6, "z": 2e-5})
+    # an interaction equal on every seed up to float jitter has no spread: not a finding
+    seeds = range(5)
+    values = {"LeNet": {s: 0.3 + 0.01 * s for s in seeds}}
+    values["+ ReLU"] = {s: values["LeNet"][s] + 0.2 for s in seeds}
+    values["+ pool"] = {s: values["+ ReLU"][s] + 0.05 + 0.002 * (-1) ** s for s in seeds}
+    values["− ReLU"] = {s: values["+ pool"][s] - 0.19 + 1e-13 * s for s in seeds}
+    assert interactions(attribute(values, list(values))) == {}
