@@ -5,6 +5,7 @@ import csv
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 from ablations.claims import SCALES, Claim
@@ -48,6 +49,7 @@ def final_loss_plot(report, path):
     save(fig, path)
 
 
+@pytest.mark.slow  # 25-45 s: the integration tier keeps the fast one within 10 min
 def test_a_claim_declared_in_a_test_file_gets_a_full_report(tmp_path, fmnist, monkeypatch):
     monkeypatch.setitem(EVIDENCE, "loss_ratio", loss_ratio_evidence)
     monkeypatch.setitem(PLOTS, "final_loss", (final_loss_plot, "{claim}_final_loss.png"))

@@ -100,6 +100,7 @@ def test_budget_finishes_whole_claims_reports_them_and_a_rerun_completes_the_res
     assert "| augment_long |" in md and "Not judged yet" not in md and "Runs trained by this invocation: 4 " in md
 
 
+@pytest.mark.slow  # 25-45 s: the integration tier keeps the fast one within 10 min
 def test_a_run_that_overruns_the_budget_stops_at_an_epoch_and_resumes(tmp_path, fmnist):
     claims = [BY_ID["augment_long"]]  # 3 epochs per run
     suite = _suite(tmp_path, fmnist, budget_s=REPORT_RESERVE_S + 0.5)  # no estimate: every run looks free
@@ -129,7 +130,7 @@ def test_precision_claim_trains_both_numerics_and_reports_them(tmp_path):
         [("bf16", "bf16")] * 2 + [("fp32", "fp32")] * 2
     md = (tmp_path / "results" / "smoke" / "cpu" / "claims.md").read_text()
     assert "Numerics: bf16 autocast + channels_last, fp32 (TF32 off) + channels_last." in md
-    assert "| precision |" in md and "the same if the difference lies inside ±0.01" in md
+    assert "| precision |" in md and "the same if the difference's interval lies inside ±0.01" in md
     # --precision sets every arm that does not set its own: relu's relu arm in bf16 is the precision claim's bf16 run
     plan = run_suite(tmp_path, "--scale", "smoke", "--only", "relu", "--precision", "bf16", "--plan")
     assert "2 runs to train (0 of them resumed from a checkpoint), 2 reused from the store" in plan.stdout

@@ -70,6 +70,7 @@ def test_tf32_on_cpu_is_rejected(fmnist):
         train(Config(**{**SMALL.to_dict(), "precision": "tf32", "device": "cpu"}), data=fmnist)
 
 
+@pytest.mark.slow  # 25-45 s: the integration tier keeps the fast one within 10 min
 def test_one_epoch_on_2000_images_is_clearly_above_chance(fmnist):
     """The 28-px AlexNet, one epoch over a 2,000-image stratified subset; chance is 0.10
     (std 0.01 on 1,000 test images). Batch 32 and momentum 0.9 give 63 useful steps."""

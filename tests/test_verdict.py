@@ -181,6 +181,7 @@ def _null_suites(alpha_at_each_look: float | None, sims: int) -> float:
     return positives / sims
 
 
+@pytest.mark.slow  # 25-45 s: the integration tier keeps the fast one within 10 min
 def test_seeds_auto_keeps_the_false_positive_rate_of_null_suites_at_most_alpha():
     assert _null_suites(None, 1000) <= 0.05  # each look at 0.05 / 4, Holm over the three claims
     assert _null_suites(0.05, 300) > 0.07  # peeking at 0.05 every time: what the spending prevents
