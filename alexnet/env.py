@@ -91,6 +91,7 @@ def device_slug(device: torch.device) -> str:
     return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-") if device.type == "cuda" else "cpu"
 
 
+@cache  # the CPU does not change within a process; environment() asks once per run
 def cpu_class() -> str:
     """The CPU's vendor, family/model, widest vector ISA and cache sizes, from /proc/cpuinfo and
     sysfs: MKL and oneDNN choose kernels and their blocking by these, so counts are compared only
@@ -109,11 +110,12 @@ def cpu_class() -> str:
            f"caches {sizes}"
 
 
+@cache
 def native_bf16() -> bool:
     """Whether the CPU has bf16 instructions (AVX512-BF16 or AMX), which CPU bf16 autocast needs to
     be fast; without them oneDNN emulates bf16 in fp32."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return bool({"avx512_bf16", "amx_bf16"} & set(re.findall(r"\b(avx512_bf16|amx_bf16)\b", info)))
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", info) is not None
 
 
 def environment(device: torch.device) -> dict:
