@@ -60,10 +60,10 @@ def parse(argv):
                    help=f"run only these claims (any of: {', '.join(BY_ID)}); default: all non-optional "
                         "claims of the scale")
     p.add_argument("--seeds", metavar="N|auto[:MAX]",
-                   help="seeds per arm (default: the scale's: full 3, quick 5, smoke 2); auto[:MAX]: start at the "
-                        "scale's seeds and give the claims still undecided 2 more at a time, up to MAX "
-                        f"(default {AUTO_MAX}), each look "
-                        "judged at alpha 0.05 / looks so that stopping early adds no false positives; finished seeds "
+                   help="seeds per arm (default: the scale's: full 3, quick 5 with 8 for maxpool and augment, smoke "
+                        "2; N: N for every claim); auto[:MAX]: start every claim at the scale's seeds and give the "
+                        f"claims still undecided 2 more at a time, up to MAX (default {AUTO_MAX}), each look judged "
+                        "at alpha 0.05 / looks so that stopping early adds no false positives; finished seeds "
                         "are reused")
     p.add_argument("--epochs", type=int, help="epochs per run (default: the scale's)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -287,14 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     console.print(f"[bold]scale {scale.name}[/] on {suite.device}: {scale.description}. "
                   f"Versus the lecture: {scale.versus_lecture()}. "
-                  f"Claims: {', '.join(c.id for c in claims)}; {len(suite.seeds)} seeds"
+                  f"Claims: {', '.join(c.id for c in claims)}; {suite.seeds_text(claims)}"
                   + (f" (auto: up to {args.max_seeds} for claims still undecided)" if args.max_seeds else "")
                   + f"; MLflow store {shown(tracker.shown_uri)}")
     estimate = suite.estimate(rows, on_probe=lambda key: console.print(f"probing {key} on {device_name(suite.device)}",
                                                                        highlight=False))
     summary = plan_summary(rows, device_name(suite.device))
     if args.plan:
-        Console().print(plan_table(rows, f"plan: scale {scale.name}, {len(suite.seeds)} seeds"))
+        Console().print(plan_table(rows, f"plan: scale {scale.name}, {suite.seeds_text(claims)}"))
         Console(highlight=False).print("\n".join(summary))
         return 0
     console.print(summary[-1] + (f"; budget {args.budget_min:g} min" if args.budget_min else ""), highlight=False)

@@ -109,7 +109,8 @@ class Suite:
     def __init__(self, scale: Scale, tracker: Tracker, data: FashionMNIST, options: SuiteOptions = SuiteOptions()):
         self.scale, self.tracker, self.data, self.options = scale, tracker, data, options
         self.seeds = list(range(options.seeds or scale.seeds))
-        self.counts: dict[str, int] = {}  # claim id -> its seeds, where --seeds auto gave it more
+        # claim id -> its seeds, where the scale or --seeds auto gives it more (--seeds N: N for every claim)
+        self.counts: dict[str, int] = {} if options.seeds or options.max_seeds else dict(scale.claim_seeds)
         self.alpha = ALPHA  # family-wise level of each judgement (below 0.05 at each look of --seeds auto)
         self.looks: list[str] = []  # --seeds auto: what each look decided
         self.device = resolve_device(options.device)
@@ -129,6 +130,11 @@ class Suite:
 
     def seeds_of(self, claim: Claim) -> list[int]:
         return list(range(self.counts.get(claim.id, len(self.seeds))))
+
+    def seeds_text(self, claims: list[Claim]) -> str:
+        """``5 seeds (maxpool 8, augment 8)``: the claims' seed counts."""
+        more = [f"{c.id} {len(self.seeds_of(c))}" for c in claims if len(self.seeds_of(c)) != len(self.seeds)]
+        return f"{len(self.seeds)} seeds" + (f" ({', '.join(more)})" if more else "")
 
     def checkpoint(self, config: Config, seed: int) -> Path:
         return self.options.checkpoint_dir / f"{config.key()}-seed{seed}-{self.code}.pt"

@@ -10,8 +10,10 @@ from ablations.claims import BY_ID, SCALES
 from ablations.estimate import speed_key
 from ablations.judge import ArmRun, judge, judge_all
 from ablations.plan import arm_config, select_claims
+from ablations.suite import Suite, SuiteOptions
 from alexnet.config import Config
 from alexnet.result import TrainResult
+from alexnet.tracking import Tracker
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -34,6 +36,26 @@ def test_the_quick_scale_is_the_quarter_width_alexnet_past_its_first_plateau():
     assert min(steps.values()) >= 110 and steps[("relu", "relu")] == 375  # hundreds of SGD steps, not 96
     assert "ladder" in {c.id for c in select_claims(None, quick)}  # back in the defaults
     assert SCALES["full"].base == {} and SCALES["full"].versus_lecture() == "the lecture's settings"
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({}, {"relu": 5, "maxpool": 8, "augment": 8, "input224": 5}),  # the scale's: more where effects are small
+    ({"seeds": 3}, {"relu": 3, "maxpool": 3, "augment": 3, "input224": 3}),  # --seeds N: N for every claim
+    ({"max_seeds": 9}, {"relu": 5, "maxpool": 5, "augment": 5, "input224": 5}),  # auto: every claim starts at 5
+])
+def test_the_quick_scale_gives_maxpool_and_augment_more_seeds(tmp_path, fmnist, options, expected):
+    quick = SCALES["quick"]
+    suite = Suite(quick, Tracker(f"sqlite:///{tmp_path}/mlflow.db"), fmnist,
+                  SuiteOptions(device="cpu", checkpoint_dir=tmp_path / "ck", progress=False, **options))
+    claims = select_claims(None, quick)
+    rows = suite.schedule(claims, suite.plan(claims))
+    seeds = {claim: {r.seed for r in rows if r.claim == claim and r.state != "tune"} for claim in expected}
+    assert seeds == {claim: set(range(n)) for claim, n in expected.items()}
+    # the base arm's extra seeds are trained once, by the first claim that needs them, and shared
+    seed7 = [r.state for r in rows if r.arm in ("max", "none") and r.seed == 7]
+    assert seed7 == (["train", "shared"] if not options else [])
+    assert suite.seeds_text(claims) == ("5 seeds (maxpool 8, augment 8)" if not options else
+                                        f"{options.get('seeds', 5)} seeds")
 
 
 def test_how_a_scale_differs_from_the_lecture_is_computed_from_its_config():
