@@ -60,11 +60,11 @@ def parse(argv):
                    help=f"run only these claims (any of: {', '.join(BY_ID)}); default: all non-optional "
                         "claims of the scale")
     p.add_argument("--seeds", metavar="N|auto[:MAX]",
-                   help="seeds per arm (default: the scale's: full 3, quick 5 with 8 for maxpool and augment, smoke "
-                        "2; N: N for every claim); auto[:MAX]: start every claim at the scale's seeds and give the "
-                        f"claims still undecided 2 more at a time, up to MAX (default {AUTO_MAX}), each look judged "
-                        "at alpha 0.05 / looks so that stopping early adds no false positives; finished seeds "
-                        "are reused")
+                   help="seeds per arm (default: the scale's: full 3, quick 5 (relu 3, maxpool 8, augment 12), "
+                        "smoke 2; N: N for every claim); auto[:MAX]: start every claim at the scale's seeds and "
+                        f"give the claims still undecided 2 more at a time, up to MAX (default {AUTO_MAX}), each "
+                        "look judged at alpha 0.05 / looks so that stopping early adds no false positives; finished "
+                        "seeds are reused")
     p.add_argument("--epochs", type=int, help="epochs per run (default: the scale's)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--threads", type=int, metavar="N",
