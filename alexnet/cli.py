@@ -1,4 +1,5 @@
-"""``python -m alexnet {train,shapes,tune}``: one training run, the lecture's shape trace, or an Optuna study."""
+"""``python -m alexnet {train,shapes,tune,preflight}``: one training run, the lecture's shape trace, an
+Optuna study, or the one-minute check of every numerics path before a budgeted GPU run."""
 
 from __future__ import annotations
 
@@ -192,6 +193,34 @@ def add_tune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help=f"Fashion-MNIST folder; None: ${ENV_VAR}, else a download")
 
 
+def cmd_preflight(args, parser) -> int:
+    """Every numerics path for two steps, a table, exit 1 when one fails (its traceback printed)."""
+    from .data import load_fashion_mnist
+    from .preflight import run
+
+    table = Table(title=f"preflight: {args.input_size}-px AlexNet, width {args.width:g}, two SGD steps per path")
+    for col in ("path", "status", "train loss", "time (s)", "detail"):
+        table.add_column(col, justify="right" if col in ("train loss", "time (s)") else "left")
+
+    def shown(check):
+        line = check.detail.strip().splitlines()[-1] if check.detail else ""
+        print(f"preflight: {check.path}: {check.status}" + (f" ({line})" if line else ""), file=sys.stderr,
+              flush=True)
+        if check.status == "failed":
+            print(check.detail, file=sys.stderr, flush=True)
+        table.add_row(check.path, check.status, f"{check.loss:.3f}", f"{check.seconds:.1f}", line[:80])
+
+    checks = run(load_fashion_mnist(args.data_dir), args.device, args.input_size, args.width, args.compile,
+                 on_check=shown)
+    console.print(table)
+    failed = [c.path for c in checks if c.status == "failed"]
+    if failed:
+        print(f"preflight failed: {', '.join(failed)} (tracebacks above); fix it before spending a budget",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def check_seed(args, parser) -> None:
     if not 0 <= getattr(args, "seed", 0) < 2**31:
         parser.error(f"invalid --seed {args.seed}: expected an integer in [0, 2**31)")
@@ -226,6 +255,17 @@ def main(argv: list[str] | None = None) -> int:
     add_config_options(p)
     add_tune_options(p)
     p.set_defaults(run=cmd_tune, parser=p)
+
+    p = sub.add_parser("preflight", help="two SGD steps, an evaluation and a checkpoint round trip on every numerics "
+                                          "path (fp32, tf32, bf16 + channels_last, compile): exit 1 if one fails",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--input-size", type=int, choices=[28, 224], default=224, help="the run's input size")
+    p.add_argument("--width", type=float, default=1.0, help="the run's width multiplier")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="also the torch.compile path (default: on CUDA only; a CPU compile takes minutes)")
+    p.add_argument("--data-dir", help=f"folder with the four Fashion-MNIST .gz files; None: ${ENV_VAR}")
+    p.set_defaults(run=cmd_preflight, parser=p)
 
     args = parser.parse_args(argv)
     check_seed(args, args.parser)

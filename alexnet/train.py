@@ -38,9 +38,13 @@ DIVERGENCE_CHECK_EVERY = 20  # batches between reads of the running loss (each r
 
 @contextmanager
 def precision(config: Config, device: torch.device):
-    """Autocast for bf16; TF32 matmuls/convolutions switched on for this run only."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.precision == "tf32"
+    """Autocast for bf16; TF32 matmuls and convolutions on for this run only, off otherwise. Set
+    through torch's ``fp32_precision`` API (torch 2.9+) alone: the legacy ``allow_tf32`` flags
+    are never touched, since mixing the two raises in recent torch (and inside torch.compile)."""
+    flags = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = [f.fp32_precision for f in flags]
+    for f in flags:
+        f.fp32_precision = "tf32" if config.precision == "tf32" else "ieee"
     try:
         if config.precision == "bf16":
             with torch.autocast(device.type, dtype=torch.bfloat16):
@@ -48,7 +52,8 @@ def precision(config: Config, device: torch.device):
         else:
             yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        for f, value in zip(flags, saved):
+            f.fp32_precision = value
 
 
 def sync(device: torch.device) -> None:

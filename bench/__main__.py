@@ -126,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("bench.json", "bench.csv", "bench.png"):
                 tracker.log_artifact(folder / name)
     console.print(f"wrote {folder}/bench.csv, bench.json, bench.png")
+    if result["over_ceiling"]:  # a fraction above 1 means the ceiling was mismeasured, not a fast case
+        console.print(f"[red]error:[/] above the measured matmul ceiling: {', '.join(result['over_ceiling'])}; the "
+                      f"ceiling (n in {result['matmul_sizes']}) is not one on this device: its numbers are kept in "
+                      f"{folder}, but their fractions of ceiling are wrong", highlight=False)
+        return 1
     return 0
 
 

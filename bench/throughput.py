@@ -6,7 +6,9 @@ pipelines (device-resident vs the lecture's per-image DataLoader) compare end to
 per image come from the model's own count (training counted as 3x the forward pass: forward,
 input gradients, weight gradients; the first layer needs no input gradient, so this slightly
 overstates the work); the ceiling is the fastest of a few dense square matrix products at the
-same precision, measured in the same run.
+same precision, measured in the same run, large and long enough at every scale to be one (at
+least 1024 on a CPU, 4096 on a GPU, each timed over 15 products after 3 of warm-up): a case
+above its ceiling is listed in ``over_ceiling``, which ``python -m bench`` reports as an error.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from alexnet.model import flops_per_image
 from alexnet.train import build, precision, sync, train_step
 
 TRAIN_FLOP_FACTOR = 3  # backward costs about twice the forward
+CEILING_TIMING = dict(warmup=3, repeats=5, steps=3)  # at least this much at every scale
 
 
 @dataclass(frozen=True)
@@ -152,13 +155,13 @@ def sweep(device: torch.device, scale: str, images, labels, progress=None, budge
     deadline = time.perf_counter() + budget_s
     timing = {"full": dict(warmup=5, repeats=7, steps=10), "node": dict(warmup=5, repeats=5, steps=10),
               "quick": dict(warmup=2, repeats=5, steps=2), "smoke": dict(warmup=1, repeats=3, steps=1)}[scale]
-    sizes = {"full": (4096, 8192), "node": (4096, 8192), "quick": (1024, 2048, 3072), "smoke": (256,)}[scale]
-    if scale in ("full", "node") and device.type == "cpu":
-        sizes = (1024, 2048, 3072)
-    ceilings = {p: max(matmul_ceiling(p, device, n, **timing) for n in sizes) for p in ("fp32", "bf16", "tf32")
-                if p != "tf32" or device.type == "cuda"}
-    rows, oom = [], set()
+    cuda = device.type == "cuda"
+    sizes = ((4096,) if cuda else (1024,)) if scale == "smoke" else (4096, 8192) if cuda else (1024, 2048, 3072)
+    ceiling_timing = {k: max(v, CEILING_TIMING[k]) for k, v in timing.items()}
     cases = {"smoke": SMOKE, "node": NODE}.get(scale) or grid(device, scale == "quick")
+    ceilings = {p: max(matmul_ceiling(p, device, n, **ceiling_timing) for n in sizes)
+                for p in dict.fromkeys(c.precision for c in cases) if p != "tf32" or cuda}  # the precisions used
+    rows, oom = [], set()
     for case in cases:
         setting = (case.mode, case.input_size, case.precision, case.channels_last, case.compile, case.pipeline)
         skip = ("skipped after oom" if setting in oom else "skipped: budget" if time.perf_counter() > deadline
@@ -174,5 +177,6 @@ def sweep(device: torch.device, scale: str, images, labels, progress=None, budge
             torch.cuda.empty_cache()
         if progress:
             progress(case, rows[-1])
+    over = [r["label"] for r in rows if r["status"] == "ok" and r["fraction_of_ceiling"] > 1]
     return {"ceilings_tflops": {p: c / 1e12 for p, c in ceilings.items()}, "matmul_sizes": sizes, "timing": timing,
-            "rows": rows}
+            "ceiling_timing": ceiling_timing, "rows": rows, "over_ceiling": over}

@@ -3,7 +3,7 @@ import torch
 
 from bench import gate
 from bench.__main__ import summary
-from bench.throughput import Case, grid, matmul_ceiling, measure
+from bench.throughput import CEILING_TIMING, Case, grid, matmul_ceiling, measure
 
 
 def test_grid_covers_the_issue_axes():
@@ -20,7 +20,7 @@ def test_grid_covers_the_issue_axes():
 def test_measure_reports_throughput_flops_and_ceiling_fraction(fmnist):
     device = torch.device("cpu")
     timing = dict(warmup=1, repeats=3, steps=1)
-    ceilings = {"fp32": matmul_ceiling("fp32", device, 256, **timing)}
+    ceilings = {"fp32": matmul_ceiling("fp32", device, 1024, **CEILING_TIMING)}
     images, labels = fmnist.test_images[:64], fmnist.test_labels[:64]
     row = measure(Case("train", 28, 8, "fp32", False, False, "device"), images, labels, device, ceilings, **timing)
     assert row["status"] == "ok" and row["images_per_s"] > 0
@@ -28,6 +28,7 @@ def test_measure_reports_throughput_flops_and_ceiling_fraction(fmnist):
     assert row["flops_per_image"] == 3 * 474_565_738  # training: 3x the model's forward count
     # the same quotient up to float rounding (tflops was divided by 1e12 and is multiplied back here)
     assert 0 < row["fraction_of_ceiling"] == pytest.approx(row["tflops"] * 1e12 / ceilings["fp32"], rel=1e-12)
+    assert row["fraction_of_ceiling"] < 1  # a 1024 matmul timed long enough is a ceiling (256 once gave 5-9x)
     lecture = measure(Case("infer", 28, 8, "fp32", False, False, "lecture"), images, labels, device, ceilings,
                       **timing)
     assert lecture["status"] == "ok"
@@ -63,6 +64,8 @@ def test_bench_cli_writes_csv_json_plot_and_logs_to_mlflow(tmp_path, data_dir):
     folder = tmp_path / "bench" / "cpu"
     result = json.loads((folder / "bench.json").read_text())
     assert len(result["rows"]) == 3 and all(r["status"] == "ok" for r in result["rows"])
+    assert all(0 < r["fraction_of_ceiling"] < 1 for r in result["rows"]) and result["over_ceiling"] == []
+    assert set(result["ceilings_tflops"]) == {"fp32"}  # only the precisions the cases use are measured
     assert result["summary"]["device_vs_lecture_pipeline"] > 0 and result["ceilings_tflops"]["fp32"] > 0
     assert (folder / "bench.csv").read_text().count("\n") == 4
     assert (folder / "bench.png").stat().st_size > 5000
@@ -71,6 +74,22 @@ def test_bench_cli_writes_csv_json_plot_and_logs_to_mlflow(tmp_path, data_dir):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     runs = mlflow.search_runs(experiment_names=["alexnet-bench"], output_format="list")
     assert len(runs) == 1 and any(k.startswith("images_per_s.") for k in runs[0].data.metrics)
+
+
+def test_a_case_above_its_ceiling_is_an_error_and_the_numbers_are_kept(tmp_path, data_dir, monkeypatch, capsys):
+    """Fault injected: a ceiling far below any real one (a mismeasured ceiling cannot be made on
+    demand). The CLI names the cases above it, exits 1, and still writes what it measured."""
+    import json
+
+    from bench import __main__ as cli
+    from bench import throughput
+
+    monkeypatch.setattr(throughput, "matmul_ceiling", lambda *args, **kwargs: 1.0)  # 1 FLOP/s
+    assert cli.main(["--smoke", "--out", str(tmp_path / "bench"), "--data-dir", str(data_dir), "--no-mlflow"]) == 1
+    err = capsys.readouterr().out
+    assert "above the measured matmul ceiling: train 28px b8 fp32" in " ".join(err.split())
+    result = json.loads((tmp_path / "bench" / "cpu" / "bench.json").read_text())
+    assert len(result["over_ceiling"]) == 3 and all(r["status"] == "ok" for r in result["rows"])
 
 
 def test_count_gate_compares_only_within_a_machine_class():

@@ -78,3 +78,23 @@ def test_one_epoch_on_2000_images_is_clearly_above_chance(fmnist):
                     momentum=0.9)
     result = train(config, seed=0, data=fmnist)
     assert result.final("test_acc") > 0.2
+
+
+def test_precision_sets_tf32_through_the_fp32_precision_api_alone_and_restores_it():
+    """torch >= 2.9 raises when the legacy allow_tf32 flags and the fp32_precision API are mixed
+    (inside torch.compile too): the trainer uses only the new one. The flags are process-wide
+    and settable without a GPU, so the CPU checks what a CUDA run will set."""
+    import warnings
+
+    import torch
+
+    from alexnet.train import precision
+
+    flags = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    before = [f.fp32_precision for f in flags]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when the legacy flags are used
+        for prec, expected in (("tf32", "tf32"), ("fp32", "ieee"), ("bf16", "ieee")):
+            with precision(Config(precision=prec), torch.device("cpu")):
+                assert [f.fp32_precision for f in flags] == [expected, expected]
+            assert [f.fp32_precision for f in flags] == before
