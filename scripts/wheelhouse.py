@@ -1,15 +1,17 @@
-"""Build an offline wheelhouse: every package the project needs except torch and torchvision,
-for a chosen Python version and platform, leaving out what the target already has.
+"""Build an offline wheelhouse for a GPU node: the whole dependency closure of the project's
+packages, pure-Python ones included, for a chosen Python version and platform, minus only the
+compiled stack the node must provide (torch, torchvision, triton, nvidia-*, numpy, pandas, scipy,
+matplotlib, and what they need), which ``scripts/gpu-run`` checks on the node before any work.
 
-    python scripts/wheelhouse.py wheelhouse --python-version 3.12 --have scripts/h200-packages.txt
+    python scripts/wheelhouse.py wheelhouse --python-version 3.12
 
 Then, on the node (no network): ``scripts/gpu-run`` installs it when packages are missing, or
 by hand ``python -m pip install --no-index --no-deps --target SITE wheelhouse/*.whl`` and
-``PYTHONPATH=SITE:REPO``. The wheelhouse is the resolved closure minus the target's packages,
-so it installs with ``--no-deps`` and needs nothing from an index. MLflow comes as
-``mlflow-skinny`` plus SQLAlchemy and Alembic (the tracking client and its SQLite store; the UI
-server, which a node does not need, is left out): about 37 MiB in all, 20 MiB for the H200 node
-(scripts/h200-packages.txt: what it has already)."""
+``PYTHONPATH=SITE:REPO``. It does not depend on the node's versions: every package it needs
+besides the compiled stack is in it, and SITE comes first on the import path, so a bundled
+typing-extensions wins over an older one on the node. MLflow comes as ``mlflow-skinny`` plus
+SQLAlchemy and Alembic (the tracking client and its SQLite store; the UI server, which a node
+does not need, is left out)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LIMIT_MIB = 60
-SKIP = {"torch", "torchvision"}  # the node's own CUDA build
+# the compiled stack a node provides (its CUDA build of torch, and numpy-ABI packages built with it)
+NODE_STACK = ("torch", "torchvision", "triton", "numpy", "pandas", "scipy", "matplotlib")
+NODE_PREFIXES = ("nvidia-", "cuda-")  # CUDA's libraries as wheels: torch's, from the node
 NODE_SWAP = {"mlflow": ["mlflow-skinny", "sqlalchemy", "alembic"]}  # the client and its SQL store only
 
 
@@ -32,8 +36,13 @@ def norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def node_provides(name: str) -> bool:
+    return norm(name) in NODE_STACK or norm(name).startswith(NODE_PREFIXES)
+
+
 def requirements(constraints: Path) -> list[str]:
-    """The project's runtime dependencies for a node, at the versions ``constraints`` pins."""
+    """The project's runtime dependencies a node lacks (the compiled stack left out), at the
+    versions ``constraints`` pins."""
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     pins = {}
     for line in constraints.read_text().splitlines():
@@ -44,7 +53,7 @@ def requirements(constraints: Path) -> list[str]:
     out = []
     for dep in deps:
         name = norm(re.split(r"[<>=!~\[ ;]", dep, maxsplit=1)[0])
-        if name in SKIP:
+        if node_provides(name):
             continue
         for n in NODE_SWAP.get(name, [name]):
             version = pins.get(n) or (pins.get(name) if n.startswith(name) else None)
@@ -63,21 +72,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="the target's Python, e.g. 3.12 (default: this one)")
     p.add_argument("--platform", action="append",
                    help="pip platform tags of the target (default: manylinux x86_64, glibc 2.17 to 2.28)")
-    p.add_argument("--have", type=Path,
-                   help="the target's installed packages, one name per line (or `pip freeze` output): left out")
     p.add_argument("--constraints", type=Path, default=REPO / "constraints.txt", help="versions to pin")
     args = p.parse_args(argv)
     if not re.fullmatch(r"3\.\d{1,2}", args.python_version):
         p.error(f"invalid --python-version {args.python_version!r}: expected e.g. 3.12")
     platforms = args.platform or ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
                                   "manylinux2014_x86_64", "manylinux1_x86_64"]
-    for path, flag in ((args.have, "--have"), (args.constraints, "--constraints")):
-        if path is not None and not path.is_file():
-            p.error(f"invalid {flag} {str(path)!r}: no such file")
-    have = set()
-    if args.have:
-        have = {norm(re.split(r"[<>=@ ]", line.strip(), maxsplit=1)[0]) for line in args.have.read_text().splitlines()
-                if line.strip() and not line.startswith("#")}
+    if not args.constraints.is_file():
+        p.error(f"invalid --constraints {str(args.constraints)!r}: no such file")
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         build = Path(tempfile.mkdtemp(prefix=f".{args.out.name}-", dir=args.out.parent))
@@ -91,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         if subprocess.run(cmd).returncode:
             print(f"error: pip could not download the wheels (above); {args.out} is left as it was", file=sys.stderr)
             return 1
-        for wheel in build.glob("*.whl"):
-            if wheel_name(wheel) in have | SKIP:
+        left_out = sorted(wheel_name(w) for w in build.glob("*.whl") if node_provides(wheel_name(w)))
+        for wheel in build.glob("*.whl"):  # pulled in by a bundled package (optuna needs numpy)
+            if node_provides(wheel_name(wheel)):
                 wheel.unlink()
         wheels = sorted(build.glob("*.whl"))
         size = sum(w.stat().st_size for w in wheels) / 2**20
@@ -106,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         build.rename(args.out)
     finally:
         shutil.rmtree(build, ignore_errors=True)
-    print(f"{len(wheels)} wheels, {size:.1f} MiB, for Python {args.python_version} on {platforms[0]}"
-          f"{f' (left out: {len(have)} packages the target has)' if have else ''}: {args.out}")
+    print(f"{len(wheels)} wheels, {size:.1f} MiB, for Python {args.python_version} on {platforms[0]} (left out, "
+          f"the node's: {', '.join(left_out) or 'none pulled in'}): {args.out}")
     return 0
 
 

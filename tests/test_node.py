@@ -1,10 +1,16 @@
-"""A GPU node's path, run on the CPU: the offline wheelhouse, scripts/gpu-run's one archive, and
-``python -m ablations import`` bringing it home (idempotently, refusing hostile archives)."""
+"""A GPU node's path, rehearsed on the CPU at the node's own versions: the offline wheelhouse,
+scripts/gpu-run's one archive (written on every exit), and ``python -m ablations import``
+bringing it home (idempotently, refusing hostile archives).
+
+The node is an environment like the H200's: Python 3.12, torch 2.11.0 + torchvision 0.26.0,
+the scientific stack at its newest, an older typing-extensions than the wheelhouse's packages
+need, and none of mlflow and optuna. Home stays this interpreter (3.11, the constrained torch)."""
 
 import importlib.metadata as md
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -14,44 +20,71 @@ import mlflow
 import pytest
 from conftest import REPO, data_path, run_suite
 
-# like the H200 node: its own torch build, the scientific stack, none of mlflow and optuna
-NODE_HAS = ("torch", "torchvision", "pandas", "scipy", "matplotlib", "rich", "pytest-benchmark")
+NODE_TORCH = ("torch==2.11.0", "torchvision==0.26.0")  # the H200 node's builds
+# its other packages: torch's and torchvision's own needs, the scientific stack at its newest, and
+# a typing-extensions older than the 4.16 the wheelhouse's pydantic needs
+NODE_HAS = ("filelock", "typing-extensions==4.12.2", "setuptools<82", "sympy", "networkx", "jinja2", "fsspec",
+            "numpy", "pillow", "pandas", "scipy", "matplotlib", "rich", "pytest-benchmark")
 
 
-def _closure(names) -> set[str]:
-    """The installed distributions ``names`` need, themselves included."""
-    seen, todo = set(), list(names)
-    while todo:
-        dist = md.distribution(todo.pop())
-        if dist.metadata["Name"].lower() in seen:
-            continue
-        seen.add(dist.metadata["Name"].lower())
-        for req in dist.requires or []:
-            if "extra ==" not in req:
-                name = re.split(r"[ ;<>=!~\[(]", req, maxsplit=1)[0]
-                try:
-                    md.distribution(name)
-                    todo.append(name)
-                except md.PackageNotFoundError:
-                    pass
-    return seen
+def python312() -> str:
+    """The machine's Python 3.12 (pyenv's on these machines), as the node has."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    found = sorted(root.glob("versions/3.12*/bin/python3.12"))
+    exe = str(found[-1]) if found else shutil.which("python3.12")
+    if not exe or subprocess.run([exe, "--version"], capture_output=True).returncode:
+        pytest.fail("the node rehearsal needs Python 3.12 (the H200 node's): none found under pyenv or on PATH")
+    return exe
 
 
-def node_python(tmp: Path) -> Path:
-    """A fresh virtual environment that sees only NODE_HAS and what they need (linked from this
-    interpreter's site-packages): what a GPU node offers before the wheelhouse."""
-    subprocess.run([sys.executable, "-m", "venv", str(tmp / "node")], check=True)
-    linked = tmp / "node-torch"
-    linked.mkdir()
-    for name in _closure(NODE_HAS):
-        dist = md.distribution(name)
-        for top in {Path(str(f)).parts[0] for f in dist.files or []} - {"..", "bin"}:
-            src = Path(dist.locate_file(top))
-            if src.exists() and not (linked / top).exists():
-                (linked / top).symlink_to(src)
-    site = next((tmp / "node" / "lib").glob("python3*/site-packages"))
-    (site / "node-torch.pth").write_text(str(linked) + "\n")
-    return tmp / "node" / "bin" / "python"
+@pytest.fixture(scope="module")
+def node_python(tmp_path_factory) -> Path:
+    """A fresh Python 3.12 environment with the node's packages from the registry. torch 2.11's
+    CUDA 13 libraries (3 GB of wheels, loaded at import, unused on a CPU) are linked from this
+    interpreter's environment, whose torch uses the same CUDA major, instead of downloaded again."""
+    tmp = tmp_path_factory.mktemp("node")
+    subprocess.run([python312(), "-m", "venv", str(tmp / "node")], check=True)
+    py = tmp / "node" / "bin" / "python"
+    pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    for args in (["--no-deps", *NODE_TORCH], list(NODE_HAS)):
+        done = subprocess.run([*pip, *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+    site = next((tmp / "node" / "lib").glob("python3.12/site-packages"))
+    (site / "nvidia").symlink_to(Path(md.distribution("nvidia-cuda-runtime").locate_file("nvidia")))
+    versions = subprocess.run([py, "-c", "import sys, torch, torchvision, typing_extensions, importlib.metadata as m; "
+                               "print(sys.version_info[:2], torch.__version__, torchvision.__version__, "
+                               "m.version('typing-extensions'))"], capture_output=True, text=True)
+    found = versions.stdout.split()
+    assert found[:2] == ["(3,", "12)"] and found[4] == "4.12.2", versions.stderr[-2000:]
+    assert found[2].split("+")[0] == "2.11.0" and found[3].split("+")[0] == "0.26.0", found
+    return py
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory) -> Path:
+    """The wheelhouse for a Python 3.12 node, built from the registry as the README says."""
+    wheels = tmp_path_factory.mktemp("wheels") / "wheelhouse"
+    built = subprocess.run([sys.executable, REPO / "scripts" / "wheelhouse.py", wheels, "--python-version", "3.12"],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    size = float(re.search(r"wheels, ([\d.]+) MiB", built.stdout).group(1))
+    names = {w.name.split("-")[0].lower() for w in wheels.glob("*.whl")}
+    assert 0 < size <= 60, built.stdout
+    assert not names & {"torch", "torchvision", "triton", "numpy", "pandas", "scipy", "matplotlib"}
+    assert not [n for n in names if n.startswith(("nvidia", "cuda"))]
+    # the whole closure, pure-Python packages included: nothing is assumed of the node's versions
+    assert {"mlflow_skinny", "optuna", "sqlalchemy", "alembic", "typing_extensions", "pydantic", "pydantic_core",
+            "certifi", "rich", "pytest_benchmark", "packaging"} <= names, names
+    assert "left out, the node's: numpy" in built.stdout  # optuna pulls it in; the node provides it
+    return wheels
+
+
+def gpu_run(tmp: Path, py: Path, wheels: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": str(py), "ALEXNET_DATA_DIR": str(data_path()), "PYTHONPATH": "",
+           "PIP_NO_INDEX": "1", "COLUMNS": "200"}
+    return subprocess.run(["bash", REPO / "scripts" / "gpu-run", "out", "--budget-min", "3", "--scale", "smoke",
+                           "--device", "cpu", "--wheelhouse", wheels, *args], capture_output=True, text=True, env=env,
+                          cwd=tmp, timeout=600)  # a relative OUTDIR, as the README
 
 
 def _runs(uri: str) -> dict:
@@ -59,35 +92,37 @@ def _runs(uri: str) -> dict:
     return {r.info.run_id: r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
 
 
-@pytest.mark.venv
-def test_gpu_run_offline_makes_one_archive_that_imports_once(tmp_path):
-    py = node_python(tmp_path)
-    missing = subprocess.run([py, "-c", "import torch, torchvision; import mlflow"], capture_output=True, text=True)
-    assert "No module named 'mlflow'" in missing.stderr  # the node lacks our packages, as the H200 does
-    have = subprocess.run([py, "-m", "pip", "freeze"], capture_output=True, text=True, check=True).stdout
-    (tmp_path / "have.txt").write_text(have)
-    wheels = tmp_path / "wheelhouse"
-    built = subprocess.run([sys.executable, REPO / "scripts" / "wheelhouse.py", wheels, "--have",
-                            tmp_path / "have.txt"], capture_output=True, text=True)
-    assert built.returncode == 0, built.stderr[-2000:]
-    size = float(re.search(r"wheels, ([\d.]+) MiB", built.stdout).group(1))
-    assert 0 < size <= 60 and not list(wheels.glob("torch-*")) and not list(wheels.glob("numpy-*"))
-    out = tmp_path / "out"
-    env = {**os.environ, "PYTHON": str(py), "ALEXNET_DATA_DIR": str(data_path()), "PYTHONPATH": "",
-           "PIP_NO_INDEX": "1", "COLUMNS": "200"}
-    run = subprocess.run(["bash", REPO / "scripts" / "gpu-run", "out", "--budget-min", "3", "--scale", "smoke",
-                          "--device", "cpu", "--wheelhouse", wheels, "--", "--only", "relu", "maxpool", "shapes"],
-                         capture_output=True, text=True, env=env, cwd=tmp_path,  # a relative OUTDIR, as the README
-                         timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "(no index) into" in run.stderr and "created OUTDIR out" in run.stderr
-    (archive,) = out.iterdir()
+def _archive(tmp: Path, run: subprocess.CompletedProcess) -> tuple[Path, set[str], dict, str]:
+    """The one archive in tmp/out: (path, member names, manifest, log)."""
+    (archive,) = (tmp / "out").iterdir()
     assert run.stdout.strip() == str(archive) and archive.name.startswith("alexnet-node-cpu-")
     with tarfile.open(archive) as tar:
         names = {n.removeprefix("./") for n in tar.getnames()}
-        manifest = json.load(tar.extractfile("manifest.json"))
-    assert {"mlflow.db", "log.txt", "results/smoke/cpu/claims.md", "results/bench/cpu/bench.csv"} <= names
-    assert manifest["suite_exit"] == 0 and manifest["bench_exit"] == 0 and manifest["wall_s"] <= 200
+        return archive, names, json.load(tar.extractfile("manifest.json")), tar.extractfile("log.txt").read().decode()
+
+
+@pytest.mark.venv
+def test_gpu_run_offline_at_the_nodes_versions_makes_one_archive_that_imports_once(tmp_path, node_python,
+                                                                                    wheelhouse):
+    py = node_python
+    missing = subprocess.run([py, "-c", "import torch, torchvision; import mlflow"], capture_output=True, text=True)
+    assert "No module named 'mlflow'" in missing.stderr  # the node lacks our packages, as the H200 does
+    run = gpu_run(tmp_path, py, wheelhouse, "--", "--only", "relu", "maxpool", "shapes")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "(no index) into" in run.stderr and "created OUTDIR out" in run.stderr
+    assert re.search(r"typing_extensions from \S*/site/typing_extensions\.py", run.stderr)  # the bundled one wins
+    assert "No broken requirements found" in run.stderr  # pip check after the install
+    for path in ("fp32 (TF32 off), NCHW", "fp32 (TF32 off) + channels_last", "bf16 autocast + channels_last"):
+        assert f"preflight: {path}: ok" in run.stderr  # under torch 2.11
+    assert "preflight: tf32: skipped" in run.stderr
+    archive, names, manifest, log = _archive(tmp_path, run)
+    assert {"mlflow.db", "log.txt", "results/smoke/cpu/claims.md", "results/bench/cpu/bench.csv",
+            "node/pip-freeze.txt", "node/nvidia-smi.txt", "node/python-torch.txt", "node/resources.txt"} <= names
+    assert manifest["stage"] == "done" and manifest["exit"] == 0 and manifest["preflight_exit"] == 0
+    assert manifest["suite_exit"] == 0 and manifest["bench_exit"] == 0 and manifest["wall_s"] <= 240
+    assert manifest["env"]["torch"].startswith("2.11.0") and manifest["env"]["python"].startswith("3.12")
+    with tarfile.open(archive) as tar:
+        assert "torch==2.11.0" in tar.extractfile("node/pip-freeze.txt").read().decode()
 
     home = tmp_path / "home"
     home.mkdir()
@@ -117,6 +152,35 @@ def test_gpu_run_offline_makes_one_archive_that_imports_once(tmp_path):
     assert len(_runs(uri)) == len(node)
 
 
+@pytest.mark.venv
+def test_a_failed_node_run_still_writes_its_archive_with_the_traceback(tmp_path, node_python, wheelhouse):
+    """The failure the old wheelhouse met on a node with typing-extensions 4.12.2: without the
+    bundled typing-extensions, ``import mlflow`` fails. gpu-run stops before the budget, prints
+    the traceback to the console and the log, and still writes the archive: the node's record,
+    the log and a manifest naming the stage."""
+    partial = tmp_path / "partial"
+    shutil.copytree(wheelhouse, partial)
+    (typing_wheel,) = partial.glob("typing_extensions-*.whl")
+    typing_wheel.unlink()
+    run = gpu_run(tmp_path, node_python, partial)
+    assert run.returncode == 3
+    assert "Traceback" in run.stderr and "typing_extensions" in run.stderr  # on the console
+    assert re.search(r"has requirement typing.extensions\S*, but you have typing.extensions 4\.12\.2", run.stderr,
+                     re.IGNORECASE)  # pip check names the conflict before the import fails
+    archive, names, manifest, log = _archive(tmp_path, run)
+    assert "Traceback" in log and "cannot import name" in log  # and in the log that travels home
+    assert {"log.txt", "manifest.json", "node/pip-freeze.txt", "node/python-torch.txt"} <= names
+    assert manifest["stage"] == "packages" and manifest["exit"] == 3 and manifest["suite_exit"] == -1
+    assert "results/smoke/cpu/claims.md" not in names  # nothing ran on a broken install
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    shutil.rmtree(tmp_path / "out")
+    run = gpu_run(tmp_path, node_python, empty)  # no wheels at all: the earliest failure
+    archive, names, manifest, log = _archive(tmp_path, run)
+    assert run.returncode == 3 and manifest["stage"] == "packages" and "no wheels in" in log
+    assert manifest["env"]["torch"].startswith("2.11.0")  # the environment is recorded all the same
+
+
 def test_gpu_run_help_and_bad_options_before_any_work(tmp_path):
     """--help explains and exits 0; a missing OUTDIR or a bad option is one line, exit 2, nothing made."""
     script = str(REPO / "scripts" / "gpu-run")
@@ -142,8 +206,8 @@ def test_wheelhouse_names_a_missing_file_and_keeps_the_old_wheelhouse(tmp_path):
     old.mkdir()
     (old / "kept-1.0-py3-none-any.whl").write_text("the working wheelhouse")
     script = [sys.executable, str(REPO / "scripts" / "wheelhouse.py"), str(old)]
-    out = subprocess.run([*script, "--have", str(tmp_path / "missing.txt")], capture_output=True, text=True)
-    assert out.returncode == 2 and "invalid --have" in out.stderr and "no such file" in out.stderr
+    out = subprocess.run([*script, "--constraints", str(tmp_path / "missing.txt")], capture_output=True, text=True)
+    assert out.returncode == 2 and "invalid --constraints" in out.stderr and "no such file" in out.stderr
     assert "Traceback" not in out.stderr
     pins = tmp_path / "pins.txt"
     pins.write_text("rich==0.0.404\n")  # no such version: the download fails
