@@ -37,7 +37,7 @@ from pathlib import Path
 from alexnet.config import Config
 from alexnet.result import TrainResult
 
-TOP_LEVEL = {"mlflow.db", "mlruns", "results", "log.txt", "manifest.json"}
+TOP_LEVEL = {"mlflow.db", "mlruns", "results", "log.txt", "manifest.json", "node"}  # node/: its record, not imported
 MAX_BYTES = 2 * 2**30  # extracted size, from the headers (--max-gb raises it)
 MAX_MEMBERS = 50_000  # a full-scale node run writes a few hundred
 MAX_META = 64 * 2**10  # a long-name or pax header: the node's names are short

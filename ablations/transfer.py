@@ -1,7 +1,8 @@
 """``python -m ablations import ARCHIVE``: bring a GPU node's results home, all or nothing.
 
 The archive (``scripts/gpu-run`` writes it) holds the node's MLflow store (``mlflow.db`` and its
-artifacts under ``mlruns/``), its reports (``results/``), a log and a manifest. It is untrusted:
+artifacts under ``mlruns/``), its reports (``results/``), a log, a manifest and the node's record
+(``node/``: read by people, never imported). It is untrusted:
 ``ablations.archive`` checks its stream, headers, rows and JSON files first. Then, in this order:
 
 1. **check** — the local store's schema revision equals the archive's; no suite is running on the
