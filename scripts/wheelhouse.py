@@ -93,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         if subprocess.run(cmd).returncode:
             print(f"error: pip could not download the wheels (above); {args.out} is left as it was", file=sys.stderr)
             return 1
-        left_out = sorted(wheel_name(w) for w in build.glob("*.whl") if node_provides(wheel_name(w)))
+        left_out = []
         for wheel in build.glob("*.whl"):  # pulled in by a bundled package (optuna needs numpy)
             if node_provides(wheel_name(wheel)):
+                left_out.append(wheel_name(wheel))
                 wheel.unlink()
         wheels = sorted(build.glob("*.whl"))
         size = sum(w.stat().st_size for w in wheels) / 2**20
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(build, ignore_errors=True)
     print(f"{len(wheels)} wheels, {size:.1f} MiB, for Python {args.python_version} on {platforms[0]} (left out, "
-          f"the node's: {', '.join(left_out) or 'none pulled in'}): {args.out}")
+          f"the node's: {', '.join(sorted(left_out)) or 'none pulled in'}): {args.out}")
     return 0
 
 
