@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"ceiling (n in {result['matmul_sizes']}) is not one on this device: its numbers are kept in "
                       f"{folder}, but their fractions of ceiling are wrong", highlight=False)
         return 1
+    if result["failed"]:
+        console.print(f"[red]error:[/] {len(result['failed'])} case(s) failed (their status in {folder}/bench.csv): "
+                      f"{', '.join(result['failed'])}", highlight=False)
+        return 1
     return 0
 
 

@@ -8,7 +8,9 @@ input gradients, weight gradients; the first layer needs no input gradient, so t
 overstates the work); the ceiling is the fastest of a few dense square matrix products at the
 same precision, measured in the same run, large and long enough at every scale to be one (at
 least 1024 on a CPU, 4096 on a GPU, each timed over 15 products after 3 of warm-up): a case
-above its ceiling is listed in ``over_ceiling``, which ``python -m bench`` reports as an error.
+above its ceiling is listed in ``over_ceiling``, which ``python -m bench`` reports as an error, as
+it does a case that raised (``failed``; the sweep goes on). A compiled case is skipped, with the
+reason, where torch.compile cannot run (no triton for CUDA, no C++ compiler for the CPU).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 
 from alexnet.config import Config
 from alexnet.data import DeviceLoader, lecture_loader
+from alexnet.env import compile_problem
 from alexnet.model import flops_per_image
 from alexnet.train import build, precision, sync, train_step
 
@@ -161,12 +164,14 @@ def sweep(device: torch.device, scale: str, images, labels, progress=None, budge
     cases = {"smoke": SMOKE, "node": NODE}.get(scale) or grid(device, scale == "quick")
     ceilings = {p: max(matmul_ceiling(p, device, n, **ceiling_timing) for n in sizes)
                 for p in dict.fromkeys(c.precision for c in cases) if p != "tf32" or cuda}  # the precisions used
+    no_compile = compile_problem(device) if any(c.compile for c in cases) else None
     rows, oom = [], set()
     for case in cases:
         setting = (case.mode, case.input_size, case.precision, case.channels_last, case.compile, case.pipeline)
         skip = ("skipped after oom" if setting in oom else "skipped: budget" if time.perf_counter() > deadline
-                else "skipped: no tf32 on cpu" if case.precision == "tf32" and device.type == "cpu" else None)
-        if skip:  # a smaller batch already ran out of memory, the time is up, or the device lacks it
+                else "skipped: no tf32 on cpu" if case.precision == "tf32" and device.type == "cpu"
+                else f"skipped: {no_compile}" if case.compile and no_compile else None)
+        if skip:  # a smaller batch ran out of memory, the time is up, or the device or its software lacks it
             rows.append({**asdict(case), "label": case.label, "status": skip})
             continue
         try:
@@ -175,8 +180,11 @@ def sweep(device: torch.device, scale: str, images, labels, progress=None, budge
             oom.add(setting)
             rows.append({**asdict(case), "label": case.label, "status": "oom"})
             torch.cuda.empty_cache()
+        except Exception as exc:  # noqa: BLE001 - one broken case must not cost the others their numbers
+            rows.append({**asdict(case), "label": case.label, "status": f"failed: {type(exc).__name__}: {exc}"[:300]})
         if progress:
             progress(case, rows[-1])
     over = [r["label"] for r in rows if r["status"] == "ok" and r["fraction_of_ceiling"] > 1]
+    failed = [r["label"] for r in rows if r["status"].startswith("failed")]
     return {"ceilings_tflops": {p: c / 1e12 for p, c in ceilings.items()}, "matmul_sizes": sizes, "timing": timing,
-            "ceiling_timing": ceiling_timing, "rows": rows, "over_ceiling": over}
+            "ceiling_timing": ceiling_timing, "rows": rows, "over_ceiling": over, "failed": failed}

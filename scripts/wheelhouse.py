@@ -11,11 +11,14 @@ by hand ``python -m pip install --no-index --no-deps --target SITE wheelhouse/*.
 besides the compiled stack is in it, and SITE comes first on the import path, so a bundled
 typing-extensions wins over an older one on the node. MLflow comes as ``mlflow-skinny`` plus
 SQLAlchemy and Alembic (the tracking client and its SQLite store; the UI server, which a node
-does not need, is left out)."""
+does not need, is left out). Every package is pinned: the project's pins (constraints.txt), and
+the rest at the versions installed where this runs (the versions tested at home), so that a
+new release between two builds changes nothing; ``constraints.txt`` in the wheelhouse lists them."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata as md
 import re
 import shutil
 import subprocess
@@ -38,6 +41,17 @@ def norm(name: str) -> str:
 
 def node_provides(name: str) -> bool:
     return norm(name) in NODE_STACK or norm(name).startswith(NODE_PREFIXES)
+
+
+def pinned(constraints: Path) -> str:
+    """``constraints``' lines, then every other package installed here at its installed version
+    (the node's compiled stack and local builds left out): the constraints for the download."""
+    own = constraints.read_text()
+    named = {norm(re.split(r"[<>=!~\[ ;]", line.split("#")[0].strip(), maxsplit=1)[0]) for line in own.splitlines()}
+    here = {norm(d.metadata["Name"]): d.version for d in md.distributions() if d.metadata["Name"]}
+    extra = [f"{name}=={version}" for name, version in sorted(here.items())
+             if name not in named and not node_provides(name) and "+" not in version]
+    return own.rstrip("\n") + "\n# installed where the wheelhouse was built\n" + "\n".join(extra) + "\n"
 
 
 def requirements(constraints: Path) -> list[str]:
@@ -87,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"invalid out {str(args.out)!r}: cannot write beside it ({exc.strerror})")
     try:  # built beside the old wheelhouse, which is replaced only once the new one is complete
         reqs = requirements(args.constraints)
+        (build / "constraints.txt").write_text(pinned(args.constraints))
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--implementation", "cp",
                "--python-version", args.python_version, *[f"--platform={t}" for t in platforms], "-d", str(build),
-               *reqs]
+               "-c", str(build / "constraints.txt"), *reqs]
         if subprocess.run(cmd).returncode:
             print(f"error: pip could not download the wheels (above); {args.out} is left as it was", file=sys.stderr)
             return 1

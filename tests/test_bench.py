@@ -92,6 +92,36 @@ def test_a_case_above_its_ceiling_is_an_error_and_the_numbers_are_kept(tmp_path,
     assert len(result["over_ceiling"]) == 3 and all(r["status"] == "ok" for r in result["rows"])
 
 
+def test_a_failing_case_is_an_error_the_others_are_measured_and_compile_without_a_compiler_is_skipped(
+        tmp_path, data_dir, monkeypatch, capsys):
+    """Fault injected: one case raises (a driver error cannot be made on demand). The sweep goes on,
+    the CLI names the failed case and exits 1; a compiled case on a machine that cannot compile
+    (no C++ compiler, for real: CXX names none) is skipped with the reason, not run into a crash."""
+    import json
+    from dataclasses import replace
+
+    from bench import __main__ as cli
+    from bench import throughput
+
+    real = throughput.measure
+    broken = throughput.SMOKE[1]
+
+    def measure(case, *args, **kwargs):
+        if case == broken:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(case, *args, **kwargs)
+
+    monkeypatch.setattr(throughput, "measure", measure)
+    monkeypatch.setattr(throughput, "SMOKE", [*throughput.SMOKE, replace(throughput.SMOKE[0], compile=True)])
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    assert cli.main(["--smoke", "--out", str(tmp_path / "bench"), "--data-dir", str(data_dir), "--no-mlflow"]) == 1
+    out = "".join(capsys.readouterr().out.split())  # rich wraps long lines anywhere
+    assert "".join(f"1 case(s) failed (their status in {tmp_path}/bench/cpu/bench.csv): {broken.label}".split()) in out
+    rows = json.loads((tmp_path / "bench" / "cpu" / "bench.json").read_text())["rows"]
+    assert [r["status"].split(":")[0] for r in rows] == ["ok", "failed", "ok", "skipped"]
+    assert "illegal memory access" in rows[1]["status"] and "C++ compiler" in rows[3]["status"]
+
+
 def test_count_gate_compares_only_within_a_machine_class():
     """The committed baseline is read; a measurement under another key is never compared, and
     within a key the 5% threshold decides, naming the functions that grew."""

@@ -76,6 +76,12 @@ def wheelhouse(tmp_path_factory) -> Path:
     assert {"mlflow_skinny", "optuna", "sqlalchemy", "alembic", "typing_extensions", "pydantic", "pydantic_core",
             "certifi", "rich", "pytest_benchmark", "packaging"} <= names, names
     assert "left out, the node's: numpy" in built.stdout  # optuna pulls it in; the node provides it
+    # pinned: transitive packages at the versions tested here, not whatever is newest that day
+    home = {name: md.version(name) for name in ("typing-extensions", "pydantic", "certifi")}
+    pins = (wheels / "constraints.txt").read_text()
+    assert all(f"{name}=={version}" in pins for name, version in home.items()), pins
+    for name, version in home.items():
+        assert list(wheels.glob(f"{name.replace('-', '_')}-{version}-*.whl")), (name, version, sorted(names))
     return wheels
 
 
@@ -202,6 +208,21 @@ def test_gpu_run_refuses_an_unwritable_outdir_before_any_work(tmp_path):
     out = subprocess.run(["bash", str(REPO / "scripts" / "gpu-run"), str(tmp_path / "a-file" / "out"), "--device",
                           "cpu"], capture_output=True, text=True)
     assert out.returncode == 2 and "cannot create OUTDIR" in out.stderr and len(out.stderr.splitlines()) == 1
+
+
+def test_a_node_whose_python_does_not_run_still_gets_an_archive_with_a_manifest(tmp_path):
+    """The earliest failure: $PYTHON names no interpreter. The record, the log and a manifest
+    written without Python (naming the stage and the exit) still come home."""
+    run = gpu_run(tmp_path, tmp_path / "no-python", tmp_path)
+    assert run.returncode == 3
+    (archive,) = (tmp_path / "out").iterdir()
+    assert run.stdout.strip() == str(archive) and archive.name.startswith("alexnet-node-cpu-unknown-")
+    with tarfile.open(archive) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+        assert "no-python" in tar.extractfile("log.txt").read().decode()
+        assert "pip freeze failed" in tar.extractfile("node/pip-freeze.txt").read().decode()
+    assert manifest["stage"] == "device" and manifest["exit"] == 3 and manifest["suite_exit"] == -1
+    assert "could not write the manifest" in manifest["env"]["error"]
 
 
 def test_wheelhouse_names_a_missing_file_and_keeps_the_old_wheelhouse(tmp_path):
