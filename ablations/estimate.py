@@ -12,6 +12,7 @@ from statistics import median
 
 import torch
 
+from alexnet import classical
 from alexnet.config import TEST_IMAGES, TRAIN_IMAGES, Config
 from alexnet.data import DeviceLoader, FashionMNIST
 from alexnet.train import build, evaluate, sync, train_step
@@ -45,7 +46,10 @@ class Speed:
 def speed_key(config: Config) -> str:
     """The fields that change a step's cost, as a name (``28px-b32-fp32``). Activation, pooling
     type, dropout, augmentation (a few elementwise operations on 28-px images) and the optimiser's
-    settings change the numbers, not the time, so arms that differ only in those share one probe."""
+    settings change the numbers, not the time, so arms that differ only in those share one probe.
+    A classical pipeline's cost grows faster than its images: its key names them (``svm-hog-rbf-n4000``)."""
+    if config.arch == "svm":
+        return f"svm-{config.features}-{config.kernel}-n{min(images(config)[0], config.svm_max_train)}"
     parts = ([] if config.arch == "alexnet" else [config.arch]) + [f"{config.input_size}px", f"b{config.batch_size}",
                                                                    config.precision]
     parts += [f"w{config.width:g}"] * (config.arch == "alexnet" and config.width != 1)
@@ -80,8 +84,9 @@ def probe(work: dict[str, tuple[Config, int]], data: FashionMNIST, device: torch
     plan has for it). Each key gets its share of ``budget_s``, and at most PROBE_SHARE of its
     planned work; ``on_start(key)`` is called as each probe starts."""
     speeds, start = {}, time.perf_counter()
-    if work:  # the process's first build pays one-off start-up costs that runs do not
-        build(next(iter(work.values()))[0], device, seed=0)
+    networks = [config for config, _ in work.values() if config.arch != "svm"]
+    if networks:  # the process's first build pays one-off start-up costs that runs do not
+        build(networks[0], device, seed=0)
     for i, (key, (config, planned_steps)) in enumerate(work.items()):
         if on_start:
             on_start(key)
@@ -92,6 +97,10 @@ def probe(work: dict[str, tuple[Config, int]], data: FashionMNIST, device: torch
 
 def _probe_one(config: Config, data: FashionMNIST, device: torch.device, share: float, planned_steps: int) -> Speed:
     n = config.batch_size
+    if config.arch == "svm":  # fitted once, on the CPU: its time per batch of the config's size
+        train, test = images(config)
+        fit_s, eval_s = classical.timed(config, data, train, test)
+        return Speed(fit_s * n / train, eval_s * n / test, fit_s * n / train, 0.0, 0, n)
     x_all, y_all = data.train_images[:n * (MAX_STEPS + 1)], data.train_labels[:n * (MAX_STEPS + 1)]
     begin = time.perf_counter()
     step = build(config, device, seed=0)

@@ -16,6 +16,8 @@ import math
 from collections.abc import Callable
 from statistics import median
 
+from alexnet.tracking import key_name
+
 from . import ladder, verdict
 
 EVIDENCE: dict[str, Callable] = {}
@@ -81,6 +83,38 @@ def compute_cost(runs, arms, stats) -> verdict.Verdict:
         text += (f"; training {speed[arms[0]]:.1f} vs {speed[arms[1]]:.1f} images/s "
                  f"({arms[1]} {s_ratio:.2f}x faster, median over epochs and seeds)")
     return verdict.Verdict("reproduced" if f_ratio > 1 else "contradicted", text)
+
+
+def arm_costs(runs: list, arms: list[str]) -> dict[str, dict]:
+    """arm -> its finished runs' test accuracies (``acc``), median wall time per run (``wall_s``:
+    its epochs' times), FLOPs per image at prediction and training FLOPs per run (a network: 3x
+    its forward FLOPs per training image and epoch; None for an SVM, whose fit is not counted)."""
+    out = {}
+    for arm in arms:
+        done = [r for r in runs if r.arm == arm and r.result is not None and r.result.status == "finished"]
+        if done:
+            res = done[0].result
+            svm = done[0].config.arch == "svm"
+            out[arm] = {"acc": [r.result.final("test_acc") for r in done],
+                        "wall_s": median(sum(e["epoch_time_s"] for e in r.result.epochs) for r in done),
+                        "flops": res.flops_per_image,
+                        "train_flops": None if svm else 3 * res.flops_per_image * res.train_examples * len(res.epochs),
+                        "images": res.train_examples}
+    return out
+
+
+@evidence("cost")
+def cost(runs, arms, stats) -> str:
+    """Each arm's accuracy beside its cost on this machine: wall time, and FLOPs where counted."""
+    parts = []
+    for arm, c in arm_costs(runs, arms).items():
+        stats[f"wall_s.{key_name(arm)}"] = c["wall_s"]
+        train = (f", {c['train_flops']:.2g} training FLOPs" if c["train_flops"] else
+                 " (the fit's FLOPs not counted)")
+        parts.append(f"{arm} {sum(c['acc']) / len(c['acc']):.3f} in {c['wall_s']:.1f} s on {c['images']:,} images"
+                     f"{train}, {c['flops']:.2g} FLOPs/image to predict")
+    return ("accuracy and cost per run on this machine (median wall time; the SVM's prediction counted without "
+            "its HOG extraction): " + "; ".join(parts))
 
 
 @evidence("overfits")

@@ -44,7 +44,8 @@ def arm_config(claim: Claim, arm: str, scale: Scale, device: str, epochs: int | 
             **claim.arms[arm]}
     factor = over.pop("epochs_factor", 1)
     match = over.pop("match_flops", None)
-    over["epochs"] = (epochs or over.get("epochs", Config().epochs)) * factor
+    if "epochs" not in claim.arms[arm]:  # an arm that sets its own epochs keeps them (an SVM is fitted once)
+        over["epochs"] = (epochs or over.get("epochs", Config().epochs)) * factor
     config = Config(**over, device=device)
     if match is None:
         return config

@@ -18,7 +18,7 @@ from alexnet.tracking import key_name
 
 from . import ladder
 from .estimate import duration, images
-from .evidence import PLOTS, per_arm, plot
+from .evidence import PLOTS, arm_costs, per_arm, plot
 from .judge import ClaimReport
 from .plan import PlannedRun
 from .stats import ALPHA, t_half_width
@@ -171,6 +171,7 @@ def write_csv(reports: list[ClaimReport], path: Path, scale: str, device: str) -
                 speeds = sorted(e["examples_per_s"] for e in run.result.epochs)
                 if speeds:
                     values["train_images_per_s"] = speeds[len(speeds) // 2]
+                    values["wall_s"] = sum(e["epoch_time_s"] for e in run.result.epochs)  # on this machine
                 for name, layer_norm in run.result.grad_norms.items():
                     values[f"grad_norm_epoch1.{name}"] = layer_norm
                 for m, v in values.items():
@@ -252,6 +253,22 @@ def plot_flops_vs_accuracy(report: ClaimReport, path: Path) -> None:
     ax.set(xlabel="cumulative training FLOPs (log; 3x forward per image)", ylabel="test accuracy",
            title=f"{report.claim.id}: accuracy against training compute")
     ax.legend()
+    save(fig, path)
+
+
+@plot("accuracy_vs_cost", "{claim}_accuracy_vs_cost.png")
+def plot_accuracy_vs_cost(report: ClaimReport, path: Path) -> None:
+    """Each arm's test accuracy (mean ± std over seeds) against its wall time per run on this
+    machine (median over seeds; log scale): what each pipeline's accuracy costs."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (arm, cost) in enumerate(arm_costs(report.runs, list(report.claim.arms)).items()):
+        m, s = _mean_sd(cost["acc"])
+        ax.errorbar([cost["wall_s"]], [m], yerr=[s], marker="o", color=f"C{i}", capsize=3, label=arm)
+        ax.annotate(f" {m:.3f}", (cost["wall_s"], m), fontsize=8)
+    ax.set_xscale("log")
+    ax.set(xlabel="wall time per run on this machine, s (log; median over seeds)", ylabel="test accuracy",
+           title=f"{report.claim.id}: accuracy against cost")
+    ax.legend(fontsize=8)
     save(fig, path)
 
 

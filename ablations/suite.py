@@ -151,8 +151,8 @@ class Suite:
             claim_rows = [PlannedRun(claim.id, arm, seed, config, "train") for arm, config in plans[claim.id].items()
                           if arm not in claim.tuned_arms for seed in self.seeds_of(claim)]
             claim_rows += self.tuned_rows(claim, {a: c for a, c in plans[claim.id].items() if a in claim.tuned_arms})
-            if self.options.tune_lr and claim.rule in TUNABLE:
-                claim_rows += self.tuned_rows(claim, plans[claim.id])
+            if self.options.tune_lr and claim.rule in TUNABLE:  # an SVM has no lr: its runs serve both modes
+                claim_rows += self.tuned_rows(claim, {a: c for a, c in plans[claim.id].items() if c.sgd})
             for row in claim_rows:
                 if row.key in first:
                     row.state, row.first_claim = "shared", first[row.key]
@@ -317,11 +317,13 @@ class Suite:
         tags = {"kind": "claim", "claim": claim.id, "scale": self.scale.name, "code_version": self.code}
         with self.tracker.open_run(claim.id, tags, parent=suite_id) as claim_id:
             fair = self.options.tune_lr and claim.rule in TUNABLE and time.monotonic() < self.deadline
-            tuned_lr = {arm: self.tuned_lr(c) for arm, c in configs.items() if fair or arm in claim.tuned_arms}
+            tuned_lr = {arm: self.tuned_lr(c) for arm, c in configs.items()
+                        if c.sgd and (fair or arm in claim.tuned_arms)}
             tuned_keys = {("tune", self.trial(configs[arm]).key()) for arm in tuned_lr} - self.done
             progress.left_s -= sum(self.seconds(k) for k in tuned_keys)  # the time left: the studies are done
             self.done |= tuned_keys
-            at_tuned = {arm: replace(c, lr=tuned_lr[arm]) for arm, c in configs.items() if arm in tuned_lr}
+            at_tuned = {arm: replace(c, lr=tuned_lr[arm]) if arm in tuned_lr else c for arm, c in configs.items()
+                        if arm in tuned_lr or fair}  # fair: an SVM arm as it is
             runs = self.arm_runs(claim, {arm: at_tuned[arm] if arm in claim.tuned_arms else c
                                          for arm, c in configs.items()}, claim_id, progress)
             tuned_runs = self.arm_runs(claim, at_tuned, claim_id, progress) if fair else []

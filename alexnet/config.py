@@ -12,7 +12,9 @@ import json
 import math
 from dataclasses import dataclass, field
 
-ARCHS = ("alexnet", "lenet")
+ARCHS = ("alexnet", "lenet", "svm")
+FEATURES = ("hog", "pixels")  # what the SVM of arch="svm" sees
+KERNELS = ("linear", "rbf")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 POOLS = ("max", "avg")
 INPUT_SIZES = (224, 28)  # 224: the lecture's 11x11/4 stem; 28: the adapted 3x3/1 stem
@@ -31,7 +33,9 @@ def _opt(default, help, choices=None):
 class Config:
     # model
     arch: str = _opt("alexnet", "network: alexnet, or d2l's LeNet-5 (28 px only; its 2x2 pooling, no pool_kernel, "
-                     "pool_stride or lrn)", ARCHS)
+                     "pool_stride or lrn), or svm: the 2000s pipeline, hand-engineered features and a support vector "
+                     "machine (scikit-learn; 28 px, 1 epoch: fitted once; the SGD and network fields are unused)",
+                     ARCHS)
     activation: str = _opt("relu", "hidden-layer activation", ACTIVATIONS)
     dropout: float = _opt(0.5, "dropout probability after each hidden dense layer, in [0, 1)")
     pool: str = _opt("max", "pooling type", POOLS)
@@ -42,6 +46,13 @@ class Config:
     width: float = _opt(1.0, "AlexNet width multiplier: every convolution's channels and the two hidden dense "
                         "layers' units times this, rounded, at least 1 (1: the lecture's 96-256-384-384-256, 4096; "
                         "0.25: 24-64-96-96-64, 1024); LeNet ignores it")
+    # the classical pipeline (arch="svm")
+    features: str = _opt("hog", "the SVM's input: HOG descriptors (9 orientations, 4x4-px cells, 2x2-cell blocks) "
+                         "or the raw pixels scaled to [0, 1]", FEATURES)
+    kernel: str = _opt("rbf", "the SVM's kernel: linear (LinearSVC) or rbf (SVC, gamma 'scale')", KERNELS)
+    svm_c: float = _opt(10.0, "the SVM's regularisation C, a finite number > 0")
+    svm_max_train: int = _opt(10_000, "the SVM fits on at most this many of the training images (a stratified "
+                              "subset of them; an exact RBF SVM on 60,000 takes 30-60 CPU-minutes), a multiple of 10")
     # optimisation
     lr: float = _opt(0.01, "SGD learning rate, > 0")
     momentum: float = _opt(0.0, "SGD momentum, in [0, 1)")
@@ -62,7 +73,7 @@ class Config:
     device: str = _opt("auto", "auto picks CUDA when present", DEVICES)
 
     def __post_init__(self) -> None:
-        for name in ("arch", "activation", "pool", "input_size", "precision", "device"):
+        for name in ("arch", "activation", "pool", "input_size", "precision", "device", "features", "kernel"):
             choices = self.__dataclass_fields__[name].metadata["choices"]
             if getattr(self, name) not in choices:
                 _fail(name, getattr(self, name), "one of " + ", ".join(map(str, choices)))
@@ -85,7 +96,14 @@ class Config:
             if n is not None and not (isinstance(n, int) and n >= 10 and n % 10 == 0):
                 _fail(name, n, "a multiple of 10 (equal images per class), at least 10, or None for all")
         self._check_sizes()
-        if self.arch == "lenet":
+        if not (isinstance(self.svm_c, (int, float)) and not isinstance(self.svm_c, bool) and self.svm_c > 0
+                and math.isfinite(self.svm_c)):
+            _fail("svm_c", self.svm_c, "a finite number > 0 (the SVM's C; 10 fits Fashion-MNIST)")
+        if not (isinstance(self.svm_max_train, int) and self.svm_max_train >= 10 and self.svm_max_train % 10 == 0):
+            _fail("svm_max_train", self.svm_max_train, "a multiple of 10 (equal images per class), at least 10")
+        if self.arch == "svm":
+            self._check_svm()
+        elif self.arch == "lenet":
             self._check_lenet()
         else:
             self.feature_side()  # the pooling windows fit
@@ -99,6 +117,15 @@ class Config:
         if (self.pool_kernel, self.pool_stride) != (3, 2):
             _fail("pool_kernel", self.pool_kernel, "the default (3, stride 2) with arch='lenet': LeNet-5 pools 2x2, "
                   "stride 2, whatever these say")
+
+    def _check_svm(self) -> None:
+        """The classical pipeline: native 28-px images, fitted once, no augmentation."""
+        for name, value, allowed in (("input_size", 28, "28 with arch='svm' (HOG of the native images)"),
+                                     ("epochs", 1, "1 with arch='svm' (an SVM is fitted once)"),
+                                     ("augment", False, "False with arch='svm' (the SVM sees each image once)"),
+                                     ("validation_size", None, "None with arch='svm' (its C is not tuned here)")):
+            if getattr(self, name) != value:
+                _fail(name, getattr(self, name), allowed)
 
     def _check_sizes(self) -> None:
         """Subsets that exist in Fashion-MNIST, and a batch no larger than the training data."""
@@ -124,6 +151,11 @@ class Config:
             side = (side - self.pool_kernel) // self.pool_stride + 1
         return side
 
+    @property
+    def sgd(self) -> bool:
+        """Trained by SGD (a network), so ``lr`` and the optimiser's fields mean something; an SVM is not."""
+        return self.arch != "svm"
+
     def channels(self) -> tuple[int, ...]:
         """AlexNet's five convolutions' output channels and its hidden dense units, at ``width``."""
         return tuple(max(1, round(c * self.width)) for c in ALEXNET_CHANNELS)
@@ -132,15 +164,18 @@ class Config:
         return dataclasses.asdict(self)
 
     def key(self) -> str:
-        """A short stable hash of every field: equal configs give equal keys. At width 1 the field is
-        left out of the hash, so configs keep the keys they had before ``width`` existed and stores
-        made then are still reused."""
+        """A short stable hash of every field: equal configs give equal keys. A field added later
+        (``LATER_FIELDS``) is left out of the hash at its default, so configs keep the keys they had
+        before it existed and stores made then are still reused."""
         fields = self.to_dict()
-        if fields["width"] == 1:
-            del fields["width"]
+        for name, default in LATER_FIELDS.items():
+            if fields[name] == default:
+                del fields[name]
         blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
+
+LATER_FIELDS = {"width": 1, "features": "hog", "kernel": "rbf", "svm_c": 10.0, "svm_max_train": 10_000}
 
 # d2l's LeNet lecture: LeNet-5 with sigmoid and average pooling, trained by train_ch6 at lr 0.9,
 # batch 256, 10 epochs; it prints loss 0.469, train acc 0.823, test acc 0.779.

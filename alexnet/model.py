@@ -75,6 +75,8 @@ def build_lenet(config: Config = Config(**LENET)) -> nn.Sequential:
 
 def build_model(config: Config) -> nn.Sequential:
     """The network ``config.arch`` names."""
+    if config.arch == "svm":
+        raise ValueError("invalid arch='svm' for a network: the classical pipeline is fitted by alexnet.classical")
     return build_lenet(config) if config.arch == "lenet" else build_alexnet(config)
 
 

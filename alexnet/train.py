@@ -179,7 +179,12 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
 
     ``checkpoint``: a file written at the end of every epoch; if it exists when called, the
     run resumes from it and gives the same numbers as an uninterrupted run.
-    ``on_epoch``: called with each epoch's record as soon as it is measured."""
+    ``on_epoch``: called with each epoch's record as soon as it is measured.
+    A classical pipeline (``arch="svm"``) is fitted by ``alexnet.classical.fit`` instead."""
+    if config.arch == "svm":
+        from .classical import fit
+
+        return fit(config, seed, data or load_fashion_mnist(data_dir), on_epoch=on_epoch)
     rank, world = distributed(config)
     device = check_runtime(config)
     if world > 1 and device.type == "cuda":
@@ -226,10 +231,19 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
 
 
 def loaders(config: Config, data: FashionMNIST, seed: int, device: torch.device, shard: tuple[int, int]):
-    """(training loader, evaluation loader, "test" or "val", training-sample loader): the config's
-    subsets, with the evaluation images carved from the training set when it asks for a validation
-    split; the last scores images spread evenly over the training subset, as many as the
-    evaluation set has (``train_eval_acc``)."""
+    """(training loader, evaluation loader, "test" or "val", training-sample loader) of ``subsets``."""
+    train_x, train_y, eval_x, eval_y, split, fit_x, fit_y = subsets(config, data)
+    return (DeviceLoader(train_x, train_y, config, device, train=True, seed=seed, shard=shard),
+            DeviceLoader(eval_x, eval_y, config, device, shard=shard), split,
+            DeviceLoader(fit_x, fit_y, config, device, shard=shard))
+
+
+def subsets(config: Config, data: FashionMNIST):
+    """(train images, labels, evaluation images, labels, "test" or "val", training-sample images,
+    labels): the config's subsets, with the evaluation images carved from the training set when
+    it asks for a validation split; the last is images spread evenly over the training subset, as
+    many as the evaluation set has (``train_eval_acc``). Every model, classical ones included,
+    sees exactly these."""
     train_x, train_y = data.train_images, data.train_labels
     if config.validation_size:  # evaluate on images carved from the training set, never on the test set
         train_x, train_y, eval_x, eval_y = split_validation(train_x, train_y, config.validation_size)
@@ -238,11 +252,13 @@ def loaders(config: Config, data: FashionMNIST, seed: int, device: torch.device,
         eval_x, eval_y = stratified_subset(data.test_images, data.test_labels, config.test_size)
         split = "test"
     train_x, train_y = stratified_subset(train_x, train_y, config.train_size)
-    fit = torch.linspace(0, len(train_y) - 1, min(len(train_y), len(eval_y))).round().long()  # evenly spread
-    fit_x, fit_y = train_x[fit], train_y[fit]
-    return (DeviceLoader(train_x, train_y, config, device, train=True, seed=seed, shard=shard),
-            DeviceLoader(eval_x, eval_y, config, device, shard=shard), split,
-            DeviceLoader(fit_x, fit_y, config, device, shard=shard))
+    return train_x, train_y, eval_x, eval_y, split, *training_sample(train_x, train_y, len(eval_y))
+
+
+def training_sample(images: torch.Tensor, labels: torch.Tensor, n: int):
+    """(images, labels): ``n`` of them (at most all) spread evenly over the set."""
+    picked = torch.linspace(0, len(labels) - 1, min(len(labels), n)).round().long()
+    return images[picked], labels[picked]
 
 
 def train_epoch(step: Step, loader: DeviceLoader, epoch: int, norms: GradNorms | None,

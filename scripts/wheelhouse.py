@@ -1,7 +1,8 @@
 """Build an offline wheelhouse for a GPU node: the whole dependency closure of the project's
 packages, pure-Python ones included, for a chosen Python version and platform, minus only the
 compiled stack the node must provide (torch, torchvision, triton, nvidia-*, numpy, pandas, scipy,
-matplotlib, and what they need), which ``scripts/gpu-run`` checks on the node before any work.
+matplotlib, scikit-learn, scikit-image, and what they need), which ``scripts/gpu-run`` checks on
+the node before any work.
 
     python scripts/wheelhouse.py wheelhouse --python-version 3.12
 
@@ -30,7 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 LIMIT_MIB = 60
 # the compiled stack a node provides (its CUDA build of torch, and numpy-ABI packages built with it)
-NODE_STACK = ("torch", "torchvision", "triton", "numpy", "pandas", "scipy", "matplotlib")
+NODE_STACK = ("torch", "torchvision", "triton", "numpy", "pandas", "scipy", "matplotlib", "scikit-learn",
+              "scikit-image")
 NODE_PREFIXES = ("nvidia-", "cuda-")  # CUDA's libraries as wheels: torch's, from the node
 NODE_SWAP = {"mlflow": ["mlflow-skinny", "sqlalchemy", "alembic"]}  # the client and its SQL store only
 

@@ -148,11 +148,16 @@ def test_width_is_part_of_the_run_identity():
     assert Config(width=0.25).key() != Config().key() != Config(width=0.5).key()
     assert Config(width=0.25).key() == Config(width=0.25).key()
     assert Config().to_dict()["width"] == 1.0  # logged as a param with every other field
-    # width 1 hashes as configs did before the field existed: earlier stores are still reused
+    # width 1 (and the SVM's fields at their defaults) hash as configs did before those fields
+    # existed: earlier stores are still reused
     import hashlib
     import json
-    before = {k: v for k, v in Config().to_dict().items() if k != "width"}
+
+    from alexnet.config import LATER_FIELDS
+    assert set(LATER_FIELDS) == {"width", "features", "kernel", "svm_c", "svm_max_train"}
+    before = {k: v for k, v in Config().to_dict().items() if k not in LATER_FIELDS}
     assert Config().key() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
+    assert Config(svm_c=1.0).key() != Config().key()  # away from its default, a field is part of the key
 
 
 @pytest.mark.parametrize("width", [0, 0.0, -0.25, float("nan"), float("inf"), 4.5, True, "0.25"])

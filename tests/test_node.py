@@ -24,7 +24,8 @@ NODE_TORCH = ("torch==2.11.0", "torchvision==0.26.0")  # the H200 node's builds
 # its other packages: torch's and torchvision's own needs, the scientific stack at its newest, and
 # a typing-extensions older than the 4.16 the wheelhouse's pydantic needs
 NODE_HAS = ("filelock", "typing-extensions==4.12.2", "setuptools<82", "sympy", "networkx", "jinja2", "fsspec",
-            "numpy", "pillow", "pandas", "scipy", "matplotlib", "rich", "pytest-benchmark")
+            "numpy", "pillow", "pandas", "scipy", "matplotlib", "scikit-learn", "scikit-image", "rich",
+            "pytest-benchmark")
 
 
 def python312() -> str:
@@ -70,7 +71,8 @@ def wheelhouse(tmp_path_factory) -> Path:
     size = float(re.search(r"wheels, ([\d.]+) MiB", built.stdout).group(1))
     names = {w.name.split("-")[0].lower() for w in wheels.glob("*.whl")}
     assert 0 < size <= 60, built.stdout
-    assert not names & {"torch", "torchvision", "triton", "numpy", "pandas", "scipy", "matplotlib"}
+    assert not names & {"torch", "torchvision", "triton", "numpy", "pandas", "scipy", "matplotlib", "scikit_learn",
+                        "scikit_image"}
     assert not [n for n in names if n.startswith(("nvidia", "cuda"))]
     # the whole closure, pure-Python packages included: nothing is assumed of the node's versions
     assert {"mlflow_skinny", "optuna", "sqlalchemy", "alembic", "typing_extensions", "pydantic", "pydantic_core",

@@ -134,8 +134,9 @@ def test_compare_refuses_a_file_that_is_not_a_claims_md(tmp_path, capsys, conten
 def test_the_committed_thread_comparison_is_what_compare_reports(capsys):
     """The committed check (README, 'Robust to the CPU'): the quick suite at --threads 1 and at the
     machine's 2 threads, each on a fresh store, give the same verdict for every claim; relu and
-    maxpool are reproduced in both."""
-    two, one = RESULTS / "quick" / "cpu" / "claims.md", RESULTS / "threads-1" / "quick" / "cpu" / "claims.md"
+    maxpool are reproduced in both. (Run at ee9dee5, before the features claim: the 2-thread side
+    is that commit's results/quick/cpu/claims.md, kept in results/threads-2.)"""
+    two, one = (RESULTS / f"threads-{n}" / "quick" / "cpu" / "claims.md" for n in (2, 1))
     assert "cpu-x86_64-2threads" in two.read_text() and "cpu-x86_64-1threads" in one.read_text()
     status = _compare(two, one)
     out = capsys.readouterr().out

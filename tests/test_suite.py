@@ -36,7 +36,7 @@ def test_smoke_suite_writes_reports_with_computed_verdicts(smoke_suite):
         SCALES["smoke"].drop_arms["ladder"]) and len(BY_ID["ladder"].arms) == 11
     assert {r["metric"] for r in rows} >= {"test_acc", "train_acc", "train_loss", "gap", "flops_per_image"}
     for png in ("final_accuracy.png", "input224_flops_vs_accuracy.png", "relu_grad_norms.png", "curves_relu.png",
-                "ladder_waterfall.png"):
+                "ladder_waterfall.png", "features_accuracy_vs_cost.png"):
         assert (folder / png).stat().st_size > 10_000
     assert "verdicts, smoke scale" in out.stdout
 

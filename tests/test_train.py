@@ -70,14 +70,16 @@ def test_tf32_on_cpu_is_rejected(fmnist):
         train(Config(**{**SMALL.to_dict(), "precision": "tf32", "device": "cpu"}), data=fmnist)
 
 
-@pytest.mark.slow  # 25-45 s: the integration tier keeps the fast one within 10 min
-def test_one_epoch_on_2000_images_is_clearly_above_chance(fmnist):
-    """The 28-px AlexNet, one epoch over a 2,000-image stratified subset; chance is 0.10
-    (std 0.01 on 1,000 test images). Batch 32 and momentum 0.9 give 63 useful steps."""
-    config = Config(input_size=28, train_size=2000, test_size=1000, epochs=1, batch_size=32, lr=0.03,
+@pytest.mark.slow  # 6-10 s
+def test_three_epochs_on_2000_images_are_clearly_above_chance(fmnist):
+    """The quick scale's network (the 28-px AlexNet at 1/4 width), 3 epochs of batch 32 over a
+    2,000-image stratified subset (189 SGD steps, momentum 0.9); chance is 0.10 (std 0.01 on
+    1,000 test images). Seeds 0-5 reached 0.53-0.64 on an AVX-512 CPU. (The full-width net after
+    one epoch, 63 steps, sat at 0.16-0.22 there: too close to the bar to decide on every CPU.)"""
+    config = Config(input_size=28, width=0.25, train_size=2000, test_size=1000, epochs=3, batch_size=32, lr=0.01,
                     momentum=0.9)
     result = train(config, seed=0, data=fmnist)
-    assert result.final("test_acc") > 0.2
+    assert result.final("test_acc") > 0.3
 
 
 def test_precision_sets_tf32_through_the_fp32_precision_api_alone_and_restores_it():
