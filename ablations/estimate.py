@@ -47,9 +47,10 @@ def speed_key(config: Config) -> str:
     """The fields that change a step's cost, as a name (``28px-b32-fp32``). Activation, pooling
     type, dropout, augmentation (a few elementwise operations on 28-px images) and the optimiser's
     settings change the numbers, not the time, so arms that differ only in those share one probe.
-    A classical pipeline's cost grows faster than its images: its key names them (``svm-hog-rbf-n4000``)."""
+    A classical pipeline's cost grows faster than its images: its key names them (``svm-hog-rbf-c10-n4000``)."""
     if config.arch == "svm":
-        return f"svm-{config.features}-{config.kernel}-n{min(images(config)[0], config.svm_max_train)}"
+        return (f"svm-{config.features}-{config.kernel}-c{config.svm_c:g}"
+                f"-n{min(images(config)[0], config.svm_max_train)}")
     parts = ([] if config.arch == "alexnet" else [config.arch]) + [f"{config.input_size}px", f"b{config.batch_size}",
                                                                    config.precision]
     parts += [f"w{config.width:g}"] * (config.arch == "alexnet" and config.width != 1)

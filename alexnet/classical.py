@@ -33,6 +33,7 @@ from .result import TrainResult
 HOG = dict(orientations=9, pixels_per_cell=(4, 4), cells_per_block=(2, 2), block_norm="L2-Hys")
 HOG_FLOPS_PER_PIXEL = 30  # gradients, magnitude, angle and binning: an estimate, not counted
 PROBE_IMAGES = 400  # the estimate times a fit on this many training images and extrapolates
+MEMO_SIZE = 16  # fits kept per process (a claim has three)
 _FITTED: dict[tuple, tuple[FashionMNIST, TrainResult]] = {}  # (config key, data id) -> (data, the fit)
 
 
@@ -69,6 +70,8 @@ def fit(config: Config, seed: int, data: FashionMNIST, on_epoch: Callable[[dict]
     """Fit ``config``'s pipeline on its training subset; one epoch record, as ``train`` returns."""
     key = (config.key(), id(data))
     if key not in _FITTED:  # the data is kept with the fit, so its id names it while the entry lives
+        if len(_FITTED) >= MEMO_SIZE:
+            del _FITTED[next(iter(_FITTED))]  # the oldest
         _FITTED[key] = data, _fit(config, data)
     result = copy.deepcopy(_FITTED[key][1])
     result.seed = seed
@@ -91,7 +94,11 @@ def _fit(config: Config, data: FashionMNIST) -> TrainResult:
     model = classifier(config).fit(x, train_y.numpy())
     fit_s = time.perf_counter() - start
     stored, flops = size(model, x.shape[1])
-    result = TrainResult(config.to_dict(), 0, environment(torch.device("cpu")), split, stored, flops,
+    import skimage
+    import sklearn
+
+    env = {**environment(torch.device("cpu")), "sklearn": sklearn.__version__, "skimage": skimage.__version__}
+    result = TrainResult(config.to_dict(), 0, env, split, stored, flops,
                          len(train_y), len(eval_y))
 
     def accuracy(images, labels) -> float:

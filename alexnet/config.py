@@ -153,7 +153,8 @@ class Config:
 
     @property
     def sgd(self) -> bool:
-        """Trained by SGD (a network), so ``lr`` and the optimiser's fields mean something; an SVM is not."""
+        """Trained by SGD (a network), so ``lr`` and the optimiser's fields mean something; an SVM is
+        not, and its result does not depend on the seed (``alexnet.classical`` fits it once)."""
         return self.arch != "svm"
 
     def channels(self) -> tuple[int, ...]:
@@ -166,15 +167,22 @@ class Config:
     def key(self) -> str:
         """A short stable hash of every field: equal configs give equal keys. A field added later
         (``LATER_FIELDS``) is left out of the hash at its default, so configs keep the keys they had
-        before it existed and stores made then are still reused."""
+        before it existed (an older result still matches its config when imported or resumed; a
+        run is reused only under the same ``code_version`` too). An SVM's key hashes only the
+        fields that change its fit (``SVM_FIELDS``): the same SVM on the same images is one run
+        whatever the device, precision or optimiser settings beside it."""
         fields = self.to_dict()
+        if self.arch == "svm":
+            fields = {name: fields[name] for name in SVM_FIELDS}
         for name, default in LATER_FIELDS.items():
-            if fields[name] == default:
-                del fields[name]
+            if fields.get(name, default) == default:
+                fields.pop(name, None)
         blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+SVM_FIELDS = ("arch", "features", "kernel", "svm_c", "svm_max_train", "input_size", "epochs", "augment", "train_size",
+              "test_size", "validation_size")
 LATER_FIELDS = {"width": 1, "features": "hog", "kernel": "rbf", "svm_c": 10.0, "svm_max_train": 10_000}
 
 # d2l's LeNet lecture: LeNet-5 with sigmoid and average pooling, trained by train_ch6 at lr 0.9,

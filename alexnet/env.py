@@ -30,7 +30,7 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-NUMERIC_SOURCES = ("config.py", "model.py", "data.py", "train.py")  # what a training run's numbers depend on
+NUMERIC_SOURCES = ("config.py", "model.py", "data.py", "train.py", "classical.py")  # what a run's numbers depend on
 
 
 @cache
