@@ -4,15 +4,15 @@ raw pixels) fed to a support vector machine, fitted once with scikit-learn.
 ``fit(config, seed, data)`` is what ``train`` does for ``arch="svm"``: it sees exactly the
 images the networks of that config see (``alexnet.train.subsets``; at most ``svm_max_train``
 of the training images, a stratified subset of them) and returns a ``TrainResult`` with one
-epoch record like a network's (train_loss: the multiclass hinge loss; train_acc;
-test_acc or val_acc; train_eval_acc on the same training sample (both by ``predict``);
-train_acc from the decision function's argmax; examples_per_s: training
-images per second of the fit, features included; epoch_time_s: features, fit and evaluation).
+epoch record like a network's (train_loss: the multiclass hinge loss; train_acc: from the
+decision function's argmax; test_acc or val_acc, and train_eval_acc on the same training
+sample as a network's, by ``predict``; examples_per_s: training images per second of the fit,
+features included; epoch_time_s: features, fit and evaluation).
 It is deterministic: the same images give the same model whatever the seed (LinearSVC solves
 the primal, SVC uses no randomness), so every seed of a claim pairs the networks' seed with
 the same SVM: a process fits each config once and hands the later seeds a copy of that fit
-(its timings are the fit's own). ``params`` counts the numbers the fitted model stores; ``flops_per_image`` counts
-the classifier's prediction (kernel evaluations against the support vectors, or the linear
+(its timings are the fit's own). ``params`` counts the numbers the fitted model stores;
+``flops_per_image`` counts the classifier's prediction (kernel evaluations against the support vectors, or the linear
 map), not the HOG extraction (about ``HOG_FLOPS_PER_PIXEL`` per pixel, measured in wall time).
 """
 
@@ -74,7 +74,7 @@ def fit(config: Config, seed: int, data: FashionMNIST, on_epoch: Callable[[dict]
             del _FITTED[next(iter(_FITTED))]  # the oldest
         _FITTED[key] = data, _fit(config, data)
     result = copy.deepcopy(_FITTED[key][1])
-    result.seed = seed
+    result.config, result.seed = config.to_dict(), seed  # the fields beside the key may differ
     if on_epoch:
         on_epoch(result.epochs[0])
     return result

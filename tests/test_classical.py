@@ -103,5 +103,7 @@ def test_the_fit_sees_the_networks_images_and_reports_one_epoch_like_a_network(f
     assert {"sklearn", "skimage"} <= set(result.env)  # the libraries' versions are recorded
     again = classical.fit(config, 4, fmnist)  # the same fit, handed to another seed
     assert again.seed == 4 and again.epochs == result.epochs
+    beside = classical.fit(replace(config, lr=0.5, device="cuda"), 5, fmnist)  # the same fit, other fields beside
+    assert beside.epochs == result.epochs and beside.config["lr"] == 0.5 and beside.config["device"] == "cuda"
     other = classical.fit(replace(config, svm_c=0.01), 3, fmnist)
     assert other.epochs[0]["train_loss"] != record["train_loss"]  # C changes the model
