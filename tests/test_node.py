@@ -90,7 +90,7 @@ def wheelhouse(tmp_path_factory) -> Path:
 def gpu_run(tmp: Path, py: Path, wheels: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": str(py), "ALEXNET_DATA_DIR": str(data_path()), "PYTHONPATH": "",
            "PIP_NO_INDEX": "1", "COLUMNS": "200"}
-    return subprocess.run(["bash", REPO / "scripts" / "gpu-run", "out", "--budget-min", "4", "--scale", "smoke",
+    return subprocess.run(["bash", REPO / "scripts" / "gpu-run", "out", "--budget-min", "6", "--scale", "smoke",
                            "--device", "cpu", "--wheelhouse", wheels, *args], capture_output=True, text=True, env=env,
                           cwd=tmp, timeout=600)  # a relative OUTDIR, as the README
 
