@@ -96,7 +96,7 @@ def arm_costs(runs: list, arms: list[str]) -> dict[str, dict]:
             res = done[0].result
             svm = done[0].config.arch == "svm"
             out[arm] = {"acc": [r.result.final("test_acc") for r in done],
-                        "wall_s": median(sum(e["epoch_time_s"] for e in r.result.epochs) for r in done),
+                        "wall_s": median(r.result.wall_s for r in done),
                         "flops": res.flops_per_image,
                         "train_flops": None if svm else 3 * res.flops_per_image * res.train_examples * len(res.epochs),
                         "images": res.train_examples}

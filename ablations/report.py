@@ -171,7 +171,7 @@ def write_csv(reports: list[ClaimReport], path: Path, scale: str, device: str) -
                 speeds = sorted(e["examples_per_s"] for e in run.result.epochs)
                 if speeds:
                     values["train_images_per_s"] = speeds[len(speeds) // 2]
-                    values["wall_s"] = sum(e["epoch_time_s"] for e in run.result.epochs)  # on this machine
+                    values["wall_s"] = run.result.wall_s
                 for name, layer_norm in run.result.grad_norms.items():
                     values[f"grad_norm_epoch1.{name}"] = layer_norm
                 for m, v in values.items():

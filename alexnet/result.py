@@ -39,6 +39,11 @@ class TrainResult:
             return last.get("train_eval_acc", last["train_acc"]) - last["test_acc"]
         return last.get(name, math.nan)
 
+    @property
+    def wall_s(self) -> float:
+        """The run's wall time on the machine that ran it: its epochs' times (evaluation included)."""
+        return sum(e["epoch_time_s"] for e in self.epochs)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
