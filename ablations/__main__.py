@@ -24,8 +24,6 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.markup import escape
-from sqlalchemy.exc import SQLAlchemyError
 
 from alexnet.checkpoint import CheckpointBusy
 from alexnet.data import ENV_VAR, DataError, load_fashion_mnist
@@ -33,21 +31,22 @@ from alexnet.env import device_name, device_slug, environment
 from alexnet.stores import TrackingError
 from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker
 from alexnet.tune import DEFAULT_STORAGE, STORAGE_ENV, storage
-from alexnet.untrusted import first_line, redact, writable_dir, writable_later
+from alexnet.untrusted import first_line, redact, writable_dir
 
 from .claims import BY_ID, SCALES
-from .estimate import duration
-from .plan import arm_config, select_claims
+from .commands import MAX_EPOCHS, compare_verdicts, console, import_node, list_runs, shown, terminate, tune_arm
+from .plan import select_claims, validate
+from .plots import PLOTS
 from .report import plan_summary, plan_table, timing_line, verdict_table, write_results
+from .speed import duration
 from .suite import Suite, SuiteOptions
 
-console = Console(stderr=True)
 TUNE_HELP = ("To tune one arm's hyperparameters instead: python -m ablations tune CLAIM:ARM [--scale S] "
              "[--trials N] ... (python -m ablations tune --help). To bring a GPU node's archive home: "
              "python -m ablations import ARCHIVE (python -m ablations import --help). To compare two suites' verdicts: "
-             "python -m ablations compare A/claims.md B/claims.md.")
+             "python -m ablations compare A/claims.md B/claims.md. The runs as one table (CSV, Parquet): "
+             "python -m ablations runs.")
 MAX_SEEDS = 1000
-MAX_EPOCHS = 100_000  # far beyond any useful run; keeps every count within a 64-bit integer
 MAX_TRIALS = 10_000
 AUTO_MAX = 9  # --seeds auto: looks at 3, 5, 7 and 9 seeds
 
@@ -98,7 +97,11 @@ def parse(argv):
     p.add_argument("--budget-min", type=float, metavar="M",
                    help="wall-clock budget in minutes: whole claims first, no run started that cannot finish by "
                         "its estimate, a clean stop with the report of what finished; re-run to continue")
-    args = p.parse_args(argv)
+    return checked(p, p.parse_args(argv))
+
+
+def checked(p: argparse.ArgumentParser, args):
+    """The parsed options, each range checked (``p.error`` names the bad value and what is allowed)."""
     for name in ("max_hours", "budget_min"):
         value = getattr(args, name)
         if value is not None and not (value > 0 and math.isfinite(value)):
@@ -129,15 +132,6 @@ def parse_seeds(p: argparse.ArgumentParser, text: str, first: int) -> tuple[int 
     return (None, n) if head == "auto" else (n, None)
 
 
-def shown(text: str) -> str:
-    """User or archive text as the console may print it: no rich markup, no control characters."""
-    return escape("".join(c if c.isprintable() and not 0xD800 <= ord(c) < 0xE000 else "?" for c in str(text)))
-
-
-def _terminate(signum, frame):
-    raise KeyboardInterrupt  # so a SIGTERM marks the current MLflow runs KILLED, not RUNNING
-
-
 def _lost(exc: BaseException, tracker: Tracker, args) -> int:
     """A fault mid-suite: say what failed and that re-running the same command resumes."""
     console.print(f"[red]error:[/] {exc.__class__.__name__}: {shown(redact(first_line(exc, 500)))}\n"
@@ -147,188 +141,64 @@ def _lost(exc: BaseException, tracker: Tracker, args) -> int:
     return 3
 
 
-def tune_arm(argv: list[str]) -> int:
-    """``python -m ablations tune CLAIM:ARM``: an Optuna study of one arm of the claims table."""
-    from alexnet.cli import add_tune_options, check_seed, tune_from
-
-    p = argparse.ArgumentParser(prog="python -m ablations tune", description=tune_arm.__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    choices = ", ".join(f"{c.id}:{a}" for c in BY_ID.values() for a in c.arms)
-    p.add_argument("arm", metavar="CLAIM:ARM", help=f"the arm whose config the trials start from: any of {choices}")
-    p.add_argument("--scale", choices=list(SCALES), default="quick", help="the scale whose base config the arm uses")
-    p.add_argument("--epochs", type=int, help="epochs per trial; None: the scale's")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    add_tune_options(p)
-    args = p.parse_args(argv)
-    check_seed(args, p)
-    claim_id, _, arm = args.arm.partition(":")
-    if claim_id not in BY_ID or arm not in BY_ID[claim_id].arms:
-        p.error(f"invalid arm {args.arm!r}: expected one of {choices}")
-    if args.epochs is not None and not 1 <= args.epochs <= MAX_EPOCHS:
-        p.error(f"invalid --epochs {args.epochs}: expected an integer from 1 to {MAX_EPOCHS:,}")
-    try:
-        base = arm_config(BY_ID[claim_id], arm, SCALES[args.scale], args.device, args.epochs)
-        return tune_from(base, args, p)
-    except (ValueError, DataError) as exc:
-        console.print(f"[red]error:[/] {shown(redact(str(exc)))}")
-        return 2
+SUBCOMMANDS = {"tune": tune_arm, "import": import_node, "compare": compare_verdicts, "runs": list_runs}
 
 
-def compare_verdicts(argv: list[str]) -> int:
-    """``python -m ablations compare A/claims.md B/claims.md``: the two suites' verdicts side by side
-    (for instance the same suite at --threads 1 and 2, or on two CPU models). Exit 0 when every
-    claim has the same verdict in both, 1 when one differs, 2 on a file that is not a claims.md."""
-    from .report import read_verdicts
-
-    p = argparse.ArgumentParser(prog="python -m ablations compare", description=compare_verdicts.__doc__)
-    p.add_argument("reports", type=Path, nargs=2, metavar="CLAIMS_MD", help="two claims.md files the suite wrote")
-    p.add_argument("--out", type=Path, help="also write the comparison here (markdown)")
-    args = p.parse_args(argv)
-    try:
-        if args.out:
-            writable_later(args.out, "--out")
-        a, b = (read_verdicts(path) for path in args.reports)
-    except ValueError as exc:
-        console.print(f"[red]error:[/] {shown(str(exc))}", highlight=False, soft_wrap=True)
-        return 2
-    rows = [(c, a.get(c, "—"), b.get(c, "—")) for c in dict.fromkeys([*a, *b])]
-    differ = [c for c, x, y in rows if x != y]
-    lines = [f"| claim | {args.reports[0]} | {args.reports[1]} | same |", "|---|---|---|---|"]
-    lines += [f"| {c} | {x} | {y} | {'yes' if x == y else '**no**'} |" for c, x, y in rows]
-    lines += ["", f"{len(rows) - len(differ)} of {len(rows)} verdicts the same"
-              + (f"; different: {', '.join(differ)}" if differ else "")]
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if args.out:
-        args.out.write_text(text)
-    return 1 if differ else 0
+def prepare(args, scale):
+    """(claims, plans, suite, plan rows): every name, path, config and store checked before any work."""
+    claims = select_claims(args.only, scale)
+    validate(claims, PLOTS)  # every name a claim uses
+    for folder, what in ((args.results_dir, "--results-dir"), (args.checkpoint_dir, "--checkpoint-dir")):
+        existed = Path(folder).exists()
+        writable_dir(folder, what)  # before any work, so that no finished work is lost to a bad path
+        if not existed:
+            console.print(f"created {what} {shown(folder)}", highlight=False)
+    data = load_fashion_mnist(args.data_dir)
+    suite = Suite(scale, Tracker(args.tracking_uri), data, SuiteOptions(
+        seeds=args.seeds, max_seeds=args.max_seeds, epochs=args.epochs, device=args.device,
+        checkpoint_dir=Path(args.checkpoint_dir), progress=args.progress, tune_lr=args.tune_lr, storage=args.storage,
+        budget_s=None if args.budget_min is None else args.budget_min * 60,
+        precision=None if args.precision == "auto" else args.precision))
+    plans = suite.configs(claims)  # every arm's config checked before any work
+    if args.tune_lr or any(c.tuned_arms for c in claims):
+        storage(args.storage).remove_session()  # the Optuna database opens now, not after the first claims
+    return claims, plans, suite, suite.schedule(claims, plans)
 
 
-def import_node(argv: list[str]) -> int:
-    """``python -m ablations import ARCHIVE``: merge a GPU node's archive (scripts/gpu-run) into the
-    local MLflow store, keeping run ids, params, metrics, tags, parent links and artifacts, and copy
-    its reports into the results folder. The archive is untrusted: its headers, rows and result
-    files are checked first, and it comes in whole or not at all. Importing twice duplicates nothing."""
-    from .transfer import import_archive
-
-    p = argparse.ArgumentParser(prog="python -m ablations import", description=import_node.__doc__)
-    p.add_argument("archive", type=Path, help="the .tar.gz that scripts/gpu-run wrote")
-    p.add_argument("--tracking-uri", help=f"the local store (default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI}); "
-                                          "a database URI, since run ids are kept")
-    p.add_argument("--results-dir", default="results", help="where the node's reports go (default: results)")
-    p.add_argument("--max-gb", type=float, default=2.0,
-                   help="refuse an archive whose members declare more than this many GiB (default 2)")
-    p.add_argument("--replace-results", action="store_true",
-                   help="let the node's reports replace local ones that differ (default: refuse, naming them)")
-    args = p.parse_args(argv)
-    if not (math.isfinite(args.max_gb) and 0 < args.max_gb <= 1024):
-        p.error(f"invalid --max-gb {args.max_gb}: expected a number of GiB in (0, 1024]")
-    signal.signal(signal.SIGTERM, _terminate)  # the temporary folder is removed, the transaction rolled back
-    try:
-        results = Path(args.results_dir)
-        created = not results.exists()
-        writable_later(results, "--results-dir")
-        done = import_archive(args.archive, args.tracking_uri, results, max_bytes=int(args.max_gb * 2**30),
-                              replace_results=args.replace_results)
-    except (ValueError, TrackingError) as exc:
-        console.print(f"[red]error:[/] {shown(redact(str(exc)))}", highlight=False, soft_wrap=True)
-        return 2
-    except STORE_ERRORS + (SQLAlchemyError,) as exc:  # the disk or the store failed mid-import: rolled back
-        console.print(f"[red]error:[/] {exc.__class__.__name__}: {shown(redact(first_line(exc)))}; nothing was "
-                      "imported, the store and the results folder are as they were", highlight=False, soft_wrap=True)
-        return 3
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted:[/] nothing was imported; the store and the results folder are as "
-                      "they were")
-        return 130
-    created_line = f"created the results folder {shown(results)}\n" if created else ""
-    killed = len(done["killed"])
-    Console(highlight=False).print(
-        f"{created_line}imported {done['imported']} runs ({done['present']} already here) into "
-        f"{shown(done['store'])}; reports: {shown(', '.join(done['reports']) or 'none new')}"
-        + (f"; {killed} runs that were still RUNNING on the node came in as KILLED" if killed else ""))
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["tune"]:
-        return tune_arm(argv[1:])
-    if argv[:1] == ["import"]:
-        return import_node(argv[1:])
-    if argv[:1] == ["compare"]:
-        return compare_verdicts(argv[1:])
-    args = parse(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    scale = SCALES[args.scale or ("full" if torch.cuda.is_available() and args.device != "cpu" else "quick")]
-    command = redact(shlex.join(["python", "-m", "ablations", *argv]))  # recorded on the suite run, in claims.md
-    try:
-        claims = select_claims(args.only, scale)
-        for folder, what in ((args.results_dir, "--results-dir"), (args.checkpoint_dir, "--checkpoint-dir")):
-            existed = Path(folder).exists()
-            writable_dir(folder, what)  # before any work, so that no finished work is lost to a bad path
-            if not existed:
-                console.print(f"created {what} {shown(folder)}", highlight=False)
-        data = load_fashion_mnist(args.data_dir)
-        tracker = Tracker(args.tracking_uri)
-        suite = Suite(scale, tracker, data, SuiteOptions(
-            seeds=args.seeds, max_seeds=args.max_seeds, epochs=args.epochs, device=args.device,
-            checkpoint_dir=Path(args.checkpoint_dir), progress=args.progress, tune_lr=args.tune_lr,
-            storage=args.storage,
-            budget_s=None if args.budget_min is None else args.budget_min * 60,
-            precision=None if args.precision == "auto" else args.precision))
-        plans = suite.plan(claims)  # every arm's config checked before any work
-        if args.tune_lr or any(c.tuned_arms for c in claims):
-            storage(args.storage).remove_session()  # the Optuna database opens now, not after the first claims
-        rows = suite.schedule(claims, plans)
-    except (ValueError, DataError, TrackingError) as exc:
-        console.print(f"[red]error:[/] {shown(redact(str(exc)))}")
-        return 2
+def start(args, scale, claims, suite, rows) -> int | None:
+    """Print the plan's estimate; None to train, else the exit status (--plan: 0; over --max-hours
+    without --yes: 2)."""
     console.print(f"[bold]scale {scale.name}[/] on {suite.device}: {scale.description}. "
                   f"Versus the lecture: {scale.versus_lecture()}. "
                   f"Claims: {', '.join(c.id for c in claims)}; {suite.seeds_text(claims)}"
                   + (f" (auto: up to {args.max_seeds} for claims still undecided)" if args.max_seeds else "")
-                  + f"; MLflow store {shown(tracker.shown_uri)}")
-    estimate = suite.estimate(rows, on_probe=lambda key: console.print(f"probing {key} on {device_name(suite.device)}",
-                                                                       highlight=False))
-    summary = plan_summary(rows, device_name(suite.device))
+                  + f"; MLflow store {shown(suite.tracker.shown_uri)}")
+    device = device_name(suite.device)
+    estimate = suite.estimate(rows, on_probe=lambda key: console.print(f"probing {key} on {device}", highlight=False))
+    summary = plan_summary(rows, device)
     if args.plan:
         Console().print(plan_table(rows, f"plan: scale {scale.name}, {suite.seeds_text(claims)}"))
         Console(highlight=False).print("\n".join(summary))
         return 0
     console.print(summary[-1] + (f"; budget {args.budget_min:g} min" if args.budget_min else ""), highlight=False)
-    limit = min(estimate, args.budget_min * 60 if args.budget_min else math.inf)
-    if limit > args.max_hours * 3600 and not args.yes:
-        console.print(f"[red]not started:[/] the estimate, {duration(estimate)} on {device_name(suite.device)}, is "
+    if min(estimate, args.budget_min * 60 if args.budget_min else math.inf) > args.max_hours * 3600 and not args.yes:
+        console.print(f"[red]not started:[/] the estimate, {duration(estimate)} on {device}, is "
                       f"over --max-hours {args.max_hours:g}. Faster: --scale quick (CPU-sized), --only CLAIM ... "
                       "(fewer claims), --seeds N (fewer seeds), --budget-min M (whole claims within M minutes), or a "
                       "GPU node (scripts/gpu-run; see the README). --plan lists every run; --yes runs anyway.")
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        run = suite.run_sequential if args.max_seeds else suite.run_claims
-        with tracker.store_lock():  # shared with other suites; an import waits for every suite to end
-            reports = run(claims, command, plans)
-    except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted:[/] the current run is marked KILLED in {shown(tracker.shown_uri)} and its "
-                      f"last epoch is in {shown(args.checkpoint_dir)}/; re-run the same command to resume.")
-        return 130
-    except CheckpointBusy as exc:  # another process trains the same run on a shared checkpoint folder
-        console.print(f"[red]error:[/] {shown(exc)}")
-        return 3
-    except TrackingError as exc:  # a damaged run in the store, named with its fix
-        console.print(f"[red]error:[/] {shown(exc)}", soft_wrap=True)
-        return 2
-    except STORE_ERRORS as exc:  # a full disk, or the tracking store went away
-        return _lost(exc, tracker, args)
+    return None
+
+
+def report(args, scale, suite, reports, command: str) -> int:
+    """Write claims.md, claims.csv and the plots; print the verdicts and the time taken."""
     folder = Path(args.results_dir) / scale.name / device_slug(suite.device)
     try:
         write_results(reports, folder, scale=scale, device=device_slug(suite.device), command=command,
                       env=environment(suite.device), trained=suite.trained, timing=suite.timing,
                       unfinished=suite.unfinished, looks=suite.looks, alpha=suite.alpha)
     except STORE_ERRORS as exc:
-        return _lost(exc, tracker, args)
+        return _lost(exc, suite.tracker, args)
     proxy = "" if scale.name == "full" else ", a CPU proxy of the lecture's settings"
     Console().print(verdict_table(reports, f"verdicts, {scale.name} scale{proxy} ({suite.trained} runs trained, "
                                            f"the rest reused) — details in {folder}/claims.md"))
@@ -338,6 +208,43 @@ def main(argv: list[str] | None = None) -> int:
                       + "; ".join(f"{c} ({len(left)} runs left)" for c, left in suite.unfinished.items())
                       + ". Re-run the same command, with a new --budget-min, to continue.")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    scale = SCALES[args.scale or ("full" if torch.cuda.is_available() and args.device != "cpu" else "quick")]
+    command = redact(shlex.join(["python", "-m", "ablations", *argv]))  # recorded on the suite run, in claims.md
+    try:
+        claims, plans, suite, rows = prepare(args, scale)
+    except (ValueError, DataError, TrackingError) as exc:
+        console.print(f"[red]error:[/] {shown(redact(str(exc)))}")
+        return 2
+    status = start(args, scale, claims, suite, rows)
+    if status is not None:
+        return status
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        run = suite.run_sequential if args.max_seeds else suite.run_claims
+        with suite.tracker.store_lock():  # shared with other suites; an import waits for every suite to end
+            reports = run(claims, command, plans)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted:[/] the current run is marked KILLED in {shown(suite.tracker.shown_uri)} "
+                      f"and its last epoch is in {shown(args.checkpoint_dir)}/; re-run the same command to resume.")
+        return 130
+    except CheckpointBusy as exc:  # another process trains the same run on a shared checkpoint folder
+        console.print(f"[red]error:[/] {shown(exc)}")
+        return 3
+    except TrackingError as exc:  # a damaged run in the store, named with its fix
+        console.print(f"[red]error:[/] {shown(exc)}", soft_wrap=True)
+        return 2
+    except STORE_ERRORS as exc:  # a full disk, or the tracking store went away
+        return _lost(exc, suite.tracker, args)
+    return report(args, scale, suite, reports, command)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ from pathlib import Path
 
 from alexnet.config import Config
 from alexnet.result import TrainResult
+from alexnet.run_tables import RUN_TABLES
+from alexnet.untrusted import printable, quoted
 
 TOP_LEVEL = {"mlflow.db", "mlruns", "results", "log.txt", "manifest.json", "node"}  # node/: its record, not imported
 MAX_BYTES = 2 * 2**30  # extracted size, from the headers (--max-gb raises it)
@@ -66,7 +68,6 @@ COLUMNS = {
     "latest_metrics": {"key": TEXT["key"], "value": ("num",), "timestamp": ("int", True), "step": ("int", False),
                        "is_nan": ("flag",), "run_uuid": ("str", 32, False)},
 }
-RUN_TABLES = ("tags", "params", "metrics", "latest_metrics")  # rows keyed by run_uuid, besides ``runs``
 UNIQUE = {"tags": ("key", "run_uuid"), "params": ("key", "run_uuid"), "latest_metrics": ("key", "run_uuid"),
           "metrics": ("key", "timestamp", "step", "run_uuid", "value", "is_nan")}
 
@@ -313,13 +314,4 @@ def _gib(n: int) -> str:
 
 def _first(exc: BaseException) -> str:
     text = str(exc).strip()
-    return _printable(text.splitlines()[0][:200]) if text else exc.__class__.__name__
-
-
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else "?" for c in text)
-
-
-def quoted(value) -> str:
-    """A value from the archive as it may be printed: control characters escaped, length bounded."""
-    return repr(_printable(str(value)[:120]))
+    return printable(text.splitlines()[0][:200]) if text else exc.__class__.__name__

@@ -1,8 +1,10 @@
 """The lecture's claims as data: what it says, the arms that test it, and the verdict rule.
 
-An arm is a set of overrides of the scale's base Config (which is the lecture's Config at
-the ``full`` scale). Arms with equal configs are trained once and shared between claims.
-"""
+An arm (``Arm``) is a set of overrides of the scale's base Config (which is the lecture's Config
+at the ``full`` scale), with what else it is: its role in a ladder, its epochs (a factor, or
+those that match another arm's training FLOPs) and the scales that leave it out. Arms with equal
+configs are trained once and shared between claims. ``ablations.plan.validate`` checks every
+name a claim or scale uses before any training."""
 
 from __future__ import annotations
 
@@ -11,27 +13,56 @@ from dataclasses import dataclass, field
 
 from alexnet.config import LENET, TEST_IMAGES, TRAIN_IMAGES, Config
 
-TUNABLE = ("better", "no_gain", "ladder")  # rules whose arms the fair mode (--tune-lr) also runs at tuned lrs
 # metric -> True when higher is better
 METRICS = {"test_acc": True, "train_acc": True, "train_eval_acc": True, "train_loss": False, "gap": False}
+
+
+@dataclass(frozen=True)
+class Arm:
+    overrides: dict = field(default_factory=dict)  # Config fields on top of the scale's base config
+    role: str = ""  # the ladder's: "rung" (adds ``change`` to the rung below) or "without" (AlexNet less ``change``)
+    change: str = ""  # the ladder's change this arm adds or removes
+    epochs_factor: int = 1  # multiplies the scale's epochs
+    match_flops: str | None = None  # the arm whose training FLOPs its epochs match
+    dropped_at: tuple[str, ...] = ()  # scales that leave it out
+
+    def __str__(self) -> str:
+        """Its overrides as the reports print them (``{'augment': True, 'epochs_factor': 3}``)."""
+        shown = {**self.overrides, **({"epochs_factor": self.epochs_factor} if self.epochs_factor != 1 else {}),
+                 **({"match_flops": self.match_flops} if self.match_flops else {})}
+        return str(shown) if shown else ""
+
+
+def rung(change: str, overrides: dict, **kw) -> Arm:
+    """A ladder rung: the rung below it plus ``change``."""
+    return Arm(overrides, role="rung", change=change, **kw)
+
+
+def without(change: str, overrides: dict, **kw) -> Arm:
+    """A ladder arm: the top rung without ``change`` (leave-one-out)."""
+    return Arm(overrides, role="without", change=change, **kw)
 
 
 @dataclass(frozen=True)
 class Claim:
     id: str
     statement: str  # what the lecture (or the AlexNet paper) says
-    rule: str  # better | no_gain | same | matches | ladder | size | shapes
-    arms: dict[str, dict] = field(default_factory=dict)  # first arm: the one the claim favours
+    rule: str  # a name in ablations.rules.RULES: better | no_gain | same | matches | ladder | size | shapes
+    arms: dict[str, Arm] = field(default_factory=dict)  # first arm: the one the claim favours (a dict: its overrides)
     metric: str = "test_acc"
     min_effect: float = 0.0  # smallest difference worth calling an effect, in the metric's units
     optional: bool = False  # run only when named with --only, or at scales listing it
     measures: str = ""
     context_metrics: tuple[str, ...] = ()  # compared between the arms beside ``metric``, not judged
     evidence: tuple[str, ...] = ()  # names in ablations.evidence.EVIDENCE: more lines, or verdicts that count
-    plots: tuple[str, ...] = ("curves",)  # names in ablations.evidence.PLOTS, drawn when the claim has runs
+    plots: tuple[str, ...] = ("curves",)  # names in ablations.plots.PLOTS, drawn when the claim has runs
     versus: tuple[tuple[str, str], ...] = ()  # comparisons judged by the same rule beside (first arm, second arm)
     printed: dict = field(default_factory=dict)  # matches: metric -> (printed value, tolerance)
     tuned_arms: tuple[str, ...] = ()  # arms the scale's lr cannot train: run at the lr of their own study
+
+    def __post_init__(self):
+        object.__setattr__(self, "arms", {name: arm if isinstance(arm, Arm) else Arm(dict(arm))
+                                          for name, arm in self.arms.items()})
 
     def comparisons(self) -> list[tuple[str, str]]:
         """(favoured arm, other arm) pairs the rule judges: the first two arms, then ``versus``."""
@@ -60,7 +91,7 @@ CLAIMS = [
           measures="final test accuracy"),
     Claim("input224", "resizing 28-px Fashion-MNIST to 224 adds no information, only compute",
           "no_gain", {"224 px": {"input_size": 224}, "28 px": {"input_size": 28},
-                      "28 px, equal FLOPs": {"input_size": 28, "match_flops": "224 px"}}, "test_acc", 0.01,
+                      "28 px, equal FLOPs": Arm({"input_size": 28}, match_flops="224 px")}, "test_acc", 0.01,
           measures="final test accuracy at equal epochs, and against a 28-px arm trained for the 224-px arm's "
                    "training FLOPs (its epochs times the ratio of the models' own forward-FLOP counts, rounded: "
                    "3.96 at width 1, 4.35 at width 1/4); FLOPs per image and training images/s", evidence=("compute",),
@@ -69,7 +100,7 @@ CLAIMS = [
           "better", {"augment": {"augment": True}, "none": {}}, "test_acc", 0.005,
           measures="final test accuracy and train - test gap", context_metrics=("gap",)),
     Claim("augment_long", "data augmentation pays off with longer training (3x the scale's epochs)",
-          "better", {"augment": {"augment": True, "epochs_factor": 3}, "none": {"epochs_factor": 3}},
+          "better", {"augment": Arm({"augment": True}, epochs_factor=3), "none": Arm({}, epochs_factor=3)},
           "test_acc", 0.005, optional=True, measures="final test accuracy after 3x the epochs",
           context_metrics=("gap",)),
     Claim("features", "learned CNN features beat the hand-engineered features + SVM of the 2000s (SIFT/HOG and "
@@ -102,14 +133,17 @@ CLAIMS = [
     Claim("ladder", "AlexNet beats LeNet: what makes it better — ReLU, max pooling, depth and width, dropout, "
                     "224-px input — one change at a time", "ladder",
           {"LeNet": {"arch": "lenet", "input_size": 28, "activation": "sigmoid", "pool": "avg", "dropout": 0.0},
-           "+ ReLU": {"arch": "lenet", "input_size": 28, "pool": "avg", "dropout": 0.0},
-           "+ max pooling": {"arch": "lenet", "input_size": 28, "dropout": 0.0},
-           "+ depth and width": {"input_size": 28, "dropout": 0.0},
-           "+ dropout (AlexNet at 28 px)": {"input_size": 28},
-           "+ 224 px (the lecture's AlexNet)": {"input_size": 224},
-           "− ReLU": {"activation": "sigmoid"}, "− max pooling": {"pool": "avg"},
-           "− depth and width": {"arch": "lenet", "input_size": 28}, "− dropout": {"dropout": 0.0},
-           "− 224 px": {"input_size": 28}}, "test_acc", 0.02, optional=True,
+           "+ ReLU": rung("ReLU", {"arch": "lenet", "input_size": 28, "pool": "avg", "dropout": 0.0}),
+           "+ max pooling": rung("max pooling", {"arch": "lenet", "input_size": 28, "dropout": 0.0}),
+           "+ depth and width": rung("depth and width", {"input_size": 28, "dropout": 0.0}),
+           "+ dropout (AlexNet at 28 px)": rung("dropout", {"input_size": 28}),
+           "+ 224 px (the lecture's AlexNet)": rung("224 px", {"input_size": 224}, dropped_at=("quick", "smoke")),
+           "− ReLU": without("ReLU", {"activation": "sigmoid"}, dropped_at=("quick",)),
+           "− max pooling": without("max pooling", {"pool": "avg"}),
+           "− depth and width": without("depth and width", {"arch": "lenet", "input_size": 28}),
+           "− dropout": without("dropout", {"dropout": 0.0}),
+           "− 224 px": without("224 px", {"input_size": 28}, dropped_at=("quick", "smoke"))},
+          "test_acc", 0.02, optional=True,
           measures="final test accuracy of each rung from d2l's LeNet-5 (sigmoid, average pooling) to the lecture's "
                    "AlexNet, one change at a time, and of AlexNet without each change, at the scale's optimiser "
                    "settings, except the two sigmoid nets (LeNet, − ReLU), which the scale's lr cannot train: they "
@@ -158,7 +192,6 @@ class Scale:
     optional: tuple[str, ...] = ()  # optional claims this scale runs by default
     cannot_test: dict = field(default_factory=dict)  # claim id -> why this scale cannot judge it
     validation_size: int = 5000  # images held out of the training set to tune lr (the fair-lr mode)
-    drop_arms: dict = field(default_factory=dict)  # claim id -> arms this scale leaves out
     tune_trials: int = 6  # trials of the lr study of a claim's tuned_arms (--tune-lr N: N)
 
     def versus_lecture(self) -> str:
@@ -206,7 +239,6 @@ SCALES = {
         5, per_claim={"input224": {"train_size": 1200, "test_size": 500}},
         claim_seeds={"relu": 3, "maxpool": 8, "augment": 12},
         validation_size=1000, optional=("ladder",),
-        drop_arms={"ladder": ("+ 224 px (the lecture's AlexNet)", "− 224 px", "− ReLU")},
         cannot_test={"d2l": "the printed numbers are for 60,000 images at 224 px and 10 epochs; run --scale full",
                      "lenet": "the printed numbers are for 60,000 images and 10 epochs; run --scale full"}),
     "smoke": Scale(
@@ -214,5 +246,5 @@ SCALES = {
         {"input_size": 28, "train_size": 100, "test_size": 100, "epochs": 1, "batch_size": 32, "momentum": 0.9},
         2, cannot_test={"d2l": "the printed numbers are for the full scale",
                         "lenet": "the printed numbers are for the full scale"}, validation_size=100,
-        optional=("ladder",), drop_arms={"ladder": ("+ 224 px (the lecture's AlexNet)", "− 224 px")}, tune_trials=2),
+        optional=("ladder",), tune_trials=2),
 }

@@ -1,14 +1,13 @@
-"""The registry of evidence and plots that claims name (``Claim.evidence``, ``Claim.plots``).
+"""The registry of evidence that claims name (``Claim.evidence``; plots: ``ablations.plots``).
 
-A claim declares what it needs by name; adding a kind of evidence or plot is one decorated
-function here or anywhere else (a test, a plugin), never a branch on claim ids:
+A claim declares what it needs by name; adding a kind of evidence is one decorated function
+here or anywhere else (a test, a plugin), never a branch on claim ids:
 
     @evidence("grad_norms")
     def grad_norm_ratio(runs, arms, stats) -> str | Verdict: ...
 
 An evidence function gets the claim's runs, its arm names and the statistics dict (which it may
-extend); it returns a line of context (str) or a ``Verdict`` that joins the claim's verdict.
-A plot function gets the claim's report and the path to write."""
+extend); it returns a line of context (str) or a ``Verdict`` that joins the claim's verdict."""
 
 from __future__ import annotations
 
@@ -18,23 +17,14 @@ from statistics import median
 
 from alexnet.tracking import key_name
 
-from . import ladder, verdict
+from . import decision, ladder
 
 EVIDENCE: dict[str, Callable] = {}
-PLOTS: dict[str, tuple[Callable, str]] = {}  # name -> (function, file name with {claim})
 
 
 def evidence(name: str):
     def register(fn):
         EVIDENCE[name] = fn
-        return fn
-    return register
-
-
-def plot(name: str, filename: str):
-    """Register a plot written to RESULTS/<scale>/<device>/``filename`` (``{claim}`` is the claim id)."""
-    def register(fn):
-        PLOTS[name] = (fn, filename)
         return fn
     return register
 
@@ -64,7 +54,7 @@ def grad_norm_ratio(runs, arms, stats) -> str:
 
 
 @evidence("compute")
-def compute_cost(runs, arms, stats) -> verdict.Verdict:
+def compute_cost(runs, arms, stats) -> decision.Verdict:
     """FLOPs per image and training speed of the two arms: reproduced when the first costs more."""
     flops = {r.arm: r.result.flops_per_image for r in runs}
     params = {r.arm: r.result.params for r in runs}
@@ -82,7 +72,7 @@ def compute_cost(runs, arms, stats) -> verdict.Verdict:
         stats.update(speed_ratio=s_ratio)
         text += (f"; training {speed[arms[0]]:.1f} vs {speed[arms[1]]:.1f} images/s "
                  f"({arms[1]} {s_ratio:.2f}x faster, median over epochs and seeds)")
-    return verdict.Verdict("reproduced" if f_ratio > 1 else "contradicted", text)
+    return decision.Verdict("reproduced" if f_ratio > 1 else "contradicted", text)
 
 
 def arm_costs(runs: list, arms: list[str]) -> dict[str, dict]:
@@ -118,29 +108,30 @@ def cost(runs, arms, stats) -> str:
 
 
 @evidence("overfits")
-def overfits(runs, arms, stats) -> verdict.Verdict:
+def overfits(runs, arms, stats) -> decision.Verdict:
     """The dropout claim's precondition: the arm without dropout (the second) overfits, i.e. its mean
     train - test gap is at least the claim's minimum effect; otherwise nothing is there to control."""
     gaps = list(per_arm(runs, "gap").get(arms[1], {}).values())
     m = stats.get("min_effect", 0.0)
     if not gaps:
-        return verdict.Verdict("inconclusive", f"overfitting: no finished run of {arms[1]}")
+        return decision.Verdict("inconclusive", f"overfitting: no finished run of {arms[1]}")
     gap = sum(gaps) / len(gaps)
     stats.update(overfit_gap=gap)
     if gap < m:
-        return verdict.Verdict("inconclusive", f"nothing overfits at this scale: {arms[1]}'s train - test gap is "
+        return decision.Verdict("inconclusive", f"nothing overfits at this scale: {arms[1]}'s train - test gap is "
                                                f"{gap:+.4f}, below the minimum effect {m}, so there is nothing for "
                                                "dropout to control")
-    return verdict.Verdict("reproduced", f"overfitting: {arms[1]}'s train - test gap is {gap:+.4f} (≥ {m})")
+    return decision.Verdict("reproduced", f"overfitting: {arms[1]}'s train - test gap is {gap:+.4f} (≥ {m})")
 
 
 @evidence("attribution")
 def attribution(runs, arms, stats) -> str:
     """The ladder's attribution of the total gain to each change, both orders, and the lr of each arm."""
-    att = ladder.attribute(per_arm(runs, "test_acc"), arms)
+    claim = next(r.claim for r in runs if r.claim)  # the arms' roles
+    att = ladder.attribute(per_arm(runs, "test_acc"), claim.arms)
     stats.update({f"gain.{s.change}": s.forward.diff for s in att.steps if s.forward})
     lrs = {arm: sorted({r.config.lr for r in runs if r.arm == arm}) for arm in arms}
-    tuned = {arm for r in runs if r.claim for arm in r.claim.tuned_arms}
+    tuned = set(claim.tuned_arms)
     return "\n".join(ladder.describe(att, "test_acc") + [
         "lr of each arm (tuned: the best of its own Optuna study on a validation split of the training set; "
         "the scale's lr cannot train a sigmoid net): " + ", ".join(

@@ -1,8 +1,8 @@
 """The ladder claim: from LeNet to AlexNet one change at a time, and AlexNet minus each change.
 
-Arms are named by role: the first arm is the bottom rung (LeNet); each "+ CHANGE" arm (a note
-in parentheses may follow) adds one change to the rung before it, the last rung being the
-lecture's AlexNet; each "− CHANGE" arm is that AlexNet without one change (leave-one-out).
+Arms say their role (``claims.Arm``): the first arm is the bottom rung (LeNet); each ``rung``
+arm adds its ``change`` to the rung before it, the last rung being the lecture's AlexNet; each
+``without`` arm is that AlexNet without its ``change`` (leave-one-out).
 Every arm runs the same seeds, so each change's gain is a paired per-seed difference: forward
 (the rung minus the rung below it; the forward gains add up exactly to the total, AlexNet minus
 LeNet) and leave-one-out (AlexNet minus AlexNet without it). Where the two orders give a change
@@ -13,15 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .stats import ALPHA, FLAT_SE, Difference, holm, paired
-
-RUNG, REMOVED = "+ ", "− "
+from .significance import ALPHA, FLAT_SE, Difference, holm, paired
 
 
-def roles(arms: list[str]) -> tuple[list[str], dict[str, str]]:
-    """(rungs from the bottom up, change -> its leave-one-out arm)."""
-    rungs = [arms[0]] + [a for a in arms[1:] if a.startswith(RUNG)]
-    return rungs, {a[len(REMOVED):]: a for a in arms if a.startswith(REMOVED)}
+def roles(arms: dict) -> tuple[list[str], dict[str, str]]:
+    """(rungs from the bottom up, change -> its leave-one-out arm) of a claim's arms (name -> Arm)."""
+    names = list(arms)
+    rungs = names[:1] + [n for n in names[1:] if arms[n].role == "rung"]
+    return rungs, {arms[n].change: n for n in names if arms[n].role == "without"}
 
 
 def _aligned(a: dict[int, float], b: dict[int, float]) -> tuple[list[float], list[float]]:
@@ -37,7 +36,7 @@ def _gain(a: dict[int, float], b: dict[int, float]) -> tuple[dict[int, float], D
 
 
 @dataclass
-class Step:
+class Change:
     change: str
     forward: Difference | None  # the rung minus the rung below it
     without: Difference | None  # AlexNet minus AlexNet without the change (None: no such arm)
@@ -48,22 +47,23 @@ class Step:
 class Attribution:
     rungs: list[str]
     total: Difference | None  # top rung minus bottom rung
-    steps: list[Step]
+    steps: list[Change]
 
 
-def attribute(values: dict[str, dict[int, float]], arms: list[str]) -> Attribution:
-    """Each change's gain in ``values`` (arm -> seed -> metric), both orders, with intervals."""
+def attribute(values: dict[str, dict[int, float]], arms: dict) -> Attribution:
+    """Each change's gain in ``values`` (arm -> seed -> metric), both orders, with intervals, from
+    the claim's arms (name -> Arm)."""
     rungs, removed = roles(arms)
     top = rungs[-1]
     steps = []
     for below, rung in zip(rungs, rungs[1:]):
-        change = rung[len(RUNG):].split(" (")[0]
+        change = arms[rung].change
         forward_diffs, forward = _gain(values[rung], values[below])
         without, interaction = None, None
         if change in removed:
             loo_diffs, without = _gain(values[top], values[removed[change]])
             _, interaction = _gain(forward_diffs, loo_diffs)
-        steps.append(Step(change, forward, without, interaction))
+        steps.append(Change(change, forward, without, interaction))
     return Attribution(rungs, _gain(values[top], values[rungs[0]])[1], steps)
 
 

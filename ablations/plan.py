@@ -1,5 +1,6 @@
-"""Planning: which claims run, each arm's checked configuration at a scale, and the rows of a
-suite's plan (``PlannedRun``: what will be trained, resumed, reused or shared)."""
+"""Planning: which claims run, checked by name before any work (``validate``), each arm's
+configuration at a scale, and the rows of a suite's plan (``PlannedRun``: what will be trained,
+resumed, reused or shared)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from alexnet.config import Config
 from alexnet.env import check_runtime
 from alexnet.model import build_model, flops_per_image
 
-from .claims import BY_ID, CLAIMS, Claim, Scale
+from .claims import BY_ID, CLAIMS, METRICS, SCALES, Claim, Scale
+from .evidence import EVIDENCE
+from .rules import RULES
 
 
 def select_claims(only: list[str] | None, scale: Scale) -> list[Claim]:
@@ -25,8 +28,32 @@ def select_claims(only: list[str] | None, scale: Scale) -> list[Claim]:
         chosen = [BY_ID[c] for c in only]
     else:
         chosen = [c for c in CLAIMS if not c.optional or c.id in scale.optional]
-    return [replace(c, arms={a: o for a, o in c.arms.items() if a not in scale.drop_arms.get(c.id, ())})
+    return [replace(c, arms={name: a for name, a in c.arms.items() if scale.name not in a.dropped_at})
             for c in chosen]
+
+
+def validate(claims: list[Claim], plots=None) -> None:
+    """ValueError naming every unknown name the claims use — rules, metrics, arms (compared,
+    tuned, FLOPs-matched, ladder roles), evidence, plots (when ``plots`` is given) and scales —
+    so that a typo fails before any training, not after it."""
+    problems = []
+    for c in claims:
+        arms = c.arms.values()
+        checks = [("rule", [c.rule], RULES), ("metric", [c.metric, *c.context_metrics, *c.printed], METRICS),
+                  ("arm", [n for pair in c.versus for n in pair] + list(c.tuned_arms)
+                   + [a.match_flops for a in arms if a.match_flops], list(c.arms)),
+                  ("evidence", c.evidence, EVIDENCE), ("plot", c.plots if plots is not None else (), plots or ()),
+                  ("scale", [s for a in arms for s in a.dropped_at], SCALES),
+                  ("arm role", [a.role for a in arms if a.role], ("rung", "without")),
+                  ("change (a leave-one-out arm needs its rung)", [a.change for a in arms if a.role == "without"],
+                   {a.change for a in arms if a.role == "rung"})]
+        for kind, names, known in checks:
+            bad = [n for n in names if n not in known]
+            if bad:
+                problems.append(f"claim {c.id!r}: unknown {kind} {', '.join(map(repr, bad))} "
+                                f"(expected any of {', '.join(map(str, known)) or 'none'})")
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def default_precision(device: str) -> str:
@@ -37,19 +64,19 @@ def default_precision(device: str) -> str:
 
 def arm_config(claim: Claim, arm: str, scale: Scale, device: str, epochs: int | None = None,
                precision: str | None = None) -> Config:
-    """The arm's overrides on top of the scale's base config (``epochs_factor`` multiplies epochs;
-    ``match_flops: ARM`` gives the epochs that spend that arm's training FLOPs, from the models'
-    own forward-FLOP counts); ``precision`` (None: the device's default) unless the arm sets its own."""
+    """The arm's overrides on top of the scale's base config (``Arm.epochs_factor`` multiplies
+    epochs; ``Arm.match_flops`` gives the epochs that spend that arm's training FLOPs, from the
+    models' own forward-FLOP counts); ``precision`` (None: the device's default) unless the arm
+    sets its own."""
+    spec = claim.arms[arm]
     over = {"precision": precision or default_precision(device), **scale.base, **scale.per_claim.get(claim.id, {}),
-            **claim.arms[arm]}
-    factor = over.pop("epochs_factor", 1)
-    match = over.pop("match_flops", None)
-    if "epochs" not in claim.arms[arm]:  # an arm that sets its own epochs keeps them (an SVM is fitted once)
-        over["epochs"] = (epochs or over.get("epochs", Config().epochs)) * factor
+            **spec.overrides}
+    if "epochs" not in spec.overrides:  # an arm that sets its own epochs keeps them (an SVM is fitted once)
+        over["epochs"] = (epochs or over.get("epochs", Config().epochs)) * spec.epochs_factor
     config = Config(**over, device=device)
-    if match is None:
+    if spec.match_flops is None:
         return config
-    other = arm_config(claim, match, scale, device, epochs, precision)
+    other = arm_config(claim, spec.match_flops, scale, device, epochs, precision)
     return replace(config, epochs=max(1, round(other.epochs * model_flops(other) / model_flops(config))))
 
 
@@ -59,14 +86,23 @@ def model_flops(config: Config) -> int:
     return flops_per_image(build_model(config), config.input_size)
 
 
-def plan(claims: list[Claim], scale: Scale, device: torch.device, epochs: int | None = None,
+def configs(claims: list[Claim], scale: Scale, device: torch.device, epochs: int | None = None,
          precision: str | None = None) -> dict[str, dict[str, Config]]:
-    """claim id -> arm -> config, each checked (values, then what the device offers) before any work."""
+    """claim id -> arm -> config, each checked (names, values, then what the device offers) before
+    any work."""
+    validate(claims)
     plans = {c.id: {arm: arm_config(c, arm, scale, device.type, epochs, precision) for arm in c.arms} for c in claims}
     for configs in plans.values():
         for config in configs.values():
             check_runtime(config)
     return plans
+
+
+def run_key(kind: str, config: Config, seed: int | None = None) -> tuple:
+    """A planned run's identity (equal keys are one run, shared between claims): ``run`` (an arm
+    x seed run), ``tuned`` (one at its arm's tuned lr, keyed by the arm's config) or ``tune`` (an
+    arm's lr study: no seed)."""
+    return (kind, config.key()) if kind == "tune" else (kind, config.key(), seed)
 
 
 @dataclass
@@ -86,9 +122,7 @@ class PlannedRun:
     @property
     def key(self) -> tuple:
         """Equal keys are one run (shared between claims)."""
-        if self.state == "tune":
-            return ("tune", self.config.key())
-        return ("tuned" if self.tuned else "run", self.config.key(), self.seed)
+        return run_key("tune" if self.state == "tune" else "tuned" if self.tuned else "run", self.config, self.seed)
 
     @property
     def to_do(self) -> bool:

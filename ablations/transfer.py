@@ -33,16 +33,16 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from alexnet.run_tables import RUN_TABLES, RunTables
 from alexnet.tracking import Tracker, local_folder, store_uri
+from alexnet.untrusted import quoted
 
 from .archive import (
     MAX_BYTES,
-    RUN_TABLES,
     ArchiveError,
     NodeStore,
     artifacts,
     check_artifacts,
-    quoted,
     read_store,
     unpack,
 )
@@ -79,27 +79,12 @@ class Merge:
     """The node's new runs, checked against the local store; ``commit`` writes them, all or nothing."""
 
     def __init__(self, root: Path, node: NodeStore, tracker: Tracker, archive: Path):
-        if tracker.uri.startswith(("http://", "https://")):
-            raise ValueError(f"cannot import into {tracker.shown_uri}: importing keeps run ids, which needs the "
-                             "store's database URI (sqlite:///... or postgresql+psycopg://...), not a server URL")
         self.root, self.node, self.tracker, self.archive = root, node, tracker, archive
-        self.engine = sa.create_engine(tracker.uri)
-        self.meta = sa.MetaData()
-        self.meta.reflect(self.engine, only=("experiments", "runs", *RUN_TABLES))
-        with self.engine.connect() as conn:
-            local = str(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one())
-            if local != node.schema:
-                raise ValueError(f"the archive's MLflow schema revision {node.schema!r} differs from the local "
-                                 f"store's {local!r}: use the same MLflow version on the node and here "
-                                 "(constraints.txt)")
-            runs, experiments = self.meta.tables["runs"], self.meta.tables["experiments"]
-            ids = [r["run_uuid"] for r in node.runs]
-            self.present = {r[0] for r in conn.execute(sa.select(runs.c.run_uuid).where(runs.c.run_uuid.in_(ids)))}
-            found = list(conn.execute(sa.select(experiments)))
-            self.local = {r.name: (r.experiment_id, r.artifact_location) for r in found
-                          if r.lifecycle_stage == "active"}
-            self.deleted = {r.name for r in found if r.lifecycle_stage != "active"}
-            self.next_id = (conn.execute(sa.select(sa.func.max(experiments.c.experiment_id))).scalar() or 0) + 1
+        self.tables = RunTables(tracker.uri, node.schema, tracker.shown_uri)  # refuses another schema revision
+        self.present = self.tables.present([r["run_uuid"] for r in node.runs])
+        found, self.next_id = self.tables.experiments()
+        self.local = {r.name: (r.experiment_id, r.artifact_location) for r in found if r.lifecycle_stage == "active"}
+        self.deleted = {r.name for r in found if r.lifecycle_stage != "active"}
         self.new = [dict(r) for r in node.runs if r["run_uuid"] not in self.present]
         own = local_folder(tracker.client.get_experiment(tracker.experiment_id).artifact_location)
         if own is None:
@@ -152,17 +137,10 @@ class Merge:
             for i, (src, _) in enumerate(reports):
                 shutil.copy2(src, stage_dir / str(i))
             now = int(time.time() * 1000)
-            with self.engine.begin() as conn:  # rolled back on any error below
-                if self.created:
-                    conn.execute(sa.insert(self.meta.tables["experiments"]), [
-                        {"experiment_id": i, "name": n, "artifact_location": loc, "lifecycle_stage": "active",
-                         "creation_time": now, "last_update_time": now} for n, (i, loc) in self.created.items()])
-                if self.new:
-                    conn.execute(sa.insert(self.meta.tables["runs"]), self.new)
-                for table in RUN_TABLES:
-                    rows = [r for r in self.node.rows[table] if r["run_uuid"] in self.plan]
-                    if rows:
-                        conn.execute(sa.insert(self.meta.tables[table]), rows)
+            experiments = [{"experiment_id": i, "name": n, "artifact_location": loc, "lifecycle_stage": "active",
+                            "creation_time": now, "last_update_time": now} for n, (i, loc) in self.created.items()]
+            rows = {table: [r for r in self.node.rows[table] if r["run_uuid"] in self.plan] for table in RUN_TABLES}
+            with self.tables.insert(experiments, self.new, rows):  # rolled back on any error below
                 for stage, target in staged:
                     os.replace(stage, target)
                     moved.append(target)
@@ -185,7 +163,7 @@ class Merge:
         finally:
             for stage, _ in staged:
                 shutil.rmtree(stage.parent, ignore_errors=True)
-            self.engine.dispose()
+            self.tables.dispose()
         return len(self.new)
 
 

@@ -296,6 +296,13 @@ class Tracker:
     def log_text(self, text: str, name: str) -> None:
         mlflow.log_text(text, name)
 
+    def run(self, run_id: str):
+        return self.client.get_run(run_id)
+
+    def load_dict(self, run, name: str) -> dict:
+        """A JSON artifact the suite logged on ``run`` (``verdict.json``)."""
+        return mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/{name}")
+
     def load_result(self, run) -> TrainResult:
         """A finished run's ``result.json``, checked field by field (a store can be written by others)."""
         try:

@@ -1,13 +1,12 @@
 """``train(config, seed) -> TrainResult``: the lecture's ``train_ch6`` with checkpoints.
 
-Semantics follow d2l: Xavier-uniform init, SGD on the mean cross-entropy of each
-minibatch, train loss and accuracy accumulated over the epoch in train mode (dropout on),
-test accuracy after each epoch in eval mode. Beside d2l's numbers, ``train_eval_acc``: the
-accuracy in eval mode (dropout off, as test accuracy is measured) on a fixed sample of the
-training subset (evenly spaced) as large as the evaluation set, after each epoch; the train - test gap
-uses it, so that dropout does not lower one arm's train accuracy by itself. Returns plain numbers; tracking is the
-caller's business (see ``alexnet.tracking``).
-"""
+Semantics follow d2l: Xavier-uniform init, SGD on the mean cross-entropy of each minibatch,
+train loss and accuracy accumulated over the epoch in train mode (dropout on), test accuracy
+after each epoch in eval mode. Beside d2l's numbers, ``train_eval_acc``: the accuracy in eval
+mode (dropout off, as test accuracy is measured) on a fixed, evenly spaced sample of the training
+subset as large as the evaluation set, after each epoch; the train - test gap uses it, so that
+dropout does not lower one arm's train accuracy by itself. Returns plain numbers; tracking is the
+caller's business (``alexnet.tracking``)."""
 
 from __future__ import annotations
 
@@ -192,8 +191,7 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
     if rank:  # one rank reports
         on_epoch, progress = None, False
     train_loader, eval_loader, eval_split, fit_loader = loaders(config, data or load_fashion_mnist(data_dir), seed,
-                                                                device,
-                                                    (rank, world))
+                                                                device, (rank, world))
     step = build(config, device, seed, rank, world)
     norms = GradNorms(step.net, device)
     result = TrainResult(config.to_dict(), seed, environment(device), eval_split, count_params(step.net),
@@ -212,10 +210,9 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
             if record is None:  # the loss became NaN or infinite
                 result.status, result.diverged_at_epoch = "diverged", epoch
                 break
+            batches = record.pop("batches")
             if epoch == 1:
-                result.grad_norms = norms.means(record.pop("batches"))
-            else:
-                record.pop("batches")
+                result.grad_norms = norms.means(batches)
             record[result.eval_key] = evaluate(step.model, eval_loader, config, device)
             record["train_eval_acc"] = evaluate(step.model, fit_loader, config, device)
             record["epoch_time_s"] = time.perf_counter() - record.pop("start")

@@ -103,3 +103,13 @@ def env_number(name: str, default: float, *, low: float = 0.0) -> float:
     if not (math.isfinite(value) and value >= low):
         raise ValueError(f"invalid ${name}={raw!r}: expected a finite number >= {low:g} (default {default:g})")
     return value
+
+
+def printable(text: str) -> str:
+    """Untrusted text as it may be printed: control and non-printable characters escaped."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else "?" for c in text)
+
+
+def quoted(value) -> str:
+    """An untrusted value (an archive's name or path) as it may be printed: escaped, length bounded."""
+    return repr(printable(str(value)[:120]))

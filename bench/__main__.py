@@ -60,6 +60,37 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
+def write(result: dict, folder: Path, env: dict) -> None:
+    """bench.json, bench.csv and bench.png in ``folder``; the ceilings and the summary printed."""
+    (folder / "bench.json").write_text(json.dumps(result, indent=2))
+    keys = list(dict.fromkeys(k for r in result["rows"] for k in r))
+    with (folder / "bench.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys + ["device", "torch", "git_commit"])
+        w.writeheader()
+        for r in result["rows"]:
+            w.writerow({**r, "device": env["device"], "torch": env["torch"], "git_commit": env["git_commit"]})
+    plot(result["rows"], folder / "bench.png", f"AlexNet throughput on {env['device']}")
+    table = Table(title=f"ceilings (fastest dense matmul of n in {result['matmul_sizes']})")
+    table.add_column("precision")
+    table.add_column("TFLOP/s", justify="right")
+    for prec, tf in result["ceilings_tflops"].items():
+        table.add_row(prec, f"{tf:.3f}")
+    console.print(table)
+    console.print(result["summary"])
+
+
+def log(result: dict, folder: Path, env: dict, scale: str, uri: str | None) -> None:
+    """The sweep as an MLflow run of the ``alexnet-bench`` experiment, its files as artifacts."""
+    tracker = Tracker(uri, experiment="alexnet-bench")
+    with tracker.open_run(f"bench {env['device']}", {"kind": "bench", "scale": scale}):
+        tracker.set_tags({f"env.{k}": v for k, v in env.items()})
+        tracker.log_metrics({f"ceiling_tflops.{k}": v for k, v in result["ceilings_tflops"].items()})
+        tracker.log_metrics({f"images_per_s.{r['label'].replace(' ', '.')}": r["images_per_s"]
+                             for r in result["rows"] if r["status"] == "ok"})
+        for name in ("bench.json", "bench.csv", "bench.png"):
+            tracker.log_artifact(folder / name)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--scale", choices=["full", "node", "quick", "smoke"], default="full",
@@ -100,31 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     result = sweep(device, scale, images, labels, progress=report, budget_s=args.budget_s)
     result.update(env=env, scale=scale, command=shlex.join(["python", "-m", "bench", *(argv or sys.argv[1:])]),
                   summary=summary(result["rows"]))
-    (folder / "bench.json").write_text(json.dumps(result, indent=2))
-    keys = list(dict.fromkeys(k for r in result["rows"] for k in r))
-    with (folder / "bench.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys + ["device", "torch", "git_commit"])
-        w.writeheader()
-        for r in result["rows"]:
-            w.writerow({**r, "device": env["device"], "torch": env["torch"], "git_commit": env["git_commit"]})
-    plot(result["rows"], folder / "bench.png", f"AlexNet throughput on {env['device']}")
-
-    table = Table(title=f"ceilings (fastest dense matmul of n in {result['matmul_sizes']})")
-    table.add_column("precision")
-    table.add_column("TFLOP/s", justify="right")
-    for prec, tf in result["ceilings_tflops"].items():
-        table.add_row(prec, f"{tf:.3f}")
-    console.print(table)
-    console.print(result["summary"])
+    write(result, folder, env)
     if not args.no_mlflow:
-        tracker = Tracker(args.tracking_uri, experiment="alexnet-bench")
-        with tracker.open_run(f"bench {env['device']}", {"kind": "bench", "scale": scale}):
-            tracker.set_tags({f"env.{k}": v for k, v in env.items()})
-            tracker.log_metrics({f"ceiling_tflops.{k}": v for k, v in result["ceilings_tflops"].items()})
-            tracker.log_metrics({f"images_per_s.{r['label'].replace(' ', '.')}": r["images_per_s"]
-                                 for r in result["rows"] if r["status"] == "ok"})
-            for name in ("bench.json", "bench.csv", "bench.png"):
-                tracker.log_artifact(folder / name)
+        log(result, folder, env, scale, args.tracking_uri)
     console.print(f"wrote {folder}/bench.csv, bench.json, bench.png")
     if result["over_ceiling"]:  # a fraction above 1 means the ceiling was mismeasured, not a fast case
         console.print(f"[red]error:[/] above the measured matmul ceiling: {', '.join(result['over_ceiling'])}; the "

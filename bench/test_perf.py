@@ -13,6 +13,7 @@ import torch
 from alexnet.config import Config
 from alexnet.train import build, train_step
 from bench import counts, gate
+from bench import reference as refs
 from bench.conftest import SMALL_TRAIN
 from bench.gate import loader
 
@@ -35,9 +36,9 @@ def counted(tmp_path_factory, request):
     source = (copy / "alexnet" / "train.py").read_text()
     assert source.count(ORIGINAL) == 1, "train_step changed: update the injected line"
     (copy / "alexnet" / "train.py").write_text(source.replace(ORIGINAL, INJECTED))
-    baseline = counts.load_baseline()
+    baseline = refs.load_baseline()
     commit = None if request.config.getoption("--update-baseline") else baseline["reference_commit"]
-    with counts.reference_tree(commit) as ref:
+    with refs.reference_tree(commit) as ref:
         reference = counts.Counting(list(counts.NUMBER), pythonpath=str(ref)) if ref else None
         injected = counts.Counting([TRAIN], pythonpath=str(copy))
         tree = counts.Counting(list(counts.NUMBER))
@@ -52,7 +53,7 @@ def _reference(counted) -> tuple[dict, str]:
     if ref is not None:
         return ({ref["machine"]: ref["benchmarks"]},
                 f"reference: commit {baseline['reference_commit'][:12]} counted in the same run (git worktree)")
-    return counts.fallback(counted["tree"], baseline)
+    return refs.fallback(counted["tree"], baseline)
 
 
 def test_instruction_counts_within_the_reference(counted, request):
@@ -60,10 +61,10 @@ def test_instruction_counts_within_the_reference(counted, request):
     same run on this machine, whatever its CPU class (the stored counts when the commit is absent)."""
     measured = counted["tree"]
     if request.config.getoption("--update-baseline"):
-        head = counts.store_baseline(measured)
+        head = refs.store_baseline(measured)
         pytest.skip(f"instruction counts stored for {measured['machine']}; reference commit now {head[:12]}")
     reference, source = _reference(counted)
-    lines, failures = counts.compare(measured, reference)
+    lines, failures = refs.compare(measured, reference)
     print(f"machine: {measured['machine']}\n{source}\n" + "\n".join(lines))
     if counted["reference"] is not None:
         assert counted["reference"]["alexnet"].startswith(str(counted["reference_tree"])), "not the reference's code"
@@ -80,10 +81,10 @@ def test_count_gate_catches_an_injected_slowdown(counted):
     assert tree["alexnet"].startswith(str(ALEXNET)), tree["alexnet"]
     reference, _ = _reference(counted)
     if reference:
-        assert len(counts.compare(injected, reference)[1]) == 1  # caught against the reference as well
-    lines, failures = counts.compare(injected, {tree["machine"]: tree["benchmarks"]})
+        assert len(refs.compare(injected, reference)[1]) == 1  # caught against the reference as well
+    lines, failures = refs.compare(injected, {tree["machine"]: tree["benchmarks"]})
     ratio = injected["benchmarks"][TRAIN]["per_call"] / tree["benchmarks"][TRAIN]["per_call"]
-    print(f"injected slowdown: {ratio:.4f}x the unchanged training step (threshold {1 + counts.THRESHOLD:.2f}x); "
+    print(f"injected slowdown: {ratio:.4f}x the unchanged training step (threshold {1 + refs.THRESHOLD:.2f}x); "
           f"the gate's message:\n{failures[0] if failures else '(none)'}")
     assert 1.10 < ratio < 1.25, ratio
     assert len(failures) == 1 and failures[0].startswith(TRAIN) and "functions that grew most" in failures[0]
@@ -93,7 +94,7 @@ def test_count_gate_catches_an_injected_slowdown(counted):
         out.mkdir(parents=True, exist_ok=True)
         ref = counted["reference"]
         (out / "count_gate.json").write_text(json.dumps({
-            "machine": tree["machine"], "threshold": counts.THRESHOLD, "injected_ratio": round(ratio, 4),
+            "machine": tree["machine"], "threshold": refs.THRESHOLD, "injected_ratio": round(ratio, 4),
             "reference_commit": counted["baseline"]["reference_commit"] if ref else None,
             "unchanged": {n: b["per_call"] for n, b in tree["benchmarks"].items()},
             "reference": {n: b["per_call"] for n, b in ref["benchmarks"].items()} if ref else None,

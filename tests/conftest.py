@@ -241,3 +241,11 @@ def smoke_suite(tmp_path_factory):
     out = run_suite(workdir, "--scale", "smoke")
     assert out.returncode == 0, out.stderr[-3000:]
     return workdir, out
+
+
+def ladder_arms(names: list[str]) -> dict:
+    """name -> Arm: "+ X" a rung adding X, "− X" the top rung without X, else the bottom rung."""
+    from ablations.claims import Arm, rung, without
+
+    return {n: rung(n[2:], {}) if n.startswith("+ ") else without(n[2:], {}) if n.startswith("− ") else Arm()
+            for n in names}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ablations.claims import BY_ID, SCALES, SVM, Claim
-from ablations.plan import plan
+from ablations.plan import configs
 from ablations.suite import Suite, SuiteOptions
 from alexnet import classical
 from alexnet.config import Config
@@ -46,7 +46,7 @@ def test_a_bad_classical_setting_is_refused_naming_it(field, value, expected):
 def test_a_claim_with_a_bad_c_is_refused_when_the_plan_is_made_before_any_work():
     claim = Claim("toy", "an SVM with C <= 0", "better", {"AlexNet": {}, "svm": {**SVM, "svm_c": 0.0}})
     with pytest.raises(ValueError, match=r"invalid svm_c=0.0: expected a finite number > 0"):
-        plan([claim], SCALES["smoke"], __import__("torch").device("cpu"))
+        configs([claim], SCALES["smoke"], __import__("torch").device("cpu"))
 
 
 def test_classical_arms_are_logged_identified_by_their_config_and_reused(tmp_path, fmnist):
@@ -57,7 +57,7 @@ def test_classical_arms_are_logged_identified_by_their_config_and_reused(tmp_pat
                      SuiteOptions(device="cpu", checkpoint_dir=tmp_path / "checkpoints", progress=False))
 
     first = suite()
-    rows = first.schedule([claim], first.plan([claim]))
+    rows = first.schedule([claim], first.configs([claim]))
     first.estimate(rows)  # an SVM is priced once per config: its later seeds are copies of that fit
     assert [r.seconds > 0 for r in rows if not r.config.sgd] == [True, False] * 3
     (report,) = first.run_claims([claim], "test")

@@ -81,7 +81,7 @@ def test_budget_finishes_whole_claims_reports_them_and_a_rerun_completes_the_res
     # than this one does to start it
     probe = _suite(tmp_path, fmnist, epochs=3, seeds=1)
     claims = [BY_ID["augment_long"], BY_ID["relu"]]
-    rows = probe.schedule(claims, probe.plan(claims))
+    rows = probe.schedule(claims, probe.configs(claims))
     probe.estimate(rows)
     cost = {c.id: sum(r.seconds for r in rows if r.claim == c.id) for c in claims}
     assert cost["augment_long"] > 2.5 * cost["relu"], cost  # the margin the budget below needs
@@ -116,7 +116,7 @@ def test_a_run_that_overruns_the_budget_stops_at_an_epoch_and_resumes(tmp_path, 
     (claim,) = _runs(tmp_path, "tags.kind = 'claim'")
     assert claim.data.tags["verdict"] == "unfinished" and claim.data.tags["unfinished_runs"] == "4"
     again = _suite(tmp_path, fmnist)
-    rows = again.schedule(claims, again.plan(claims))
+    rows = again.schedule(claims, again.configs(claims))
     assert [(r.state, r.from_epoch) for r in rows] == [("resume", 1)] + [("train", 0)] * 3
     (report,) = again.run_claims(claims, "test")
     assert again.trained == 4 and len(report.runs) == 4

@@ -7,9 +7,9 @@ import pytest
 
 from ablations.__main__ import main
 from ablations.claims import BY_ID, SCALES
-from ablations.estimate import speed_key
-from ablations.judge import ArmRun, judge, judge_all
+from ablations.judge import ArmRun, judge_all, judge_claim
 from ablations.plan import arm_config, select_claims
+from ablations.speed import speed_key
 from ablations.suite import Suite, SuiteOptions
 from alexnet.config import Config
 from alexnet.result import TrainResult
@@ -48,7 +48,7 @@ def test_the_quick_scale_gives_each_claim_the_seeds_its_spread_needs(tmp_path, f
     suite = Suite(quick, Tracker(f"sqlite:///{tmp_path}/mlflow.db"), fmnist,
                   SuiteOptions(device="cpu", checkpoint_dir=tmp_path / "ck", progress=False, **options))
     claims = select_claims(None, quick)
-    rows = suite.schedule(claims, suite.plan(claims))
+    rows = suite.schedule(claims, suite.configs(claims))
     seeds = {claim: {r.seed for r in rows if r.claim == claim and r.state != "tune"} for claim in expected}
     assert seeds == {claim: set(range(n)) for claim, n in expected.items()}
     # the base arm's extra seeds are trained once, by the first claim that needs them, and shared
@@ -78,12 +78,12 @@ def test_width_changes_the_probe_key_so_each_width_is_timed():
 def test_dropout_is_judged_only_where_the_arm_without_it_overfits():
     claim = BY_ID["dropout"]
     # p=0's gap 0.002: nothing overfits, whatever the difference
-    flat = judge(claim, _runs(claim, {"p=0.5": [(0.80, 0.80), (0.81, 0.81), (0.79, 0.79)],
+    flat = judge_claim(claim, _runs(claim, {"p=0.5": [(0.80, 0.80), (0.81, 0.81), (0.79, 0.79)],
                                       "p=0": [(0.802, 0.80), (0.812, 0.81), (0.792, 0.79)]}), SCALES["quick"])
     assert flat.verdict == "inconclusive"
     assert flat.reason.startswith("nothing overfits at this scale: p=0's train - test gap is +0.0020")
     # p=0 overfits by 0.05 and dropout closes most of it
-    over = judge(claim, _runs(claim, {"p=0.5": [(0.82, 0.81), (0.835, 0.82), (0.81, 0.802)],
+    over = judge_claim(claim, _runs(claim, {"p=0.5": [(0.82, 0.81), (0.835, 0.82), (0.81, 0.802)],
                                       "p=0": [(0.86, 0.81), (0.87, 0.82), (0.85, 0.80)]}), SCALES["quick"])
     assert over.verdict == "reproduced" and over.reason == ""
     assert "overfitting: p=0's train - test gap is +0.0500" in "\n".join(over.evidence)

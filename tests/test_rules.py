@@ -6,11 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from conftest import ladder_arms
 from scipy import stats
 
-from ablations import verdict as V
+from ablations import decision as V
 from ablations.ladder import attribute, interactions
-from ablations.stats import paired, rule_power, seeds_needed, tost_power
+from ablations.rules import RULES
+from ablations.significance import paired, paired_power, seeds_needed, tost_power
 
 
 def _scipy_p(rule: str, d: np.ndarray, m: float, sign: int) -> tuple[float, str]:
@@ -33,7 +35,7 @@ def test_each_rule_p_and_decision_match_scipy_on_random_cases(rule, higher_is_be
         n, m = int(rng.integers(3, 9)), 0.01
         b = rng.uniform(0.5, 0.9, n)
         a = b + rng.normal(rng.uniform(-0.04, 0.04), rng.uniform(0.002, 0.02), n)
-        v = V.compare(rule, dict(enumerate(a)), dict(enumerate(b)), m, higher_is_better=higher_is_better)
+        v = V.compare(RULES[rule].test, dict(enumerate(a)), dict(enumerate(b)), m, higher_is_better=higher_is_better)
         p, outcome = _scipy_p(rule, a - b, m, sign)
         assert v.stats["p"] == pytest.approx(p, rel=1e-6, abs=1e-12)
         assert v.verdict == (outcome if p < 0.05 else "inconclusive")
@@ -92,16 +94,16 @@ def test_ties_fall_back_to_the_t_interval_instead_of_a_nan_bound():
 def _simulate(rule: str, n: int, true: float, m: float, sd: float, sims: int, seed: int) -> dict[str, float]:
     """P(verdict) over ``sims`` suites of n seeds whose per-seed differences are N(true, sd)."""
     rng = np.random.default_rng(seed)
-    words = [V.compare(rule, dict(enumerate(0.7 + d)), dict.fromkeys(range(n), 0.7), m).verdict
+    words = [V.compare(RULES[rule].test, dict(enumerate(0.7 + d)), dict.fromkeys(range(n), 0.7), m).verdict
              for d in rng.normal(true, sd, size=(sims, n))]
     return {w: words.count(w) / sims for w in ("reproduced", "contradicted", "inconclusive")}
 
 
 def test_better_reproduces_with_its_printed_power_at_its_printed_seed_count():
     m, sd = 0.01, 0.006
-    n = seeds_needed(m, sd, rule="better")
+    n = seeds_needed(m, sd)
     assert 3 <= n < 10  # the t path
-    printed = rule_power("better", n, m, sd)
+    printed = paired_power(n, m, sd)
     found = _simulate("better", n, 2 * m, m, sd, 1000, 0)["reproduced"]
     assert printed >= 0.8 and abs(found - printed) < 0.04  # the review found 0.49 at the printed seed count
     assert _simulate("better", n, m, m, sd, 1000, 1)["reproduced"] <= 0.04  # at a true gain of m itself: alpha / 2
@@ -114,11 +116,11 @@ def test_no_gain_is_not_contradicted_when_the_gain_is_below_the_minimum_effect()
 
 def test_same_reproduces_with_its_printed_power():
     # the review's case: at sd = m = 0.01 a t-test's 80% needs 10 seeds, the two one-sided tests 13
-    assert seeds_needed(0.01, 0.01, rule="same") == 13 and seeds_needed(0.01, 0.01, rule="better") == 10
+    assert seeds_needed(0.01, 0.01, test=tost_power) == 13 and seeds_needed(0.01, 0.01) == 10
     assert tost_power(10, 0.01, 0.01) < 0.7
     m, sd = 0.01, 0.006  # below 10 seeds (the t path; from 10 the bootstrap-t's power is approximated by the t's)
-    n = seeds_needed(m, sd, rule="same")
-    printed = rule_power("same", n, m, sd)
+    n = seeds_needed(m, sd, test=tost_power)
+    printed = tost_power(n, m, sd)
     found = _simulate("same", n, 0.0, m, sd, 1500, 2)["reproduced"]
     assert n < 10 and printed >= 0.8 and found >= printed - 0.03
 
@@ -144,7 +146,7 @@ def test_ladder_interactions_are_holm_corrected_together():
     values["− ReLU"] = {s: values["+ depth"][s] - 0.2 + loo[s] for s in seeds}
     values["− max pooling"] = {s: values["+ depth"][s] - 0.05 + rng.normal(0, 0.01) for s in seeds}
     values["− depth"] = {s: values["+ depth"][s] - 0.05 + rng.normal(0, 0.01) for s in seeds}
-    att = attribute(values, list(values))
+    att = attribute(values, ladder_arms(list(values)))
     relu = next(s for s in att.steps if s.change == "ReLU")
     assert 0.001 < relu.interaction.p_differs() < 0.05
     adjusted = interactions(att)
@@ -152,7 +154,7 @@ def test_ladder_interactions_are_holm_corrected_together():
 
 
 def test_the_review_s_edge_cases_print_no_nan_and_decide_nothing_without_spread():
-    from ablations.stats import holm, paired_power
+    from ablations.significance import holm, paired_power
 
     for nc in np.linspace(8.0, 15.0, 15):  # scipy's noncentral t returns nan for the lower tail out here
         power = paired_power(5, nc * 0.01 / math.sqrt(5), 0.01, 0.05 / 7)
@@ -168,4 +170,4 @@ def test_the_review_s_edge_cases_print_no_nan_and_decide_nothing_without_spread(
     values["+ ReLU"] = {s: values["LeNet"][s] + 0.2 for s in seeds}
     values["+ pool"] = {s: values["+ ReLU"][s] + 0.05 + 0.002 * (-1) ** s for s in seeds}
     values["− ReLU"] = {s: values["+ pool"][s] - 0.19 + 1e-13 * s for s in seeds}
-    assert interactions(attribute(values, list(values))) == {}
+    assert interactions(attribute(values, ladder_arms(list(values)))) == {}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ablations.stats import (
+from ablations.significance import (
     binomial_se,
     holm,
     paired,
@@ -100,7 +100,7 @@ def test_unpaired_input_is_refused_by_name():
 
 
 def test_sequential_looks_keep_the_false_positive_rate_on_null_data():
-    from ablations.stats import alpha_per_look, looks
+    from ablations.significance import alpha_per_look, looks
 
     plan = looks(11)
     assert plan == [3, 5, 7, 9, 11]

@@ -1,12 +1,16 @@
 import csv
+import subprocess
+import sys
 
 import mlflow
+import pandas as pd
 import pytest
 from conftest import run_suite
 
 from ablations.claims import BY_ID, SCALES
 from ablations.plan import select_claims
-from alexnet.tracking import key_name
+from ablations.table import COLUMNS, from_store, write_csv
+from alexnet.tracking import Tracker, key_name
 
 DEFAULT_SMOKE = select_claims(None, SCALES["smoke"])  # with the arms the smoke scale runs
 
@@ -32,13 +36,35 @@ def test_smoke_suite_writes_reports_with_computed_verdicts(smoke_suite):
     seen = {(r["claim"], r["arm"], r["seed"]) for r in rows}
     assert seen == {(c.id, a, str(s)) for c in DEFAULT_SMOKE for a in c.arms for s in range(SCALES["smoke"].seeds)}
     # the ladder runs at the smoke scale on its 28-px rungs only
-    assert {r["arm"] for r in rows if r["claim"] == "ladder"} == set(BY_ID["ladder"].arms) - set(
-        SCALES["smoke"].drop_arms["ladder"]) and len(BY_ID["ladder"].arms) == 11
+    assert {r["arm"] for r in rows if r["claim"] == "ladder"} == {
+        name for name, arm in BY_ID["ladder"].arms.items() if "smoke" not in arm.dropped_at} and len(
+        BY_ID["ladder"].arms) == 11 and not any("224" in r["arm"] for r in rows if r["claim"] == "ladder")
     assert {r["metric"] for r in rows} >= {"test_acc", "train_acc", "train_loss", "gap", "flops_per_image"}
     for png in ("final_accuracy.png", "input224_flops_vs_accuracy.png", "relu_grad_norms.png", "curves_relu.png",
                 "ladder_waterfall.png", "features_accuracy_vs_cost.png"):
         assert (folder / png).stat().st_size > 10_000
     assert "verdicts, smoke scale" in out.stdout
+
+
+@pytest.mark.slow
+def test_the_runs_table_loaded_from_the_store_is_claims_csv_row_for_row(smoke_suite, tmp_path):
+    """claims.csv is the tidy table; ``python -m ablations runs`` loads the same table from the store."""
+    workdir, _ = smoke_suite
+    written = (workdir / "results" / "smoke" / "cpu" / "claims.csv").read_bytes()
+    loaded = from_store(Tracker(f"sqlite:///{workdir}/mlflow.db"))
+    write_csv(loaded, tmp_path / "loaded.csv")
+    assert (tmp_path / "loaded.csv").read_bytes() == written
+    assert len(loaded) > 1000 and set(loaded.metric) >= {"test_acc", "gap", "params", "wall_s"}
+    cmd = [sys.executable, "-m", "ablations", "runs", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db"]
+    out = subprocess.run([*cmd, "--csv", "a.csv", "--parquet", "b.parquet"], capture_output=True, text=True)
+    assert out.returncode == 2 and "not allowed with argument" in out.stderr  # one output at a time
+    for flag, name in (("--csv", "runs.csv"), ("--parquet", "runs.parquet")):
+        out = subprocess.run([*cmd, flag, str(tmp_path / name)], capture_output=True, text=True, cwd=workdir)
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert "final test accuracy per arm" in out.stdout and "relu" in out.stdout
+    parquet = pd.read_parquet(tmp_path / "runs.parquet")
+    assert len(parquet) == len(loaded) and parquet.value.dtype == float
+    assert list(pd.read_csv(tmp_path / "runs.csv").columns) == COLUMNS
 
 
 @pytest.mark.slow

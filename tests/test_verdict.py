@@ -4,7 +4,7 @@ from statistics import stdev
 import numpy as np
 import pytest
 
-from ablations import verdict as V
+from ablations import decision as V
 
 
 def test_clear_win_is_reproduced():
@@ -112,7 +112,7 @@ def test_inconclusive_names_what_it_lacks():
 
 
 def test_power_figures_agree_with_the_paired_t_test():
-    from ablations.stats import paired_power, seeds_needed
+    from ablations.significance import paired_power, seeds_needed
 
     a, b = {0: 0.60, 1: 0.64, 2: 0.61, 3: 0.66}, {0: 0.58, 1: 0.60, 2: 0.60, 3: 0.61}
     v = V.better(a, b, 0.02)
@@ -136,14 +136,14 @@ def _runs(claim, per_seed):
 
 def test_judge_all_adjusts_every_comparison_over_the_family():
     from ablations.claims import BY_ID, SCALES
-    from ablations.judge import judge, judge_all
-    from ablations.stats import holm
+    from ablations.judge import judge_all, judge_claim
+    from ablations.significance import holm
 
     relu, maxpool, augment = BY_ID["relu"], BY_ID["maxpool"], BY_ID["augment"]
     items = [(relu, _runs(relu, {"relu": [0.70, 0.74, 0.72], "sigmoid": [0.60, 0.62, 0.61]})),  # clear
              (maxpool, _runs(maxpool, {"max": [0.61, 0.605, 0.635], "avg": [0.57, 0.575, 0.585]})),  # p ~ 0.035
              (augment, _runs(augment, {"augment": [0.60, 0.59, 0.63], "none": [0.60, 0.60, 0.60]}))]  # noise
-    alone = {c.id: judge(c, runs, SCALES["quick"]) for c, runs in items}
+    alone = {c.id: judge_claim(c, runs, SCALES["quick"]) for c, runs in items}
     raw = {c: r.stats["p"] for c, r in alone.items()}
     assert alone["maxpool"].verdict == "reproduced" and 0.01 < raw["maxpool"] < 0.05
     reports = {r.claim.id: r for r in judge_all(items, SCALES["quick"])}
@@ -161,7 +161,7 @@ def _null_suites(alpha_at_each_look: float | None, sims: int) -> float:
     declares any effect in suites of three claims with no true effect, minimum effect 0."""
     from ablations.claims import SCALES, Claim
     from ablations.judge import judge_all, undecided
-    from ablations.stats import alpha_per_look, looks
+    from ablations.significance import alpha_per_look, looks
 
     plan = looks(9)
     alpha = alpha_per_look(0.05, len(plan)) if alpha_at_each_look is None else alpha_at_each_look
@@ -203,10 +203,12 @@ def _ladder_values(effects: dict[str, float], interaction: float = 0.0, seeds: i
 
 
 def test_ladder_attribution_recovers_additive_effects_and_flags_an_interaction():
+    from conftest import ladder_arms
+
     from ablations.ladder import attribute, describe
 
     effects = {"ReLU": 0.25, "max pooling": 0.03, "depth and width": 0.10, "dropout": 0.01}
-    att = attribute(_ladder_values(effects), LADDER)
+    att = attribute(_ladder_values(effects), ladder_arms(LADDER))
     assert att.rungs == LADDER[:5] and att.total.diff == pytest.approx(sum(effects.values()), abs=0.003)
     for step in att.steps:  # additive: both orders give each change its own effect, within the noise
         assert step.forward.diff == pytest.approx(effects[step.change], abs=0.003)
@@ -214,7 +216,7 @@ def test_ladder_attribution_recovers_additive_effects_and_flags_an_interaction()
     assert sum(s.forward.diff for s in att.steps) == pytest.approx(att.total.diff)  # forward gains add up exactly
     assert "): none detected (Holm-adjusted p:" in describe(att, "test_acc")[-1]
     # ReLU and depth together add 0.08 more: forward credits it to depth (added last), leave-one-out to both
-    att = attribute(_ladder_values(effects, interaction=0.08), LADDER)
+    att = attribute(_ladder_values(effects, interaction=0.08), ladder_arms(LADDER))
     by = {s.change: s for s in att.steps}
     assert by["ReLU"].forward.diff == pytest.approx(0.25, abs=0.003) and by["ReLU"].without.diff == pytest.approx(
         0.33, abs=0.003)

@@ -8,8 +8,9 @@ unit of analysis (``paired``); arms that cannot pair are compared with Welch's t
 - ``prob_improvement``: P(A > B), the chance a run of one arm beats a run of the other.
 - ``holm``: Holm–Bonferroni adjusted p-values for the comparisons judged together.
 - ``binomial_se``: the test set's own sampling noise.
-- ``rule_power``, ``seeds_needed``: power of a verdict rule as it is applied (a one-sided test
-  against the minimum effect, or two of them for equivalence); seeds for 80% power.
+- ``paired_power``, ``tost_power``, ``seeds_needed``: power of a verdict rule as it is applied (a
+  one-sided test against the minimum effect, or two of them for equivalence); seeds for 80% power.
+- ``mean_sd``, ``t_interval``: the seed aggregates the reports print and log.
 - ``looks``, ``alpha_per_look``: the sequential plan of ``--seeds auto``.
 
 References: Bouthillier et al. 2021; Colas et al. 2018; Agarwal et al. 2021 (probability of
@@ -158,29 +159,32 @@ def tost_power(n: int, margin: float, sd_diff: float, alpha: float = ALPHA) -> f
     return max(0.0, 1.0 - 2 * float(stats.nct.cdf(stats.t.ppf(1 - alpha / 2, df), df, nc)))
 
 
-def rule_power(rule: str, n: int, min_effect: float, sd_diff: float, alpha: float = ALPHA) -> float:
-    """Power of a verdict rule as applied, with n seeds, at family-wise ``alpha``:
-    - better: P(reproduced) when the true gain is twice the minimum effect m (its test is against m,
-      so at a true gain of m it is only alpha);
-    - no_gain: P(reproduced) when the true gain is 0 (its test: the gain is below m);
-    - same: P(reproduced) when the true difference is 0 (two one-sided tests against ±m).
-    Each one-sided test is at alpha / 2 (the rules double one-sided p), i.e. a two-sided paired
-    t-test's power for an effect m."""
-    if rule == "same":
-        return tost_power(n, min_effect, sd_diff, alpha)
-    return paired_power(n, min_effect, sd_diff, alpha)
-
-
 def seeds_needed(effect: float, sd_diff: float, power: float = POWER, alpha: float = ALPHA, limit: int = 10_000,
-                 rule: str = "better") -> int:
-    """The fewest seeds (>= 2) at which ``rule`` reaches ``power`` (``rule_power``); ``limit`` + 1
-    when even ``limit`` seeds do not."""
+                 test=None) -> int:
+    """The fewest seeds (>= 2) at which a rule's ``test(n, effect, sd_diff, alpha)`` (its power as it
+    is applied; default ``paired_power``: better and no_gain) reaches ``power``; ``limit`` + 1 when
+    even ``limit`` seeds do not."""
+    test = test or paired_power
     if sd_diff == 0:
         return 2
     n = max(2, math.floor(min((Z_POWER * sd_diff / effect) ** 2, limit + 1)))  # the z-test's n: a lower bound
-    while n <= limit and rule_power(rule, n, effect, sd_diff, alpha) < power:
+    while n <= limit and test(n, effect, sd_diff, alpha) < power:
         n += 1
     return n
+
+
+def mean_sd(xs: list[float]) -> tuple[float, float]:
+    """Mean and sample sd of the finite values of xs (sd 0 for one value; nan for none)."""
+    xs = [x for x in xs if not math.isnan(x)]
+    return (mean(xs), stdev(xs) if len(xs) > 1 else 0.0) if xs else (math.nan, math.nan)
+
+
+def t_interval(xs: list[float]) -> tuple[float, float]:
+    """95% t interval of the mean of xs (nan below 2 values)."""
+    if len(xs) < 2:
+        return math.nan, math.nan
+    half = t_half_width(xs)
+    return mean(xs) - half, mean(xs) + half
 
 
 def looks(max_seeds: int, first: int = 3, step: int = 2) -> list[int]:

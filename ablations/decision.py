@@ -1,20 +1,21 @@
-"""Verdict rules: per-seed values in, *reproduced* / *contradicted* / *inconclusive* out.
+"""Verdicts: per-seed values in, *reproduced* / *contradicted* / *inconclusive* out (the
+statistics of each rule that ``ablations.rules`` registers).
 
-Every rule returns its evidence (means, stds, interval, p, noise floor, power) next to the
+Every test returns its evidence (means, stds, interval, p, noise floor, power) next to the
 word, so a reader can check the verdict against the numbers; an inconclusive one says what
 it lacks."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import mean, stdev
 
-from . import stats
-from .stats import Difference
+from . import significance
+from .significance import Difference
 
-ALPHA = stats.ALPHA  # family-wise: Holm over the comparisons judged together (``judge.judge_all``)
-RULES = ("better", "no_gain", "same")  # the comparison rules: two arms, a p-value, a family
+ALPHA = significance.ALPHA  # family-wise: Holm over the comparisons judged together (``judge.judge_all``)
 ACCURACY_METRICS = ("test_acc", "gap")  # metrics that carry the test set's sampling noise
 
 
@@ -25,11 +26,26 @@ class Verdict:
     stats: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Test:
+    """How a comparison rule (``ablations.rules``) decides between two arms' per-seed values.
+    ``decide(d, m, higher_is_better) -> (p, outcome)``: the p of the test the verdict rests on and
+    the verdict it supports; ``expected``: the outcome the claim expects ({a}: the favoured arm,
+    {m}: the minimum effect, {direction}: higher or lower); ``power_at``: the true effect its power
+    is reported at; ``power(n, m, sd_diff, alpha)``; ``needs_effect``: an inconclusive verdict
+    lacks effect when the measured gain is not beyond m."""
+    decide: Callable[[Difference, float, bool], tuple[float, str | None]]
+    expected: str
+    power_at: str
+    power: Callable[[int, float, float, float], float] = significance.paired_power
+    needs_effect: bool = False
+
+
 def _sd(xs) -> float:
     return stdev(xs) if len(xs) > 1 else 0.0
 
 
-def estimate(a: dict | list, b: dict | list) -> tuple[Difference | None, list, list, str]:
+def difference(a: dict | list, b: dict | list) -> tuple[Difference | None, list, list, str]:
     """The difference a - b: paired on the seeds both arms finished when a and b map seed ->
     value, Welch's when they are plain lists (arms that cannot pair). (None when too few runs.)"""
     note = ""
@@ -39,14 +55,14 @@ def estimate(a: dict | list, b: dict | list) -> tuple[Difference | None, list, l
         if alone:
             note = f"seeds {', '.join(map(str, alone))} finished in one arm only: left out of the pairs"
         xa, xb = [a[s] for s in common], [b[s] for s in common]
-        return (stats.paired(xa, xb) if len(common) >= 2 else None), xa, xb, note
+        return (significance.paired(xa, xb) if len(common) >= 2 else None), xa, xb, note
     xa, xb = list(a), list(b)
-    return (stats.welch(xa, xb) if len(xa) >= 2 and len(xb) >= 2 else None), xa, xb, note
+    return (significance.welch(xa, xb) if len(xa) >= 2 and len(xb) >= 2 else None), xa, xb, note
 
 
 def improvement(xa: list, xb: list, higher_is_better: bool = True) -> float:
     """P(A better than B) over all pairs of runs."""
-    return stats.prob_improvement(xa, xb) if higher_is_better else stats.prob_improvement(xb, xa)
+    return significance.prob_improvement(xa, xb) if higher_is_better else significance.prob_improvement(xb, xa)
 
 
 def describe(d: Difference, xa: list, xb: list, names: tuple[str, str], metric: str,
@@ -59,23 +75,23 @@ def describe(d: Difference, xa: list, xb: list, names: tuple[str, str], metric: 
             f"{improvement(xa, xb, higher_is_better):.2f}")
 
 
-def compare(rule: str, a: dict | list, b: dict | list, min_effect: float, *, higher_is_better: bool = True,
+def compare(test: Test, a: dict | list, b: dict | list, min_effect: float, *, higher_is_better: bool = True,
             names=("a", "b"), metric="value", images: int | None = None, accuracy: float | None = None,
             p_adjusted: float | None = None, family: int = 1, alpha: float = ALPHA) -> Verdict:
-    """A comparison rule applied to two arms' per-seed values (see ``decide``), with the noise
+    """A comparison test applied to two arms' per-seed values (``Test.decide``), with the noise
     floor and the rule's power beside it. ``p_adjusted``: this comparison's Holm-adjusted p in a
     ``family`` of comparisons (None: judged alone), decided at ``alpha`` (below 0.05 at each look of
-    ``--seeds auto``). Power and seeds for 80% are the rule's own (``stats.rule_power``) at
+    ``--seeds auto``). Power and seeds for 80% are the test's own (``Test.power``) at
     alpha / family: Bonferroni, a conservative stand-in for the Holm step the decision faces.
     ``images`` and ``accuracy``: the test set's size and the two arms' mean accuracy, at which its
     binomial noise is reported (accuracy metrics only). Differences without spread (every seed
     the same) decide nothing: the verdict is inconclusive and says so."""
-    d, xa, xb, note = estimate(a, b)
+    d, xa, xb, note = difference(a, b)
     if d is None:
         return Verdict("inconclusive", f"{metric}: needs at least 2 seeds per arm (have {len(xa)} and {len(xb)})"
                        + (f"; {note}" if note else ""))
-    flat = d.se <= stats.FLAT_SE  # identical differences (or identical arms): no spread to test against
-    p, outcome = (1.0, None) if flat else decide(rule, d, min_effect, higher_is_better)
+    flat = d.se <= significance.FLAT_SE  # identical differences (or identical arms): no spread to test against
+    p, outcome = (1.0, None) if flat else test.decide(d, min_effect, higher_is_better)
     p_adj = p if p_adjusted is None else p_adjusted
     word = outcome if outcome and p_adj < alpha else "inconclusive"
     sd_a, sd_b = _sd(xa), _sd(xb)
@@ -89,82 +105,83 @@ def compare(rule: str, a: dict | list, b: dict | list, min_effect: float, *, hig
          "cohens_d": d.diff / pooled if pooled else math.copysign(math.inf, d.diff) if d.diff else 0.0,
          "paired": int(d.paired), "method": d.method, "sd_diff": sd_diff, "min_effect": min_effect,
          "alpha": alpha, "power_alpha": power_alpha, "flat": int(flat),
-         "power": stats.rule_power(rule, len(xa), min_effect, sd_diff, power_alpha)
-         if min_effect and not flat else math.nan,
-         "seeds_needed": stats.seeds_needed(min_effect, sd_diff, alpha=power_alpha, rule=rule)
+         "power": test.power(len(xa), min_effect, sd_diff, power_alpha) if min_effect and not flat else math.nan,
+         "seeds_needed": significance.seeds_needed(min_effect, sd_diff, alpha=power_alpha, test=test.power)
          if min_effect and not flat else math.nan}
-    expected = {"better": f"expected {names[0]} {'higher' if higher_is_better else 'lower'} by more than {min_effect} "
-                          f"(the gain's interval above {min_effect})",
-                "no_gain": f"claim holds if {names[0]} gains less than {min_effect} (the gain's interval below "
-                           f"{min_effect})",
-                "same": f"the same if the difference's interval lies inside ±{min_effect}"}[rule]
+    expected = test.expected.format(a=names[0], m=min_effect, direction="higher" if higher_is_better else "lower")
     adjusted = (f", Holm-adjusted {p_adj:.3g} over {family} comparisons" if family > 1 else "") + (
         f", decided at α = {alpha:.3g}" if alpha != ALPHA else "")
     lines = [describe(d, xa, xb, names, metric, higher_is_better) + f", p {p:.3g}{adjusted}; {expected}"]
     floor = [f"seed-to-seed sd {names[0]} {sd_a:.4f}, {names[1]} {sd_b:.4f}, of the "
              f"{'paired differences' if d.paired else 'difference of two runs'} {sd_diff:.4f}"]
     if images and accuracy is not None and metric in ACCURACY_METRICS:
-        s |= {"binomial_se": stats.binomial_se(accuracy, images), "images": images}
+        s |= {"binomial_se": significance.binomial_se(accuracy, images), "images": images}
         floor.insert(0, f"test-set binomial SE ±{s['binomial_se']:.4f} at the two arms' accuracy {accuracy:.3f} "
                         f"on {images:,} images")
     if min_effect and not flat:
-        floor.append(f"power of this rule at {len(xa)} seeds ({POWER_AT[rule].format(m=min_effect)}, α "
+        floor.append(f"power of this rule at {len(xa)} seeds ({test.power_at.format(m=min_effect)}, α "
                      f"{power_alpha:.3g} = 0.05 / {family} comparisons): {s['power']:.0%}; 80% needs "
                      f"{_seeds(s['seeds_needed'])}")
     lines.append("noise floor: " + "; ".join(floor))
     if note:
         lines.append(note)
     if word == "inconclusive":
-        s["lacks"] = lacks(s, outcome, len(xa), rule)
+        s["lacks"] = lacks(s, len(xa), test.needs_effect)
         lines.append("inconclusive — it lacks " + s["lacks"])
     return Verdict(word, "\n".join(lines), s)
-
-
-POWER_AT = {"better": "a true gain of 2 x {m}", "no_gain": "a true gain of 0", "same": "a true difference of 0"}
 
 
 def _seeds(n: int) -> str:
     return f"more than {n - 1:,} seeds" if n > 10_000 else f"{n:,} seeds"
 
 
-def decide(rule: str, d: Difference, m: float, higher_is_better: bool = True) -> tuple[float, str | None]:
-    """(p, outcome): the p-value of the test the verdict rests on, and the verdict it supports.
-    Every test is against the minimum effect m, one-sided, its p doubled (so p < 0.05 says exactly
-    that the 95% interval lies beyond the bound).
-
-    - better: a beats b by more than m. Gain estimated above 0: p of 'the gain is at most m'
-      (reproduced); else p of 'the loss is at most m' (contradicted).
-    - no_gain: a gains less than m over b. Gain estimated below m: p of 'the gain is at least m'
-      (reproduced); else p of 'the gain is at most m' (contradicted).
-    - same: |a - b| < m (equivalence, two one-sided tests); when the estimate lies outside ±m,
-      p of 'the difference is inside ±m' (contradicted)."""
-    sign = 1 if higher_is_better else -1
-    gain = sign * d.diff
-
-    def above(c: float) -> float:  # one-sided p of 'the true gain is at most c'
-        return d.p_above(c) if sign > 0 else d.p_below(-c)
-
-    def below(c: float) -> float:  # one-sided p of 'the true gain is at least c'
-        return d.p_below(c) if sign > 0 else d.p_above(-c)
-
-    if rule == "better":
-        return (min(1.0, 2 * above(m)), "reproduced") if gain > 0 else (min(1.0, 2 * below(-m)), "contradicted")
-    if rule == "no_gain":
-        return (min(1.0, 2 * below(m)), "reproduced") if gain < m else (min(1.0, 2 * above(m)), "contradicted")
-    if rule == "same":
-        if abs(d.diff) < m:
-            return min(1.0, 2 * max(d.p_above(-m), d.p_below(m))), "reproduced"
-        return min(1.0, 2 * (d.p_above(m) if d.diff > 0 else d.p_below(-m))), "contradicted"
-    raise ValueError(f"unknown comparison rule {rule!r}: expected one of {', '.join(RULES)}")
+def _tails(d: Difference, higher_is_better: bool):
+    """(the gain, p of 'the true gain is at most c', p of 'the true gain is at least c'): one-sided."""
+    if higher_is_better:
+        return d.diff, d.p_above, d.p_below
+    return -d.diff, lambda c: d.p_below(-c), lambda c: d.p_above(-c)
 
 
-def lacks(s: dict, outcome: str | None, n: int, rule: str = "better") -> str:
+# Every test is against the minimum effect m, one-sided, its p doubled (so p < 0.05 says exactly
+# that the 95% interval lies beyond the bound).
+
+def decide_better(d: Difference, m: float, higher_is_better: bool = True) -> tuple[float, str]:
+    """a beats b by more than m. Gain estimated above 0: p of 'the gain is at most m' (reproduced);
+    else p of 'the loss is at most m' (contradicted)."""
+    gain, above, below = _tails(d, higher_is_better)
+    return (min(1.0, 2 * above(m)), "reproduced") if gain > 0 else (min(1.0, 2 * below(-m)), "contradicted")
+
+
+def decide_no_gain(d: Difference, m: float, higher_is_better: bool = True) -> tuple[float, str]:
+    """a gains less than m over b. Gain estimated below m: p of 'the gain is at least m'
+    (reproduced); else p of 'the gain is at most m' (contradicted)."""
+    gain, above, below = _tails(d, higher_is_better)
+    return (min(1.0, 2 * below(m)), "reproduced") if gain < m else (min(1.0, 2 * above(m)), "contradicted")
+
+
+def decide_same(d: Difference, m: float, higher_is_better: bool = True) -> tuple[float, str]:
+    """|a - b| < m (equivalence, two one-sided tests); when the estimate lies outside ±m, p of
+    'the difference is inside ±m' (contradicted)."""
+    if abs(d.diff) < m:
+        return min(1.0, 2 * max(d.p_above(-m), d.p_below(m))), "reproduced"
+    return min(1.0, 2 * (d.p_above(m) if d.diff > 0 else d.p_below(-m))), "contradicted"
+
+
+BETTER = Test(decide_better, "expected {a} {direction} by more than {m} (the gain's interval above {m})",
+              "a true gain of 2 x {m}", needs_effect=True)
+NO_GAIN = Test(decide_no_gain, "claim holds if {a} gains less than {m} (the gain's interval below {m})",
+               "a true gain of 0")
+SAME = Test(decide_same, "the same if the difference's interval lies inside ±{m}", "a true difference of 0",
+            power=significance.tost_power)
+
+
+def lacks(s: dict, n: int, needs_effect: bool = True) -> str:
     """What an inconclusive comparison lacks: spread, effect, seeds, or it fell to the correction."""
     if s.get("flat"):
         return (f"spread: the {n} paired differences are all {s['diff']:+.4f}, and a sample without variance "
                 "decides nothing (more seeds, or a larger test set, would show the noise it hides)")
     missing = []
-    if rule == "better" and abs(s["gain"]) <= s["min_effect"]:
+    if needs_effect and abs(s["gain"]) <= s["min_effect"]:
         missing.append(f"effect: the measured difference, {s['gain']:+.4f}, is not beyond the minimum effect "
                        f"{s['min_effect']}")
     if s["min_effect"] and s["seeds_needed"] > n:  # (nan when flat: handled above)
@@ -176,18 +193,18 @@ def lacks(s: dict, outcome: str | None, n: int, rule: str = "better") -> str:
 
 
 def better(a, b, min_effect: float, **kw) -> Verdict:
-    """The claim: arm a beats arm b by at least ``min_effect`` (see ``decide``)."""
-    return compare("better", a, b, min_effect, **kw)
+    """The claim: arm a beats arm b by at least ``min_effect`` (``decide_better``)."""
+    return compare(BETTER, a, b, min_effect, **kw)
 
 
 def no_gain(a, b, min_effect: float, **kw) -> Verdict:
     """The claim: arm a gains less than ``min_effect`` over arm b."""
-    return compare("no_gain", a, b, min_effect, **kw)
+    return compare(NO_GAIN, a, b, min_effect, **kw)
 
 
 def same(a, b, margin: float, **kw) -> Verdict:
     """The claim: arms a and b give the same result, within ±``margin`` (equivalence)."""
-    return compare("same", a, b, margin, **kw)
+    return compare(SAME, a, b, margin, **kw)
 
 
 def matches(values: dict[str, list[float]], targets: dict[str, float], tolerances: dict[str, float]) -> Verdict:
@@ -203,7 +220,7 @@ def matches(values: dict[str, list[float]], targets: dict[str, float], tolerance
         if len(xs) > 1 and _sd(xs) == 0:  # a sample without spread decides nothing
             return Verdict("inconclusive", f"{name}: the {len(xs)} seeds all gave {m:.4f}; a sample without spread "
                                            "decides nothing")
-        half = stats.t_half_width(xs)
+        half = significance.t_half_width(xs)
         low, high = m - half, m + half
         if target - tol <= low and high <= target + tol:
             word, where = "reproduced", "inside"
