@@ -28,8 +28,14 @@ def select_claims(only: list[str] | None, scale: Scale) -> list[Claim]:
         chosen = [BY_ID[c] for c in only]
     else:
         chosen = [c for c in CLAIMS if not c.optional or c.id in scale.optional]
-    return [replace(c, arms={name: a for name, a in c.arms.items() if scale.name not in a.dropped_at})
-            for c in chosen]
+    return [_without_dropped(c, scale) for c in chosen]
+
+
+def _without_dropped(claim: Claim, scale: Scale) -> Claim:
+    """The claim without the arms that say this scale drops them (nor their comparisons or tuning)."""
+    arms = {name: a for name, a in claim.arms.items() if scale.name not in a.dropped_at}
+    return replace(claim, arms=arms, tuned_arms=tuple(a for a in claim.tuned_arms if a in arms),
+                   versus=tuple((a, b) for a, b in claim.versus if a in arms and b in arms))
 
 
 def validate(claims: list[Claim], plots=None) -> None:

@@ -126,15 +126,16 @@ def test_count_gate_compares_only_within_a_machine_class():
     """The committed baseline is read; a measurement under another key is never compared, and
     within a key the 5% threshold decides, naming the functions that grew."""
     from bench import counts
+    from bench import reference as refs
 
-    stored = counts.load_baseline()
+    stored = refs.load_baseline()
     assert stored["machines"] and len(stored["reference_commit"]) == 40, "bench/perf_counts.json is committed"
     baseline = stored["machines"]
     key, benchmarks = next(iter(baseline.items()))
     assert set(benchmarks) == set(counts.NUMBER)
     base = benchmarks["train_step_28px_b4"]
     other = {"machine": "torch 0.0 / some other CPU", "benchmarks": {"train_step_28px_b4": base}}
-    lines, failures = counts.compare(other, baseline)
+    lines, failures = refs.compare(other, baseline)
     assert failures == [] and "comparison skipped" in lines[0] and key in lines[0]
 
     def scaled(factor, fn):  # the same profile with one function's count multiplied
@@ -145,9 +146,9 @@ def test_count_gate_compares_only_within_a_machine_class():
 
     top = max(base["functions"], key=base["functions"].get)
     small = 1 + 0.04 * base["per_call"] / base["functions"][top]  # +4% of the step's total
-    assert counts.compare(scaled(small, top), baseline)[1] == []
+    assert refs.compare(scaled(small, top), baseline)[1] == []
     big = 1 + 0.06 * base["per_call"] / base["functions"][top]   # +6%
-    (failure,) = counts.compare(scaled(big, top), baseline)[1]
+    (failure,) = refs.compare(scaled(big, top), baseline)[1]
     assert "1.06" in failure.splitlines()[0] and top[:60] in failure.splitlines()[2]
 
 
@@ -156,22 +157,22 @@ def test_count_gate_reference_is_a_worktree_of_its_commit_or_a_stated_fallback()
     not in the clone falls back to the stored counts of this machine class, saying so in one line."""
     import subprocess
 
-    from bench import counts
+    from bench import reference as refs
 
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=counts.REPO, capture_output=True, text=True).stdout.strip()
-    with counts.reference_tree(head) as tree:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=refs.REPO, capture_output=True, text=True).stdout.strip()
+    with refs.reference_tree(head) as tree:
         assert (tree / "alexnet" / "train.py").is_file() and (tree / "bench" / "counts.py").is_file()
-        listed = subprocess.run(["git", "worktree", "list"], cwd=counts.REPO, capture_output=True, text=True).stdout
+        listed = subprocess.run(["git", "worktree", "list"], cwd=refs.REPO, capture_output=True, text=True).stdout
         assert str(tree) in listed
     assert not tree.exists()
-    with counts.reference_tree("0" * 40) as missing:
+    with refs.reference_tree("0" * 40) as missing:
         assert missing is None
-    stored = counts.load_baseline()
+    stored = refs.load_baseline()
     key = next(iter(stored["machines"]))
     absent = {**stored, "reference_commit": "0" * 40}
-    reference, line = counts.fallback({"machine": key}, absent)
+    reference, line = refs.fallback({"machine": key}, absent)
     assert reference == {key: stored["machines"][key]} and "not in this clone" in line and "\n" not in line
-    reference, line = counts.fallback({"machine": "torch 0.0 / another CPU"}, absent)
+    reference, line = refs.fallback({"machine": "torch 0.0 / another CPU"}, absent)
     assert reference == {} and "comparison skipped" in line
 
 

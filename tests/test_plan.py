@@ -7,8 +7,9 @@ import mlflow
 import pytest
 from conftest import run_suite
 
+from ablations.budget import REPORT_RESERVE_S
 from ablations.claims import BY_ID, SCALES
-from ablations.suite import REPORT_RESERVE_S, Suite, SuiteOptions
+from ablations.suite import Suite, SuiteOptions
 from alexnet.tracking import Tracker
 
 
@@ -35,7 +36,8 @@ def test_estimate_lands_within_a_factor_of_2_of_the_actual_time(smoke_suite):
     md = (workdir / "results" / "smoke" / "cpu" / "claims.md").read_text()
     ratio = float(re.search(r"actual / estimated (\d+\.\d+)", md).group(1))
     assert abs(ratio - m["actual_s"] / m["estimate_s"]) < 0.01
-    assert re.search(r"\[12/50\] maxpool: avg, seed 1: .* elapsed, ~\d+ s left", out.stderr)
+    # the ETA's value depends on the CPU (over 90 s it prints minutes): its form is what is checked
+    assert re.search(r"\[12/50\] maxpool: avg, seed 1: .* elapsed, ~\d+(\.\d)? (s|min) left", out.stderr)
 
 
 @pytest.mark.slow
@@ -85,7 +87,7 @@ def test_budget_finishes_whole_claims_reports_them_and_a_rerun_completes_the_res
     probe.estimate(rows)
     cost = {c.id: sum(r.seconds for r in rows if r.claim == c.id) for c in claims}
     assert cost["augment_long"] > 2.5 * cost["relu"], cost  # the margin the budget below needs
-    budget_min = (1.5 * probe.probe_s + 1.5 * cost["relu"] + REPORT_RESERVE_S) / 60
+    budget_min = (1.5 * probe.budget.probe_s + 1.5 * cost["relu"] + REPORT_RESERVE_S) / 60
     out = run_suite(tmp_path, "--scale", "smoke", "--only", "augment_long", "relu", "--epochs", "3", "--seeds", "1",
                     "--budget-min", f"{budget_min:.3f}")
     assert out.returncode == 0, out.stderr[-3000:]

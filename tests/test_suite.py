@@ -1,12 +1,11 @@
 import csv
-import subprocess
-import sys
 
 import mlflow
 import pandas as pd
 import pytest
 from conftest import run_suite
 
+from ablations.__main__ import main
 from ablations.claims import BY_ID, SCALES
 from ablations.plan import select_claims
 from ablations.table import COLUMNS, from_store, write_csv
@@ -47,21 +46,23 @@ def test_smoke_suite_writes_reports_with_computed_verdicts(smoke_suite):
 
 
 @pytest.mark.slow
-def test_the_runs_table_loaded_from_the_store_is_claims_csv_row_for_row(smoke_suite, tmp_path):
+def test_the_runs_table_loaded_from_the_store_is_claims_csv_row_for_row(smoke_suite, tmp_path, capsys):
     """claims.csv is the tidy table; ``python -m ablations runs`` loads the same table from the store."""
     workdir, _ = smoke_suite
     written = (workdir / "results" / "smoke" / "cpu" / "claims.csv").read_bytes()
     loaded = from_store(Tracker(f"sqlite:///{workdir}/mlflow.db"))
     write_csv(loaded, tmp_path / "loaded.csv")
     assert (tmp_path / "loaded.csv").read_bytes() == written
-    assert len(loaded) > 1000 and set(loaded.metric) >= {"test_acc", "gap", "params", "wall_s"}
-    cmd = [sys.executable, "-m", "ablations", "runs", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db"]
-    out = subprocess.run([*cmd, "--csv", "a.csv", "--parquet", "b.parquet"], capture_output=True, text=True)
-    assert out.returncode == 2 and "not allowed with argument" in out.stderr  # one output at a time
+    assert len(loaded) > 500 and set(loaded.metric) >= {"test_acc", "gap", "params", "wall_s"}
+    cmd = ["runs", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db"]
+    with pytest.raises(SystemExit) as stop:
+        main([*cmd, "--csv", "a.csv", "--parquet", "b.parquet"])
+    assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err  # one output at a time
+    assert main([*cmd, "--suite-run", "0" * 32]) == 2 and "no finished suite run" in capsys.readouterr().err
     for flag, name in (("--csv", "runs.csv"), ("--parquet", "runs.parquet")):
-        out = subprocess.run([*cmd, flag, str(tmp_path / name)], capture_output=True, text=True, cwd=workdir)
-        assert out.returncode == 0, out.stderr[-2000:]
-    assert "final test accuracy per arm" in out.stdout and "relu" in out.stdout
+        assert main([*cmd, flag, str(tmp_path / name)]) == 0
+    out = capsys.readouterr().out
+    assert "final test accuracy per arm" in out and "relu" in out
     parquet = pd.read_parquet(tmp_path / "runs.parquet")
     assert len(parquet) == len(loaded) and parquet.value.dtype == float
     assert list(pd.read_csv(tmp_path / "runs.csv").columns) == COLUMNS
