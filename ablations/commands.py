@@ -140,7 +140,7 @@ def list_runs(argv: list[str]) -> int:
     """``python -m ablations runs``: a suite's runs from the MLflow store as one tidy table (one row
     per claim x arm x seed x metric, as claims.csv), summarised per claim and arm, and written to a
     CSV or Parquet file for pandas, R or a spreadsheet."""
-    from .table import from_store
+    from .table import from_store, write_csv
 
     p = argparse.ArgumentParser(prog="python -m ablations runs", description=list_runs.__doc__)
     p.add_argument("--tracking-uri", help=f"the store (default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI})")
@@ -163,7 +163,7 @@ def list_runs(argv: list[str]) -> int:
                                    f"{table.run_id.nunique()} runs; final test accuracy per arm:\n"
                                    + summary.to_string(float_format=lambda x: f"{x:.4f}"))
     if args.csv:
-        table.to_csv(args.csv, index=False)
+        write_csv(table, args.csv)
     if args.parquet:
         table.astype({"value": float, "lr": float, "seed": int}).to_parquet(args.parquet, index=False)
     return 0

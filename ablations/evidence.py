@@ -4,10 +4,11 @@ A claim declares what it needs by name; adding a kind of evidence is one decorat
 here or anywhere else (a test, a plugin), never a branch on claim ids:
 
     @evidence("grad_norms")
-    def grad_norm_ratio(runs, arms, stats) -> str | Verdict: ...
+    def grad_norm_ratio(runs, claim, stats) -> str | Verdict: ...
 
-An evidence function gets the claim's runs, its arm names and the statistics dict (which it may
-extend); it returns a line of context (str) or a ``Verdict`` that joins the claim's verdict."""
+An evidence function gets the claim's runs, the claim (its arms, in order, with their roles)
+and the statistics dict (which it may extend); it returns a line of context (str) or a
+``Verdict`` that joins the claim's verdict."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def per_arm(runs: list, name: str) -> dict[str, dict[int, float]]:
 
 
 @evidence("grad_norms")
-def grad_norm_ratio(runs, arms, stats) -> str:
+def grad_norm_ratio(runs, claim, stats) -> str:
     """Mean first-epoch gradient norm of the first conv layer over that of the last dense layer."""
     by_arm: dict[str, list[float]] = {}
     for r in runs:
@@ -54,8 +55,9 @@ def grad_norm_ratio(runs, arms, stats) -> str:
 
 
 @evidence("compute")
-def compute_cost(runs, arms, stats) -> decision.Verdict:
+def compute_cost(runs, claim, stats) -> decision.Verdict:
     """FLOPs per image and training speed of the two arms: reproduced when the first costs more."""
+    arms = list(claim.arms)
     flops = {r.arm: r.result.flops_per_image for r in runs}
     params = {r.arm: r.result.params for r in runs}
     speed = {arm: median(e["examples_per_s"] for r in runs if r.arm == arm for e in r.result.epochs)
@@ -94,8 +96,9 @@ def arm_costs(runs: list, arms: list[str]) -> dict[str, dict]:
 
 
 @evidence("cost")
-def cost(runs, arms, stats) -> str:
+def cost(runs, claim, stats) -> str:
     """Each arm's accuracy beside its cost on this machine: wall time, and FLOPs where counted."""
+    arms = list(claim.arms)
     parts = []
     for arm, c in arm_costs(runs, arms).items():
         stats[f"wall_s.{key_name(arm)}"] = c["wall_s"]
@@ -108,9 +111,10 @@ def cost(runs, arms, stats) -> str:
 
 
 @evidence("overfits")
-def overfits(runs, arms, stats) -> decision.Verdict:
+def overfits(runs, claim, stats) -> decision.Verdict:
     """The dropout claim's precondition: the arm without dropout (the second) overfits, i.e. its mean
     train - test gap is at least the claim's minimum effect; otherwise nothing is there to control."""
+    arms = list(claim.arms)
     gaps = list(per_arm(runs, "gap").get(arms[1], {}).values())
     m = stats.get("min_effect", 0.0)
     if not gaps:
@@ -125,9 +129,9 @@ def overfits(runs, arms, stats) -> decision.Verdict:
 
 
 @evidence("attribution")
-def attribution(runs, arms, stats) -> str:
+def attribution(runs, claim, stats) -> str:
     """The ladder's attribution of the total gain to each change, both orders, and the lr of each arm."""
-    claim = next(r.claim for r in runs if r.claim)  # the arms' roles
+    arms = list(claim.arms)
     att = ladder.attribute(per_arm(runs, "test_acc"), claim.arms)
     stats.update({f"gain.{s.change}": s.forward.diff for s in att.steps if s.forward})
     lrs = {arm: sorted({r.config.lr for r in runs if r.arm == arm}) for arm in arms}

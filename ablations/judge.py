@@ -84,9 +84,8 @@ def judge_claim(claim: Claim, runs: list[ArmRun], scale: Scale, adjusted: dict |
     judged = RULES[claim.rule].apply(claim, runs, Context(values, adjusted or {}, family, alpha))
     parts, found_stats, comparisons = judged.parts, judged.stats, judged.comparisons
     evidence += judged.evidence
-    arms = list(claim.arms)
     for name in claim.evidence:
-        found = EVIDENCE[name](runs, arms, found_stats)
+        found = EVIDENCE[name](runs, claim, found_stats)
         if isinstance(found, decision.Verdict):
             parts.append(found)
             found = found.evidence

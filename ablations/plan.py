@@ -28,6 +28,7 @@ def select_claims(only: list[str] | None, scale: Scale) -> list[Claim]:
         chosen = [BY_ID[c] for c in only]
     else:
         chosen = [c for c in CLAIMS if not c.optional or c.id in scale.optional]
+    validate(chosen)  # every arm, the ones this scale drops too
     return [_without_dropped(c, scale) for c in chosen]
 
 
@@ -41,7 +42,8 @@ def _without_dropped(claim: Claim, scale: Scale) -> Claim:
 def validate(claims: list[Claim], plots=None) -> None:
     """ValueError naming every unknown name the claims use — rules, metrics, arms (compared,
     tuned, FLOPs-matched, ladder roles), evidence, plots (when ``plots`` is given) and scales —
-    so that a typo fails before any training, not after it."""
+    and what each claim's rule finds missing (``Rule.check``), so that a typo fails before any
+    training, not after it."""
     problems = []
     for c in claims:
         arms = c.arms.values()
@@ -58,6 +60,9 @@ def validate(claims: list[Claim], plots=None) -> None:
             if bad:
                 problems.append(f"claim {c.id!r}: unknown {kind} {', '.join(map(repr, bad))} "
                                 f"(expected any of {', '.join(map(str, known)) or 'none'})")
+        lacking = RULES[c.rule].check(c) if c.rule in RULES else ""
+        if lacking:
+            problems.append(f"claim {c.id!r}: {lacking}")
     if problems:
         raise ValueError("; ".join(problems))
 

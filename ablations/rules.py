@@ -59,6 +59,7 @@ class Rule:
     describes: str  # the sentence claims.md uses for it
     tunable: bool = False  # --tune-lr also runs its arms at each arm's tuned lr
     test: decision.Test | None = None  # a comparison rule's test
+    check: Callable[[Claim], str] = lambda claim: ""  # what a claim naming it lacks ("": nothing), before training
 
 
 RULES: dict[str, Rule] = {}
@@ -94,10 +95,14 @@ def judge_pairs(claim: Claim, runs: list, ctx: Context, test: decision.Test, pai
     return found
 
 
+def _two_arms(claim: Claim) -> str:
+    return "" if len(claim.arms) >= 2 else f"a comparison needs two arms (has {len(claim.arms)})"
+
+
 def comparison(name: str, test: decision.Test, describes: str, tunable: bool = False) -> Rule:
     """Register a rule that judges the claim's comparisons (``Claim.comparisons``) with ``test``."""
     return register(Rule(name, lambda claim, runs, ctx: judge_pairs(claim, runs, ctx, test, claim.comparisons()),
-                         describes, tunable, test))
+                         describes, tunable, test, _two_arms))
 
 
 comparison("better", decision.BETTER, "reproduced when the favoured arm's gain is significantly above m, contradicted "
@@ -113,9 +118,14 @@ def _ladder(claim: Claim, runs: list, ctx: Context) -> Judged:
     return judge_pairs(claim, runs, ctx, decision.BETTER, [(rungs[-1], rungs[0])])
 
 
+def _rungs(claim: Claim) -> str:
+    rungs, _ = ladder.roles(claim.arms)
+    return "" if len(rungs) >= 2 else "a ladder needs rung arms (claims.rung) above its first arm"
+
+
 register(Rule("ladder", _ladder, "the top rung beats the bottom one by the *better* rule, with each change's gain "
               "attributed both ways and interactions Holm-corrected among themselves", tunable=True,
-              test=decision.BETTER))
+              test=decision.BETTER, check=_rungs))
 
 
 def _matches(claim: Claim, runs: list, ctx: Context) -> Judged:
@@ -127,7 +137,8 @@ def _matches(claim: Claim, runs: list, ctx: Context) -> Judged:
 
 
 register(Rule("matches", _matches, "reproduced when the 95% interval of every seed mean lies inside its tolerance "
-              "of the printed number (a single run of the lecture's), contradicted when one lies wholly outside"))
+              "of the printed number (a single run of the lecture's), contradicted when one lies wholly outside",
+              check=lambda c: "" if c.arms and c.printed else "matches needs an arm and printed numbers"))
 
 
 def _size(claim: Claim, runs: list, ctx: Context) -> Judged:

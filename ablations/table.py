@@ -11,6 +11,7 @@ suite's reports (``from_reports``: claims.csv is this table) or loaded from the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -62,7 +63,7 @@ def from_store(tracker: Tracker | None = None, suite_run: str | None = None) -> 
         known = f" (suite runs there: {', '.join(s.info.run_id for s in suites)})" if suites else ""
         raise ValueError(f"no finished suite run {suite_run or ''} in {tracker.shown_uri}{known}: run python -m "
                          "ablations first")
-    scale, device = suite.data.tags["scale"], suite.data.tags.get("device", "cpu")
+    scale, device = suite.data.tags["scale"], _device(suite.data.tags)
     order = suite.data.params.get("claims", "").split(",")
     claims = {c.data.tags["claim"]: c for c in tracker.find({"kind": "claim"})
               if c.data.tags.get("mlflow.parentRunId") == suite.info.run_id}
@@ -73,6 +74,15 @@ def from_store(tracker: Tracker | None = None, suite_run: str | None = None) -> 
             rows += _rows(claim_id, run["arm"], run["lr"], run["seed"], arm_run.data.tags["config_key"],
                           run["run_id"], tracker.load_result(arm_run), scale, device)
     return _frame(rows)
+
+
+def _device(tags: dict) -> str:
+    """The results folder's device name: the suite's ``device`` tag, else (suites before it) from
+    its ``env.device`` as ``alexnet.env.device_slug`` names it: ``cpu`` or the GPU's slug."""
+    if "device" in tags:
+        return tags["device"]
+    name = tags.get("env.device", "cpu")
+    return "cpu" if name.startswith("cpu") else re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> None:

@@ -82,7 +82,7 @@ def test_modules_are_small_and_say_their_job():
                     assert node.end_lineno - node.lineno < 60, f"{path.name}:{node.lineno} {node.name}"
 
 
-def test_a_misnamed_arm_evidence_or_plot_fails_before_training():
+def test_a_misnamed_arm_evidence_or_plot_fails_before_training(monkeypatch):
     ok = Claim("toy", "x", "better", {"a": {}, "b": {"dropout": 0.0}}, evidence=("overfits",), plots=("curves",))
     validate([ok], PLOTS)
     bad = [Claim("toy", "x", "beter", {"a": {}, "b": {}}, versus=(("a", "c"),), evidence=("overfit",),
@@ -94,8 +94,19 @@ def test_a_misnamed_arm_evidence_or_plot_fails_before_training():
         validate(bad, PLOTS)
     for name in ("'beter'", "'c'", "'B'", "'overfit'", "'curve'", "'relu'", "'quik'", "'+ relu'"):
         assert name in str(e.value)
-    # the scales drop arms that say so, whatever their names
-    assert "− ReLU" in BY_ID["ladder"].arms and "− ReLU" not in select_claims(["ladder"], SCALES["quick"])[0].arms
+    # the scales drop arms that say so, whatever their names, and with them their comparisons and tuning
+    quick = select_claims(["ladder"], SCALES["quick"])[0]
+    assert "− ReLU" in BY_ID["ladder"].arms and "− ReLU" not in quick.arms and quick.tuned_arms == ("LeNet",)
+    # a typo in a compared or tuned arm is caught before the scale drops anything, not silently left out
+    typo = Claim("typo", "x", "better", {"a": {}, "b": {}, "c": Arm({}, dropped_at=("quick",))}, versus=(("a", "cc"),))
+    monkeypatch.setitem(BY_ID, "typo", typo)
+    with pytest.raises(ValueError, match="unknown arm 'cc'"):
+        select_claims(["typo"], SCALES["quick"])
+    # what a rule needs: two arms to compare, rungs in a ladder (plain dicts have no role)
+    with pytest.raises(ValueError) as e:
+        validate([Claim("one", "x", "better", {"a": {}}), Claim("flat", "x", "ladder", {"LeNet": {}, "+ ReLU": {}})])
+    assert "'one': a comparison needs two arms (has 1)" in str(e.value)
+    assert "'flat': a ladder needs rung arms" in str(e.value)
 
 
 def worse(d, m, higher_is_better=True):
@@ -103,8 +114,9 @@ def worse(d, m, higher_is_better=True):
     return decision.decide_better(d, m, not higher_is_better)
 
 
-def loss_ratio_evidence(runs, arms, stats):
+def loss_ratio_evidence(runs, claim, stats):
     """A new kind of evidence: the mean final training loss of each arm, as a context line."""
+    arms = list(claim.arms)
     by_arm = {arm: [r.result.final("train_loss") for r in runs if r.arm == arm] for arm in arms}
     stats["loss_ratio"] = (sum(by_arm[arms[0]]) / len(by_arm[arms[0]])) / (sum(by_arm[arms[1]]) / len(by_arm[arms[1]]))
     return f"final train loss ratio {arms[0]} / {arms[1]}: {stats['loss_ratio']:.3f}"
