@@ -47,7 +47,7 @@ class Runner:
         path = self.checkpoint(config, seed)
         if path.exists():
             try:
-                return "resume", len(ckpt.load(path, torch.device("cpu"))["epochs"])
+                return "resume", len(ckpt.load(path)["epochs"])
             except ckpt.CheckpointError:  # moved aside when its turn comes; the run starts afresh
                 pass
         return "train", 0

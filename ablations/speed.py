@@ -15,7 +15,8 @@ import torch
 from alexnet import classical
 from alexnet.config import TEST_IMAGES, TRAIN_IMAGES, Config
 from alexnet.data import DeviceLoader, FashionMNIST
-from alexnet.train import build, evaluate, sync, train_step
+from alexnet.numerics import sync
+from alexnet.train import build, evaluate, train_step
 
 PROBE_S = 30.0  # the whole probe's time budget
 PROBE_SHARE = 0.1  # at most this share of a configuration's planned work is spent timing it
@@ -45,8 +46,9 @@ class Speed:
 
 def speed_key(config: Config) -> str:
     """The fields that change a step's cost, as a name (``28px-b32-fp32``). Activation, pooling
-    type, dropout, augmentation (a few elementwise operations on 28-px images) and the optimiser's
-    settings change the numbers, not the time, so arms that differ only in those share one probe.
+    type, dropout and the optimiser's settings change the numbers, not the time, so arms that
+    differ only in those share one probe. Augmentation (``aug``) adds a host-side draw and a copy
+    per batch, which on a GPU is not free beside a short step: it gets its own probe.
     A classical pipeline's cost grows faster than its images: its key names them (``svm-hog-rbf-c10-n4000``)."""
     if config.arch == "svm":
         return (f"svm-{config.features}-{config.kernel}-c{config.svm_c:g}"
@@ -54,7 +56,7 @@ def speed_key(config: Config) -> str:
     parts = ([] if config.arch == "alexnet" else [config.arch]) + [f"{config.input_size}px", f"b{config.batch_size}",
                                                                    config.precision]
     parts += [f"w{config.width:g}"] * (config.arch == "alexnet" and config.width != 1)
-    parts += ["lrn"] * config.lrn + ["compile"] * config.compile
+    parts += ["lrn"] * config.lrn + ["aug"] * config.augment + ["compile"] * config.compile
     parts += [] if config.channels_last else ["nchw"]
     if (config.pool_kernel, config.pool_stride) != (3, 2):
         parts.append(f"pool{config.pool_kernel}s{config.pool_stride}")
@@ -73,8 +75,9 @@ def run_seconds(config: Config, speed: Speed, store_s: float, from_epoch: int = 
     if epochs <= 0:
         return 0.0
     train, test = images(config)
-    batches = math.ceil(train / config.batch_size), math.ceil(test / config.batch_size)
-    epoch = batches[0] * speed.step_s + batches[1] * speed.eval_batch_s
+    # the trainer evaluates twice an epoch: the evaluation set, and a training sample as large (train_eval_acc)
+    eval_batches = math.ceil(test / config.batch_size) + math.ceil(min(train, test) / config.batch_size)
+    epoch = math.ceil(train / config.batch_size) * speed.step_s + eval_batches * speed.eval_batch_s
     return (speed.setup_s + max(0.0, speed.first_step_s - speed.step_s) + epochs * epoch
             + store_s * (STORE_CALLS_PER_RUN + STORE_CALLS_PER_EPOCH * epochs))
 
@@ -109,23 +112,40 @@ def _probe_one(config: Config, data: FashionMNIST, device: torch.device, share: 
     loader = DeviceLoader(x_all, y_all, config, device, train=True, seed=0)
     batches = (batch for epoch in range(1, 1000) for batch in loader.epoch(epoch))
 
-    def timed_step() -> float:
-        sync(device)
-        t = time.perf_counter()
+    def one_step() -> None:
         x, y = next(batches)  # the batch's resize and augmentation count: a run does them too
         train_step(step, x, y, global_batch=len(y))
-        sync(device)
-        return time.perf_counter() - t
 
-    first = timed_step()
+    first = step_times(one_step, device, 1)[0]  # warm-up (and compilation): a run's first step, waited for
     limit = min(share / 2, PROBE_SHARE * planned_steps * first)
-    times, t0 = [], time.perf_counter()  # none when even one more step is over the limit: the warm-up stands in
-    while len(times) < MAX_STEPS and time.perf_counter() - t0 + (times[-1] if times else first) <= limit:
-        times.append(timed_step())
+    steps = min(MAX_STEPS, int(limit // first))  # none when even one more step is over: the warm-up stands in
+    times = step_times(one_step, device, steps) if steps else []
     eval_loader = DeviceLoader(x_all[:n], y_all[:n], config, device)
+    sync(device)
     t = time.perf_counter()
-    evaluate(step.model, eval_loader, config, device)
+    evaluate(step.model, eval_loader, config, device)  # ends in .item(): synchronised
     return Speed(median(times) if times else first, time.perf_counter() - t, first, setup, len(times), n)
+
+
+def step_times(fn, device: torch.device, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` calls of ``fn`` run back to back as a run runs them: the host
+    queues the next step while the device works, and nothing waits between steps. On CUDA, events
+    recorded between the calls and read after one sync at the end (a sync per step would remove
+    that overlap and overstate the step); on a CPU, which runs each call to its end, the clock."""
+    sync(device)
+    if device.type == "cuda":
+        marks = [torch.cuda.Event(enable_timing=True) for _ in range(steps + 1)]
+        marks[0].record()
+        for mark in marks[1:]:
+            fn()
+            mark.record()
+        sync(device)
+        return [a.elapsed_time(b) / 1e3 for a, b in zip(marks, marks[1:])]  # elapsed_time is in ms
+    clock = [time.perf_counter()]
+    for _ in range(steps):
+        fn()
+        clock.append(time.perf_counter())
+    return [b - a for a, b in zip(clock, clock[1:])]
 
 
 def duration(seconds: float) -> str:

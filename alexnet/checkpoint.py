@@ -47,13 +47,17 @@ class CheckpointBusy(CheckpointError):
     """Another live process trains on this checkpoint path."""
 
 
-def load(path: Path, device: torch.device) -> dict:
-    """The checkpoint's content, or DamagedCheckpoint naming the file and what is wrong with it."""
+def load(path: Path) -> dict:
+    """The checkpoint's content on the CPU, or DamagedCheckpoint naming the file and what is wrong
+    with it. Always read to the CPU: its RNG states must stay CPU ByteTensors, the only kind
+    ``torch.set_rng_state`` and ``torch.cuda.set_rng_state`` accept (aten's ``check_rng_state``:
+    "RNG state must be a torch.ByteTensor"); the model's and the optimiser's ``load_state_dict``
+    copy tensors onto their parameters' device themselves."""
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a truncated one loses its directory
         raise DamagedCheckpoint(f"checkpoint {path} is damaged (truncated or corrupt: not a complete PyTorch "
                                 "checkpoint archive); delete it or pass another checkpoint path")
     try:
-        saved = torch.load(path, map_location=device, weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         lines = str(exc).splitlines()
         why = next((line.strip() for line in lines if "unsupported" in line.lower()), "unsupported content")[:200]

@@ -160,17 +160,27 @@ def to_input(batch_u8: torch.Tensor, input_size: int) -> torch.Tensor:
     return x
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on ``device``: on CUDA copied from pinned memory without blocking, so the host
+    goes on queueing work while the copy runs (a pageable copy makes the host wait for it)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def augment(batch_u8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Per image: a horizontal flip with probability 1/2, then a shift of -2..2 px along
-    each axis with zero fill. Random draws come from a CPU generator for reproducibility."""
+    each axis with zero fill. Random draws come from a CPU generator for reproducibility and go
+    to the device in one copy."""
     n, h, w = batch_u8.shape
     flip = torch.rand(n, generator=generator) < 0.5
     dy, dx = (torch.randint(-SHIFT_PX, SHIFT_PX + 1, (2, n), generator=generator))
     dev = batch_u8.device
-    x = torch.where(flip.to(dev)[:, None, None], batch_u8.flip(-1), batch_u8)
+    flip, dy, dx = to_device(torch.stack([flip.long(), dy, dx]), dev)
+    x = torch.where(flip.bool()[:, None, None], batch_u8.flip(-1), batch_u8)
     padded = F.pad(x, (SHIFT_PX,) * 4)
-    rows = (torch.arange(h) + SHIFT_PX - dy[:, None]).to(dev)  # [n, h]
-    cols = (torch.arange(w) + SHIFT_PX - dx[:, None]).to(dev)  # [n, w]
+    rows = torch.arange(h, device=dev) + SHIFT_PX - dy[:, None]  # [n, h]
+    cols = torch.arange(w, device=dev) + SHIFT_PX - dx[:, None]  # [n, w]
     return padded[torch.arange(n, device=dev)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
@@ -201,7 +211,7 @@ class DeviceLoader:
     def epoch(self, epoch: int = 0):
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         n = len(self.labels)
-        order = torch.randperm(n, generator=g).to(self.device) if self.shuffle else None
+        order = to_device(torch.randperm(n, generator=g), self.device) if self.shuffle else None
         for start in range(0, n, self.batch_size):
             if order is None:
                 x, y = self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]
@@ -239,7 +249,7 @@ class LectureDataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i], mode="L")), self.labels[i]
 
 
-def lecture_loader(images, labels, *, batch_size=128, input_size=224, shuffle=False, workers=4):
+def lecture_loader(images, labels, *, batch_size=128, input_size=224, shuffle=False, workers=4, drop_last=False):
     """``torch.utils.data.DataLoader`` as in d2l's ``load_data_fashion_mnist``."""
     return torch.utils.data.DataLoader(LectureDataset(images, labels, input_size), batch_size,
-                                       shuffle=shuffle, num_workers=workers)
+                                       shuffle=shuffle, num_workers=workers, drop_last=drop_last)

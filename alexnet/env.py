@@ -9,6 +9,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sysconfig
 from functools import cache
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-NUMERIC_SOURCES = ("config.py", "model.py", "data.py", "train.py", "classical.py")  # what a run's numbers depend on
+# what a run's numbers depend on
+NUMERIC_SOURCES = ("config.py", "model.py", "data.py", "train.py", "numerics.py", "classical.py")
 
 
 @cache
@@ -68,15 +70,42 @@ def check_runtime(config) -> torch.device:
 
 
 def compile_problem(device: torch.device) -> str | None:
-    """Why torch.compile cannot run on ``device`` here, or None when it can."""
+    """Why torch.compile cannot run on ``device`` here, or None once it has compiled and run a
+    test function there. Named first, what a compile needs beyond torch: triton on CUDA, a
+    compiler (triton's launcher stub is built with $CC, else gcc or clang; Inductor's CPU kernels
+    with $CXX, else g++) and Python's headers (Python.h, which both include); runtime images
+    often lack the last two, and only a compile finds out."""
     import torch._dynamo
 
     if not torch._dynamo.is_dynamo_supported():
         return f"torch.compile is not supported on Python {platform.python_version()} with torch {torch.__version__}"
     if device.type == "cuda" and importlib.util.find_spec("triton") is None:
         return "compiling for CUDA needs the triton package, which is not installed"
-    if device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
-        return f"compiling for the CPU needs a C++ compiler ({os.environ.get('CXX', 'g++')}) on PATH"
+    if device.type == "cuda":
+        compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("clang") or "gcc or clang"
+        what = "C compiler ($CC, gcc or clang) for triton's launcher"
+    else:
+        compiler, what = os.environ.get("CXX", "g++"), "C++ compiler"
+    if not shutil.which(compiler):
+        return f"compiling for {'CUDA' if device.type == 'cuda' else 'the CPU'} needs a {what} ({compiler}) on PATH"
+    scheme = sysconfig.get_default_scheme()
+    headers = Path(sysconfig.get_paths(scheme="posix_prefix" if scheme == "posix_local" else scheme)["include"])
+    if not (headers / "Python.h").is_file():
+        return (f"compiling needs Python's headers ({headers / 'Python.h'} is missing: install the python3-dev "
+                "package of this Python)")
+    return _compile_test(str(device))
+
+
+@cache  # one real compile per device and process: seconds on a GPU, more on a CPU
+def _compile_test(device: str) -> str | None:
+    from .untrusted import first_line
+
+    try:
+        doubled = torch.compile(lambda x: torch.relu(x) * 2, fullgraph=True)(torch.arange(-2.0, 2.0, device=device))
+        if doubled.tolist() != [0.0, 0.0, 0.0, 2.0]:
+            return f"torch.compile computed a test function wrongly ({doubled.tolist()})"
+    except Exception as exc:  # noqa: BLE001 - whatever stops a compile is the answer
+        return f"torch.compile failed on a test function ({type(exc).__name__}: {first_line(exc, 200)})"
     return None
 
 

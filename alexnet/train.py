@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,36 +29,11 @@ from .config import Config
 from .data import DeviceLoader, FashionMNIST, load_fashion_mnist, split_validation, stratified_subset
 from .env import check_runtime, environment
 from .model import build_model, count_params, flops_per_image, init_weights
+from .numerics import autocast, fp32_precision, precision, sync
 from .progress import EpochBars
 from .result import TrainResult
 
 DIVERGENCE_CHECK_EVERY = 20  # batches between reads of the running loss (each read syncs the device)
-
-
-@contextmanager
-def precision(config: Config, device: torch.device):
-    """Autocast for bf16; TF32 matmuls and convolutions on for this run only, off otherwise. Set
-    through torch's ``fp32_precision`` API (torch 2.9+) alone: the legacy ``allow_tf32`` flags
-    are never touched, since mixing the two raises in recent torch (and inside torch.compile)."""
-    flags = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-    saved = [f.fp32_precision for f in flags]
-    for f in flags:
-        f.fp32_precision = "tf32" if config.precision == "tf32" else "ieee"
-    try:
-        if config.precision == "bf16":
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                yield
-        else:
-            yield
-    finally:
-        for f, value in zip(flags, saved):
-            f.fp32_precision = value
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (a no-op on the CPU), before reading a clock."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def distributed(config: Config) -> tuple[int, int]:
@@ -141,17 +116,18 @@ def train_step(step: Step, x: torch.Tensor, y: torch.Tensor, *, global_batch: in
 
     Across ``step.world`` ranks the local loss is the sum over the rank's slice times world /
     global_batch, so DDP's average of the ranks' gradients is the gradient of the global mean."""
-    with precision(step.config, step.device):
-        logits = step.model(x)
-        if step.world == 1:
-            loss = F.cross_entropy(logits.float(), y)
-        else:
-            loss = F.cross_entropy(logits.float(), y, reduction="sum") * (step.world / global_batch)
-    step.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if after_backward:
-        after_backward()
-    step.optimizer.step()
+    with fp32_precision(step.config):  # the backward's kernels read the flags too
+        with autocast(step.config, step.device):  # the forward only, as autocast's docs require
+            logits = step.model(x)
+            if step.world == 1:
+                loss = F.cross_entropy(logits.float(), y)
+            else:
+                loss = F.cross_entropy(logits.float(), y, reduction="sum") * (step.world / global_batch)
+        step.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if after_backward:
+            after_backward()
+        step.optimizer.step()
     return loss, logits
 
 
@@ -297,7 +273,7 @@ def train_epoch(step: Step, loader: DeviceLoader, epoch: int, norms: GradNorms |
 def resume(path: Path, step: Step, result: TrainResult, rank: int) -> None:
     """Load a checkpoint of this very run (read weights-only, checked field by field) into the
     model, optimizer, result and random number generators."""
-    saved = ckpt.load(path, step.device)
+    saved = ckpt.load(path)
     ckpt.check_owner(saved, path, step.config.to_dict(), result.seed, step.world)
     step.net.load_state_dict(saved["model"])
     step.optimizer.load_state_dict(saved["optimizer"])

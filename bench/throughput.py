@@ -27,7 +27,8 @@ from alexnet.config import Config
 from alexnet.data import DeviceLoader, lecture_loader
 from alexnet.env import compile_problem
 from alexnet.model import flops_per_image
-from alexnet.train import build, precision, sync, train_step
+from alexnet.numerics import precision, sync
+from alexnet.train import build, train_step
 
 TRAIN_FLOP_FACTOR = 3  # backward costs about twice the forward
 CEILING_TIMING = dict(warmup=3, repeats=5, steps=3)  # at least this much at every scale
@@ -76,16 +77,21 @@ def matmul_ceiling(prec: str, device: torch.device, n: int, **timing) -> float:
 
 
 def _batches(case: Case, images, labels, device):
-    """An endless iterator of (x, y) on ``device`` from the case's pipeline."""
+    """An endless iterator of full batches (x, y) on ``device`` from the case's pipeline: an epoch's
+    short last batch is dropped, since timing it as a full one overstates images/s (and under
+    torch.compile its new shape recompiles inside a timed repeat)."""
+    if len(labels) < case.batch_size:
+        raise ValueError(f"{case.label}: the benchmark's {len(labels)} images do not fill one batch of "
+                         f"{case.batch_size}; give it at least that many")
     if case.pipeline == "device":
         config = Config(input_size=case.input_size, batch_size=case.batch_size, channels_last=case.channels_last)
         loader = DeviceLoader(images, labels, config, device, train=True)
         for epoch in itertools.count():
-            yield from loader.epoch(epoch)
+            yield from ((x, y) for x, y in loader.epoch(epoch) if len(y) == case.batch_size)
     else:
         workers = min(8, max(1, torch.get_num_threads()))
         loader = lecture_loader(images, labels, batch_size=case.batch_size, input_size=case.input_size,
-                                shuffle=True, workers=workers)
+                                shuffle=True, workers=workers, drop_last=True)
         loader.pin_memory = device.type == "cuda"
         for _ in itertools.count():
             for x, y in loader:
@@ -98,6 +104,8 @@ def _batches(case: Case, images, labels, device):
 def measure(case: Case, images, labels, device: torch.device, ceilings: dict, **timing) -> dict:
     config = Config(input_size=case.input_size, batch_size=case.batch_size, precision=case.precision,
                     channels_last=case.channels_last, compile=case.compile, device=device.type)
+    if case.compile:  # a fresh Dynamo cache per case: no recompile limit reached, no shape made dynamic by another
+        torch._dynamo.reset()
     sgd = build(config, device, seed=0)
     batches = _batches(case, images, labels, device)
     if case.mode == "train":

@@ -3,7 +3,7 @@ import torch
 
 from bench import gate
 from bench.__main__ import summary
-from bench.throughput import CEILING_TIMING, Case, grid, matmul_ceiling, measure
+from bench.throughput import CEILING_TIMING, Case, _batches, grid, matmul_ceiling, measure
 
 
 def test_grid_covers_the_issue_axes():
@@ -32,6 +32,18 @@ def test_measure_reports_throughput_flops_and_ceiling_fraction(fmnist):
     lecture = measure(Case("infer", 28, 8, "fp32", False, False, "lecture"), images, labels, device, ceilings,
                       **timing)
     assert lecture["status"] == "ok"
+
+
+def test_the_benchmark_times_full_batches_only(fmnist):
+    """An epoch's short last batch timed as a full one overstated images/s (a 784-image batch at
+    batch 1024), and under torch.compile its new shape recompiled inside a timed repeat: both
+    pipelines yield full batches only, epoch after epoch."""
+    images, labels = fmnist.test_images[:70], fmnist.test_labels[:70]  # two batches of 32 and 6 images left
+    for pipeline in ("device", "lecture"):
+        batches = _batches(Case("train", 28, 32, "fp32", False, False, pipeline), images, labels, torch.device("cpu"))
+        assert [len(next(batches)[1]) for _ in range(5)] == [32] * 5  # through the end of two epochs
+    with pytest.raises(ValueError, match="70 images do not fill one batch of 128"):
+        next(_batches(Case("train", 28, 128, "fp32", False, False, "device"), images, labels, torch.device("cpu")))
 
 
 def test_summary_compares_the_pipelines_of_the_same_setting():

@@ -123,6 +123,26 @@ def test_data_dependent_limits_are_checked_before_any_work(fields, message):
         Config(**fields)
 
 
+def test_what_a_compile_needs_is_named_before_a_compile_is_tried(monkeypatch, tmp_path):
+    """triton builds its CUDA launcher with $CC (else gcc or clang) against Python.h, and runtime
+    images often lack both; checking only that triton is installed let the first compile fail.
+    The compiler is missing for real ($CC names none); Python's headers cannot be removed from
+    this machine, so sysconfig is pointed at a folder without them."""
+    import importlib.util
+    import sysconfig
+
+    from alexnet.env import compile_problem
+
+    if importlib.util.find_spec("triton"):  # past the triton check, the CUDA path's compiler check
+        monkeypatch.setenv("CC", str(tmp_path / "no-cc"))
+        assert "needs a C compiler ($CC, gcc or clang) for triton's launcher" in compile_problem(torch.device("cuda"))
+        monkeypatch.delenv("CC")
+    real = sysconfig.get_paths
+    monkeypatch.setattr(sysconfig, "get_paths", lambda *a, **k: {**real(*a, **k), "include": str(tmp_path)})
+    assert compile_problem(torch.device("cpu")) == (f"compiling needs Python's headers ({tmp_path}/Python.h is "
+                                                    "missing: install the python3-dev package of this Python)")
+
+
 def test_runtime_lacks_are_named_before_any_work(monkeypatch, ledger):
     with pytest.raises(ValueError, match="invalid precision='tf32' on cpu-.*: TF32 needs a CUDA device") as err:
         check_runtime(Config(precision="tf32", device="cpu"))

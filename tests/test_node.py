@@ -101,8 +101,8 @@ def _runs(uri: str) -> dict:
 
 
 def _archive(tmp: Path, run: subprocess.CompletedProcess) -> tuple[Path, set[str], dict, str]:
-    """The one archive in tmp/out: (path, member names, manifest, log)."""
-    (archive,) = (tmp / "out").iterdir()
+    """The one archive in tmp/out (beside the work folder): (path, member names, manifest, log)."""
+    (archive,) = (tmp / "out").glob("*.tar.gz")
     assert run.stdout.strip() == str(archive) and archive.name.startswith("alexnet-node-cpu-")
     with tarfile.open(archive) as tar:
         names = {n.removeprefix("./") for n in tar.getnames()}
@@ -134,6 +134,8 @@ def test_gpu_run_offline_at_the_nodes_versions_makes_one_archive_that_imports_on
     assert manifest["env"]["torch"].startswith("2.11.0") and manifest["env"]["python"].startswith("3.12")
     with tarfile.open(archive) as tar:
         assert "torch==2.11.0" in tar.extractfile("node/pip-freeze.txt").read().decode()
+        assert not [n for n in tar.getnames() if n.endswith(".pt") or "/site/" in n]  # checkpoints and wheels stay
+    assert (tmp_path / "out" / "work" / "mlflow.db").is_file()  # the node's work stays in OUTDIR, to resume
 
     home = tmp_path / "home"
     home.mkdir()
@@ -192,6 +194,45 @@ def test_a_failed_node_run_still_writes_its_archive_with_the_traceback(tmp_path,
     assert manifest["env"]["torch"].startswith("2.11.0")  # the environment is recorded all the same
 
 
+@pytest.mark.venv
+def test_gpu_run_dry_run_at_the_nodes_versions_checks_every_stage_and_trains_nothing(tmp_path, node_python,
+                                                                                   wheelhouse):
+    """The first minute on a lent GPU: every stage's check (device, packages for the chosen
+    claims, data, disk, compiler) listed, exit 0, nothing trained; then a data folder that lacks
+    the files: the check names what is missing, exit 3, before any work."""
+    run = gpu_run(tmp_path, node_python, wheelhouse, "--dry-run", "--", "--only", "relu")
+    assert run.returncode == 0, run.stderr[-3000:]
+    listed = run.stderr[run.stderr.index("gpu-run checks:"):]
+    for check in ("device: ok (cpu)", "packages: ok (packages: torch 2.11.0", "data: ok (", "disk: ok (",
+                  "compiler: ok ("):
+        assert check in listed, listed
+    assert "no chosen claim fits an SVM" in run.stderr and "preflight:" not in run.stderr
+    archive, names, manifest, log = _archive(tmp_path, run)
+    assert manifest["stage"] == "dry-run" and manifest["exit"] == 0 and not [n for n in names if "results" in n]
+    shutil.rmtree(tmp_path / "out")
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    run = gpu_run(tmp_path, node_python, wheelhouse, "--dry-run", "--data-dir", str(empty))
+    assert run.returncode == 3 and "check data: FAILED" in run.stderr and "train-images-idx3-ubyte.gz" in run.stderr
+    assert "compiler:" not in run.stderr[run.stderr.index("gpu-run checks:"):]  # the first failure ends the checks
+
+
+@pytest.mark.slow  # about a minute: a real compile, and torch imported by each check
+def test_gpu_run_dry_run_here_lists_its_checks_and_names_the_first_that_fails(tmp_path):
+    """On this machine with its own packages (no wheelhouse): the checks pass, exit 0; a suite
+    option the suite refuses fails the packages check by name, before any work."""
+    env = {**os.environ, "PYTHON": sys.executable, "ALEXNET_DATA_DIR": str(data_path()), "PYTHONPATH": ""}
+    script = ["bash", str(REPO / "scripts" / "gpu-run"), str(tmp_path / "out"), "--device", "cpu", "--scale", "smoke",
+              "--wheelhouse", str(tmp_path / "none"), "--dry-run"]
+    run = subprocess.run(script, capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert re.search(r"gpu-run checks:\n  device: ok \(cpu\)\n  packages: ok .*\n  data: ok .*\n  disk: ok .*\n"
+                     r"  compiler: ok \((torch.compile built and ran a test function|.*)\)\n", run.stderr), run.stderr
+    run = subprocess.run([*script, "--", "--only", "no-such-claim"], capture_output=True, text=True, env=env)
+    assert run.returncode == 3 and "unknown claim 'no-such-claim'" in run.stderr
+    assert "check packages: FAILED" in run.stderr
+
+
 def test_gpu_run_help_and_bad_options_before_any_work(tmp_path):
     """--help explains and exits 0; a missing OUTDIR or a bad option is one line, exit 2, nothing made."""
     script = str(REPO / "scripts" / "gpu-run")
@@ -199,7 +240,9 @@ def test_gpu_run_help_and_bad_options_before_any_work(tmp_path):
     assert ok.returncode == 0 and "--budget-min" in ok.stdout and "OUTDIR" in ok.stdout
     assert subprocess.run(["bash", script], capture_output=True, text=True).returncode == 2
     for args, expected in ((["--scale", "huge"], "invalid --scale 'huge'"), (["--budget-min", "soon"],
-                           "invalid --budget-min 'soon'"), (["--device", "tpu"], "invalid --device 'tpu'")):
+                           "invalid --budget-min 'soon'"), (["--device", "tpu"], "invalid --device 'tpu'"),
+                           (["--data-dir"], "--data-dir needs a value"), (["--scale", "--dry-run"],
+                           "--scale needs a value"), (["--data-dir", str(tmp_path / "none")], "invalid --data-dir")):
         out = subprocess.run(["bash", script, str(tmp_path / "out"), *args], capture_output=True, text=True)
         assert out.returncode == 2 and expected in out.stderr, out.stderr
     assert not (tmp_path / "out").exists()
@@ -217,7 +260,7 @@ def test_a_node_whose_python_does_not_run_still_gets_an_archive_with_a_manifest(
     written without Python (naming the stage and the exit) still come home."""
     run = gpu_run(tmp_path, tmp_path / "no-python", tmp_path)
     assert run.returncode == 3
-    (archive,) = (tmp_path / "out").iterdir()
+    (archive,) = (tmp_path / "out").glob("*.tar.gz")
     assert run.stdout.strip() == str(archive) and archive.name.startswith("alexnet-node-cpu-unknown-")
     with tarfile.open(archive) as tar:
         manifest = json.load(tar.extractfile("manifest.json"))

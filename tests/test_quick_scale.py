@@ -4,6 +4,7 @@ cannot decide say why in one sentence; verdicts compared across runs (threads, C
 from pathlib import Path
 
 import pytest
+import torch
 
 from ablations.__main__ import main
 from ablations.claims import BY_ID, SCALES
@@ -73,6 +74,33 @@ def test_width_changes_the_probe_key_so_each_width_is_timed():
     assert speed_key(Config(input_size=28, width=0.25)) == "28px-b128-fp32-w0.25"
     lenet = Config(arch="lenet", input_size=28, width=0.25)
     assert speed_key(lenet) == speed_key(Config(arch="lenet", input_size=28))  # LeNet ignores width
+
+
+def test_augmentation_changes_the_probe_key_so_augmented_arms_are_timed_as_they_run():
+    """An augmented batch draws on the host and copies to the device: priced from a plain probe,
+    augmented arms were underestimated on a GPU."""
+    assert speed_key(Config(input_size=28, augment=True)) == "28px-b128-fp32-aug"
+    assert speed_key(Config(input_size=28, augment=True)) != speed_key(Config(input_size=28))
+
+
+def test_a_runs_estimate_counts_both_evaluations_of_every_epoch():
+    """The trainer scores the evaluation set and an equally large training sample (at most the
+    training set) after every epoch: two passes, both priced."""
+    from ablations.speed import Speed, run_seconds
+
+    speed = Speed(step_s=1.0, eval_batch_s=0.5, first_step_s=1.0, setup_s=0.0, steps=3, batch_size=100)
+    # 10 training steps; 3 evaluation batches and 3 of the training sample, per epoch
+    assert run_seconds(Config(train_size=1000, test_size=300, batch_size=100, epochs=2), speed, 0.0) == 2 * (10 + 3)
+    # a training set smaller than the evaluation set: its sample is all of it (2 batches)
+    assert run_seconds(Config(train_size=200, test_size=300, batch_size=100, epochs=1), speed, 0.0) == 2 + 2.5
+
+
+def test_probe_steps_are_timed_back_to_back():
+    from ablations.speed import step_times
+
+    calls = []
+    times = step_times(lambda: calls.append(sum(range(10_000))), torch.device("cpu"), 4)
+    assert len(calls) == 4 and len(times) == 4 and all(t > 0 for t in times)
 
 
 def test_dropout_is_judged_only_where_the_arm_without_it_overfits():

@@ -126,7 +126,7 @@ def test_second_writer_on_a_checkpoint_is_refused_naming_the_holder(tmp_path, fm
     assert f"pid {os.getpid()}" in second.stderr and "Traceback" not in second.stderr
     assert not path.exists(), "the refused writer wrote nothing"
     assert train(SMALL, seed=0, data=fmnist, checkpoint=path).status == "finished"  # free again once released
-    assert ckpt.load(path, torch.device("cpu"))["seed"] == 0
+    assert ckpt.load(path)["seed"] == 0
     ledger(kind="bad input", input="a second writer on a checkpoint in use", tried=2, error=second.stderr.strip())
 
 
@@ -151,7 +151,7 @@ def test_concurrent_saves_never_expose_a_partial_file(tmp_path):
     loads = 0
     while any(w.is_alive() for w in writers) or not loads:
         if path.exists():
-            saved = ckpt.load(path, torch.device("cpu"))
+            saved = ckpt.load(path)
             assert saved["model"]["w"].unique().numel() == 1
             loads += 1
     assert not errors and loads > 0

@@ -82,21 +82,54 @@ def test_three_epochs_on_2000_images_are_clearly_above_chance(fmnist):
     assert result.final("test_acc") > 0.3
 
 
-def test_precision_sets_tf32_through_the_fp32_precision_api_alone_and_restores_it():
-    """torch >= 2.9 raises when the legacy allow_tf32 flags and the fp32_precision API are mixed
-    (inside torch.compile too): the trainer uses only the new one. The flags are process-wide
-    and settable without a GPU, so the CPU checks what a CUDA run will set."""
-    import warnings
-
+def _tf32_views() -> tuple:
+    """Both of torch's views of the CUDA TF32 flags (settable and readable without a GPU): the
+    fp32_precision strings and the legacy values; a reader of the legacy ones raises when the
+    two disagree (torch >= 2.9), as Inductor's does inside torch.compile."""
     import torch
 
-    from alexnet.train import precision
+    b = torch.backends
+    return (b.cuda.matmul.fp32_precision == "tf32", b.cudnn.conv.fp32_precision == "tf32",
+            b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32, torch.get_float32_matmul_precision())
 
-    flags = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-    before = [f.fp32_precision for f in flags]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # torch warns when the legacy flags are used
-        for prec, expected in (("tf32", "tf32"), ("fp32", "ieee"), ("bf16", "ieee")):
-            with precision(Config(precision=prec), torch.device("cpu")):
-                assert [f.fp32_precision for f in flags] == [expected, expected]
-            assert [f.fp32_precision for f in flags] == before
+
+@pytest.mark.parametrize("prec", ["fp32", "tf32", "bf16"])
+def test_the_precision_flags_hold_through_the_backward_pass_with_both_views_agreeing(fmnist, prec):
+    """Kernels read the TF32 flags when they launch, and the backward's launch after the forward.
+    A hook on the first convolution's and the last dense layer's weight gradients reads the flags
+    while ``loss.backward()`` runs: the run's precision must hold there, not torch's defaults
+    (cuDNN convolutions default to TF32, which an fp32 run's convolution gradients then used).
+    Afterwards the process's flags are as they were."""
+    import torch
+
+    from alexnet.train import build, train_step
+
+    before = _tf32_views()
+    config = Config(input_size=28, width=0.25, batch_size=4, precision=prec, device="cpu")
+    step = build(config, torch.device("cpu"), seed=0)
+    during = []
+    for layer in (step.net[0], step.net[-1]):  # a convolution's gradient and a matmul's
+        layer.weight.register_hook(lambda grad: during.append(_tf32_views()))
+    train_step(step, fmnist.train_images[:4].unsqueeze(1).float() / 255, fmnist.train_labels[:4])
+    tf32 = prec == "tf32"
+    assert during == [(tf32, tf32, tf32, tf32, "high" if tf32 else "highest")] * 2
+    assert _tf32_views() == before
+
+
+def test_a_checkpoint_reads_back_to_the_cpu_where_its_rng_states_can_be_restored(fmnist, tmp_path):
+    """torch.set_rng_state and torch.cuda.set_rng_state take only CPU ByteTensors; a load mapped
+    to the training device (CUDA) moved the saved states there, and every resume on a GPU failed.
+    The load maps to the CPU, whatever device the run trains on."""
+    import torch
+
+    from alexnet import checkpoint as ckpt
+
+    path = tmp_path / "run.pt"
+    train(Config(**{**SMALL.to_dict(), "epochs": 1}), seed=0, data=fmnist, checkpoint=path)
+    saved = ckpt.load(path)
+    state = saved["rng"]["cpu"]
+    assert state.device.type == "cpu" and state.dtype == torch.uint8
+    assert all(t.device.type == "cpu" for t in saved["model"].values())
+    torch.set_rng_state(state)  # accepted
+    with pytest.raises(TypeError, match="RNG state must be a torch.ByteTensor"):
+        torch.set_rng_state(state.to("meta"))  # what a state mapped off the CPU meets
