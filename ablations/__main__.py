@@ -20,6 +20,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -49,6 +50,7 @@ TUNE_HELP = ("To tune one arm's hyperparameters instead: python -m ablations tun
 MAX_SEEDS = 1000
 MAX_TRIALS = 10_000
 AUTO_MAX = 9  # --seeds auto: looks at 3, 5, 7 and 9 seeds
+REPROBE_PAUSE_S = 5.0  # before probing again: a busy spell of the machine may pass
 
 
 def parse(argv):
@@ -174,20 +176,42 @@ def start(args, scale, claims, suite, rows) -> int | None:
                   + (f" (auto: up to {args.max_seeds} for claims still undecided)" if args.max_seeds else "")
                   + f"; MLflow store {shown(suite.tracker.shown_uri)}")
     device = device_name(suite.device)
-    estimate = suite.estimate(rows, on_probe=lambda key: console.print(f"probing {key} on {device}", highlight=False))
-    summary = plan_summary(rows, device)
+    on_probe = lambda key: console.print(f"probing {key} on {device}", highlight=False)  # noqa: E731
+    estimate = suite.estimate(rows, on_probe=on_probe)
     if args.plan:
         Console().print(plan_table(rows, f"plan: scale {scale.name}, {suite.seeds_text(claims)}"))
-        Console(highlight=False).print("\n".join(summary))
+        Console(highlight=False).print("\n".join(plan_summary(rows, device)))
         return 0
-    console.print(summary[-1] + (f"; budget {args.budget_min:g} min" if args.budget_min else ""), highlight=False)
+    limit = min(args.budget_min * 60 if args.budget_min else math.inf, math.inf if args.yes else args.max_hours * 3600)
+    if estimate > limit:  # one slow probe (a busy or throttled machine) must not refuse the suite or drop claims
+        what = "the budget" if args.budget_min and args.budget_min * 60 == limit else "--max-hours"
+        console.print(f"the estimate, {duration(estimate)}, is over {what}: probing again in {REPROBE_PAUSE_S:g} s, "
+                      "in case the machine was busy", highlight=False)
+        time.sleep(REPROBE_PAUSE_S)
+        estimate = suite.estimate(rows, on_probe=on_probe, again=True)
+        console.print(probes_compared(*suite.budget.probe_totals, device), highlight=False)
+    console.print(plan_summary(rows, device)[-1] + (f"; budget {args.budget_min:g} min" if args.budget_min else ""),
+                  highlight=False)
     if min(estimate, args.budget_min * 60 if args.budget_min else math.inf) > args.max_hours * 3600 and not args.yes:
-        console.print(f"[red]not started:[/] the estimate, {duration(estimate)} on {device}, is "
+        both = suite.budget.probe_totals
+        shown_estimate = (f"{duration(estimate)} on {device} (first probe {duration(both[0])}, second "
+                          f"{duration(both[1])})" if both else f"{duration(estimate)} on {device}")
+        console.print(f"[red]not started:[/] the estimate, {shown_estimate}, is "
                       f"over --max-hours {args.max_hours:g}. Faster: --scale quick (CPU-sized), --only CLAIM ... "
                       "(fewer claims), --seeds N (fewer seeds), --budget-min M (whole claims within M minutes), or a "
                       "GPU node (scripts/gpu-run; see the README). --plan lists every run; --yes runs anyway.")
         return 2
     return None
+
+
+def probes_compared(first: float, second: float, device: str) -> str:
+    """What two probes of one plan say: the estimate by each, and which ran slower (more than 2x)."""
+    line = f"first probe {duration(first)}, second {duration(second)}"
+    slower, which = max(first / second, second / first), "first" if first > second else "second"
+    if slower > 2:
+        return (f"{line}: this device ran {slower:.0f}x slower during the {which} probe: the machine is busy or "
+                "throttled; the faster probe is used")
+    return f"{line}: the faster of the two is used"
 
 
 def report(args, scale, suite, reports, command: str) -> int:

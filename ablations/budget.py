@@ -18,9 +18,10 @@ from alexnet.tracking import Tracker
 
 from .leasing import finished_run, run_tags
 from .plan import PlannedRun
-from .speed import duration, images, probe, run_seconds, speed_key
+from .speed import PROBE_S, duration, images, probe, run_seconds, speed_key
 
 REPORT_RESERVE_S = 20.0  # of a budget, kept for judging and writing the report
+REPROBE_S = 10.0  # the second probe's time, when the first one's estimate would refuse the suite or drop claims
 
 
 class BudgetSpent(KeyboardInterrupt):
@@ -35,13 +36,16 @@ class Budget:
         self.deadline = math.inf if budget_s is None else time.monotonic() + budget_s - REPORT_RESERVE_S
         self.rows: list[PlannedRun] = []  # the plan (``Suite.schedule``)
         self.speeds: dict = {}  # speed key -> the probe's measured speed
-        self.store_s, self.probe_s = 0.0, 0.0  # one store round trip; the probe's own time
+        self.store_s, self.probe_s = 0.0, 0.0  # one store round trip; the probes' own time
+        self.probe_totals: tuple[float, float] | None = None  # the plan's total by each probe, once probed again
         self.done: set[tuple] = set()  # run keys of the plan's runs finished by the time they were needed
 
     def estimate(self, rows: list[PlannedRun], tracker: Tracker, data: FashionMNIST, device, code: str,
-                 on_probe=None) -> float:
+                 on_probe=None, again: bool = False) -> float:
         """Fills each row's ``seconds`` from a probe of the distinct configurations still to train
-        on this device (none when nothing is to train); returns the plan's total."""
+        on this device (none when nothing is to train); returns the plan's total. ``again``:
+        probe every configuration once more and keep, for each, the faster of the two probes
+        (``probe_totals``: the plan's total by the first probe, then by the second alone)."""
         work = {}
         for r in rows:
             if r.to_do:
@@ -49,17 +53,26 @@ class Budget:
                 config, planned = work.get(speed_key(r.config), (r.config, 0))
                 work[speed_key(r.config)] = (config, planned + steps * max(1, r.trials))
         begin = time.perf_counter()
-        work = {k: w for k, w in work.items() if k not in self.speeds}  # a later look of --seeds auto: known
+        if not again:
+            work = {k: w for k, w in work.items() if k not in self.speeds}  # a later look of --seeds auto: known
         if work:
             t = time.perf_counter()
             finished_run(tracker, run_tags(Config(), -1, code))  # one store round trip
             self.store_s = time.perf_counter() - t
-            self.speeds |= probe(work, data, device, on_start=on_probe)
-        self.probe_s = time.perf_counter() - begin
+            fresh = probe(work, data, device, budget_s=REPROBE_S if again else PROBE_S, on_start=on_probe)
+            if again:
+                self.probe_totals = (self._fill(rows, self.speeds), self._fill(rows, {**self.speeds, **fresh}))
+                fresh = {k: min(self.speeds[k], speed, key=lambda s: s.step_s) for k, speed in fresh.items()}
+            self.speeds |= fresh
+        self.probe_s += time.perf_counter() - begin
+        return self._fill(rows, self.speeds)
+
+    def _fill(self, rows: list[PlannedRun], speeds: dict) -> float:
+        """Each row's ``seconds`` at these speeds; the plan's total."""
         fitted = set()  # a config that does not depend on the seed (an SVM) is fitted once per process
         for r in rows:
             if r.to_do:
-                r.seconds = run_seconds(r.config, self.speeds[speed_key(r.config)], self.store_s,
+                r.seconds = run_seconds(r.config, speeds[speed_key(r.config)], self.store_s,
                                         r.from_epoch) * max(1, r.trials)
                 if not r.config.sgd:
                     r.seconds *= r.config.key() not in fitted

@@ -138,9 +138,10 @@ class Suite:
                                 "train", tuned=lr is None) for seed in self.seeds_of(claim)]
         return rows
 
-    def estimate(self, rows: list[PlannedRun], on_probe=None) -> float:
-        """Fills each row's ``seconds`` from a probe of this device; returns the plan's total."""
-        return self.budget.estimate(rows, self.tracker, self.data, self.device, self.code, on_probe)
+    def estimate(self, rows: list[PlannedRun], on_probe=None, again: bool = False) -> float:
+        """Fills each row's ``seconds`` from a probe of this device (``again``: a second probe, the
+        faster of the two kept); returns the plan's total."""
+        return self.budget.estimate(rows, self.tracker, self.data, self.device, self.code, on_probe, again)
 
     def run_claims(self, claims: list[Claim], command: str, plans: dict | None = None) -> list[ClaimReport]:
         """Train what the store lacks (within the budget) and judge every claim whose runs all

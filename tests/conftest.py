@@ -44,6 +44,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if any(item.get_closest_marker(name) for name in SERVICES) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+        # two at a time (nox's -n 2 --dist loadgroup): the tests of the one smoke suite run on one
+        # worker, in order, so it is built once (modules with stores of their own say so themselves)
+        if "smoke_suite" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("smoke-suite"))
 
 
 def missing_service(name: str) -> None:

@@ -23,6 +23,8 @@ from alexnet.data import FashionMNIST
 from alexnet.tracking import Tracker
 from alexnet.train import train
 
+pytestmark = pytest.mark.xdist_group("import")  # its module-scoped fixtures are built once
+
 TABLES = ("experiments", "runs", "tags", "params", "metrics", "latest_metrics")
 
 

@@ -20,6 +20,8 @@ import mlflow
 import pytest
 from conftest import REPO, data_path, run_suite
 
+pytestmark = pytest.mark.xdist_group("node")  # its module-scoped fixtures are built once
+
 NODE_TORCH = ("torch==2.11.0", "torchvision==0.26.0")  # the H200 node's builds
 # its other packages: torch's and torchvision's own needs, the scientific stack at its newest, and
 # a typing-extensions older than the 4.16 the wheelhouse's pydantic needs
