@@ -48,3 +48,26 @@ def test_a_missing_service_fails_under_ci(pytester, monkeypatch):
     result.assert_outcomes(errors=1, deselected=1)  # failed in its setup, by the guard fixture
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*postgres needed under CI=true: ALEXNET_TEST_POSTGRES is unset*"])
+
+
+GROUPED = """
+import pytest
+
+pytestmark = pytest.mark.xdist_group("shared")
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_in_the_group(i):
+    pass
+"""
+
+
+def test_tests_of_one_xdist_group_run_on_one_worker(pytester):
+    """nox runs the tiers with ``-n 2 --dist loadgroup`` and builds an expensive fixture once per
+    group: a pytest or xdist release that drops the grouping (pytest 9.2 with xdist 3.8 sends every
+    test alone) would build it on both workers and double the tier's time."""
+    pytester.makepyfile(test_grouped=GROUPED)
+    result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
+    workers = [line.split()[0] for line in result.stdout.lines if "PASSED" in line]
+    assert len(workers) == 6 and len(set(workers)) == 1, result.stdout.str()
