@@ -200,8 +200,7 @@ def test_a_failed_node_run_still_writes_its_archive_with_the_traceback(tmp_path,
 def test_gpu_run_dry_run_at_the_nodes_versions_checks_every_stage_and_trains_nothing(tmp_path, node_python,
                                                                                    wheelhouse):
     """The first minute on a lent GPU: every stage's check (device, packages for the chosen
-    claims, data, disk, compiler) listed, exit 0, nothing trained; then a data folder that lacks
-    the files: the check names what is missing, exit 3, before any work."""
+    claims, data, disk, compiler: a real compile) listed, exit 0, nothing trained."""
     run = gpu_run(tmp_path, node_python, wheelhouse, "--dry-run", "--", "--only", "relu")
     assert run.returncode == 0, run.stderr[-3000:]
     listed = run.stderr[run.stderr.index("gpu-run checks:"):]
@@ -211,28 +210,25 @@ def test_gpu_run_dry_run_at_the_nodes_versions_checks_every_stage_and_trains_not
     assert "no chosen claim fits an SVM" in run.stderr and "preflight:" not in run.stderr
     archive, names, manifest, log = _archive(tmp_path, run)
     assert manifest["stage"] == "dry-run" and manifest["exit"] == 0 and not [n for n in names if "results" in n]
-    shutil.rmtree(tmp_path / "out")
-    empty = tmp_path / "no-data"
-    empty.mkdir()
-    run = gpu_run(tmp_path, node_python, wheelhouse, "--dry-run", "--data-dir", str(empty))
-    assert run.returncode == 3 and "check data: FAILED" in run.stderr and "train-images-idx3-ubyte.gz" in run.stderr
-    assert "compiler:" not in run.stderr[run.stderr.index("gpu-run checks:"):]  # the first failure ends the checks
 
 
-@pytest.mark.slow  # about a minute: a real compile, and torch imported by each check
-def test_gpu_run_dry_run_here_lists_its_checks_and_names_the_first_that_fails(tmp_path):
-    """On this machine with its own packages (no wheelhouse): the checks pass, exit 0; a suite
-    option the suite refuses fails the packages check by name, before any work."""
+@pytest.mark.slow  # 20-30 s: torch imported by each check
+def test_gpu_run_dry_run_names_the_first_check_that_fails_before_any_work(tmp_path):
+    """On this machine with its own packages (no wheelhouse): a suite option the suite refuses
+    fails the packages check by name; a data folder without the files fails the data check, and
+    the checks after it are not run (exit 3 both times)."""
     env = {**os.environ, "PYTHON": sys.executable, "ALEXNET_DATA_DIR": str(data_path()), "PYTHONPATH": ""}
     script = ["bash", str(REPO / "scripts" / "gpu-run"), str(tmp_path / "out"), "--device", "cpu", "--scale", "smoke",
               "--wheelhouse", str(tmp_path / "none"), "--dry-run"]
-    run = subprocess.run(script, capture_output=True, text=True, env=env)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert re.search(r"gpu-run checks:\n  device: ok \(cpu\)\n  packages: ok .*\n  data: ok .*\n  disk: ok .*\n"
-                     r"  compiler: ok \((torch.compile built and ran a test function|.*)\)\n", run.stderr), run.stderr
     run = subprocess.run([*script, "--", "--only", "no-such-claim"], capture_output=True, text=True, env=env)
     assert run.returncode == 3 and "unknown claim 'no-such-claim'" in run.stderr
-    assert "check packages: FAILED" in run.stderr
+    assert "check packages: FAILED" in run.stderr and "Traceback" not in run.stderr
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    run = subprocess.run([*script, "--data-dir", str(empty)], capture_output=True, text=True, env=env)
+    assert run.returncode == 3 and "check data: FAILED" in run.stderr and "train-images-idx3-ubyte.gz" in run.stderr
+    listed = run.stderr[run.stderr.index("gpu-run checks:"):]
+    assert "packages: ok" in listed and "disk:" not in listed and "compiler:" not in listed
 
 
 def test_gpu_run_help_and_bad_options_before_any_work(tmp_path):

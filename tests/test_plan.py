@@ -66,11 +66,19 @@ def test_plan_of_a_fresh_store_lists_every_run_with_its_estimate(tmp_path):
     assert not _runs(tmp_path, "tags.kind = 'arm'")  # a plan trains nothing
 
 
-def test_suite_over_max_hours_is_not_started(tmp_path):
-    out = run_suite(tmp_path, "--scale", "smoke", "--only", "maxpool", "--max-hours", "0.00001")
-    assert out.returncode == 2
-    err = " ".join(out.stderr.split())
-    assert "not started: the estimate" in err and "is over --max-hours 1e-05" in err
+def test_suite_over_max_hours_is_not_started(tmp_path, monkeypatch, capsys):
+    """Over --max-hours, the suite probes again (in case the machine was busy) and, still over,
+    does not start: the line gives both probes' estimates and the faster choices."""
+    from ablations import __main__ as cli
+
+    monkeypatch.setattr(cli, "REPROBE_PAUSE_S", 0.0)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--scale", "smoke", "--only", "maxpool", "--max-hours", "0.00001", "--tracking-uri",
+                     f"sqlite:///{tmp_path}/mlflow.db"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "is over --max-hours: probing again" in err
+    assert re.search(r"not started: the estimate, \S+ (s|min) on cpu\S+ \(first probe \S+ (s|min), second \S+ "
+                     r"(s|min)\), is over --max-hours 1e-05", err), err
     assert all(f in err for f in ("--scale quick", "--only", "--seeds", "--budget-min", "scripts/gpu-run", "--yes"))
     assert not _runs(tmp_path, "tags.kind = 'arm'") and not (tmp_path / "results" / "smoke").exists()
 
