@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import mean, stdev
 
+import numpy as np
+
 from . import significance
 from .significance import Difference
 
@@ -32,22 +34,23 @@ class Test:
     ``decide(d, m, higher_is_better) -> (p, outcome)``: the p of the test the verdict rests on and
     the verdict it supports; ``expected``: the outcome the claim expects ({a}: the favoured arm,
     {m}: the minimum effect, {direction}: higher or lower); ``power_at``: the true effect its power
-    is reported at; ``power(n, m, sd_diff, alpha)``; ``needs_effect``: an inconclusive verdict
-    lacks effect when the measured gain is not beyond m."""
+    is reported at; ``power(n, m, sd_diff, alpha)``."""
     decide: Callable[[Difference, float, bool], tuple[float, str | None]]
     expected: str
     power_at: str
     power: Callable[[int, float, float, float], float] = significance.paired_power
-    needs_effect: bool = False
 
 
 def _sd(xs) -> float:
     return stdev(xs) if len(xs) > 1 else 0.0
 
 
-def difference(a: dict | list, b: dict | list) -> tuple[Difference | None, list, list, str]:
+def difference(a: dict | list, b: dict | list, by_image: tuple | None = None
+               ) -> tuple[Difference | None, list, list, str]:
     """The difference a - b: paired on the seeds both arms finished when a and b map seed ->
-    value, Welch's when they are plain lists (arms that cannot pair). (None when too few runs.)"""
+    value, Welch's when they are plain lists (arms that cannot pair). (None when too few runs.)
+    ``by_image``: (seed -> a's per-image outcomes, b's per-image outcomes) where b is one
+    deterministic fit: paired by seed and by image (``significance.image_paired``)."""
     note = ""
     if isinstance(a, dict) and isinstance(b, dict):
         common = sorted(set(a) & set(b))
@@ -55,6 +58,9 @@ def difference(a: dict | list, b: dict | list) -> tuple[Difference | None, list,
         if alone:
             note = f"seeds {', '.join(map(str, alone))} finished in one arm only: left out of the pairs"
         xa, xb = [a[s] for s in common], [b[s] for s in common]
+        if by_image and common and all(s in by_image[0] for s in common):
+            outcomes = np.array([by_image[0][s] for s in common], dtype=float)
+            return significance.image_paired(outcomes, np.array(by_image[1], dtype=float)), xa, xb, note
         return (significance.paired(xa, xb) if len(common) >= 2 else None), xa, xb, note
     xa, xb = list(a), list(b)
     return (significance.welch(xa, xb) if len(xa) >= 2 and len(xb) >= 2 else None), xa, xb, note
@@ -75,9 +81,21 @@ def describe(d: Difference, xa: list, xb: list, names: tuple[str, str], metric: 
             f"{improvement(xa, xb, higher_is_better):.2f}")
 
 
+def decide(test: Test, d: Difference, min_effect: float, higher_is_better: bool = True,
+           p_adjusted: float | None = None, alpha: float = ALPHA) -> tuple[str, float, float]:
+    """(verdict, p, the p it is decided on): the test's outcome when that p is below ``alpha``;
+    a difference without spread decides nothing."""
+    if d.se <= significance.FLAT_SE:
+        return "inconclusive", 1.0, 1.0 if p_adjusted is None else p_adjusted
+    p, outcome = test.decide(d, min_effect, higher_is_better)
+    p_adj = p if p_adjusted is None else p_adjusted
+    return (outcome if outcome and p_adj < alpha else "inconclusive"), p, p_adj
+
+
 def compare(test: Test, a: dict | list, b: dict | list, min_effect: float, *, higher_is_better: bool = True,
             names=("a", "b"), metric="value", images: int | None = None, accuracy: float | None = None,
-            p_adjusted: float | None = None, family: int = 1, alpha: float = ALPHA) -> Verdict:
+            p_adjusted: float | None = None, family: int = 1, alpha: float = ALPHA,
+            by_image: tuple | None = None) -> Verdict:
     """A comparison test applied to two arms' per-seed values (``Test.decide``), with the noise
     floor and the rule's power beside it. ``p_adjusted``: this comparison's Holm-adjusted p in a
     ``family`` of comparisons (None: judged alone), decided at ``alpha`` (below 0.05 at each look of
@@ -86,14 +104,12 @@ def compare(test: Test, a: dict | list, b: dict | list, min_effect: float, *, hi
     ``images`` and ``accuracy``: the test set's size and the two arms' mean accuracy, at which its
     binomial noise is reported (accuracy metrics only). Differences without spread (every seed
     the same) decide nothing: the verdict is inconclusive and says so."""
-    d, xa, xb, note = difference(a, b)
+    d, xa, xb, note = difference(a, b, by_image)
     if d is None:
         return Verdict("inconclusive", f"{metric}: needs at least 2 seeds per arm (have {len(xa)} and {len(xb)})"
                        + (f"; {note}" if note else ""))
     flat = d.se <= significance.FLAT_SE  # identical differences (or identical arms): no spread to test against
-    p, outcome = (1.0, None) if flat else test.decide(d, min_effect, higher_is_better)
-    p_adj = p if p_adjusted is None else p_adjusted
-    word = outcome if outcome and p_adj < alpha else "inconclusive"
+    word, p, p_adj = decide(test, d, min_effect, higher_is_better, p_adjusted, alpha)
     sd_a, sd_b = _sd(xa), _sd(xb)
     sd_diff = _sd([x - y for x, y in zip(xa, xb)]) if d.paired else math.sqrt(sd_a**2 + sd_b**2)
     low, high = d.interval()
@@ -104,10 +120,14 @@ def compare(test: Test, a: dict | list, b: dict | list, min_effect: float, *, hi
          "mean_a": mean(xa), "sd_a": sd_a, "n_a": len(xa), "mean_b": mean(xb), "sd_b": sd_b, "n_b": len(xb),
          "cohens_d": d.diff / pooled if pooled else math.copysign(math.inf, d.diff) if d.diff else 0.0,
          "paired": int(d.paired), "method": d.method, "sd_diff": sd_diff, "min_effect": min_effect,
-         "alpha": alpha, "power_alpha": power_alpha, "flat": int(flat),
-         "power": test.power(len(xa), min_effect, sd_diff, power_alpha) if min_effect and not flat else math.nan,
-         "seeds_needed": significance.seeds_needed(min_effect, sd_diff, alpha=power_alpha, test=test.power)
-         if min_effect and not flat else math.nan}
+         "alpha": alpha, "power_alpha": power_alpha, "flat": int(flat)}
+    if word == "inconclusive" and min_effect and not flat:  # what would decide it: power and seeds, as ranges
+        sd_low, sd_high = significance.sd_interval(sd_diff, len(xa))
+        s |= {"power_low": test.power(len(xa), min_effect, sd_high, power_alpha),
+              "power_high": test.power(len(xa), min_effect, sd_low, power_alpha),
+              "seeds_needed_low": significance.seeds_needed(min_effect, sd_low, alpha=power_alpha, test=test.power),
+              "seeds_needed_high": significance.seeds_needed(min_effect, sd_high, alpha=power_alpha,
+                                                             test=test.power)}
     expected = test.expected.format(a=names[0], m=min_effect, direction="higher" if higher_is_better else "lower")
     adjusted = (f", Holm-adjusted {p_adj:.3g} over {family} comparisons" if family > 1 else "") + (
         f", decided at α = {alpha:.3g}" if alpha != ALPHA else "")
@@ -118,17 +138,32 @@ def compare(test: Test, a: dict | list, b: dict | list, min_effect: float, *, hi
         s |= {"binomial_se": significance.binomial_se(accuracy, images), "images": images}
         floor.insert(0, f"test-set binomial SE ±{s['binomial_se']:.4f} at the two arms' accuracy {accuracy:.3f} "
                         f"on {images:,} images")
-    if min_effect and not flat:
-        floor.append(f"power of this rule at {len(xa)} seeds ({test.power_at.format(m=min_effect)}, α "
-                     f"{power_alpha:.3g} = 0.05 / {family} comparisons): {s['power']:.0%}; 80% needs "
-                     f"{_seeds(s['seeds_needed'])}")
     lines.append("noise floor: " + "; ".join(floor))
     if note:
         lines.append(note)
     if word == "inconclusive":
-        s["lacks"] = lacks(s, len(xa), test.needs_effect)
+        s["lacks"] = lacks(s, len(xa))
         lines.append("inconclusive — it lacks " + s["lacks"])
+        if "power_low" in s:
+            lines.append(f"what would decide it: power of this rule at {len(xa)} seeds "
+                         f"({test.power_at.format(m=min_effect)}, α {power_alpha:.3g} = {_alpha_text(alpha)} / "
+                         f"{family} comparisons) {_range(s['power_low'], s['power_high'], '{:.0%}')}; 80% needs "
+                         f"{_seeds_range(s['seeds_needed_low'], s['seeds_needed_high'])} (the range: the 95% "
+                         f"interval of the true spread, from {len(xa)} seeds)")
     return Verdict(word, "\n".join(lines), s)
+
+
+def _alpha_text(alpha: float) -> str:
+    """The family-wise alpha as it came: 0.05, or 0.05 spread over the looks of --seeds auto."""
+    return "0.05" if alpha == ALPHA else f"{alpha:.3g} (0.05 over the looks of --seeds auto)"
+
+
+def _range(low: float, high: float, form: str) -> str:
+    return form.format(low) if form.format(low) == form.format(high) else f"{form.format(low)}–{form.format(high)}"
+
+
+def _seeds_range(low: int, high: int) -> str:
+    return _seeds(low) if low == high else f"{_seeds(low).removesuffix(' seeds')}–{_seeds(high)}"
 
 
 def _seeds(n: int) -> str:
@@ -146,10 +181,11 @@ def _tails(d: Difference, higher_is_better: bool):
 # that the 95% interval lies beyond the bound).
 
 def decide_better(d: Difference, m: float, higher_is_better: bool = True) -> tuple[float, str]:
-    """a beats b by more than m. Gain estimated above 0: p of 'the gain is at most m' (reproduced);
-    else p of 'the loss is at most m' (contradicted)."""
+    """a beats b by more than m. Gain estimated above m: p of 'the gain is at most m' (reproduced);
+    else p of 'the gain is at least m' (contradicted: no gain of m or more, a loss included), so
+    that enough seeds settle a claim with no effect as surely as one with an effect."""
     gain, above, below = _tails(d, higher_is_better)
-    return (min(1.0, 2 * above(m)), "reproduced") if gain > 0 else (min(1.0, 2 * below(-m)), "contradicted")
+    return (min(1.0, 2 * above(m)), "reproduced") if gain > m else (min(1.0, 2 * below(m)), "contradicted")
 
 
 def decide_no_gain(d: Difference, m: float, higher_is_better: bool = True) -> tuple[float, str]:
@@ -167,25 +203,24 @@ def decide_same(d: Difference, m: float, higher_is_better: bool = True) -> tuple
     return min(1.0, 2 * (d.p_above(m) if d.diff > 0 else d.p_below(-m))), "contradicted"
 
 
-BETTER = Test(decide_better, "expected {a} {direction} by more than {m} (the gain's interval above {m})",
-              "a true gain of 2 x {m}", needs_effect=True)
+BETTER = Test(decide_better, "expected {a} {direction} by more than {m} (the gain's interval above {m}; below "
+              "{m}: contradicted)", "a true gain of 0 or of 2 x {m}, {m} from the bound either way")
 NO_GAIN = Test(decide_no_gain, "claim holds if {a} gains less than {m} (the gain's interval below {m})",
-               "a true gain of 0")
+               "a true gain of 0 or of 2 x {m}, {m} from the bound either way")
 SAME = Test(decide_same, "the same if the difference's interval lies inside ±{m}", "a true difference of 0",
             power=significance.tost_power)
 
 
-def lacks(s: dict, n: int, needs_effect: bool = True) -> str:
-    """What an inconclusive comparison lacks: spread, effect, seeds, or it fell to the correction."""
+def lacks(s: dict, n: int) -> str:
+    """What an inconclusive comparison lacks: spread, seeds, or it fell to the correction."""
     if s.get("flat"):
-        return (f"spread: the {n} paired differences are all {s['diff']:+.4f}, and a sample without variance "
-                "decides nothing (more seeds, or a larger test set, would show the noise it hides)")
+        what = "paired differences" if s.get("paired", 1) else "runs of each arm"
+        return (f"spread: the {n} {what} leave no variance ({s['diff']:+.4f} every time), and a sample without "
+                "it decides nothing (more seeds, or a larger test set, would show the noise it hides)")
     missing = []
-    if needs_effect and abs(s["gain"]) <= s["min_effect"]:
-        missing.append(f"effect: the measured difference, {s['gain']:+.4f}, is not beyond the minimum effect "
-                       f"{s['min_effect']}")
-    if s["min_effect"] and s["seeds_needed"] > n:  # (nan when flat: handled above)
-        missing.append(f"seeds: {_seeds(s['seeds_needed'])} for 80% power of this rule (have {n})")
+    if s["min_effect"] and s.get("seeds_needed_high", 0) > n:
+        missing.append(f"seeds: {_seeds_range(s['seeds_needed_low'], s['seeds_needed_high'])} for 80% power of "
+                       f"this rule (have {n})")
     if s["p"] < s["alpha"] <= s["p_holm"]:
         missing.append(f"significance after the multiple-comparison correction (p {s['p']:.3g}, Holm-adjusted "
                        f"{s['p_holm']:.3g})")
@@ -208,9 +243,13 @@ def same(a, b, margin: float, **kw) -> Verdict:
 
 
 def matches(values: dict[str, list[float]], targets: dict[str, float], tolerances: dict[str, float]) -> Verdict:
-    """The claim: the lecture's printed numbers (one run of the lecture's) against the seeds' mean.
-    Reproduced when every mean's 95% t interval lies inside its tolerance of the printed value,
-    contradicted when one lies wholly outside it, else inconclusive (one seed has no interval)."""
+    """The claim: the lecture's printed numbers, each one run of the lecture's, against the seeds.
+    Reproduced when every seed mean's 95% t interval lies inside its tolerance of the printed value
+    (our typical run prints about what the lecture printed). Contradicted when a printed value lies
+    outside the 95% prediction interval of one more run, widened by the tolerance: a single run
+    drawn from our runs' own distribution falls there at most 5% of the time, at any number of
+    seeds (the mean's interval shrinks with seeds, and once contradicted such a run ever more
+    often). Else inconclusive (one seed has no interval)."""
     parts, words, s = [], set(), {}
     for name, target in targets.items():
         xs = values.get(name, [])
@@ -220,18 +259,20 @@ def matches(values: dict[str, list[float]], targets: dict[str, float], tolerance
         if len(xs) > 1 and _sd(xs) == 0:  # a sample without spread decides nothing
             return Verdict("inconclusive", f"{name}: the {len(xs)} seeds all gave {m:.4f}; a sample without spread "
                                            "decides nothing")
-        half = significance.t_half_width(xs)
+        half, predict = significance.t_half_width(xs), significance.prediction_half_width(xs)
         low, high = m - half, m + half
         if target - tol <= low and high <= target + tol:
-            word, where = "reproduced", "inside"
-        elif high < target - tol or low > target + tol:
-            word, where = "contradicted", "outside"
+            word, where = "reproduced", "the mean's interval lies inside the tolerance"
+        elif abs(target - m) > predict + tol:
+            word, where = "contradicted", "the printed run lies outside the prediction interval, widened by it"
         else:
-            word, where = "inconclusive", "straddling"
+            word, where = "inconclusive", "neither"
         words.add(word)
-        s |= {name: m, f"{name}.ci_low": low, f"{name}.ci_high": high}
-        parts.append(f"{name} {m:.3f} [95% CI {low:.3f}, {high:.3f}] over {len(xs)} seeds vs the printout's single "
-                     f"run {target} (tolerance ±{tol}: the interval lies {where})")
+        s |= {name: m, f"{name}.ci_low": low, f"{name}.ci_high": high, f"{name}.pi_low": m - predict,
+              f"{name}.pi_high": m + predict}
+        parts.append(f"{name} {m:.3f} [95% CI {low:.3f}, {high:.3f}; 95% prediction interval of one run "
+                     f"{m - predict:.3f}, {m + predict:.3f}] over {len(xs)} seeds vs the printout's single run "
+                     f"{target} (tolerance ±{tol}: {where})")
     word = "contradicted" if "contradicted" in words else "reproduced" if words == {"reproduced"} else "inconclusive"
     return Verdict(word, "; ".join(parts), s)
 

@@ -18,7 +18,7 @@ from statistics import median
 
 from alexnet.tracking import key_name
 
-from . import decision, ladder
+from . import decision, ladder, significance
 
 EVIDENCE: dict[str, Callable] = {}
 
@@ -112,20 +112,26 @@ def cost(runs, claim, stats) -> str:
 
 @evidence("overfits")
 def overfits(runs, claim, stats) -> decision.Verdict:
-    """The dropout claim's precondition: the arm without dropout (the second) overfits, i.e. its mean
-    train - test gap is at least the claim's minimum effect; otherwise nothing is there to control."""
+    """The dropout claim's precondition, as a test: the arm without dropout (the second) overfits,
+    its train - test gap above the claim's minimum effect m (the gap's 95% interval over seeds above
+    m); nothing overfits when the interval lies below m; else it cannot tell (more seeds)."""
     arms = list(claim.arms)
     gaps = list(per_arm(runs, "gap").get(arms[1], {}).values())
     m = stats.get("min_effect", 0.0)
-    if not gaps:
-        return decision.Verdict("inconclusive", f"overfitting: no finished run of {arms[1]}")
-    gap = sum(gaps) / len(gaps)
-    stats.update(overfit_gap=gap)
-    if gap < m:
-        return decision.Verdict("inconclusive", f"nothing overfits at this scale: {arms[1]}'s train - test gap is "
-                                               f"{gap:+.4f}, below the minimum effect {m}, so there is nothing for "
-                                               "dropout to control")
-    return decision.Verdict("reproduced", f"overfitting: {arms[1]}'s train - test gap is {gap:+.4f} (≥ {m})")
+    if len(gaps) < 2:
+        return decision.Verdict("inconclusive", f"overfitting: {arms[1]} needs at least 2 finished seeds "
+                                                f"(has {len(gaps)})")
+    gap = significance.paired(gaps, [0.0] * len(gaps))
+    low, high = gap.interval()
+    stats.update(overfit_gap=gap.diff, overfit_gap_low=low, overfit_gap_high=high)
+    shown = f"{arms[1]}'s train - test gap is {gap.diff:+.4f} [95% CI {low:+.4f}, {high:+.4f}] over {len(gaps)} seeds"
+    if low > m:
+        return decision.Verdict("reproduced", f"overfitting: {shown}, above the minimum effect {m}")
+    if high < m:
+        return decision.Verdict("inconclusive", f"nothing overfits at this scale: {shown}, below the minimum "
+                                                f"effect {m}, so there is nothing for dropout to control")
+    return decision.Verdict("inconclusive", f"cannot tell whether {arms[1]} overfits: {shown}, straddling the "
+                                            f"minimum effect {m} (more seeds would tell)")
 
 
 @evidence("attribution")

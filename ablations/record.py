@@ -9,7 +9,7 @@ from statistics import mean, stdev
 
 from alexnet.tracking import Tracker, key_name
 
-from .judge import ClaimReport
+from .judge import ClaimReport, label
 from .significance import t_interval
 
 
@@ -32,8 +32,8 @@ def claim_metrics(report: ClaimReport) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
-SUMMARY_COLUMNS = ("claim", "comparison", "seeds", "difference [95% CI]", "P(A better)", "p", "Holm p", "power",
-                   "seeds for 80%", "verdict", "lacks")
+SUMMARY_COLUMNS = ("claim", "comparison", "seeds", "difference [95% CI]", "P(A better)", "p", "Holm p",
+                   "power (undecided)", "seeds for 80% (undecided)", "verdict", "lacks")
 
 
 def summary_rows(reports: list[ClaimReport]) -> list[list[str]]:
@@ -45,13 +45,16 @@ def summary_rows(reports: list[ClaimReport]) -> list[list[str]]:
             if "p" not in s:
                 rows.append([r.claim.id, f"{a} vs {b}", "", "", "", "", "", "", "", v.verdict, v.evidence])
                 continue
-            need = s["seeds_needed"]
+            power = (f"{s['power_low']:.0%}–{s['power_high']:.0%}", f"{_seeds(s['seeds_needed_low'])}–"
+                     f"{_seeds(s['seeds_needed_high'])}") if "power_low" in s else ("", "")
             rows.append([r.claim.id, f"{a} vs {b}", str(s["n_a"]),
                          f"{s['diff']:+.4f} [{s['ci_low']:+.4f}, {s['ci_high']:+.4f}]", f"{s['p_improvement']:.2f}",
-                         f"{s['p']:.3g}", f"{s['p_holm']:.3g}", "" if math.isnan(s["power"]) else f"{s['power']:.0%}",
-                         "" if math.isnan(need) else "> 10,000" if need > 10_000 else f"{need:,}", v.verdict,
-                         s.get("lacks", "")])
+                         f"{s['p']:.3g}", f"{s['p_holm']:.3g}", *power, v.verdict, s.get("lacks", "")])
     return rows
+
+
+def _seeds(n: int) -> str:
+    return "> 10,000" if n > 10_000 else f"{n:,}"
 
 
 NOTE_LIMIT = 7_900  # characters: MLflow keeps tag values up to 8,000
@@ -60,7 +63,8 @@ NOTE_LIMIT = 7_900  # characters: MLflow keeps tag values up to 8,000
 def claim_section(report: ClaimReport) -> str:
     """The claim's part of claims.md, as its MLflow run's description (the run page renders it as
     markdown): verdict and why, the statement, what is measured, the evidence."""
-    lines = [f"**{report.claim.id}: {report.verdict}**" + (f" — {report.reason}" if report.reason else ""), "",
+    word, dash, why = report.shown.partition(" — ")
+    lines = [f"**{report.claim.id}: {word}**{dash}{why}", "",
              f"The lecture says: {report.claim.statement}.", "", f"Measured: {report.claim.measures}.", ""]
     lines += [f"- {e}" for e in report.evidence]
     text = "\n".join(lines)
@@ -83,7 +87,7 @@ def log_verdicts(tracker: Tracker, reports: list[ClaimReport], suite_id: str) ->
         runs = report.runs + (report.tuned.runs if report.tuned else [])
         with tracker.open_run("", {}, parent=suite_id, run_id=report.run_id):
             tracker.set_tags({"verdict": report.verdict, "statement": report.claim.statement,
-                              "mlflow.runName": f"{report.claim.id} — {report.verdict}",
+                              "mlflow.runName": f"{report.claim.id} — {label(report.verdict, report.scale)}",
                               "mlflow.note.content": claim_section(report),
                               **({"verdict_reason": report.reason} if report.reason else {}),
                               **({"verdict_tuned_lr": report.tuned.verdict} if report.tuned else {})})

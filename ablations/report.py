@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import plots, table
-from .judge import ClaimReport
+from .judge import ClaimReport, label
 from .plan import PlannedRun
 from .record import summary_markdown
 from .rules import describe_rules
@@ -32,8 +32,9 @@ def verdict_table(reports: list[ClaimReport], title: str) -> Table:
     if tuned:
         table.add_column("verdict at tuned lr")
     for r in reports:
-        why = f"\n{escape(r.reason)}" if r.reason else ""
-        row = [r.claim.id, r.claim.statement, f"[{COLOURS[r.verdict]}]{r.verdict}[/]{why}", "\n".join(r.evidence)]
+        word, _, why = r.shown.partition(" — ")
+        row = [r.claim.id, r.claim.statement, f"[{COLOURS[r.verdict]}]{escape(word)}[/]" + (f"\n{escape(why)}" if why else ""),
+               "\n".join(r.evidence)]
         if tuned:
             row.append(f"[{COLOURS[r.tuned.verdict]}]{r.tuned.verdict}[/]\n" + _lrs(r) if r.tuned else "")
         table.add_row(*row)
@@ -106,8 +107,9 @@ def _verdict_tables(reports: list[ClaimReport]) -> list[str]:
     lines = ["| claim | the lecture says | measured | verdict |", "|---|---|---|---|"]
     for r in reports:
         evidence = "<br>".join(e.replace("|", "\\|") for e in r.evidence)
-        why = (f" — {r.reason}".replace("|", "\\|") if r.reason else "") + (f" ({r.look})" if r.look else "")
-        lines.append(f"| {r.claim.id} | {r.claim.statement} | {evidence} | **{r.verdict}**{why} |")
+        word, dash, why = r.shown.partition(" — ")
+        why = (dash + why).replace("|", "\\|") + (f" ({r.look})" if r.look else "")
+        lines.append(f"| {r.claim.id} | {r.claim.statement} | {evidence} | **{word}**{why} |")
     tuned = [r for r in reports if r.tuned]
     if tuned:
         lines += ["", "## At tuned learning rates (fair mode, `--tune-lr`)", "",
@@ -116,7 +118,7 @@ def _verdict_tables(reports: list[ClaimReport]) -> list[str]:
                   "| claim | tuned lr per arm | measured | verdict |", "|---|---|---|---|"]
         for r in tuned:
             evidence = "<br>".join(e.replace("|", "\\|") for e in r.tuned.evidence)
-            lines.append(f"| {r.claim.id} | {_lrs(r)} | {evidence} | **{r.tuned.verdict}** |")
+            lines.append(f"| {r.claim.id} | {_lrs(r)} | {evidence} | **{label(r.tuned.verdict, r.scale)}** |")
     return lines
 
 
@@ -124,22 +126,22 @@ def _statistics(reports: list[ClaimReport], looks: list[str], alpha: float) -> l
     """How the comparisons were judged, and the numbers each verdict rests on."""
     if not any(r.comparisons for r in reports):
         return []
-    family = sum(len(r.comparisons) for r in reports)
+    family = next(v.stats["family"] for r in reports for v in r.comparisons.values() if "family" in v.stats)
     lines = ["", "## Statistics of the comparisons", "",
-              f"All {family} comparisons above form one family: each p is Holm–Bonferroni adjusted over them "
-              "(family-wise α = 0.05) and the verdict uses the adjusted p. Arms run the same seeds, and a seed "
-              "fixes the data order, the augmentation draws and the initial weights, so each comparison is "
-              "judged on the per-seed differences: a paired t interval below 10 seeds, a seeded bootstrap-t "
-              "(10,000 resamples) from 10 (the t interval where ties leave resamples without spread); Welch's "
-              "test only where arms cannot pair. Printed intervals are unadjusted 95%; decisions use the "
-              "Holm-adjusted p. P(A better): the chance a run of the first arm beats a run of the second. "
-              "Power: of the rule as applied (better: at a true gain of twice the minimum effect; no_gain and "
-              "same: at a true difference of 0), at α = 0.05 / the family's size (Bonferroni, conservative "
-              "beside Holm), given the spread of the differences (the t-test's figure; from 10 seeds, where "
-              "the decision uses the bootstrap-t, it runs a few points high: 82% printed against about 78% "
-              "simulated for 'same' at 13 seeds); seeds for 80%: the seeds at which the rule reaches 80%. A "
-              "comparison whose differences have no spread decides nothing. An inconclusive "
-              "verdict names what it lacks: spread, effect, seeds, or significance after the correction.", ""]
+             f"All {family} comparisons of this invocation (at the scale's lr and, with --tune-lr, at tuned lrs) "
+             "form one family: each p is Holm–Bonferroni adjusted over them (family-wise α = 0.05) and the verdict "
+             "uses the adjusted p. Arms run the same seeds, and a seed fixes the data order, the augmentation "
+             "draws and the initial weights, so each comparison is judged on the per-seed differences: a paired "
+             "t interval at every number of seeds (a bootstrap-t covers about 93% on heavy-tailed differences from "
+             "10 to 100 pairs, where the t interval keeps 95%); Welch's test only where arms cannot pair. Printed intervals are unadjusted 95%; decisions use the Holm-adjusted p. P(A better): the "
+             "chance a run of the first arm beats a run of the second. An arm whose test accuracy is within "
+             "chance's noise on every seed did not train, and its comparisons say they measure the other arm "
+             "against chance. A comparison whose differences have no spread decides nothing. An inconclusive "
+             "verdict names what it lacks, and what would decide it: the power of its rule at its seeds "
+             "(better and no_gain: at a true gain m from the bound, 0 or 2m; same: at a true difference of 0, "
+             "exactly for normal differences) at α = 0.05 / the family's size (Bonferroni, conservative beside "
+             "Holm), and the seeds 80% power needs, both as a range over the 95% interval of the true spread "
+             "(a few seeds say little about it).", ""]
     if looks:
         lines += [f"Seeds: `--seeds auto` — {len(looks)} looks ({'; '.join(looks)}). Each look judged at "
                   f"family-wise α = {alpha:.3g} (0.05 divided over the planned looks: Bonferroni alpha "
@@ -179,7 +181,7 @@ def write_markdown(reports: list[ClaimReport], path: Path, *, scale, command: st
 
 
 VERDICT_ROW = re.compile(r"^\| (?P<claim>[a-z0-9_]+) \| .* \| "
-                         r"\*\*(?P<verdict>reproduced|contradicted|inconclusive)\*\*")
+                         r"\*\*(?P<verdict>reproduced|contradicted|inconclusive)( \([a-z]+ proxy\))?\*\*")
 MAX_REPORT_BYTES = 10 * 2**20
 
 

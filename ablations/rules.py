@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from alexnet.config import Config
 from alexnet.model import build_alexnet, build_lenet, count_params, flops_per_image, shape_trace
 
-from . import decision, ladder
-from .claims import LECTURE_TRACE, METRICS, STATED_RATIOS, Claim
+from . import decision, ladder, significance
+from .claims import LECTURE_TRACE, METRICS, NOTES_TABLE, STATED_RATIOS, Claim
 from .evidence import per_arm
 
 
@@ -50,6 +50,7 @@ class Judged:
     stats: dict
     evidence: list[str]
     comparisons: dict = field(default_factory=dict)  # (arm a, arm b) -> Verdict: the rule's p-values, in the family
+    caveats: list[str] = field(default_factory=list)  # what the verdict rests on that a reader must know (untrained arms)
 
 
 @dataclass(frozen=True)
@@ -82,16 +83,50 @@ def judge_pairs(claim: Claim, runs: list, ctx: Context, test: decision.Test, pai
         v = decision.compare(test, values[a], values[b], claim.min_effect, higher_is_better=METRICS[claim.metric],
                             names=(a, b), metric=claim.metric, images=images,
                             accuracy=sum(accuracy) / len(accuracy) if accuracy else None,
-                            p_adjusted=ctx.adjusted.get((a, b)), family=ctx.family, alpha=ctx.alpha)
+                            p_adjusted=ctx.adjusted.get((a, b)), family=ctx.family, alpha=ctx.alpha,
+                            by_image=by_image(runs, a, b) if claim.metric == "test_acc" else None)
         found.comparisons[(a, b)] = v
         found.parts.append(v)
         found.evidence += v.evidence.split("\n")
     found.stats = dict(next(iter(found.comparisons.values())).stats)
+    compared = list(dict.fromkeys(arm for pair in pairs for arm in pair))
+    for arm, note in untrained(runs, compared).items():
+        others = ", ".join(b if a == arm else a for a, b in pairs if arm in (a, b))
+        found.evidence.append(f"{note}: the comparison measures {others} against chance, not against a trained {arm}")
+        found.caveats.append(f"{arm} did not train ({note.split(': ', 1)[1]}): measured against chance")
     for name in claim.context_metrics:
         context = ctx.values(name)
         d, xa, xb, _ = decision.difference(context[arms[0]], context[arms[1]])
         if d is not None:
             found.evidence.append("context: " + decision.describe(d, xa, xb, (arms[0], arms[1]), name, METRICS[name]))
+    return found
+
+
+def by_image(runs: list, a: str, b: str) -> tuple | None:
+    """(seed -> a's per-image test outcomes, b's) when b is one deterministic fit (an SVM: the same
+    on every seed) and every finished run kept its outcomes; else None (paired by seed alone)."""
+    done = {arm: [r for r in runs if r.arm == arm and r.result is not None and r.result.status == "finished"]
+            for arm in (a, b)}
+    if not (done[a] and done[b]) or done[b][0].config.sgd or any(r.result.correct() is None for r in done[a] + done[b]):
+        return None
+    return {r.seed: r.result.correct() for r in done[a]}, done[b][0].result.correct()
+
+
+def untrained(runs: list, arms: list[str]) -> dict[str, str]:
+    """arm -> why it counts as not trained: its test accuracy within chance's noise (10 balanced
+    classes; ``significance.chance_ceiling``) on every finished seed. A comparison with such an arm
+    is one with chance, which the verdict must say."""
+    found = {}
+    for arm in arms:
+        done = [r.result for r in runs if r.arm == arm and r.result is not None and r.result.status == "finished"]
+        if not done or done[0].eval_key != "test_acc":
+            continue
+        ceiling = significance.chance_ceiling(done[0].eval_examples)
+        accuracy = [res.final("test_acc") for res in done]
+        if all(a <= ceiling for a in accuracy):
+            shown = f"{accuracy[0]:.3f}" if len(set(accuracy)) == 1 else f"{min(accuracy):.3f}–{max(accuracy):.3f}"
+            found[arm] = (f"{arm} did not train: test accuracy {shown} on every one of its {len(accuracy)} seeds, "
+                          f"within chance's noise (0.100 + 3 SE = {ceiling:.3f} on {done[0].eval_examples:,} images)")
     return found
 
 
@@ -106,7 +141,8 @@ def comparison(name: str, test: decision.Test, describes: str, tunable: bool = F
 
 
 comparison("better", decision.BETTER, "reproduced when the favoured arm's gain is significantly above m, contradicted "
-           "when its loss is significantly above m, else inconclusive", tunable=True)
+           "when it is significantly below m (no gain of m or more: a loss, or nothing), else inconclusive",
+           tunable=True)
 comparison("no_gain", decision.NO_GAIN, "reproduced when the gain is significantly below m, contradicted when it is "
            "significantly above m", tunable=True)
 comparison("same", decision.SAME, "reproduced when the difference is significantly inside ±m (two one-sided tests), "
@@ -137,7 +173,8 @@ def _matches(claim: Claim, runs: list, ctx: Context) -> Judged:
 
 
 register(Rule("matches", _matches, "reproduced when the 95% interval of every seed mean lies inside its tolerance "
-              "of the printed number (a single run of the lecture's), contradicted when one lies wholly outside",
+              "of the printed number (a single run of the lecture's), contradicted when a printed number lies "
+              "outside the 95% prediction interval of one run, widened by the tolerance",
               check=lambda c: "" if c.arms and c.printed else "matches needs an arm and printed numbers"))
 
 
@@ -169,6 +206,64 @@ def _shapes(claim: Claim, runs: list, ctx: Context) -> Judged:
 
 register(Rule("shapes", _shapes, "reproduced when every layer's output shape for a 1x1x224x224 input equals the "
               "lecture's printout"))
+
+
+def code_layers() -> dict[str, dict]:
+    """The code's network (the lecture's AlexNet at 224 px) as the notes' table names its rows:
+    the input, Conv1-5, MaxPool1-3 and Dense1-3, each with its kernel, stride, output (C, H, W), units."""
+    net = build_alexnet(Config())
+    rows = {"input": {"shape": (1, 224, 224)}}
+    count = {"Conv2d": 0, "MaxPool2d": 0, "Linear": 0}
+    for module, traced in zip(net, shape_trace(net, 224)):
+        kind = module.__class__.__name__
+        if kind not in count:
+            continue
+        count[kind] += 1
+        name = {"Conv2d": "Conv", "MaxPool2d": "MaxPool", "Linear": "Dense"}[kind] + str(count[kind])
+        if kind == "Linear":
+            rows[name] = {"units": module.out_features}
+        else:
+            size = lambda v: v[0] if isinstance(v, tuple) else v  # noqa: E731
+            rows[name] = {"kernel": size(module.kernel_size), "stride": size(module.stride), "shape": traced.shape[1:]}
+    return rows
+
+
+def _layers(claim: Claim, runs: list, ctx: Context) -> Judged:
+    """The notes' table row by row against the code; a differing row is the 2012 paper's where it
+    agrees with the paper, a slip of the notes where it agrees with neither."""
+    code, lines, slips, paper_rows = code_layers(), [], 0, 0
+    previous_channels = None
+    for row, notes, paper in NOTES_TABLE:
+        ours = {k: code[row][k] for k in notes}
+        differ = [k for k in notes if notes[k] != ours[k]]
+        if not differ:
+            lines.append(f"{row}: as the code ({_fields(notes)})")
+        elif all(notes[k] == paper[k] for k in differ):
+            paper_rows += 1
+            lines.append(f"{row}: the notes' {_fields(notes)} is the 2012 paper's ImageNet network; the code has "
+                         f"{_fields(ours)}")
+        else:
+            slips += 1
+            why = (f"a pooling layer cannot change its input's {previous_channels} channels to {notes['shape'][0]}"
+                   if row.startswith("MaxPool") and previous_channels and notes["shape"][0] != previous_channels
+                   else f"the paper's row is {_fields(paper)}")
+            lines.append(f"{row}: a slip of the notes: {_fields(notes)}, neither the code's {_fields(ours)} nor the "
+                         f"paper's ({why})")
+        previous_channels = notes.get("shape", (previous_channels,))[0]
+    summary = (f"{len(NOTES_TABLE)} rows: {len(NOTES_TABLE) - slips - paper_rows} as the code, {paper_rows} the 2012 "
+               f"paper's ImageNet network (its RGB input, 55-px maps and 1,000 classes), {slips} slips of the notes")
+    return Judged([decision.Verdict("contradicted" if slips else "reproduced", summary)],
+                  {"rows": len(NOTES_TABLE), "slips": slips, "paper_rows": paper_rows}, [summary, *lines])
+
+
+def _fields(row: dict) -> str:
+    names = {"kernel": "{0}x{0}", "stride": "stride {}", "shape": "{}", "units": "{} units"}
+    return ", ".join(names[k].format(v if k != "shape" else tuple(v)) for k, v in row.items())
+
+
+register(Rule("layers", _layers, "reproduced when every row of the notes' layer table is the code's, or the 2012 "
+              "paper's ImageNet network where the lecture's Fashion-MNIST one differs; contradicted by a row that is "
+              "neither (a slip of the notes)"))
 
 
 def describe_rules() -> str:

@@ -2,14 +2,16 @@
 data order, the augmentation draws and the initial weights, so the per-seed differences are the
 unit of analysis (``paired``); arms that cannot pair are compared with Welch's test (``welch``).
 
-- ``Difference``: a mean difference and its sampling distribution — a t distribution below 10
-  pairs, a seeded bootstrap-t (10,000 resamples) from 10 — from which come the 95%
-  interval and the p-values every verdict rule uses, so the two always agree.
+- ``Difference``: a mean difference and its t distribution, from which come the 95% interval
+  and the p-values every verdict rule uses, so the two always agree.
 - ``prob_improvement``: P(A > B), the chance a run of one arm beats a run of the other.
 - ``holm``: Holm–Bonferroni adjusted p-values for the comparisons judged together.
 - ``binomial_se``: the test set's own sampling noise.
 - ``paired_power``, ``tost_power``, ``seeds_needed``: power of a verdict rule as it is applied (a
-  one-sided test against the minimum effect, or two of them for equivalence); seeds for 80% power.
+  one-sided test against the minimum effect, or two of them for equivalence); seeds for 80% power,
+  as a range over the spread's own interval (``sd_interval``).
+- ``prediction_half_width``: where one more run would fall ('matches': a printed single run).
+- ``chance_ceiling``: the accuracy a net that learned nothing reaches, noise included.
 - ``mean_sd``, ``t_interval``: the seed aggregates the reports print and log.
 - ``looks``, ``alpha_per_look``: the sequential plan of ``--seeds auto``.
 
@@ -23,43 +25,36 @@ from dataclasses import dataclass
 from statistics import mean, stdev
 
 import numpy as np
-from scipy import stats
+from scipy import integrate, stats
 
 ALPHA = 0.05
-BOOTSTRAP_FROM = 10  # pairs from which the interval is a bootstrap one
-RESAMPLES = 10_000
 FLAT_SE = 1e-9  # a difference's standard error at or below this is float rounding of equal values: no spread
-MAX_DEGENERATE = 0.01  # share of zero-spread resamples above which ties dominate: the bootstrap-t is undefined
 POWER = 0.8
 Z_POWER = stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER)  # 2.80: a z-test's 80% power at alpha 0.05
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Difference:
-    """mean(a - b) and its sampling distribution: (diff - true) / se follows t(df), or the
-    bootstrap's studentized resamples ``boot`` (bootstrap-t: Efron & Tibshirani 1993, ch. 12,
-    whose coverage at 10-20 pairs is close to nominal where the percentile bootstrap's is not)."""
+    """mean(a - b) and its sampling distribution, (diff - true) / se ~ t(df), from which come the
+    95% interval and the p-values every verdict rule uses, so the two always agree. A t interval at
+    every n: on heavy-tailed differences (t with 3 df) the bootstrap-t covers 93% at 10 to 100
+    pairs where the t interval keeps 95% (tests/test_rules.py simulates both)."""
     diff: float
     se: float
     df: float
     method: str
     paired: bool
-    boot: np.ndarray | None = None
 
     def p_above(self, c: float) -> float:
         """One-sided p of 'the true difference is at most c' (small: the difference is surely above c)."""
         if self.se == 0:
             return 0.0 if self.diff > c else 1.0
-        if self.boot is not None:
-            return float((np.sum(self.boot >= (self.diff - c) / self.se) + 1) / (len(self.boot) + 1))
         return float(stats.t.sf((self.diff - c) / self.se, self.df))
 
     def p_below(self, c: float) -> float:
         """One-sided p of 'the true difference is at least c'."""
         if self.se == 0:
             return 0.0 if self.diff < c else 1.0
-        if self.boot is not None:
-            return float((np.sum(self.boot <= (self.diff - c) / self.se) + 1) / (len(self.boot) + 1))
         return float(stats.t.cdf((self.diff - c) / self.se, self.df))
 
     def p_differs(self, c: float = 0.0) -> float:
@@ -69,33 +64,36 @@ class Difference:
     def interval(self, alpha: float = ALPHA) -> tuple[float, float]:
         if self.se == 0:
             return self.diff, self.diff
-        if self.boot is not None:
-            t_low, t_high = np.quantile(self.boot, [alpha / 2, 1 - alpha / 2])
-            return self.diff - float(t_high) * self.se, self.diff - float(t_low) * self.se
         half = stats.t.ppf(1 - alpha / 2, self.df) * self.se
         return self.diff - half, self.diff + half
 
 
-def paired(a: list[float], b: list[float], *, seed: int = 0) -> Difference:
-    """a[i] - b[i] per seed i: a t distribution with n - 1 df below 10 pairs, else a seeded
-    bootstrap-t of the mean difference (studentized resamples). Where ties dominate (more than 1%
-    of the resamples have no spread, e.g. runs stuck at chance beside runs that learn), the
-    studentized statistic is undefined and the t distribution is used; the method says so."""
+def paired(a: list[float], b: list[float]) -> Difference:
+    """a[i] - b[i] per seed i: their mean, with a t distribution of n - 1 df."""
     if len(a) != len(b) or len(a) < 2:
         raise ValueError(f"paired analysis needs the same seeds in both arms, at least 2 (have {len(a)} and {len(b)})")
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    n, sd = len(d), float(np.std(d, ddof=1))
-    m, se = float(d.mean()), sd / math.sqrt(n)
-    if sd == 0 or n < BOOTSTRAP_FROM:
-        return Difference(m, se, n - 1, "paired t", True)
-    resampled = d[np.random.default_rng(seed).integers(0, n, size=(RESAMPLES, n))]
-    spread = resampled.std(axis=1, ddof=1)
-    degenerate = spread <= 1e-12 * max(1.0, float(np.abs(d).max()))  # equal values (up to float rounding)
-    if degenerate.mean() > MAX_DEGENERATE:
-        return Difference(m, se, n - 1, f"paired t (ties: {degenerate.mean():.0%} of bootstrap resamples have no "
-                                        "spread)", True)
-    t = (resampled.mean(axis=1)[~degenerate] - m) / (spread[~degenerate] / math.sqrt(n))
-    return Difference(m, se, n - 1, f"paired bootstrap-t ({RESAMPLES:,} resamples, seed {seed})", True, np.sort(t))
+    n = len(d)
+    return Difference(float(d.mean()), float(np.std(d, ddof=1)) / math.sqrt(n), n - 1, "paired t", True)
+
+
+def image_paired(a: np.ndarray, b: np.ndarray) -> Difference:
+    """Accuracy of arm a minus that of arm b, scored on the same images: ``a`` one row of 0/1
+    outcomes per seed, ``b`` the outcomes of a deterministic arm (one fit, the same on every seed:
+    an SVM). The test images are a sample too, so the standard error has two parts: the seeds'
+    spread of a's accuracy, and the images' spread of (a's mean outcome - b's), each over its count
+    (a two-way crossed design; both parts hold the interaction once, so it errs on the wide side).
+    t with Welch–Satterthwaite degrees of freedom."""
+    seeds, images = a.shape
+    per_seed = a.mean(axis=1) - b.mean()
+    per_image = a.mean(axis=0) - b
+    v_seed = per_seed.var(ddof=1) / seeds if seeds > 1 else 0.0
+    v_image = per_image.var(ddof=1) / images
+    se = math.sqrt(v_seed + v_image)
+    parts = (v_seed**2 / (seeds - 1) if seeds > 1 else 0.0) + v_image**2 / (images - 1)
+    df = se**4 / parts if parts else images - 1.0
+    return Difference(float(per_seed.mean()), se, df, f"paired by seed and image, t ({seeds} seeds x {images:,} "
+                      "images: the seeds' and the images' spread)", True)
 
 
 def t_half_width(xs: list[float], alpha: float = ALPHA) -> float:
@@ -151,26 +149,68 @@ def paired_power(n: int, effect: float, sd_diff: float, alpha: float = ALPHA) ->
 
 def tost_power(n: int, margin: float, sd_diff: float, alpha: float = ALPHA) -> float:
     """Power of two one-sided paired t-tests (each at alpha / 2, as the ``same`` rule doubles its
-    p) to show |difference| < ``margin`` when the true difference is 0: 1 - 2 P(one test fails),
-    a lower bound (Bonferroni over the two tests; exact as power nears 1)."""
+    p) to show |difference| < ``margin`` when the true difference is 0, exactly for normal
+    differences: the mean and the sd of n normal values are independent, so power is the mean over
+    the sd's distribution (s^2 (n-1) / sigma^2 ~ chi2(n-1)) of P(|mean| < margin - t s / sqrt(n))."""
     if sd_diff == 0:
         return 1.0
-    df, nc = n - 1, margin / (sd_diff / math.sqrt(n))
-    return max(0.0, 1.0 - 2 * float(stats.nct.cdf(stats.t.ppf(1 - alpha / 2, df), df, nc)))
+    df = n - 1
+    crit = float(stats.t.ppf(1 - alpha / 2, df))
+    reach = math.sqrt(n) * margin / sd_diff  # the margin in standard errors of the mean at the true sd
+
+    def given(q: float) -> float:  # q: the chi2(df) value of the sample's variance
+        return max(0.0, 2 * float(stats.norm.cdf(reach - crit * math.sqrt(q / df))) - 1)
+
+    q_max = df * (reach / crit) ** 2  # beyond it the interval is wider than the margin: no power
+    power, _ = integrate.quad(lambda q: given(q) * stats.chi2.pdf(q, df), 0, q_max, limit=200)
+    return min(1.0, max(0.0, power))
+
+
+def sd_interval(sd: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` interval of a normal sample's true sd from its sample sd over n values
+    (chi-squared with n - 1 degrees of freedom): from 3 seeds it spans more than a factor of 10."""
+    df = n - 1
+    return (sd * math.sqrt(df / stats.chi2.ppf(1 - (1 - level) / 2, df)),
+            sd * math.sqrt(df / stats.chi2.ppf((1 - level) / 2, df)))
 
 
 def seeds_needed(effect: float, sd_diff: float, power: float = POWER, alpha: float = ALPHA, limit: int = 10_000,
                  test=None) -> int:
     """The fewest seeds (>= 2) at which a rule's ``test(n, effect, sd_diff, alpha)`` (its power as it
     is applied; default ``paired_power``: better and no_gain) reaches ``power``; ``limit`` + 1 when
-    even ``limit`` seeds do not."""
+    even ``limit`` seeds do not. Power grows with n: a bisection."""
     test = test or paired_power
-    if sd_diff == 0:
+    if sd_diff == 0 or test(2, effect, sd_diff, alpha) >= power:
         return 2
-    n = max(2, math.floor(min((Z_POWER * sd_diff / effect) ** 2, limit + 1)))  # the z-test's n: a lower bound
-    while n <= limit and test(n, effect, sd_diff, alpha) < power:
-        n += 1
-    return n
+    if test(limit, effect, sd_diff, alpha) < power:
+        return limit + 1
+    low, high = 2, limit  # power(low) < target <= power(high)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if test(mid, effect, sd_diff, alpha) < power else (low, mid)
+    return high
+
+
+def seeds_needed_range(effect: float, sd_diff: float, n: int, alpha: float = ALPHA, test=None) -> tuple[int, int]:
+    """Seeds for 80% power at the low and the high end of the 95% interval of the true spread:
+    what a handful of seeds can say about the seeds a decision needs."""
+    low, high = sd_interval(sd_diff, n)
+    return (seeds_needed(effect, low, alpha=alpha, test=test), seeds_needed(effect, high, alpha=alpha, test=test))
+
+
+def prediction_half_width(xs: list[float], alpha: float = ALPHA) -> float:
+    """Half the width of the (1 - alpha) prediction interval of one more value drawn as ``xs`` were
+    (a single printed run, say): t(n-1) * sd * sqrt(1 + 1/n); inf for one value."""
+    if len(xs) < 2:
+        return math.inf
+    return float(stats.t.ppf(1 - alpha / 2, len(xs) - 1)) * stdev(xs) * math.sqrt(1 + 1 / len(xs))
+
+
+def chance_ceiling(images: int, classes: int = 10, z: float = 3.0) -> float:
+    """The highest accuracy a classifier that learned nothing reaches on ``images`` balanced test
+    images, but for ``z`` binomial standard errors of noise (one in 700 at z = 3): above it, it learned."""
+    chance = 1 / classes
+    return chance + z * binomial_se(chance, images)
 
 
 def mean_sd(xs: list[float]) -> tuple[float, float]:

@@ -246,6 +246,11 @@ class Suite:
         for report in reports:
             report.tuned_lr = finished[report.claim.id].tuned_lr
             report.run_id = finished[report.claim.id].run_id
+            for arm in report.tuned_lr:  # a study that found nothing says so beside the runs at its lr
+                note = self.tuning.at_chance(self.configs([report.claim])[report.claim.id][arm])
+                if note:
+                    report.evidence.append(f"lr of {arm}: {note}")
+                    report.caveats.append(f"{arm}'s lr study found no lr that trains it")
         log_verdicts(self.tracker, reports, suite_id)
         return reports
 

@@ -13,6 +13,8 @@ from alexnet.data import FashionMNIST
 from alexnet.tracking import Tracker
 from alexnet.tune import create_study, load_study, optimize, search_space
 
+from .significance import chance_ceiling
+
 
 @dataclass(frozen=True)
 class LrTuning:
@@ -54,6 +56,21 @@ class LrTuning:
                   file=sys.stderr)
             return config.lr
         return study.best_params["lr"]
+
+    def at_chance(self, config: Config) -> str:
+        """'' when some trial of the arm's study learned; else the sentence that says every lr it
+        tried stayed at chance on the validation split (its "best" lr then means nothing)."""
+        try:
+            study = load_study(self.storage, self.study_name(config), seed=0)
+        except ValueError:
+            return ""
+        done = [t for t in study.trials if t.state.name == "COMPLETE"]
+        ceiling = chance_ceiling(self.validation_size)
+        if not done or any(t.value > ceiling for t in done):
+            return ""
+        lrs = sorted(t.params["lr"] for t in done)
+        return (f"every lr its study tried ({len(done)} trials, {lrs[0]:.3g} to {lrs[-1]:.3g}) stayed at chance on "
+                f"the validation split (at most {ceiling:.3f} on {self.validation_size:,} images)")
 
     def _create(self, name: str, config: Config) -> None:
         space = search_space(["lr"])

@@ -83,7 +83,7 @@ def fit(config: Config, seed: int, data: FashionMNIST, on_epoch: Callable[[dict]
 def _fit(config: Config, data: FashionMNIST) -> TrainResult:
     from sklearn.metrics import hinge_loss
 
-    from .train import subsets, training_sample
+    from .train import packed, subsets, training_sample
 
     start = time.perf_counter()
     train_x, train_y, eval_x, eval_y, split, fit_x, fit_y = subsets(config, data)
@@ -101,14 +101,19 @@ def _fit(config: Config, data: FashionMNIST) -> TrainResult:
     result = TrainResult(config.to_dict(), 0, env, split, stored, flops,
                          len(train_y), len(eval_y))
 
+    def right(images, labels) -> np.ndarray:
+        return model.predict(features(images, config.features)) == labels.numpy()
+
     def accuracy(images, labels) -> float:
-        return float((model.predict(features(images, config.features)) == labels.numpy()).mean())
+        return float(right(images, labels).mean())
 
     scores = model.decision_function(x)  # one-vs-rest: its argmax is the prediction (ties aside)
     record = {"epoch": 1, "train_loss": float(hinge_loss(train_y.numpy(), scores, labels=np.arange(10))),
               "train_acc": float((model.classes_[scores.argmax(1)] == train_y.numpy()).mean()),
-              result.eval_key: accuracy(eval_x, eval_y), "train_eval_acc": accuracy(fit_x, fit_y),
+              "train_eval_acc": accuracy(fit_x, fit_y),
               "examples_per_s": len(train_y) / fit_s, "fit_s": fit_s}
+    outcomes = right(eval_x, eval_y)
+    record[result.eval_key], result.eval_correct = float(outcomes.mean()), packed([outcomes])
     record["epoch_time_s"] = time.perf_counter() - start
     result.epochs.append(record)
     result.status = "finished"

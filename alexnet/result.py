@@ -23,6 +23,14 @@ class TrainResult:
     epochs: list[dict] = field(default_factory=list)  # per epoch: train_loss, train_acc, <eval_key>,
     # train_eval_acc (eval mode, on a training sample the evaluation set's size), timings
     grad_norms: dict[str, float] = field(default_factory=dict)  # per weighted layer, mean over epoch 1's batches
+    eval_correct: str = ""  # the last evaluation, image by image: 1 right, 0 wrong (np.packbits, hex); "": not kept
+
+    def correct(self) -> list[bool] | None:
+        """The last evaluation's per-image outcomes, in the evaluation set's order (None: not kept)."""
+        if not self.eval_correct:
+            return None
+        bits = bytes.fromhex(self.eval_correct)
+        return [bool(byte >> (7 - i) & 1) for byte in bits for i in range(8)][:self.eval_examples]
 
     @property
     def eval_key(self) -> str:
@@ -97,4 +105,8 @@ class TrainResult:
         need(isinstance(d.get("grad_norms", {}), dict) and all(isinstance(k, str) and number(v)
                                                                for k, v in d.get("grad_norms", {}).items()),
              "grad_norms", "layer names to numbers")
+        correct = d.get("eval_correct", "")
+        need(isinstance(correct, str) and (correct == "" or (len(correct) == 2 * -(-d["eval_examples"] // 8)
+                                                             and all(c in "0123456789abcdef" for c in correct))),
+             "eval_correct", "'' or one hex bit per evaluation image")
         return cls.from_dict(d)

@@ -1,6 +1,7 @@
 """The verdict rules mean what they say: each decision recomputed independently with scipy, the
-rules' power checked by simulation at the seed counts the reports print, and the edge cases
-(ties, no spread) that broke them before (issue 23)."""
+rules' error rates and power checked by simulation at the seed counts and the α the reports use,
+and the edge cases (ties, no spread) that broke them before (issues 23 and 45). Each simulation
+runs in seconds, with a tolerance that fails on the numbers the reviews found."""
 
 import math
 
@@ -21,7 +22,7 @@ def _scipy_p(rule: str, d: np.ndarray, m: float, sign: int) -> tuple[float, str]
     def greater(c): return stats.ttest_1samp(g - c, 0.0, alternative="greater").pvalue
     def less(c): return stats.ttest_1samp(g - c, 0.0, alternative="less").pvalue
     if rule == "better":
-        return (min(1, 2 * greater(m)), "reproduced") if g.mean() > 0 else (min(1, 2 * less(-m)), "contradicted")
+        return (min(1, 2 * greater(m)), "reproduced") if g.mean() > m else (min(1, 2 * less(m)), "contradicted")
     return (min(1, 2 * less(m)), "reproduced") if g.mean() < m else (min(1, 2 * greater(m)), "contradicted")
 
 
@@ -59,54 +60,77 @@ def test_same_rule_is_two_one_sided_tests_against_the_margin():
         assert v.stats["p"] == pytest.approx(min(1, p), rel=1e-6, abs=1e-12)
 
 
-def test_the_bootstrap_is_studentized_not_percentile():
-    # skewed differences: one large seed among small ones; the percentile interval of resampled means
-    # and the bootstrap-t interval differ, and ours is the latter, recomputed here with the same draws
-    d = np.array([0.01, 0.012, 0.008, 0.011, 0.009, 0.010, 0.013, 0.007, 0.012, 0.09])
-    ours = paired(list(d), [0.0] * len(d))
-    draws = d[np.random.default_rng(0).integers(0, len(d), size=(10_000, len(d)))]
-    se = d.std(ddof=1) / math.sqrt(len(d))
-    t = np.sort((draws.mean(1) - d.mean()) / (draws.std(1, ddof=1) / math.sqrt(len(d))))
-    t_low, t_high = np.quantile(t, [0.025, 0.975])
-    assert ours.interval() == pytest.approx((d.mean() - t_high * se, d.mean() - t_low * se))
-    percentile = tuple(np.quantile(draws.mean(1), [0.025, 0.975]))
-    assert abs(ours.interval()[1] - percentile[1]) > 0.01  # the studentized upper bound reaches much further
+def _bootstrap_t(d: np.ndarray, rng, resamples: int = 2000) -> tuple[float, float]:
+    """The studentized bootstrap's 95% interval of the mean of d (the method the suite no longer uses)."""
+    n, m, se = len(d), d.mean(), d.std(ddof=1) / math.sqrt(len(d))
+    draws = d[rng.integers(0, n, size=(resamples, n))]
+    spread = draws.std(axis=1, ddof=1)
+    t = (draws.mean(axis=1)[spread > 0] - m) / (spread[spread > 0] / math.sqrt(n))
+    low, high = np.quantile(t, [0.025, 0.975])
+    return m - high * se, m - low * se
 
 
-def test_ties_fall_back_to_the_t_interval_instead_of_a_nan_bound():
-    # runs stuck at chance beside runs that learn: 7 of 10 differences are exactly 0
+def test_the_t_interval_keeps_its_coverage_on_heavy_tailed_differences_where_the_bootstrap_t_does_not():
+    """Per-seed differences with heavy tails (t, 3 df: one seed far off now and then): the paired t
+    interval the suite uses covers at least 94% at 3 to 30 seeds; the bootstrap-t it used from 10
+    seeds covered 92.9% at 10-12 (the review), and stays below 94% up to 100 pairs (measured:
+    93.5% at 10, 92.9% at 30, 93.4% at 100, 2,000 suites each)."""
+    rng = np.random.default_rng(45)
+    for n in (3, 5, 10, 30):
+        d = rng.standard_t(3, size=(1500, n))
+        covered = np.mean([paired(list(x), [0.0] * n).interval()[0] <= 0 <= paired(list(x), [0.0] * n).interval()[1]
+                           for x in d])
+        assert covered >= 0.94, (n, covered)
+    for n in (10, 30):
+        boot = np.mean([lo <= 0 <= hi for lo, hi in (_bootstrap_t(x, rng) for x in rng.standard_t(3, size=(1500, n)))])
+        assert boot < 0.945, (n, boot)  # 1,500 suites: binomial SE 0.6 points
+
+
+def test_a_sample_of_ties_decides_no_more_often_than_alpha():
+    # runs stuck at chance beside runs that learn: many differences are exactly 0, the t interval stays finite
     d = [0.0] * 7 + [0.30, 0.25, 0.35]
     diff = paired(d, [0.0] * 10)
     low, high = diff.interval()
-    assert diff.method.startswith("paired t (ties:") and math.isfinite(low) and math.isfinite(high)
+    assert diff.method == "paired t" and math.isfinite(low) and math.isfinite(high)
     assert diff.p_differs() == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
-    # false positives of 'better' on such data with no true effect, at 10 seeds: 5% up to the simulation's
-    # noise (SE 0.7% at 1,000 suites; the bootstrap-t with NaN bounds made 10.7%)
+    # no true effect, half the runs at chance: 'better' decides (either way) in at most 5% of 1,000 suites,
+    # up to the simulation's noise (SE 0.7%; the bootstrap-t with NaN bounds made 10.7%)
     rng = np.random.default_rng(1)
     hits = 0
     for _ in range(1000):
         a = np.where(rng.random(10) < 0.5, 0.1, rng.uniform(0.2, 0.6, 10))
         b = np.where(rng.random(10) < 0.5, 0.1, rng.uniform(0.2, 0.6, 10))
-        hits += V.better(dict(enumerate(a)), dict(enumerate(b)), 0.02).verdict != "inconclusive"
+        hits += V.better(dict(enumerate(a)), dict(enumerate(b)), 0.02).verdict == "reproduced"
     assert hits / 1000 <= 0.065
 
 
-def _simulate(rule: str, n: int, true: float, m: float, sd: float, sims: int, seed: int) -> dict[str, float]:
-    """P(verdict) over ``sims`` suites of n seeds whose per-seed differences are N(true, sd)."""
-    rng = np.random.default_rng(seed)
-    words = [V.compare(RULES[rule].test, dict(enumerate(0.7 + d)), dict.fromkeys(range(n), 0.7), m).verdict
+def _simulate(rule: str, n: int, true: float, m: float, sd: float, sims: int, seed: int,
+              alpha: float = 0.05) -> dict[str, float]:
+    """P(verdict) over ``sims`` suites of n seeds whose per-seed differences are N(true, sd), decided
+    at ``alpha`` (the family's share: 0.05 / comparisons)."""
+    rng = np.random.default_rng(seed)  # the rule's decision as compare() applies it, without its report
+    words = [V.decide(RULES[rule].test, paired(list(0.7 + d), [0.7] * n), m, alpha=alpha)[0]
              for d in rng.normal(true, sd, size=(sims, n))]
     return {w: words.count(w) / sims for w in ("reproduced", "contradicted", "inconclusive")}
 
 
-def test_better_reproduces_with_its_printed_power_at_its_printed_seed_count():
+def test_better_settles_a_null_as_surely_as_an_effect_at_its_printed_power():
+    """'better' at true gains 0, m and 2m. At 2m it reproduces with its printed power; at 0 it now
+    contradicts with the same power (before, P(contradicted) was 0.2% at 5 seeds and 0 at 12: a claim
+    with no effect stayed inconclusive whatever the seeds); at m, on the bound, it decides either way
+    at most alpha / 2 each."""
     m, sd = 0.01, 0.006
     n = seeds_needed(m, sd)
-    assert 3 <= n < 10  # the t path
     printed = paired_power(n, m, sd)
-    found = _simulate("better", n, 2 * m, m, sd, 1000, 0)["reproduced"]
-    assert printed >= 0.8 and abs(found - printed) < 0.04  # the review found 0.49 at the printed seed count
-    assert _simulate("better", n, m, m, sd, 1000, 1)["reproduced"] <= 0.04  # at a true gain of m itself: alpha / 2
+    assert 3 <= n <= 10 and printed >= 0.8
+    at_2m = _simulate("better", n, 2 * m, m, sd, 1000, 0)
+    at_0 = _simulate("better", n, 0.0, m, sd, 1000, 1)
+    at_m = _simulate("better", n, m, m, sd, 1000, 2)
+    assert abs(at_2m["reproduced"] - printed) < 0.04 and at_2m["contradicted"] == 0
+    assert abs(at_0["contradicted"] - printed) < 0.04 and at_0["reproduced"] == 0
+    assert at_m["reproduced"] <= 0.04 and at_m["contradicted"] <= 0.04
+    # the dropout case of the review: a measured gain near 0 whose spread needs more seeds; a decisive null
+    assert _simulate("better", 12, 0.0, 0.005, 0.004, 500, 3)["contradicted"] > 0.8
 
 
 def test_no_gain_is_not_contradicted_when_the_gain_is_below_the_minimum_effect():
@@ -114,23 +138,45 @@ def test_no_gain_is_not_contradicted_when_the_gain_is_below_the_minimum_effect()
         assert _simulate("no_gain", n, 0.009, 0.01, 0.01, 500, n)["contradicted"] <= 0.03
 
 
-def test_same_reproduces_with_its_printed_power():
-    # the review's case: at sd = m = 0.01 a t-test's 80% needs 10 seeds, the two one-sided tests 13
+def test_same_reproduces_with_its_printed_power_at_the_alpha_of_a_family():
+    """The review's case: 'same' at 13 seeds in a family of 10 (α 0.005) printed 82% and delivered
+    67%. The power is now exact for normal differences, at the α the family leaves."""
     assert seeds_needed(0.01, 0.01, test=tost_power) == 13 and seeds_needed(0.01, 0.01) == 10
     assert tost_power(10, 0.01, 0.01) < 0.7
-    m, sd = 0.01, 0.006  # below 10 seeds (the t path; from 10 the bootstrap-t's power is approximated by the t's)
-    n = seeds_needed(m, sd, test=tost_power)
-    printed = tost_power(n, m, sd)
-    found = _simulate("same", n, 0.0, m, sd, 1500, 2)["reproduced"]
-    assert n < 10 and printed >= 0.8 and found >= printed - 0.03
+    for n, alpha in ((13, 0.005), (8, 0.05)):
+        printed = tost_power(n, 0.01, 0.006 if n == 8 else 0.01, alpha)
+        found = _simulate("same", n, 0.0, 0.01, 0.006 if n == 8 else 0.01, 2000, n, alpha=alpha)["reproduced"]
+        assert abs(found - printed) < 0.04, (n, alpha, printed, found)
 
 
-def test_power_is_computed_at_the_alpha_the_family_leaves():
-    alone = V.better([0.72, 0.70, 0.74, 0.71], [0.65, 0.66, 0.64, 0.67], 0.02)
-    six = V.better([0.72, 0.70, 0.74, 0.71], [0.65, 0.66, 0.64, 0.67], 0.02, p_adjusted=0.01, family=6)
-    assert six.stats["power_alpha"] == pytest.approx(0.05 / 6)
-    assert six.stats["power"] < alone.stats["power"] and six.stats["seeds_needed"] > alone.stats["seeds_needed"]
-    assert "α 0.00833 = 0.05 / 6 comparisons" in six.evidence
+def test_matches_contradicts_a_printed_run_from_its_own_distribution_at_most_5_percent():
+    """A printed single run drawn from the seeds' own distribution (sd 0.015, tolerance 0.02) was
+    contradicted 6.5% of the time at 10 seeds and 8.9% at 30 (the mean's interval shrinks, the
+    printed run's own noise does not); the prediction interval keeps it at most 5% at any seeds."""
+    rng = np.random.default_rng(9)
+    for n in (5, 10, 30):
+        contradicted = 0
+        for _ in range(2000):
+            runs, printed = rng.normal(0.88, 0.015, n), rng.normal(0.88, 0.015)
+            contradicted += V.matches({"test_acc": list(runs)}, {"test_acc": printed},
+                                      {"test_acc": 0.02}).verdict == "contradicted"
+        assert contradicted / 2000 <= 0.05, (n, contradicted / 2000)  # 2,000 suites: SE 0.5 points
+    far = V.matches({"test_acc": [0.70, 0.72, 0.71, 0.73, 0.69]}, {"test_acc": 0.883}, {"test_acc": 0.02})
+    near = V.matches({"test_acc": [0.880, 0.885, 0.882, 0.884, 0.881]}, {"test_acc": 0.883}, {"test_acc": 0.02})
+    assert far.verdict == "contradicted" and near.verdict == "reproduced"
+
+
+def test_power_and_seeds_are_printed_only_where_undecided_as_a_range_at_the_alpha_the_family_leaves():
+    decided = V.better([0.72, 0.70, 0.74, 0.71], [0.65, 0.66, 0.64, 0.67], 0.02)
+    assert decided.verdict == "reproduced" and "power" not in decided.evidence and "power_low" not in decided.stats
+    a, b = [0.72, 0.70, 0.74, 0.71], [0.70, 0.69, 0.70, 0.72]
+    alone = V.better(a, b, 0.02)
+    six = V.better(a, b, 0.02, p_adjusted=0.9, family=6)
+    assert alone.verdict == six.verdict == "inconclusive" and six.stats["power_alpha"] == pytest.approx(0.05 / 6)
+    assert six.stats["power_high"] < alone.stats["power_high"]
+    assert six.stats["seeds_needed_low"] > alone.stats["seeds_needed_low"]
+    assert six.stats["seeds_needed_low"] < six.stats["seeds_needed_high"]  # 4 seeds: a wide range of spreads
+    assert "α 0.00833 = 0.05 / 6 comparisons" in six.evidence and "what would decide it" in six.evidence
 
 
 def test_ladder_interactions_are_holm_corrected_together():
@@ -162,7 +208,9 @@ def test_the_review_s_edge_cases_print_no_nan_and_decide_nothing_without_spread(
     assert V.matches({"test_acc": [0.8, 0.8, 0.8]}, {"test_acc": 0.8}, {"test_acc": 0.01}).verdict == "inconclusive"
     flat = V.better({0: 0.9, 1: 0.8}, {0: 0.5, 1: 0.4}, 0.01)
     assert flat.verdict == "inconclusive" and "power of this rule" not in flat.evidence
-    assert math.isnan(flat.stats["power"])
+    assert "power_low" not in flat.stats and "the 2 paired differences leave no variance" in flat.evidence
+    welch = V.better([0.9, 0.9], [0.5, 0.5], 0.01)  # arms that cannot pair, each without spread
+    assert "the 2 runs of each arm leave no variance" in welch.evidence and "paired differences" not in welch.evidence
     assert holm({"x": math.nan, "y": 1e-6, "z": 1e-5}) == pytest.approx({"x": 1.0, "y": 3e-6, "z": 2e-5})
     # an interaction equal on every seed up to float jitter has no spread: not a finding
     seeds = range(5)

@@ -1,5 +1,6 @@
 """The paired-seed statistics against reference implementations and hand-checked cases."""
 
+import math
 
 import numpy as np
 import pytest
@@ -46,27 +47,38 @@ def test_pairing_removes_the_shared_seed_effect_that_welch_keeps():
     assert stats.ttest_ind(a, b, equal_var=False).pvalue > 0.5  # unpaired, the effect drowns
 
 
-def test_bootstrap_interval_from_ten_seeds_is_seeded_and_covers_the_mean():
+def test_interval_and_p_agree_at_twelve_seeds():
     rng = np.random.default_rng(1)
     a = list(0.8 + rng.normal(0, 0.01, 12))
     b = list(0.79 + rng.normal(0, 0.01, 12))
-    d1, d2 = paired(a, b, seed=3), paired(a, b, seed=3)
-    assert d1.interval() == d2.interval() and d1.method.startswith("paired bootstrap-t (10,000 resamples")
-    low, high = d1.interval()
-    assert low < d1.diff < high
-    # the bootstrap p and interval agree: 0 lies outside the 95% interval exactly when p < 0.05
-    assert (d1.p_differs(0) < 0.05) == (not low <= 0 <= high)
-    assert d1.p_below(high + 0.001) < 0.025 < d1.p_below(low)
+    d = paired(a, b)
+    assert d.method == "paired t" and d.interval() == paired(a, b).interval()
+    low, high = d.interval()
+    assert low < d.diff < high
+    # 0 lies outside the 95% interval exactly when p < 0.05
+    assert (d.p_differs(0) < 0.05) == (not low <= 0 <= high)
+    assert d.p_below(high + 0.001) < 0.025 < d.p_below(low)
+    assert d.p_differs(0) == pytest.approx(stats.ttest_rel(a, b).pvalue)
 
 
-def test_bootstrap_t_interval_covers_the_true_difference_at_its_nominal_rate():
+def test_t_interval_covers_the_true_difference_at_its_nominal_rate():
     rng = np.random.default_rng(5)
     sims, n, covered = 400, 12, 0
-    for i in range(sims):
+    for _ in range(sims):
         a, b = rng.normal(0.01, 0.02, n), rng.normal(0.0, 0.01, n)
-        low, high = paired(list(a), list(b), seed=i).interval()
+        low, high = paired(list(a), list(b)).interval()
         covered += low <= 0.01 <= high
     assert 0.92 <= covered / sims <= 0.98  # 95% nominal; 400 simulations: ±2.2 points of binomial noise
+
+
+def test_the_spread_s_interval_and_the_seeds_it_leaves_open():
+    from ablations.significance import sd_interval, seeds_needed_range
+
+    low, high = sd_interval(0.0217, 3)  # relu's spread at 3 seeds: from 0.011 to 0.136
+    assert low == pytest.approx(0.0217 * math.sqrt(2 / stats.chi2.ppf(0.975, 2)))
+    assert high == pytest.approx(0.0217 * math.sqrt(2 / stats.chi2.ppf(0.025, 2))) and high / low > 10
+    fewest, most = seeds_needed_range(0.005, 0.0179, 5, alpha=0.005)  # dropout's review case: 176 at the point
+    assert fewest < seeds_needed(0.005, 0.0179, alpha=0.005) < most
 
 
 def test_probability_of_improvement_is_mann_whitney_u_over_pairs():
