@@ -21,8 +21,15 @@ TRAIN = "train_step_28px_b4"
 ALEXNET = Path(__file__).parents[1] / "alexnet"
 # A real change to the training step, made in a copy of alexnet/: a leftover forward pass of
 # half the batch whose output is thrown away (about 15% more work per step).
-ORIGINAL = "        logits = step.model(x)\n"
-INJECTED = ORIGINAL + "        step.model(x[: len(x) // 2])  # injected slowdown\n"
+ORIGINAL = "logits = step.model(x)"  # the forward pass of train_step; the leftover one goes after it, as indented
+
+
+def with_slowdown(source: str) -> str:
+    """train.py's source with the slowdown after the forward pass (the line found whatever its indent)."""
+    lines = [line for line in source.splitlines(keepends=True) if line.strip() == ORIGINAL]
+    assert len(lines) == 1, "train_step changed: update the injected line"
+    indent = lines[0][:len(lines[0]) - len(lines[0].lstrip())]
+    return source.replace(lines[0], lines[0] + indent + "step.model(x[: len(x) // 2])  # injected slowdown\n")
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +41,7 @@ def counted(tmp_path_factory, request):
     copy = tmp_path_factory.mktemp("injected")
     shutil.copytree(ALEXNET, copy / "alexnet", ignore=shutil.ignore_patterns("__pycache__"))
     source = (copy / "alexnet" / "train.py").read_text()
-    assert source.count(ORIGINAL) == 1, "train_step changed: update the injected line"
-    (copy / "alexnet" / "train.py").write_text(source.replace(ORIGINAL, INJECTED))
+    (copy / "alexnet" / "train.py").write_text(with_slowdown(source))
     baseline = refs.load_baseline()
     commit = None if request.config.getoption("--update-baseline") else baseline["reference_commit"]
     with refs.reference_tree(commit) as ref:
