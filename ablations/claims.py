@@ -83,8 +83,8 @@ CLAIMS = [
           measures="train - test accuracy gap of the last epoch, both in eval mode (train accuracy on a fixed "
                    "sample of the training subset the test set's size, dropout off, as test accuracy is measured; "
                    "d2l's running train accuracy, with dropout on, would lower the p=0.5 arm's by itself); test "
-                   "accuracy beside it; testable only where the arm without dropout overfits (its gap at least "
-                   "the minimum effect)", context_metrics=("test_acc",),
+                   "accuracy beside it; testable only where the arm without dropout overfits (its gap's 95% "
+                   "interval over seeds above the minimum effect)", context_metrics=("test_acc",),
           evidence=("overfits",)),
     Claim("maxpool", "max pooling (instead of LeNet's average pooling)",
           "better", {"max": {}, "avg": {"pool": "avg"}}, "test_acc", 0.01,
@@ -115,8 +115,9 @@ CLAIMS = [
                    "blocks) + RBF SVM (C=10, Fashion-MNIST's benchmark setting), HOG + linear SVM (C=1, "
                    "scikit-learn's default), RBF SVM (C=10) on the pixels. Reproduced only when AlexNet beats every "
                    "one, so the best of them; contradicted when any beats it. The SVMs are deterministic: each seed "
-                   "pairs AlexNet's run of that seed with the same fit. Cost beside accuracy: wall time on this "
-                   "machine and FLOPs per image", evidence=("cost",), plots=("accuracy_vs_cost",)),
+                   "pairs AlexNet's run of that seed with the same fit, compared image by image on the same test "
+                   "images, so that the test set's own noise counts beside the seeds'. Cost beside accuracy: wall "
+                   "time on this machine and FLOPs per image", evidence=("cost",), plots=("accuracy_vs_cost",)),
     Claim("size", "AlexNet is a bigger, deeper LeNet: about 10x the parameters and 260x the compute",
           "size", measures="parameter and forward-FLOP counts of both models, from the modules"),
     Claim("d2l", "train_ch6(lr=0.01, 10 epochs, batch 128) prints about loss 0.331, train acc 0.878, "
@@ -196,7 +197,8 @@ NOTES_TABLE = [
     ("Conv1", {"kernel": 11, "stride": 4, "shape": (96, 55, 55)}, {"kernel": 11, "stride": 4, "shape": (96, 55, 55)}),
     ("MaxPool1", {"kernel": 3, "stride": 2, "shape": (256, 27, 27)}, {"kernel": 3, "stride": 2, "shape": (96, 27, 27)}),
     ("Conv2", {"kernel": 5, "stride": 2, "shape": (384, 13, 13)}, {"kernel": 5, "stride": 1, "shape": (256, 27, 27)}),
-    ("MaxPool2", {"kernel": 3, "stride": 2, "shape": (384, 13, 13)}, {"kernel": 3, "stride": 2, "shape": (256, 13, 13)}),
+    ("MaxPool2", {"kernel": 3, "stride": 2, "shape": (384, 13, 13)},
+     {"kernel": 3, "stride": 2, "shape": (256, 13, 13)}),
     ("Conv3", {"kernel": 3}, {"kernel": 3}), ("Conv4", {"kernel": 3}, {"kernel": 3}),
     ("Conv5", {"kernel": 3}, {"kernel": 3}), ("MaxPool3", {"kernel": 3}, {"kernel": 3}),
     ("Dense1", {"units": 4096}, {"units": 4096}), ("Dense2", {"units": 4096}, {"units": 4096}),

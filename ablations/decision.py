@@ -26,6 +26,7 @@ class Verdict:
     verdict: str  # reproduced | contradicted | inconclusive
     evidence: str  # lines joined by newlines
     stats: dict = field(default_factory=dict)
+    precondition: bool = False  # what must hold for the claim to be testable at all (dropout: overfitting)
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,10 @@ def ratio(measured: float, stated: float, what: str, factor: float = 2.0) -> Ver
 
 
 def combine(verdicts: list[Verdict]) -> str:
-    """All parts must hold for a claim to be reproduced; any contradiction contradicts it."""
+    """All parts must hold for a claim to be reproduced; any contradiction contradicts it; a
+    precondition not shown to hold leaves it untestable (inconclusive) whatever the rest says."""
+    if any(v.precondition and v.verdict != "reproduced" for v in verdicts):
+        return "inconclusive"
     words = {v.verdict for v in verdicts}
     if "contradicted" in words:
         return "contradicted"

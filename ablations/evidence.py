@@ -120,18 +120,19 @@ def overfits(runs, claim, stats) -> decision.Verdict:
     m = stats.get("min_effect", 0.0)
     if len(gaps) < 2:
         return decision.Verdict("inconclusive", f"overfitting: {arms[1]} needs at least 2 finished seeds "
-                                                f"(has {len(gaps)})")
+                                                f"(has {len(gaps)})", precondition=True)
     gap = significance.paired(gaps, [0.0] * len(gaps))
     low, high = gap.interval()
     stats.update(overfit_gap=gap.diff, overfit_gap_low=low, overfit_gap_high=high)
     shown = f"{arms[1]}'s train - test gap is {gap.diff:+.4f} [95% CI {low:+.4f}, {high:+.4f}] over {len(gaps)} seeds"
     if low > m:
-        return decision.Verdict("reproduced", f"overfitting: {shown}, above the minimum effect {m}")
+        return decision.Verdict("reproduced", f"overfitting: {shown}, above the minimum effect {m}", precondition=True)
     if high < m:
         return decision.Verdict("inconclusive", f"nothing overfits at this scale: {shown}, below the minimum "
-                                                f"effect {m}, so there is nothing for dropout to control")
+                                                f"effect {m}, so there is nothing for dropout to control",
+                                precondition=True)
     return decision.Verdict("inconclusive", f"cannot tell whether {arms[1]} overfits: {shown}, straddling the "
-                                            f"minimum effect {m} (more seeds would tell)")
+                                            f"minimum effect {m} (more seeds would tell)", precondition=True)
 
 
 @evidence("attribution")

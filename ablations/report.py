@@ -33,8 +33,8 @@ def verdict_table(reports: list[ClaimReport], title: str) -> Table:
         table.add_column("verdict at tuned lr")
     for r in reports:
         word, _, why = r.shown.partition(" — ")
-        row = [r.claim.id, r.claim.statement, f"[{COLOURS[r.verdict]}]{escape(word)}[/]" + (f"\n{escape(why)}" if why else ""),
-               "\n".join(r.evidence)]
+        shown = f"[{COLOURS[r.verdict]}]{escape(word)}[/]" + (f"\n{escape(why)}" if why else "")
+        row = [r.claim.id, r.claim.statement, shown, "\n".join(r.evidence)]
         if tuned:
             row.append(f"[{COLOURS[r.tuned.verdict]}]{r.tuned.verdict}[/]\n" + _lrs(r) if r.tuned else "")
         table.add_row(*row)
@@ -133,7 +133,8 @@ def _statistics(reports: list[ClaimReport], looks: list[str], alpha: float) -> l
              "uses the adjusted p. Arms run the same seeds, and a seed fixes the data order, the augmentation "
              "draws and the initial weights, so each comparison is judged on the per-seed differences: a paired "
              "t interval at every number of seeds (a bootstrap-t covers about 93% on heavy-tailed differences from "
-             "10 to 100 pairs, where the t interval keeps 95%); Welch's test only where arms cannot pair. Printed intervals are unadjusted 95%; decisions use the Holm-adjusted p. P(A better): the "
+             "10 to 100 pairs, where the t interval keeps 95%); Welch's test only where arms cannot pair. Printed "
+             "intervals are unadjusted 95%; decisions use the Holm-adjusted p. P(A better): the "
              "chance a run of the first arm beats a run of the second. An arm whose test accuracy is within "
              "chance's noise on every seed did not train, and its comparisons say they measure the other arm "
              "against chance. A comparison whose differences have no spread decides nothing. An inconclusive "

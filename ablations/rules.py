@@ -50,7 +50,7 @@ class Judged:
     stats: dict
     evidence: list[str]
     comparisons: dict = field(default_factory=dict)  # (arm a, arm b) -> Verdict: the rule's p-values, in the family
-    caveats: list[str] = field(default_factory=list)  # what the verdict rests on that a reader must know (untrained arms)
+    caveats: list[str] = field(default_factory=list)  # what the verdict rests on that a reader must know
 
 
 @dataclass(frozen=True)

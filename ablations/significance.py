@@ -161,8 +161,14 @@ def tost_power(n: int, margin: float, sd_diff: float, alpha: float = ALPHA) -> f
     def given(q: float) -> float:  # q: the chi2(df) value of the sample's variance
         return max(0.0, 2 * float(stats.norm.cdf(reach - crit * math.sqrt(q / df))) - 1)
 
-    q_max = df * (reach / crit) ** 2  # beyond it the interval is wider than the margin: no power
-    power, _ = integrate.quad(lambda q: given(q) * stats.chi2.pdf(q, df), 0, q_max, limit=200)
+    # over the chi2's mass (outside it: below 1e-10), and below the q at which the interval is wider than
+    # the margin (no power beyond it)
+    low = float(stats.chi2.ppf(1e-10, df))
+    high = min(df * (reach / crit) ** 2, float(stats.chi2.ppf(1 - 1e-10, df)))
+    if high <= low:
+        return 0.0
+    power, _ = integrate.quad(lambda q: given(q) * stats.chi2.pdf(q, df), low, high, limit=200,
+                              points=[df] if low < df < high else None)
     return min(1.0, max(0.0, power))
 
 

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from .config import Config
-from .data import FashionMNIST, stratified_subset
+from .data import FashionMNIST, stratified_subset, subsets, training_sample
 from .env import environment
-from .result import TrainResult
+from .result import TrainResult, pack
 
 HOG = dict(orientations=9, pixels_per_cell=(4, 4), cells_per_block=(2, 2), block_norm="L2-Hys")
 HOG_FLOPS_PER_PIXEL = 30  # gradients, magnitude, angle and binning: an estimate, not counted
@@ -83,7 +83,6 @@ def fit(config: Config, seed: int, data: FashionMNIST, on_epoch: Callable[[dict]
 def _fit(config: Config, data: FashionMNIST) -> TrainResult:
     from sklearn.metrics import hinge_loss
 
-    from .train import packed, subsets, training_sample
 
     start = time.perf_counter()
     train_x, train_y, eval_x, eval_y, split, fit_x, fit_y = subsets(config, data)
@@ -113,7 +112,7 @@ def _fit(config: Config, data: FashionMNIST) -> TrainResult:
               "train_eval_acc": accuracy(fit_x, fit_y),
               "examples_per_s": len(train_y) / fit_s, "fit_s": fit_s}
     outcomes = right(eval_x, eval_y)
-    record[result.eval_key], result.eval_correct = float(outcomes.mean()), packed([outcomes])
+    record[result.eval_key], result.eval_correct = float(outcomes.mean()), pack([outcomes])
     record["epoch_time_s"] = time.perf_counter() - start
     result.epochs.append(record)
     result.status = "finished"

@@ -7,6 +7,15 @@ import math
 from dataclasses import dataclass, field
 
 
+def pack(outcomes: list) -> str:
+    """Per-image outcomes (bool tensors or arrays, in order) as ``TrainResult.eval_correct``:
+    np.packbits, as hex."""
+    import numpy as np
+
+    return np.packbits(np.concatenate([np.asarray(o.cpu() if hasattr(o, "cpu") else o, dtype=bool)
+                                       for o in outcomes])).tobytes().hex()
+
+
 @dataclass
 class TrainResult:
     config: dict  # every Config field

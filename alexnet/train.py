@@ -26,12 +26,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint as ckpt
 from .config import Config
-from .data import DeviceLoader, FashionMNIST, load_fashion_mnist, split_validation, stratified_subset
+from .data import DeviceLoader, FashionMNIST, load_fashion_mnist, subsets
 from .env import check_runtime, environment
 from .model import build_model, count_params, flops_per_image, init_weights
 from .numerics import autocast, fp32_precision, precision, sync
 from .progress import EpochBars
-from .result import TrainResult
+from .result import TrainResult, pack
 
 DIVERGENCE_CHECK_EVERY = 20  # batches between reads of the running loss (each read syncs the device)
 
@@ -73,14 +73,6 @@ def evaluate(model: nn.Module, loader: DeviceLoader, config: Config, device: tor
                 per_image.append(right)
     model.train()
     return _all_sum(correct, loader.world).item() / len(loader.labels)
-
-
-def packed(outcomes: list) -> str:
-    """Per-image outcomes (bool tensors or arrays) as ``TrainResult.eval_correct``: packed bits, hex."""
-    import numpy as np
-
-    return np.packbits(np.concatenate([np.asarray(o.cpu() if hasattr(o, "cpu") else o, dtype=bool)
-                                       for o in outcomes])).tobytes().hex()
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -205,7 +197,7 @@ def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None
             last = [] if epoch == config.epochs and world == 1 else None  # the final one, image by image
             record[result.eval_key] = evaluate(step.model, eval_loader, config, device, last)
             if last is not None:
-                result.eval_correct = packed(last)
+                result.eval_correct = pack(last)
             record["train_eval_acc"] = evaluate(step.model, fit_loader, config, device)
             record["epoch_time_s"] = time.perf_counter() - record.pop("start")
             result.epochs.append(record)
@@ -225,40 +217,6 @@ def loaders(config: Config, data: FashionMNIST, seed: int, device: torch.device,
     return (DeviceLoader(train_x, train_y, config, device, train=True, seed=seed, shard=shard),
             DeviceLoader(eval_x, eval_y, config, device, shard=shard), split,
             DeviceLoader(fit_x, fit_y, config, device, shard=shard))
-
-
-def subsets(config: Config, data: FashionMNIST):
-    """(train images, labels, evaluation images, labels, "test" or "val", training-sample images,
-    labels): the config's subsets, with the evaluation images carved from the training set when
-    it asks for a validation split; the last is images spread evenly over the training subset, as
-    many as the evaluation set has (``train_eval_acc``). Every model, classical ones included,
-    sees exactly these."""
-    train_x, train_y = data.train_images, data.train_labels
-    if config.validation_size:  # evaluate on images carved from the training set, never on the test set
-        train_x, train_y, eval_x, eval_y = split_validation(train_x, train_y, config.validation_size)
-        split = "val"
-    else:
-        eval_x, eval_y = stratified_subset(data.test_images, data.test_labels, config.test_size)
-        split = "test"
-    train_x, train_y = stratified_subset(train_x, train_y, config.train_size)
-    return train_x, train_y, eval_x, eval_y, split, *training_sample(train_x, train_y, len(eval_y))
-
-
-def training_sample(images: torch.Tensor, labels: torch.Tensor, n: int):
-    """(images, labels): ``n`` of them (at most all), stratified as the evaluation set is (n // 10
-    of each class, spread evenly over its images, in their order): an unstratified sample's class
-    mix alone moved a net's train - test gap by up to ±0.01. Fewer than 10: spread over the set."""
-    if n >= len(labels):
-        return images, labels
-    if n < 10:
-        picked = torch.linspace(0, len(labels) - 1, n).round().long()
-        return images[picked], labels[picked]
-    picked = []
-    for c in range(10):
-        idx = (labels == c).nonzero().flatten()
-        picked.append(idx[torch.linspace(0, len(idx) - 1, min(len(idx), n // 10)).round().long()])
-    keep = torch.cat(picked).sort().values
-    return images[keep], labels[keep]
 
 
 def train_epoch(step: Step, loader: DeviceLoader, epoch: int, norms: GradNorms | None,

@@ -40,9 +40,9 @@ def test_the_quick_scale_is_the_quarter_width_alexnet_past_its_first_plateau():
 
 
 @pytest.mark.parametrize("options, expected", [
-    ({}, {"relu": 3, "maxpool": 8, "augment": 12, "input224": 5}),  # the scale's: more where effects are small
-    ({"seeds": 3}, {"relu": 3, "maxpool": 3, "augment": 3, "input224": 3}),  # --seeds N: N for every claim
-    ({"max_seeds": 9}, {"relu": 5, "maxpool": 5, "augment": 5, "input224": 5}),  # auto: every claim starts at 5
+    ({}, {"relu": 3, "maxpool": 8, "augment": 12, "dropout": 12, "input224": 5}),  # more where effects are small
+    ({"seeds": 3}, {"relu": 3, "maxpool": 3, "augment": 3, "dropout": 3, "input224": 3}),  # --seeds N: N for all
+    ({"max_seeds": 9}, {"relu": 5, "maxpool": 5, "augment": 5, "dropout": 5, "input224": 5}),  # auto: all start at 5
 ])
 def test_the_quick_scale_gives_each_claim_the_seeds_its_spread_needs(tmp_path, fmnist, options, expected):
     quick = SCALES["quick"]
@@ -55,7 +55,7 @@ def test_the_quick_scale_gives_each_claim_the_seeds_its_spread_needs(tmp_path, f
     # the base arm's extra seeds are trained once, by the first claim that needs them, and shared
     seed7 = [r.state for r in rows if r.arm in ("max", "none") and r.seed == 7]
     assert seed7 == (["train", "shared"] if not options else [])
-    assert suite.seeds_text(claims) == ("5 seeds (relu 3, maxpool 8, augment 12)" if not options else
+    assert suite.seeds_text(claims) == ("5 seeds (relu 3, dropout 12, maxpool 8, augment 12)" if not options else
                                         f"{options.get('seeds', 5)} seeds")
 
 
@@ -126,7 +126,7 @@ def test_an_undecided_claim_says_why_in_one_sentence():
              (d2l, _runs(d2l, {"lecture": [(0.6, 0.6), (0.6, 0.6)]}))]
     reports = {r.claim.id: r for r in judge_all(items, SCALES["quick"])}
     assert reports["relu"].verdict == "reproduced" and reports["relu"].reason == ""
-    assert reports["maxpool"].reason.startswith("max vs avg lacks effect: the measured difference")
+    assert reports["maxpool"].reason.startswith("max vs avg lacks seeds:")
     assert reports["d2l"].reason.startswith("not testable at the quick scale: the printed numbers")
     assert all("\n" not in r.reason for r in reports.values())
 

@@ -23,9 +23,10 @@ def test_noise_is_inconclusive():
     assert v.verdict == "inconclusive" and v.stats["p"] > 0.05
 
 
-def test_significant_but_tiny_effect_is_inconclusive():
+def test_a_significant_but_tiny_effect_is_no_gain_of_m_and_contradicts_better():
     v = V.better([0.8010, 0.8011, 0.8013], [0.8000, 0.8001, 0.8002], 0.01)
-    assert v.stats["ci_low"] > 0 and v.stats["p"] > 0.5 and v.verdict == "inconclusive"  # tested against 0.01
+    # above 0 for sure, and for sure below the minimum effect 0.01: no gain of m or more
+    assert v.stats["ci_low"] > 0 and v.stats["ci_high"] < 0.01 and v.stats["p"] < 0.05 and v.verdict == "contradicted"
 
 
 def test_lower_is_better_metric_flips_direction():
@@ -38,7 +39,8 @@ def test_a_sample_without_spread_decides_nothing():
     paired_flat = ({0: 0.302, 1: 0.514, 2: 0.4}, {0: 0.102, 1: 0.314, 2: 0.2})  # +0.2 on each seed, up to rounding
     for a, b in (([0.9, 0.9], [0.5, 0.5]), ([0.5, 0.5], [0.5, 0.5]), paired_flat):
         v = V.better(a, b, 0.01, p_adjusted=0.5, family=6)
-        assert v.verdict == "inconclusive" and v.stats["lacks"].startswith(f"spread: the {len(a)} paired differences")
+        what = "paired differences" if isinstance(a, dict) else "runs of each arm"  # lists: arms that cannot pair
+        assert v.verdict == "inconclusive" and v.stats["lacks"].startswith(f"spread: the {len(a)} {what}")
 
 
 def test_one_seed_is_never_enough():
@@ -104,11 +106,9 @@ def test_inconclusive_names_what_it_lacks():
     noisy = V.better({0: 0.80, 1: 0.86, 2: 0.83}, {0: 0.82, 1: 0.84, 2: 0.81}, 0.01, images=1000, accuracy=0.83,
                      metric="test_acc")
     assert noisy.verdict == "inconclusive"
-    assert "seeds:" in noisy.stats["lacks"] and noisy.stats["seeds_needed"] > 3
+    assert "seeds:" in noisy.stats["lacks"] and noisy.stats["seeds_needed_high"] > noisy.stats["seeds_needed_low"] > 3
     assert "test images" not in noisy.stats["lacks"] and noisy.stats["binomial_se"] == pytest.approx(0.01188, 1e-3)
-    tiny = V.better({0: 0.8010, 1: 0.8011, 2: 0.8013}, {0: 0.8000, 1: 0.8001, 2: 0.8002}, 0.01)
-    assert tiny.stats["lacks"].startswith("effect: the measured difference, +0.0010, is not beyond the minimum")
-    assert "noise floor:" in tiny.evidence and "power of this rule at 3 seeds" in tiny.evidence
+    assert "noise floor:" in noisy.evidence and "what would decide it: power of this rule at 3 seeds" in noisy.evidence
 
 
 def test_power_figures_agree_with_the_paired_t_test():
@@ -117,9 +117,14 @@ def test_power_figures_agree_with_the_paired_t_test():
     a, b = {0: 0.60, 1: 0.64, 2: 0.61, 3: 0.66}, {0: 0.58, 1: 0.60, 2: 0.60, 3: 0.61}
     v = V.better(a, b, 0.02)
     sd = stdev([a[s] - b[s] for s in a])
-    assert v.stats["sd_diff"] == pytest.approx(sd)
-    assert v.stats["power"] == pytest.approx(paired_power(4, 0.02, sd))
-    assert v.stats["seeds_needed"] == seeds_needed(0.02, sd)
+    from ablations.significance import sd_interval
+
+    assert v.verdict == "inconclusive" and v.stats["sd_diff"] == pytest.approx(sd)
+    low, high = sd_interval(sd, 4)  # the true spread's 95% interval: power and seeds at both ends
+    assert v.stats["power_low"] == pytest.approx(paired_power(4, 0.02, high))
+    assert v.stats["power_high"] == pytest.approx(paired_power(4, 0.02, low))
+    assert (v.stats["seeds_needed_low"], v.stats["seeds_needed_high"]) == (seeds_needed(0.02, low),
+                                                                          seeds_needed(0.02, high))
 
 
 def _runs(claim, per_seed):
