@@ -164,7 +164,9 @@ def _range(low: float, high: float, form: str) -> str:
 
 
 def _seeds_range(low: int, high: int) -> str:
-    return _seeds(low) if low == high else f"{_seeds(low).removesuffix(' seeds')}–{_seeds(high)}"
+    if low == high:
+        return _seeds(low)
+    return f"{low:,}–{high:,} seeds" if high <= 10_000 else f"{_seeds(low).removesuffix(' seeds')} to {_seeds(high)}"
 
 
 def _seeds(n: int) -> str:

@@ -41,7 +41,7 @@ class ClaimReport:
     comparisons: dict[tuple[str, str], decision.Verdict] = field(default_factory=dict)  # (arm a, arm b) -> verdict
     reason: str = ""  # inconclusive: why, in one sentence (what the scale cannot test, or what the data lack)
     caveats: list[str] = field(default_factory=list)  # any verdict: what it rests on that a reader must know
-    scale: str = "full"  # the scale it was judged at: a verdict below full is a proxy's, and says so
+    proxy: str = ""  # the scale of runs below full it was judged on ("quick"): its verdict says so
     look: str = ""  # --seeds auto: the look that decided the claim, with its alpha
     values: Values | None = None  # metric -> arm -> seed -> value, as judged (the report reads them here)
 
@@ -50,12 +50,12 @@ class ClaimReport:
         """The verdict with its scale (``contradicted (quick proxy)``) and, after a dash, why
         (inconclusive) and what it rests on (caveats), as every output prints it."""
         why = "; ".join(([self.reason] if self.reason else []) + self.caveats)
-        return label(self.verdict, self.scale) + (f" — {why}" if why else "")
+        return label(self.verdict, self.proxy) + (f" — {why}" if why else "")
 
 
-def label(verdict: str, scale: str) -> str:
-    """The verdict as shown: ``reproduced (quick proxy)`` below the full scale."""
-    return verdict if scale == "full" or verdict in ("unfinished",) else f"{verdict} ({scale} proxy)"
+def label(verdict: str, proxy: str) -> str:
+    """The verdict as shown: ``reproduced (quick proxy)`` when judged on a proxy's runs."""
+    return f"{verdict} ({proxy} proxy)" if proxy else verdict
 
 
 def judge_all(items: list[tuple[Claim, list[ArmRun]]], scale: Scale, alpha: float = decision.ALPHA,
@@ -111,7 +111,7 @@ def judge_claim(claim: Claim, runs: list[ArmRun], scale: Scale, adjusted: dict |
         evidence.insert(0, reason)
     return ClaimReport(claim, word, [e for e in evidence if e], runs, found_stats, comparisons=comparisons,
                        reason=reason, values=values, caveats=judged.caveats + scale.at_lecture_note(claim.id, word),
-                       scale=scale.name)
+                       proxy=scale.name if claim.arms and scale.name != "full" else "")  # a static claim: none
 
 
 def _reason(parts: list[decision.Verdict], comparisons: dict) -> str:

@@ -69,7 +69,7 @@ def plot_curves(report: ClaimReport, path: Path) -> None:
     ax_acc.set(xlabel="epoch", ylabel="test accuracy", title=f"{report.claim.id}: test accuracy")
     ax_loss.set(xlabel="epoch", ylabel="train loss", title=f"{report.claim.id}: train loss")
     ax_acc.legend()
-    fig.suptitle(f"{report.claim.id} — {label(report.verdict, report.scale)} (mean ± std over seeds)")
+    fig.suptitle(f"{report.claim.id} — {label(report.verdict, report.proxy)} (mean ± std over seeds)")
     save(fig, path)
 
 
@@ -89,7 +89,7 @@ def plot_final_accuracy(reports: list[ClaimReport], path: Path) -> None:
             x += 1
         x += 0.6
     ax.set_xticks([sum(p for p, c in labels if c == r.claim.id) / len(r.claim.arms) for r in trained])
-    ax.set_xticklabels([f"{r.claim.id}\n{label(r.verdict, r.scale)}" for r in trained])
+    ax.set_xticklabels([f"{r.claim.id}\n{label(r.verdict, r.proxy)}" for r in trained])
     ax.set(ylabel="final test accuracy", title="final test accuracy per arm (mean ± std over seeds)", ylim=(0, 1))
     save(fig, path)
 
@@ -163,7 +163,7 @@ def plot_waterfall(report: ClaimReport, path: Path) -> None:
     labels.append(att.rungs[-1])
     ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
     ax.set(ylabel="final test accuracy", title=f"{report.claim.id}: {att.rungs[0]} → {att.rungs[-1]}, one change at "
-           f"a time ({label(report.verdict, report.scale)}; 95% CI over paired seeds)")
+           f"a time ({label(report.verdict, report.proxy)}; 95% CI over paired seeds)")
     ax.legend(fontsize=8)
     save(fig, path)
 

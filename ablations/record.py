@@ -87,7 +87,7 @@ def log_verdicts(tracker: Tracker, reports: list[ClaimReport], suite_id: str) ->
         runs = report.runs + (report.tuned.runs if report.tuned else [])
         with tracker.open_run("", {}, parent=suite_id, run_id=report.run_id):
             tracker.set_tags({"verdict": report.verdict, "statement": report.claim.statement,
-                              "mlflow.runName": f"{report.claim.id} — {label(report.verdict, report.scale)}",
+                              "mlflow.runName": f"{report.claim.id} — {label(report.verdict, report.proxy)}",
                               "mlflow.note.content": claim_section(report),
                               **({"verdict_reason": report.reason} if report.reason else {}),
                               **({"verdict_tuned_lr": report.tuned.verdict} if report.tuned else {})})

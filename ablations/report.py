@@ -118,7 +118,7 @@ def _verdict_tables(reports: list[ClaimReport]) -> list[str]:
                   "| claim | tuned lr per arm | measured | verdict |", "|---|---|---|---|"]
         for r in tuned:
             evidence = "<br>".join(e.replace("|", "\\|") for e in r.tuned.evidence)
-            lines.append(f"| {r.claim.id} | {_lrs(r)} | {evidence} | **{label(r.tuned.verdict, r.scale)}** |")
+            lines.append(f"| {r.claim.id} | {_lrs(r)} | {evidence} | **{label(r.tuned.verdict, r.proxy)}** |")
     return lines
 
 

@@ -93,7 +93,7 @@ def judge_pairs(claim: Claim, runs: list, ctx: Context, test: decision.Test, pai
     for arm, note in untrained(runs, compared).items():
         others = ", ".join(b if a == arm else a for a, b in pairs if arm in (a, b))
         found.evidence.append(f"{note}: the comparison measures {others} against chance, not against a trained {arm}")
-        found.caveats.append(f"{arm} did not train ({note.split(': ', 1)[1]}): measured against chance")
+        found.caveats.append(f"{arm} did not train (at chance on every seed): {others} measured against chance")
     for name in claim.context_metrics:
         context = ctx.values(name)
         d, xa, xb, _ = decision.difference(context[arms[0]], context[arms[1]])
