@@ -90,10 +90,12 @@ def judge_pairs(claim: Claim, runs: list, ctx: Context, test: decision.Test, pai
         found.evidence += v.evidence.split("\n")
     found.stats = dict(next(iter(found.comparisons.values())).stats)
     compared = list(dict.fromkeys(arm for pair in pairs for arm in pair))
-    for arm, note in untrained(runs, compared).items():
+    for arm, (note, short) in untrained(runs, compared).items():
         others = ", ".join(b if a == arm else a for a, b in pairs if arm in (a, b))
-        found.evidence.append(f"{note}: the comparison measures {others} against chance, not against a trained {arm}")
-        found.caveats.append(f"{arm} did not train (at chance on every seed): {others} measured against chance")
+        where = "" if "every" in short else " on those seeds"
+        found.evidence.append(f"{note}: the comparison measures {others} against chance{where}, not against a trained "
+                              f"{arm}")
+        found.caveats.append(f"{short}: {others} measured against chance{where}")
     for name in claim.context_metrics:
         context = ctx.values(name)
         d, xa, xb, _ = decision.difference(context[arms[0]], context[arms[1]])
@@ -112,21 +114,31 @@ def by_image(runs: list, a: str, b: str) -> tuple | None:
     return {r.seed: r.result.correct() for r in done[a]}, done[b][0].result.correct()
 
 
-def untrained(runs: list, arms: list[str]) -> dict[str, str]:
-    """arm -> why it counts as not trained: its test accuracy within chance's noise (10 balanced
-    classes; ``significance.chance_ceiling``) on every finished seed. A comparison with such an arm
-    is one with chance, which the verdict must say."""
+def untrained(runs: list, arms: list[str]) -> dict[str, tuple[str, str]]:
+    """arm -> (what the evidence says, how the verdict says it) for an arm that did not train on
+    some or all of its finished seeds: its test accuracy within chance's noise there (10 balanced
+    classes; ``significance.chance_ceiling``). A comparison with such a seed is one with chance."""
     found = {}
     for arm in arms:
-        done = [r.result for r in runs if r.arm == arm and r.result is not None and r.result.status == "finished"]
-        if not done or done[0].eval_key != "test_acc":
+        done = [r for r in runs if r.arm == arm and r.result is not None and r.result.status == "finished"]
+        if not done or done[0].result.eval_key != "test_acc":
             continue
-        ceiling = significance.chance_ceiling(done[0].eval_examples)
-        accuracy = [res.final("test_acc") for res in done]
-        if all(a <= ceiling for a in accuracy):
-            shown = f"{accuracy[0]:.3f}" if len(set(accuracy)) == 1 else f"{min(accuracy):.3f}–{max(accuracy):.3f}"
-            found[arm] = (f"{arm} did not train: test accuracy {shown} on every one of its {len(accuracy)} seeds, "
-                          f"within chance's noise (0.100 + 3 SE = {ceiling:.3f} on {done[0].eval_examples:,} images)")
+        images = done[0].result.eval_examples
+        ceiling = significance.chance_ceiling(images)
+        stuck = sorted((r.seed, r.result.final("test_acc")) for r in done if r.result.final("test_acc") <= ceiling)
+        if not stuck:
+            continue
+        noise = f"within chance's noise (0.100 + 3 SE = {ceiling:.3f} on {images:,} images)"
+        accuracy = [a for _, a in stuck]
+        shown = f"{accuracy[0]:.3f}" if len(set(accuracy)) == 1 else f"{min(accuracy):.3f}–{max(accuracy):.3f}"
+        if len(stuck) == len(done):
+            found[arm] = (f"{arm} did not train: test accuracy {shown} on every one of its {len(done)} seeds, {noise}",
+                          f"{arm} did not train (at chance on every seed)")
+        else:
+            seeds = ", ".join(str(s) for s, _ in stuck)
+            found[arm] = (f"{arm} did not train on {len(stuck)} of its {len(done)} seeds (seed {seeds}: test accuracy "
+                          f"{shown}, {noise})",
+                          f"{arm} did not train on {len(stuck)} of {len(done)} seeds (seed {seeds})")
     return found
 
 
