@@ -260,12 +260,13 @@ SCALES = {
         "quick", "a CPU proxy of the lecture's claims: AlexNet at 1/4 width (conv channels 24-64-96-96-64, "
         "dense 1,024) on the native 28-px images (3x3 stem), a 4,000-image stratified training subset, 3 epochs "
         "of batch 32 (375 SGD steps), SGD lr 0.01 with momentum 0.9, 1,000 test images, 5 seeds (relu 3, its gain "
-        "is 40 seed spreads; maxpool 8 and augment 12, whose effects are a few: at 5 seeds augment's verdict changed "
-        "with the thread count); "
+        "is about 30 seed spreads; maxpool 8 and augment 12, whose effects are a few: at 5 seeds augment's verdict "
+        "changed with the thread count); "
         "input224 on 1,200 training and 500 test images, its 224-px arm at the same width; dropout where there is "
         "overfitting to control: the same 375 steps on 1,000 training images (12 epochs), where the arm without "
-        "dropout overfits by about 6.5 points (its train - test gap: 0.061-0.068 over 6 measured seeds, against "
-        "0.022 on 4,000 images), 12 seeds (the gap's reduction by dropout measured 0.006-0.036); the ladder on its "
+        "dropout overfits by about 6 points (its train - test gap: 0.061-0.068 over the 6 seeds measured to choose "
+        "it, against 0.022 on 4,000 images), 12 seeds (the gap's reduction by dropout measured 0.006-0.036 there, "
+        "an effect of a few spreads); the ladder on its "
         "28-px rungs, without the tuned sigmoid AlexNet ('− ReLU': the relu claim measures that change), its "
         "sigmoid LeNet trained 10x the epochs (30: at 3 it stays at chance; it leaves chance after 6-12, at lr "
         "0.01-0.1, still 3.5x less training compute than AlexNet-1/4's 3 epochs); features' SVMs on the same "
@@ -286,8 +287,9 @@ SCALES = {
                        "not hold there (augment_long tests 3x the epochs)",
             "dropout": "judged where the arm without dropout overfits (1,000 images, 12 epochs); whether the "
                        "lecture's 60,000-image run overfits at all, the full scale shows",
-            "ladder": "LeNet trains 10x the epochs of the other rungs here, so the ReLU step also shortens training "
-                      "10x; AlexNet-1/4 after 375 steps is far from the lecture's AlexNet"}),
+            "ladder": "LeNet trains 10x the epochs of the other rungs here, at its own tuned lr (the others at the "
+                      "scale's 0.01), so the ReLU step also changes both; several LeNet-sized rungs beat AlexNet-1/4, "
+                      "which after 375 steps is under-trained beside the lecture's AlexNet"}),
     "smoke": Scale(
         "smoke", "CI-sized: every code path in a few minutes, no meaningful verdicts (100 images, 1 epoch)",
         {"input_size": 28, "train_size": 100, "test_size": 100, "epochs": 1, "batch_size": 32, "momentum": 0.9},

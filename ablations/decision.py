@@ -75,7 +75,8 @@ def improvement(xa: list, xb: list, higher_is_better: bool = True) -> float:
 def describe(d: Difference, xa: list, xb: list, names: tuple[str, str], metric: str,
              higher_is_better: bool = True) -> str:
     low, high = d.interval()
-    n = f"{len(xa)} seeds, paired by seed" if d.paired else f"n={len(xa)} and {len(xb)}, unpaired"
+    pairing = "paired by seed and image" if "image" in d.method else "paired by seed"
+    n = f"{len(xa)} seeds, {pairing}" if d.paired else f"n={len(xa)} and {len(xb)}, unpaired"
     return (f"{metric}: {names[0]} {mean(xa):.4f} ± {_sd(xa):.4f} vs {names[1]} {mean(xb):.4f} ± {_sd(xb):.4f} "
             f"({n}); difference {d.diff:+.4f} [unadjusted 95% CI {low:+.4f}, {high:+.4f}, {d.method}], "
             f"P({names[0]} {'>' if higher_is_better else '<'} {names[1]}) "
@@ -135,10 +136,13 @@ def compare(test: Test, a: dict | list, b: dict | list, min_effect: float, *, hi
     lines = [describe(d, xa, xb, names, metric, higher_is_better) + f", p {p:.3g}{adjusted}; {expected}"]
     floor = [f"seed-to-seed sd {names[0]} {sd_a:.4f}, {names[1]} {sd_b:.4f}, of the "
              f"{'paired differences' if d.paired else 'difference of two runs'} {sd_diff:.4f}"]
-    if images and accuracy is not None and metric in ACCURACY_METRICS:
-        s |= {"binomial_se": significance.binomial_se(accuracy, images), "images": images}
-        floor.insert(0, f"test-set binomial SE ±{s['binomial_se']:.4f} at the two arms' accuracy {accuracy:.3f} "
-                        f"on {images:,} images")
+    if images and accuracy is not None and metric in ACCURACY_METRICS:  # at each arm's own accuracy
+        each = accuracy if isinstance(accuracy, tuple) else (accuracy, accuracy)
+        ses = [significance.binomial_se(x, images) for x in each]
+        s |= {"binomial_se": max(ses), "images": images}
+        floor.insert(0, f"test-set binomial SE ±{ses[0]:.4f} at {names[0]}'s accuracy {each[0]:.3f}, ±{ses[1]:.4f} "
+                        f"at {names[1]}'s {each[1]:.3f}, on {images:,} images" if isinstance(accuracy, tuple) else
+                        f"test-set binomial SE ±{ses[0]:.4f} at accuracy {each[0]:.3f} on {images:,} images")
     lines.append("noise floor: " + "; ".join(floor))
     if note:
         lines.append(note)
@@ -148,7 +152,7 @@ def compare(test: Test, a: dict | list, b: dict | list, min_effect: float, *, hi
         if "power_low" in s:
             lines.append(f"what would decide it: power of this rule at {len(xa)} seeds "
                          f"({test.power_at.format(m=min_effect)}, α {power_alpha:.3g} = {_alpha_text(alpha)} / "
-                         f"{family} comparisons) {_range(s['power_low'], s['power_high'], '{:.0%}')}; 80% needs "
+                         f"{family} comparisons) {_range(_pct(s['power_low']), _pct(s['power_high']))}; 80% needs "
                          f"{_seeds_range(s['seeds_needed_low'], s['seeds_needed_high'])} (the range: the 95% "
                          f"interval of the true spread, from {len(xa)} seeds)")
     return Verdict(word, "\n".join(lines), s)
@@ -159,8 +163,12 @@ def _alpha_text(alpha: float) -> str:
     return "0.05" if alpha == ALPHA else f"{alpha:.3g} (0.05 over the looks of --seeds auto)"
 
 
-def _range(low: float, high: float, form: str) -> str:
-    return form.format(low) if form.format(low) == form.format(high) else f"{form.format(low)}–{form.format(high)}"
+def _pct(x: float) -> str:
+    return f"{x:.0%}" if x >= 0.01 else "<1%"
+
+
+def _range(low: str, high: str) -> str:
+    return low if low == high else f"{low}–{high}"
 
 
 def _seeds_range(low: int, high: int) -> str:

@@ -144,7 +144,8 @@ def attribution(runs, claim, stats) -> str:
     lrs = {arm: sorted({r.config.lr for r in runs if r.arm == arm}) for arm in arms}
     tuned = set(claim.tuned_arms)
     return "\n".join(ladder.describe(att, "test_acc") + [
-        "lr of each arm (tuned: the best of its own Optuna study on a validation split of the training set; "
-        "the scale's lr cannot train a sigmoid net): " + ", ".join(
+        "lr of each arm (tuned: from its own Optuna study on a validation split of the training set, the "
+        "smallest lr the best one does not beat beyond noise; at the scale's lr and epochs a sigmoid net stays at "
+        "chance): " + ", ".join(
             f"{arm} {'/'.join(f'{lr:.3g}' for lr in lr_set)}{' (tuned)' if arm in tuned else ''}"
             for arm, lr_set in lrs.items())])

@@ -45,8 +45,10 @@ def summary_rows(reports: list[ClaimReport]) -> list[list[str]]:
             if "p" not in s:
                 rows.append([r.claim.id, f"{a} vs {b}", "", "", "", "", "", "", "", v.verdict, v.evidence])
                 continue
-            power = (f"{s['power_low']:.0%}–{s['power_high']:.0%}", f"{_seeds(s['seeds_needed_low'])}–"
-                     f"{_seeds(s['seeds_needed_high'])}") if "power_low" in s else ("", "")
+            power = ("", "")
+            if "power_low" in s:  # undecided: what would decide it
+                power = (_span(*(f"{x:.0%}" if x >= 0.01 else "<1%" for x in (s["power_low"], s["power_high"]))),
+                         _span(_seeds(s["seeds_needed_low"]), _seeds(s["seeds_needed_high"])))
             rows.append([r.claim.id, f"{a} vs {b}", str(s["n_a"]),
                          f"{s['diff']:+.4f} [{s['ci_low']:+.4f}, {s['ci_high']:+.4f}]", f"{s['p_improvement']:.2f}",
                          f"{s['p']:.3g}", f"{s['p_holm']:.3g}", *power, v.verdict, s.get("lacks", "")])
@@ -55,6 +57,10 @@ def summary_rows(reports: list[ClaimReport]) -> list[list[str]]:
 
 def _seeds(n: int) -> str:
     return "> 10,000" if n > 10_000 else f"{n:,}"
+
+
+def _span(low: str, high: str) -> str:
+    return low if low == high else f"{low}–{high}"
 
 
 NOTE_LIMIT = 7_900  # characters: MLflow keeps tag values up to 8,000

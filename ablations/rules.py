@@ -78,11 +78,11 @@ def judge_pairs(claim: Claim, runs: list, ctx: Context, test: decision.Test, pai
     found = Judged([], {}, [])
     images = next((r.result.eval_examples for r in runs if r.result), None)
     for a, b in pairs:
-        accuracy = [r.result.final("test_acc") for r in runs
-                    if r.arm in (a, b) and r.result is not None and r.result.status == "finished"]
+        accuracy = [[r.result.final("test_acc") for r in runs if r.arm == arm and r.result is not None
+                     and r.result.status == "finished"] for arm in (a, b)]
         v = decision.compare(test, values[a], values[b], claim.min_effect, higher_is_better=METRICS[claim.metric],
                             names=(a, b), metric=claim.metric, images=images,
-                            accuracy=sum(accuracy) / len(accuracy) if accuracy else None,
+                            accuracy=tuple(sum(x) / len(x) for x in accuracy) if all(accuracy) else None,
                             p_adjusted=ctx.adjusted.get((a, b)), family=ctx.family, alpha=ctx.alpha,
                             by_image=by_image(runs, a, b) if claim.metric == "test_acc" else None)
         found.comparisons[(a, b)] = v
@@ -101,6 +101,12 @@ def judge_pairs(claim: Claim, runs: list, ctx: Context, test: decision.Test, pai
         d, xa, xb, _ = decision.difference(context[arms[0]], context[arms[1]])
         if d is not None:
             found.evidence.append("context: " + decision.describe(d, xa, xb, (arms[0], arms[1]), name, METRICS[name]))
+            low, high = d.interval()
+            worse = high < 0 if METRICS[name] else low > 0  # the favoured arm surely worse on it
+            if worse and found.parts[0].verdict == "reproduced":
+                bounds = sorted((abs(low), abs(high)))
+                found.caveats.append(f"at a cost: {arms[0]}'s {name} is {'lower' if METRICS[name] else 'higher'} by "
+                                     f"{abs(d.diff):.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]")
     return found
 
 
@@ -281,5 +287,6 @@ register(Rule("layers", _layers, "reproduced when every row of the notes' layer 
 def describe_rules() -> str:
     """The rules section of claims.md, from the registry."""
     return ("Verdict rules (every comparison is tested against the minimum effect m, one-sided with its p doubled, so "
-            "that Holm-adjusted p < 0.05 says the 95% interval lies beyond the bound): "
+            "that p < 0.05 says the unadjusted 95% interval lies beyond the bound, and Holm-adjusted p < 0.05 the "
+            "same of the wider interval the family's correction implies): "
             + "; ".join(f"*{r.name}* — {r.describes}" for r in RULES.values()) + ".")

@@ -142,7 +142,7 @@ def test_compare_reads_the_verdicts_and_exits_1_when_one_differs(tmp_path, capsy
     changed = tmp_path / "claims.md"
     text = committed.read_text()
     line = next(x for x in text.splitlines() if x.startswith("| relu |"))
-    changed.write_text(text.replace(line, line.replace("**reproduced**", "**contradicted**")))
+    changed.write_text(text.replace(line, line.replace("**reproduced (quick", "**contradicted (quick")))
     assert _compare(committed, changed, "--out", tmp_path / "cmp.md") == 1
     out = capsys.readouterr().out
     assert "| relu | reproduced | contradicted | **no** |" in out and "different: relu" in out
