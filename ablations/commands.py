@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from alexnet.data import DataError
 from alexnet.stores import TrackingError
 from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker
-from alexnet.untrusted import first_line, redact, writable_later
+from alexnet.untrusted import first_line, redact, writable_file, writable_later
 
 from .claims import BY_ID, SCALES
 from .plan import arm_config
@@ -72,7 +72,7 @@ def compare_verdicts(argv: list[str]) -> int:
     args = p.parse_args(argv)
     try:
         if args.out:
-            writable_later(args.out, "--out")
+            writable_file(args.out, "--out")  # a file: an earlier comparison there is replaced
         a, b = (read_verdicts(path) for path in args.reports)
     except ValueError as exc:
         console.print(f"[red]error:[/] {shown(str(exc))}", highlight=False, soft_wrap=True)
@@ -152,7 +152,7 @@ def list_runs(argv: list[str]) -> int:
     try:
         for path, what in ((args.csv, "--csv"), (args.parquet, "--parquet")):
             if path:
-                writable_later(path, what)
+                writable_file(path, what)
         table = from_store(Tracker(args.tracking_uri), args.suite_run)
     except (ValueError, TrackingError) as exc:
         console.print(f"[red]error:[/] {shown(redact(str(exc)))}", highlight=False, soft_wrap=True)
