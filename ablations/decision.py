@@ -124,25 +124,15 @@ def compare(test: Test, a: dict | list, b: dict | list, min_effect: float, *, hi
          "paired": int(d.paired), "method": d.method, "sd_diff": sd_diff, "min_effect": min_effect,
          "alpha": alpha, "power_alpha": power_alpha, "flat": int(flat)}
     if word == "inconclusive" and min_effect and not flat:  # what would decide it: power and seeds, as ranges
-        sd_low, sd_high = significance.sd_interval(sd_diff, len(xa))
-        s |= {"power_low": test.power(len(xa), min_effect, sd_high, power_alpha),
-              "power_high": test.power(len(xa), min_effect, sd_low, power_alpha),
-              "seeds_needed_low": significance.seeds_needed(min_effect, sd_low, alpha=power_alpha, test=test.power),
-              "seeds_needed_high": significance.seeds_needed(min_effect, sd_high, alpha=power_alpha,
-                                                             test=test.power)}
+        s |= power_range(test, len(xa), min_effect, sd_diff, power_alpha)
     expected = test.expected.format(a=names[0], m=min_effect, direction="higher" if higher_is_better else "lower")
     adjusted = (f", Holm-adjusted {p_adj:.3g} over {family} comparisons" if family > 1 else "") + (
         f", decided at α = {alpha:.3g}" if alpha != ALPHA else "")
     lines = [describe(d, xa, xb, names, metric, higher_is_better) + f", p {p:.3g}{adjusted}; {expected}"]
     floor = [f"seed-to-seed sd {names[0]} {sd_a:.4f}, {names[1]} {sd_b:.4f}, of the "
              f"{'paired differences' if d.paired else 'difference of two runs'} {sd_diff:.4f}"]
-    if images and accuracy is not None and metric in ACCURACY_METRICS:  # at each arm's own accuracy
-        each = accuracy if isinstance(accuracy, tuple) else (accuracy, accuracy)
-        ses = [significance.binomial_se(x, images) for x in each]
-        s |= {"binomial_se": max(ses), "images": images}
-        floor.insert(0, f"test-set binomial SE ±{ses[0]:.4f} at {names[0]}'s accuracy {each[0]:.3f}, ±{ses[1]:.4f} "
-                        f"at {names[1]}'s {each[1]:.3f}, on {images:,} images" if isinstance(accuracy, tuple) else
-                        f"test-set binomial SE ±{ses[0]:.4f} at accuracy {each[0]:.3f} on {images:,} images")
+    if images and accuracy is not None and metric in ACCURACY_METRICS:
+        s |= {"binomial_se": binomial_floor(floor, accuracy, images, names), "images": images}
     lines.append("noise floor: " + "; ".join(floor))
     if note:
         lines.append(note)
@@ -156,6 +146,26 @@ def compare(test: Test, a: dict | list, b: dict | list, min_effect: float, *, hi
                          f"{_seeds_range(s['seeds_needed_low'], s['seeds_needed_high'])} (the range: the 95% "
                          f"interval of the true spread, from {len(xa)} seeds)")
     return Verdict(word, "\n".join(lines), s)
+
+
+def power_range(test: Test, n: int, m: float, sd_diff: float, alpha: float) -> dict[str, float]:
+    """The rule's power at n seeds and the seeds 80% needs, at both ends of the true spread's 95%
+    interval (``significance.sd_interval``): what a few seeds can say about what would decide."""
+    sd_low, sd_high = significance.sd_interval(sd_diff, n)
+    return {"power_low": test.power(n, m, sd_high, alpha), "power_high": test.power(n, m, sd_low, alpha),
+            "seeds_needed_low": significance.seeds_needed(m, sd_low, alpha=alpha, test=test.power),
+            "seeds_needed_high": significance.seeds_needed(m, sd_high, alpha=alpha, test=test.power)}
+
+
+def binomial_floor(floor: list[str], accuracy: float | tuple, images: int, names: tuple) -> float:
+    """The test set's binomial SE at each arm's own accuracy (a pair) or at one accuracy, put first
+    in ``floor``; returns the larger."""
+    each = accuracy if isinstance(accuracy, tuple) else (accuracy, accuracy)
+    ses = [significance.binomial_se(x, images) for x in each]
+    floor.insert(0, f"test-set binomial SE ±{ses[0]:.4f} at {names[0]}'s accuracy {each[0]:.3f}, ±{ses[1]:.4f} at "
+                    f"{names[1]}'s {each[1]:.3f}, on {images:,} images" if isinstance(accuracy, tuple) else
+                    f"test-set binomial SE ±{ses[0]:.4f} at accuracy {each[0]:.3f} on {images:,} images")
+    return max(ses)
 
 
 def _alpha_text(alpha: float) -> str:
