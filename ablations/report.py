@@ -126,7 +126,8 @@ def _statistics(reports: list[ClaimReport], looks: list[str], alpha: float) -> l
     """How the comparisons were judged, and the numbers each verdict rests on."""
     if not any(r.comparisons for r in reports):
         return []
-    family = next(v.stats["family"] for r in reports for v in r.comparisons.values() if "family" in v.stats)
+    judged = [v.stats["family"] for r in reports for v in r.comparisons.values() if "family" in v.stats]
+    family = judged[0] if judged else "the"  # none judged: every comparison lacked a second seed
     lines = ["", "## Statistics of the comparisons", "",
              f"All {family} comparisons of this invocation (at the scale's lr and, with --tune-lr, at tuned lrs) "
              "form one family: each p is Holm–Bonferroni adjusted over them (family-wise α = 0.05) and the verdict "

@@ -136,7 +136,7 @@ def test_a_claim_declared_in_a_test_file_gets_a_full_report(tmp_path, fmnist, mo
     monkeypatch.setitem(EVIDENCE, "loss_ratio", loss_ratio_evidence)
     monkeypatch.setitem(PLOTS, "final_loss", (final_loss_plot, "{claim}_final_loss.png"))
     monkeypatch.setitem(RULES, "worse", comparison("worse", decision.Test(
-        worse, "expected {a} worse by more than {m}", "a true loss of 2 x {m}", needs_effect=True),
+        worse, "expected {a} worse by more than {m}", "a true loss of 2 x {m}"),
         describes="reproduced when the first arm's loss is significantly above m", tunable=True))
     toy = Claim("sigmoid_worse", "sigmoid trains worse than ReLU", "worse",
                 {"sigmoid": {"activation": "sigmoid"}, "relu": {}}, "test_acc", 0.01, measures="final test accuracy")

@@ -30,7 +30,7 @@ def test_smoke_suite_writes_reports_with_computed_verdicts(smoke_suite):
         assert f"| {claim.id} |" in md
     assert "all 21 layers match the printout" in md
     assert f"Versus the lecture: {SCALES['smoke'].versus_lecture()}. These verdicts are a CPU proxy" in md
-    assert "**inconclusive** — not testable at the smoke scale" in md  # d2l: why, in one sentence
+    assert "**inconclusive (smoke proxy)** — not testable at the smoke scale" in md  # d2l: why, in one sentence
     rows = list(csv.DictReader((folder / "claims.csv").open()))
     seen = {(r["claim"], r["arm"], r["seed"]) for r in rows}
     assert seen == {(c.id, a, str(s)) for c in DEFAULT_SMOKE for a in c.arms for s in range(SCALES["smoke"].seeds)}
