@@ -38,7 +38,7 @@ from .claims import BY_ID, SCALES
 from .commands import MAX_EPOCHS, compare_verdicts, console, import_node, list_runs, shown, terminate, tune_arm
 from .plan import select_claims, validate
 from .plots import PLOTS
-from .report import plan_summary, plan_table, timing_line, verdict_table, write_results
+from .report import ReportBlocked, plan_summary, plan_table, timing_line, verdict_table, write_results
 from .speed import duration
 from .suite import Suite, SuiteOptions
 
@@ -223,6 +223,9 @@ def report(args, scale, suite, reports, command: str) -> int:
                       unfinished=suite.unfinished, looks=suite.looks, alpha=suite.alpha)
     except STORE_ERRORS as exc:
         return _lost(exc, suite.tracker, args)
+    except ReportBlocked as exc:
+        console.print(f"[red]error:[/] {shown(exc)}", soft_wrap=True)
+        return 2
     proxy = "" if scale.name == "full" else ", a CPU proxy of the lecture's settings"
     Console().print(verdict_table(reports, f"verdicts, {scale.name} scale{proxy} ({suite.trained} runs trained, "
                                            f"the rest reused) — details in {folder}/claims.md"))
@@ -254,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminate)
     try:
         run = suite.run_sequential if args.max_seeds else suite.run_claims
-        with suite.tracker.store_lock():  # shared with other suites; an import waits for every suite to end
-            reports = run(claims, command, plans)
+        with suite.tracker.store_lock():  # shared with other suites; an import waits for every suite to end,
+            reports = run(claims, command, plans)  # reports included: the two never write results/ together
+            return report(args, scale, suite, reports, command)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted:[/] the current run is marked KILLED in {shown(suite.tracker.shown_uri)} "
                       f"and its last epoch is in {shown(args.checkpoint_dir)}/; re-run the same command to resume.")
@@ -268,7 +272,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except STORE_ERRORS as exc:  # a full disk, or the tracking store went away
         return _lost(exc, suite.tracker, args)
-    return report(args, scale, suite, reports, command)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ The node runs code nobody watched and the archive travels, so nothing in it is t
   source type, integer times, unique keys...); every run belongs to one of the archive's
   experiments. A RUNNING run (its worker died, or a heartbeat set in the future) comes in as
   KILLED, without its lease tags.
-- **artifacts**: each run's ``result.json`` and ``verdict.json`` parse against their schema, and
-  a finished arm run must have its ``result.json``.
+- **artifacts and values**: ``ablations.meaning`` checks each run's ``result.json`` and
+  ``verdict.json`` and what the rows mean (a number no training can produce, a run that would
+  shadow a local one).
 
 The whole archive is refused on the first bad value, naming the member or the run.
 """
@@ -25,17 +26,15 @@ from __future__ import annotations
 
 import functools
 import gzip
-import json
 import re
 import sqlite3
 import tarfile
+import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alexnet.config import Config
-from alexnet.result import TrainResult
 from alexnet.run_tables import RUN_TABLES
 from alexnet.untrusted import printable, quoted
 
@@ -50,8 +49,7 @@ RUN_ID = re.compile(r"[0-9a-f]{32}")
 STATUSES = {"FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED"}
 SOURCE_TYPES = {"NOTEBOOK", "JOB", "LOCAL", "UNKNOWN", "PROJECT", None}
 LEASE_TAGS = ("lease.owner", "lease.heartbeat")
-RUN_KEY = ("config_key", "seed", "code_version")  # the tags by which a suite finds a run to reuse
-VERDICTS = {"reproduced", "contradicted", "inconclusive", "unfinished"}
+MAX_SKEW_S = 24 * 3600  # how far in the future a node's clock may date a run
 # the columns read from each table, and what each value must be: ("str", max length, nullable) or
 # ("int", nullable) or ("num",) or ("flag",) — the local MLflow schema's types and lengths
 TEXT = {"key": ("str", 250, False), "tag": ("str", 8000, True), "param": ("str", 8000, False)}
@@ -189,11 +187,11 @@ def read_store(db: Path, archive: Path) -> NodeStore:
             conn.close()
     except (sqlite3.Error, TypeError, ValueError) as exc:
         raise ArchiveError(f"{name}: its mlflow.db is not an MLflow store ({_first(exc)})") from None
-    if not (_ok(schema, ("str", 32, False)) and schema.isprintable()):
+    if not (of_kind(schema, ("str", 32, False)) and schema.isprintable()):
         raise ArchiveError(f"{name}: its mlflow.db has an invalid schema revision {quoted(schema)}")
     for table, rows in tables.items():
         for row in rows:
-            bad = next((c for c, kind in COLUMNS[table].items() if not _ok(row[c], kind)), None)
+            bad = next((c for c, kind in COLUMNS[table].items() if not of_kind(row[c], kind)), None)
             if bad:
                 run = f"run {quoted(row['run_uuid'])}" if "run_uuid" in row else f"experiment {quoted(row['name'])}"
                 raise ArchiveError(f"{name}: {table} of {run}: invalid {bad} {quoted(row[bad])}")
@@ -233,49 +231,13 @@ def _check_run(run: dict, store: NodeStore, name: str, ids: Counter) -> None:
                            "archive does not hold")
     if run["status"] not in STATUSES or run["source_type"] not in SOURCE_TYPES:
         raise ArchiveError(f"{name}: run {run_id} has an unknown status or source type {quoted(run['status'])}")
+    late = max(run["start_time"], run["end_time"] or 0) - time.time() * 1000
+    if late > MAX_SKEW_S * 1000:
+        raise ArchiveError(f"{name}: run {run_id} is dated {late / 3.6e6:,.1f} h in the future (clocks may differ "
+                           f"by at most {MAX_SKEW_S / 3600:g} h): set the node's clock right and export again")
     if run["status"] in ("RUNNING", "SCHEDULED"):  # its worker is gone, whatever its heartbeat says
         run["status"], run["end_time"] = "KILLED", run["end_time"] or run["start_time"]
         store.killed.append(run_id)
-
-
-def check_artifacts(root: Path, store: NodeStore, archive: Path) -> None:
-    """Every run's ``result.json`` and ``verdict.json``, where present, against their schema; a
-    finished arm run without its ``result.json`` (which the suite would reuse) is refused."""
-    name = f"invalid archive {str(archive)!r}"
-    for run in store.runs:
-        folder = artifacts(root, run)
-        if folder.exists() and not folder.resolve().is_relative_to((root / "mlruns").resolve()):
-            raise ArchiveError(f"{name}: run {run['run_uuid']}'s artifacts lead outside it")
-        key = {k: store.tag(run["run_uuid"], k) for k in RUN_KEY}
-        reused = run["status"] == "FINISHED" and (None not in key.values() or store.tag(run["run_uuid"], "kind")
-                                                  == "arm")  # what a suite finds by its run key and reuses
-        checks = (("result.json", _reusable(key) if reused else TrainResult.parse), ("verdict.json", _verdict))
-        for file, check in checks:
-            path = folder / file
-            if reused and file == "result.json" and not path.is_file():
-                raise ArchiveError(f"{name}: finished run {run['run_uuid']}, which a suite would reuse, has no "
-                                   "result.json file")
-            if not path.exists() and not path.is_symlink():
-                continue
-            try:
-                if not path.is_file() or path.stat().st_size > 2**24:
-                    raise ValueError("not a file of at most 16 MiB")
-                check(json.loads(path.read_text()))
-            except Exception as exc:  # noqa: BLE001  any failure to parse or check untrusted JSON is a refusal
-                raise ArchiveError(f"{name}: run {run['run_uuid']}'s {file} is malformed ({_first(exc)})") from None
-
-
-def _reusable(key: dict):
-    """The check of a result the suite will reuse by its run key: it parses, it scored the test set,
-    and its config and seed are the ones the run's tags name."""
-    def check(d) -> None:
-        result = TrainResult.parse(d)
-        if result.eval_split != "test":
-            raise ValueError("eval_split: expected 'test' for a run the suite reuses")
-        if key["config_key"] is not None and (Config(**result.config).key() != key["config_key"]
-                                              or str(result.seed) != key["seed"]):
-            raise ValueError(f"config and seed: expected those its tags name ({key['config_key']}, seed {key['seed']})")
-    return check
 
 
 def artifacts(root: Path, run: dict) -> Path:
@@ -283,21 +245,7 @@ def artifacts(root: Path, run: dict) -> Path:
     return root / "mlruns" / str(run["experiment_id"]) / run["run_uuid"] / "artifacts"
 
 
-def _verdict(d) -> None:
-    if not isinstance(d, dict) or d.get("verdict") not in VERDICTS:
-        raise ValueError(f"verdict: expected one of {', '.join(sorted(VERDICTS))}")
-    if not (isinstance(d.get("evidence"), list) and all(isinstance(e, str) for e in d["evidence"])):
-        raise ValueError("evidence: expected a list of lines")
-    tuned = d.get("tuned_lr") or {}
-    if not (isinstance(tuned, dict) and all(isinstance(k, str) and _ok(v, ("num",)) for k, v in tuned.items())):
-        raise ValueError("tuned_lr: expected arm -> number")
-    runs = d.get("runs", [])
-    if not (isinstance(runs, list) and all(isinstance(r, dict) and isinstance(r.get("arm"), str)
-                                           and _ok(r.get("seed"), ("int", False)) for r in runs)):
-        raise ValueError("runs: expected a list of {arm, seed, ...}")
-
-
-def _ok(value, kind: tuple) -> bool:
+def of_kind(value, kind: tuple) -> bool:
     """Whether ``value`` (as sqlite3 or json returns it) is of ``kind`` (see COLUMNS)."""
     if kind[0] == "str":
         return (value is None and kind[2]) or (isinstance(value, str) and len(value) <= kind[1])

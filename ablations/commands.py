@@ -159,9 +159,9 @@ def list_runs(argv: list[str]) -> int:
         return 2
     acc = table[table.metric == "test_acc"].astype({"value": float})
     summary = acc.groupby(["claim", "arm"], sort=False)["value"].agg(["count", "mean", "std"])
-    Console(highlight=False).print(f"{len(table):,} rows: {table.claim.nunique()} claims, "
-                                   f"{table.run_id.nunique()} runs; final test accuracy per arm:\n"
-                                   + summary.to_string(float_format=lambda x: f"{x:.4f}"))
+    text = (f"{len(table):,} rows: {table.claim.nunique()} claims, {table.run_id.nunique()} runs; final test "
+            "accuracy per arm:\n" + summary.to_string(float_format=lambda x: f"{x:.4f}"))
+    Console(highlight=False).print("\n".join(shown(line) for line in text.splitlines()))  # names from the store
     if args.csv:
         write_csv(table, args.csv)
     if args.parquet:

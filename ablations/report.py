@@ -11,6 +11,8 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
+from alexnet.untrusted import quoted
+
 from . import plots, table
 from .judge import ClaimReport, label
 from .plan import PlannedRun
@@ -18,6 +20,10 @@ from .record import summary_markdown
 from .rules import describe_rules
 from .significance import ALPHA
 from .speed import duration, images
+
+
+class ReportBlocked(ValueError):
+    """Something other than a regular file stands where the suite writes a report."""
 
 COLOURS = {"reproduced": "green", "contradicted": "red", "inconclusive": "yellow"}
 
@@ -217,6 +223,12 @@ def write_results(reports: list[ClaimReport], folder: Path, *, scale, device: st
                   trained: int, timing: dict | None = None, unfinished: dict | None = None,
                   looks: list[str] | None = None, alpha: float = ALPHA) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
+    foreign = sorted(str(p) for p in (*folder.glob("*.png"), folder / "claims.md", folder / "claims.csv")
+                     if p.is_symlink() or p.exists() and not p.is_file())
+    if foreign:  # the plot step deletes old PNGs and writes over the rest: regular files only
+        raise ReportBlocked(f"cannot write the reports: {quoted(foreign[0])} is not a regular file (a folder or a link "
+                            "where the suite writes a report); move it away and re-run the same command (every run is "
+                            "in the store: nothing trains again)")
     table.write_csv(table.from_reports(reports, scale.name, device), folder / "claims.csv")
     plots.draw(reports, folder)
     write_markdown(reports, folder / "claims.md", scale=scale, command=command, env=env, trained=trained,

@@ -18,6 +18,7 @@ import pandas as pd
 
 from alexnet.result import TrainResult
 from alexnet.tracking import Tracker
+from alexnet.untrusted import csv_cell
 
 COLUMNS = ["claim", "arm", "lr", "seed", "metric", "value", "status", "config_key", "run_id", "scale", "device",
            "code_version", "torch", "git_commit"]
@@ -86,5 +87,6 @@ def _device(tags: dict) -> str:
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> None:
-    """claims.csv: the table as Python's csv module writes it (\\r\\n lines, ``nan`` for a missing value)."""
-    table.to_csv(path, index=False, lineterminator="\r\n", na_rep="nan")
+    """claims.csv: the table as Python's csv module writes it (\\r\\n lines, ``nan`` for a missing value),
+    text that would start a spreadsheet formula quoted as text (``alexnet.untrusted.csv_cell``)."""
+    table.map(csv_cell).to_csv(path, index=False, lineterminator="\r\n", na_rep="nan")

@@ -18,13 +18,17 @@ artifacts under ``mlruns/``), its reports (``results/``), a log, a manifest and 
    reports; a store this import created is removed again.
 
 Runs already in the local store are left alone (importing twice duplicates nothing); the suite
-then reuses the node's runs (same config hash, seed and code version)."""
+then reuses the node's runs (same config hash, seed and code version) where the local store has
+none of its own: each imported run is tagged ``import.time`` and ``import.archive``, and a
+local run comes first (``alexnet.tracking.Tracker.find``), so an archive cannot change a verdict
+the local store alone gives."""
 
 from __future__ import annotations
 
 import filecmp
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -34,18 +38,21 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from alexnet.run_tables import RUN_TABLES, RunTables
-from alexnet.tracking import Tracker, local_folder, store_uri
-from alexnet.untrusted import quoted
+from alexnet.tracking import IMPORTED, Tracker, local_folder, store_uri
+from alexnet.untrusted import printable, quoted
 
 from .archive import (
     MAX_BYTES,
     ArchiveError,
     NodeStore,
     artifacts,
-    check_artifacts,
     read_store,
     unpack,
 )
+from .meaning import check as check_meaning
+
+REPORT_FOLDER = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")  # a scale or a device slug
+REPORT_FILE = re.compile(r"claims\.md|claims\.csv|bench\.json|bench\.csv|[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.png")
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -59,6 +66,10 @@ def _report_files(root: Path, results_dir: Path, replace: bool) -> list[tuple[Pa
     pairs = []
     for src in sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else []:
         rel = src.relative_to(source)
+        if len(rel.parts) != 3 or not all(REPORT_FOLDER.fullmatch(p) for p in rel.parts[:2]) \
+                or not REPORT_FILE.fullmatch(rel.name):
+            raise ArchiveError(f"report {quoted(str(rel))} is not one a suite or benchmark writes (results/<scale>/"
+                               "<device>/ holding claims.md, claims.csv, bench.json, bench.csv and .png plots)")
         target = results_dir / rel
         blocked = next((p for p in [*reversed(rel.parents[:-1])] if (results_dir / p).exists()
                         and not (results_dir / p).is_dir()), None)
@@ -140,6 +151,9 @@ class Merge:
             experiments = [{"experiment_id": i, "name": n, "artifact_location": loc, "lifecycle_stage": "active",
                             "creation_time": now, "last_update_time": now} for n, (i, loc) in self.created.items()]
             rows = {table: [r for r in self.node.rows[table] if r["run_uuid"] in self.plan] for table in RUN_TABLES}
+            rows["tags"] += [{"key": key, "value": value, "run_uuid": run["run_uuid"]} for run in self.new
+                             for key, value in ((IMPORTED, str(now)), (f"{IMPORTED}.archive",
+                                                                         printable(self.archive.name)[:250]))]
             with self.tables.insert(experiments, self.new, rows):  # rolled back on any error below
                 for stage, target in staged:
                     os.replace(stage, target)
@@ -182,11 +196,11 @@ def import_archive(archive: Path, uri: str | None, results_dir: Path, *, max_byt
     with tempfile.TemporaryDirectory(prefix="alexnet-import-") as tmp:  # removed on every exit, SIGTERM included
         root = unpack(archive, Path(tmp), max_bytes)
         node = read_store(root / "mlflow.db", archive)
-        check_artifacts(root, node, archive)
-        reports = _report_files(root, results_dir, replace_results)
+        check_meaning(root, node, archive)
         store = _created_store(uri)
         with store as tracker:
-            with tracker.store_lock(exclusive=True):  # refuses while a suite runs on a local store
+            with tracker.store_lock(exclusive=True):  # refuses while a suite runs; a suite writes its reports
+                reports = _report_files(root, results_dir, replace_results)  # under its lock: checked under ours
                 live = [r for r in tracker.find({}, statuses=("RUNNING",)) if not tracker.dead(r)]
                 if live:
                     raise ValueError(f"a suite is running on {tracker.shown_uri} (run {live[0].info.run_id} is "

@@ -6,6 +6,9 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+ACCURACIES = ("train_acc", "test_acc", "val_acc", "train_eval_acc")  # fractions of images right: in [0, 1]
+MAX_GRAD_NORM = 1e12  # far above any layer's mean gradient norm of a run that did not diverge
+
 
 def pack(outcomes: list) -> str:
     """Per-image outcomes (bool tensors or arrays, in order) as ``TrainResult.eval_correct``:
@@ -75,6 +78,7 @@ class TrainResult:
         """From an untrusted ``result.json``: every field checked for its type and range (the config
         by ``Config`` itself); ValueError naming the first bad field."""
         from .config import Config
+        from .model import layer_names
 
         def need(ok: bool, name: str, expected: str) -> None:
             if not ok:
@@ -94,9 +98,9 @@ class TrainResult:
         Config(**d["config"])  # names a bad field itself
         need(count(d.get("seed")), "seed", "an integer >= 0")
         need(isinstance(d.get("env"), dict) and all(isinstance(k, str) and isinstance(v, str) and len(v) < 1000
-                                                    for k, v in d["env"].items())
+                                                    and v.isprintable() for k, v in d["env"].items())
              and {"code_version", "torch", "git_commit", "device"} <= set(d["env"]), "env",
-             "names to strings, with code_version, torch, git_commit and device")
+             "names to printable strings under 1,000 characters, with code_version, torch, git_commit and device")
         need(d.get("eval_split") in ("test", "val"), "eval_split", "'test' or 'val'")
         for name in ("params", "flops_per_image", "train_examples", "eval_examples"):
             need(count(d.get(name)), name, "an integer >= 0")
@@ -107,13 +111,24 @@ class TrainResult:
              "an epoch or null")
         keys = ("epoch", "train_loss", "train_acc", f"{d['eval_split']}_acc", "examples_per_s", "epoch_time_s")
         need(isinstance(d.get("epochs", []), list) and all(
-            isinstance(e, dict) and all(k in e for k in keys) and all(finite(v) for v in e.values())
-            for e in d.get("epochs", [])), "epochs", f"a list of records with finite numbers for {', '.join(keys)}")
+            isinstance(e, dict) and all(k in e for k in keys) for e in d.get("epochs", [])), "epochs",
+             f"a list of records with {', '.join(keys)}")
+        for i, e in enumerate(d.get("epochs", []), 1):  # what a training can produce
+            bad = next((k for k, v in e.items() if not (finite(v) and v >= 0)), None)
+            need(bad is None, f"epochs[{i - 1}].{bad}", f"a finite number >= 0 (got {e.get(bad)!r:.40})")
+            need(e["epoch"] == i, f"epochs[{i - 1}].epoch", f"{i}: epochs numbered 1..n in order (got {e['epoch']!r})")
+            bad = next((k for k in ACCURACIES if k in e and not 0 <= e[k] <= 1), None)
+            need(bad is None, f"epochs[{i - 1}].{bad}", f"an accuracy in [0, 1] (got {e.get(bad)!r})")
         need(d.get("status") != "finished" or len(d.get("epochs", [])) == d["config"].get("epochs", 10), "epochs",
              "one record per configured epoch in a finished run")
-        need(isinstance(d.get("grad_norms", {}), dict) and all(isinstance(k, str) and number(v)
-                                                               for k, v in d.get("grad_norms", {}).items()),
-             "grad_norms", "layer names to numbers")
+        norms = d.get("grad_norms", {})
+        need(isinstance(norms, dict) and all(isinstance(k, str) and finite(v) and 0 <= v <= MAX_GRAD_NORM
+                                             for k, v in norms.items()),
+             "grad_norms", f"layer names to finite numbers in [0, {MAX_GRAD_NORM:g}]")
+        layers = layer_names(Config(**d["config"]))
+        stray = sorted(set(norms) - layers)
+        need(not stray, "grad_norms", f"the network's own layers ({', '.join(sorted(layers)) or 'none'}); got "
+                                      f"{stray[0][:60]!r}" if stray else "")
         correct = d.get("eval_correct", "")
         need(isinstance(correct, str) and (correct == "" or (len(correct) == 2 * -(-d["eval_examples"] // 8)
                                                              and all(c in "0123456789abcdef" for c in correct))),

@@ -6,7 +6,9 @@ with one line naming the URI (its password redacted) and the fix."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from .untrusted import first_line, redact, writable_dir
@@ -73,3 +75,19 @@ def _probe_database(uri: str) -> None:
     finally:
         if engine is not None:
             engine.dispose()
+
+
+@contextmanager
+def sqlite_lock(uri: str):
+    """Serialises schema creation when several processes open a fresh SQLite store at once."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(uri[len("sqlite:///"):] + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

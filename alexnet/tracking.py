@@ -7,13 +7,13 @@ training code), so a finished one is found again and never trained twice.
 Several workers may share one store. Every run a worker opens carries its owner
 (``lease.owner`` = host:pid:token) and a ``lease.heartbeat`` (unix time) that a background
 thread refreshes every lease / 4 seconds; a RUNNING run whose owner is gone (a dead pid on
-this host, or no heartbeat for $ALEXNET_LEASE_S, default 120, seconds) is marked KILLED by whoever finds it.
-"""
+this host, or no heartbeat for $ALEXNET_LEASE_S, default 120, seconds) is marked KILLED by whoever finds it."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import posixpath
 import re
 import socket
 import threading
@@ -29,11 +29,12 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from .result import TrainResult
-from .stores import TrackingError, cannot_open, check_uri
+from .stores import TrackingError, cannot_open, check_uri, sqlite_lock
 from .untrusted import env_number, redact, writable_dir
 
 DEFAULT_URI = "sqlite:///mlflow.db"  # embedded store in the working folder
 EXPERIMENT = "alexnet-claims"
+IMPORTED = "import.time"  # tag of a run an archive brought (ms since the epoch of its import)
 HOST = socket.gethostname()
 
 
@@ -55,8 +56,10 @@ STORE_ERRORS = (MlflowException, OSError)  # a store that went away or a full di
 
 
 def key_name(name: str) -> str:
-    """A name as MLflow allows it in a param or metric key ('p=0.5' -> 'p_0.5', '− ReLU' -> '_ ReLU')."""
-    return re.sub(r"[^\w\-. /:]", "_", name)
+    """A name as MLflow allows it in a param or metric key ('p=0.5' -> 'p_0.5', '− ReLU' -> '_ ReLU'); its
+    '/' kept only where the name is a normalised path ('3x3/2'; 'http://x' -> 'http:__x'), as MLflow requires."""
+    key = re.sub(r"[^\w\-. /:]", "_", name)
+    return key if posixpath.normpath(key) == key and "//" not in key else key.replace("/", "_")
 
 
 def _flat(prefix: str, d: dict) -> dict:
@@ -71,22 +74,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-@contextmanager
-def _sqlite_lock(uri: str):
-    """Serialises schema creation when several processes open a fresh SQLite store at once."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    path = Path(uri[len("sqlite:///"):] + ".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def local_folder(location: str) -> Path | None:
@@ -125,7 +112,7 @@ class Tracker:
         self._open: set[str] = set()  # runs this process holds, kept alive by the heartbeat thread
         self._beat: threading.Thread | None = None
         try:
-            with _sqlite_lock(self.uri):  # opening a fresh SQLite store creates its schema
+            with sqlite_lock(self.uri):  # opening a fresh SQLite store creates its schema
                 mlflow.set_tracking_uri(self.uri)
                 self.client = MlflowClient(self.uri)
                 self.experiment_id = self._experiment(experiment)
@@ -259,11 +246,13 @@ class Tracker:
         mlflow.end_run(status)  # pops the run locally first: if the store is away, it stays RUNNING until reaped
 
     def find(self, tags: dict, statuses=("FINISHED",)) -> list:
-        """Runs of this experiment carrying every tag in ``tags``, newest first (deleted ones never)."""
+        """Runs of this experiment carrying every tag in ``tags`` (deleted ones never): the store's own,
+        newest first, then imported ones in the order they came (``IMPORTED``): never shadowing local ones."""
         clauses = " and ".join(f"tags.{k} = {_quoted(v)}" for k, v in tags.items())
         runs = mlflow.search_runs([self.experiment_id], clauses, output_format="list",
                                   order_by=["attributes.start_time DESC"])
-        return [r for r in runs if r.info.status in statuses]
+        return sorted((r for r in runs if r.info.status in statuses),
+                      key=lambda r: int(t) if (t := r.data.tags.get(IMPORTED, "0")).isdigit() else 1)
 
     def log_params(self, params: dict) -> None:
         mlflow.log_params({k: str(v) for k, v in params.items()})

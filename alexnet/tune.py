@@ -17,7 +17,7 @@ from .config import Config
 from .data import FashionMNIST
 from .tracking import Tracker
 from .train import train
-from .untrusted import first_line, redact
+from .untrusted import csv_cell, first_line, redact
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 STORAGE_ENV = "ALEXNET_OPTUNA_STORAGE"  # a storage URL kept off the command line (passwords: PGPASSWORD, ~/.pgpass)
@@ -169,7 +169,7 @@ def report_study(study: optuna.Study, tracker: Tracker, folder) -> dict:
     if complete:
         summary.update(best_value=study.best_value, best_params=study.best_params, best_trial=study.best_trial.number)
     (folder / "best.json").write_text(json.dumps(summary, indent=2))
-    study.trials_dataframe().to_csv(folder / "trials.csv", index=False)
+    study.trials_dataframe().map(csv_cell).to_csv(folder / "trials.csv", index=False)
     plots = {"optimization_history.png": ovm.plot_optimization_history,
              "parallel_coordinate.png": ovm.plot_parallel_coordinate}
     if len(complete) >= 2 and len(study.user_attrs["space"]) >= 2:

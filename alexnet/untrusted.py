@@ -113,3 +113,18 @@ def printable(text: str) -> str:
 def quoted(value) -> str:
     """An untrusted value (an archive's name or path) as it may be printed: escaped, length bounded."""
     return repr(printable(str(value)[:120]))
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula (OWASP CSV injection)
+
+
+def formula_free(text: str) -> bool:
+    """Whether ``text`` can sit in a spreadsheet cell as it is: it does not start like a formula."""
+    return not text.startswith(FORMULA_START)
+
+
+def csv_cell(value):
+    """A value as a CSV file the project writes holds it: text that starts like a formula
+    (``= + - @``, tab, carriage return) is quoted as text with a leading ``'`` (the OWASP rule);
+    numbers and other text as they are."""
+    return value if not isinstance(value, str) or formula_free(value) else "'" + value

@@ -20,7 +20,7 @@ from alexnet.data import load_fashion_mnist, stratified_subset
 from alexnet.env import device_slug, environment, resolve_device
 from alexnet.plots import plt, save  # pyplot on the Agg backend
 from alexnet.tracking import Tracker
-from alexnet.untrusted import writable_dir
+from alexnet.untrusted import csv_cell, writable_dir
 
 from .throughput import sweep
 
@@ -68,7 +68,8 @@ def write(result: dict, folder: Path, env: dict) -> None:
         w = csv.DictWriter(f, fieldnames=keys + ["device", "torch", "git_commit"])
         w.writeheader()
         for r in result["rows"]:
-            w.writerow({**r, "device": env["device"], "torch": env["torch"], "git_commit": env["git_commit"]})
+            w.writerow({k: csv_cell(v) for k, v in {**r, "device": env["device"], "torch": env["torch"],
+                                                     "git_commit": env["git_commit"]}.items()})
     plot(result["rows"], folder / "bench.png", f"AlexNet throughput on {env['device']}")
     table = Table(title=f"ceilings (fastest dense matmul of n in {result['matmul_sizes']})")
     table.add_column("precision")

