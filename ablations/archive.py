@@ -44,6 +44,7 @@ MAX_MEMBERS = 50_000  # a full-scale node run writes a few hundred
 MAX_META = 64 * 2**10  # a long-name or pax header: the node's names are short
 MAX_DEPTH, MAX_NAME = 32, 1024  # parts and characters of a member's path
 MAX_ROWS = 1_000_000  # rows of one table of the node's store (a full-scale run writes thousands)
+MAX_KEYS, MAX_RELOGS = 200, 32  # metric names of a training run (a run logs about 20); logs of a name at a step
 STORE_FILES = (".db", "-journal", "-wal", "-shm", ".lock", ".writers")  # never a report's name: SQLite reads them
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 STATUSES = {"FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED"}
@@ -180,11 +181,14 @@ def read_store(db: Path, archive: Path) -> NodeStore:
             big = [t for t in COLUMNS if conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] > MAX_ROWS]
             if big:
                 raise ValueError(f"{', '.join(big)} hold more than {MAX_ROWS:,} rows")
+            _metric_rows(conn, name)  # before the rows are read into memory
             (schema,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
             tables = {t: _select(conn, t) for t in COLUMNS}
             active = {r[0] for r in conn.execute("SELECT run_uuid FROM runs WHERE lifecycle_stage = 'active'")}
         finally:
             conn.close()
+    except ArchiveError:
+        raise
     except (sqlite3.Error, TypeError, ValueError) as exc:
         raise ArchiveError(f"{name}: its mlflow.db is not an MLflow store ({_first(exc)})") from None
     if not (of_kind(schema, ("str", 32, False)) and schema.isprintable()):
@@ -214,6 +218,31 @@ def read_store(db: Path, archive: Path) -> NodeStore:
     dead = set(store.killed)
     store.rows["tags"] = [t for t in store.rows["tags"] if not (t["run_uuid"] in dead and t["key"] in LEASE_TAGS)]
     return store
+
+
+def _metric_rows(conn: sqlite3.Connection, name: str) -> None:
+    """Metric rows bounded by what a run can log, counted by SQLite (nothing read into memory):
+    steps 0 to the run's epochs (0 for a run without epochs); each (name, step) once in a
+    training run (one with epochs), at most MAX_RELOGS times in others (a claim run is logged again
+    at each look of --seeds auto and at each rerun); at most MAX_KEYS names per training run,
+    MAX_KEYS * 10 per other run."""
+    epochs = "coalesce((SELECT CAST(value AS INTEGER) FROM params p WHERE p.run_uuid = m.run_uuid AND p.key = 'epochs'"
+    bad = conn.execute(
+        f"SELECT run_uuid, key, step, count(*), {epochs}), -1) AS e FROM metrics m GROUP BY run_uuid, key, step "
+        "HAVING step < 0 OR step > max(e, 0) OR count(*) > (CASE WHEN e >= 0 THEN 1 ELSE ? END) LIMIT 1",
+        (MAX_RELOGS,)).fetchone()
+    if bad:
+        run, key, step, n, e = bad
+        raise ArchiveError(f"{name}: metric {quoted(key)} of run {quoted(run)} is logged {n:,} times at step "
+                           f"{step:,}; a run logs a metric at steps 0 to its epochs ({max(e, 0)}), once per step in a "
+                           f"training run, at most {MAX_RELOGS} times in a claim or suite run")
+    crowded = conn.execute(
+        f"SELECT run_uuid, count(DISTINCT key), {epochs}), -1) AS e FROM metrics m GROUP BY run_uuid "
+        "HAVING count(DISTINCT key) > (CASE WHEN e >= 0 THEN ? ELSE ? END) LIMIT 1",
+        (MAX_KEYS, 10 * MAX_KEYS)).fetchone()
+    if crowded:
+        raise ArchiveError(f"{name}: run {quoted(crowded[0])} logs {crowded[1]:,} metric names (at most {MAX_KEYS:,} "
+                           f"in a training run, {10 * MAX_KEYS:,} in others)")
 
 
 def _select(conn: sqlite3.Connection, table: str) -> list[dict]:

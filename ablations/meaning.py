@@ -9,15 +9,14 @@ store reports or does. Each refusal is one line naming the run, the field and th
   params name.
 - **verdict.json**: its fields, printable text, arms that do not start like a formula, and
   arm runs that are the archive's own.
-- **rows**: metric rows a run can log (steps 0..its epochs, at most MAX_RELOGS logs of a name at a
-  step, at most MAX_KEYS names); parent links only between the archive's runs; none of the
-  import's own ``import.*`` tags (``alexnet.tracking.IMPORTED``: how a suite tells local runs,
-  which always come first, from imported ones)."""
+- **rows** (metric rows are bounded by ``ablations.archive`` before they are read): parent links
+  only between the archive's runs; none of the import's own ``import.*`` tags
+  (``alexnet.tracking.IMPORTED``: how a suite tells local runs, which always come first, from
+  imported ones)."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 from alexnet.config import Config
@@ -28,14 +27,12 @@ from .archive import ArchiveError, NodeStore, artifacts, of_kind
 
 RUN_KEY = ("config_key", "seed", "code_version")  # the tags by which a suite finds a run to reuse
 VERDICTS = {"reproduced", "contradicted", "inconclusive", "unfinished"}
-MAX_KEYS, MAX_RELOGS = 2_000, 32  # metric names of one run (a claim run logs about 100); logs of a name at a step
 IMPORT_TAG_PREFIX = "import."  # the tags the import sets on the runs it brings
 
 
 def check(root: Path, store: NodeStore, archive: Path) -> None:
     """The archive's rows and artifacts checked for meaning; ArchiveError naming the first bad value."""
     name = f"invalid archive {str(archive)!r}"
-    _metric_rows(store, name)
     ids = {r["run_uuid"] for r in store.runs}
     for t in store.rows["tags"]:
         if t["key"].startswith(IMPORT_TAG_PREFIX) or (t["key"] == "mlflow.parentRunId" and t["value"] not in ids):
@@ -43,25 +40,6 @@ def check(root: Path, store: NodeStore, archive: Path) -> None:
                                + ("is the import's own (a node writes none)" if t["key"].startswith(IMPORT_TAG_PREFIX)
                                   else f"links to {quoted(t['value'])}, which is not a run of the archive"))
     _artifacts(root, store, name)
-
-
-def _metric_rows(store: NodeStore, name: str) -> None:
-    """Metric rows bounded by what a run can log: steps 0..its epochs (0 for a run without epochs),
-    at most MAX_KEYS names, and each (name, step) logged at most MAX_RELOGS times (a claim run is
-    logged again at each look of --seeds auto and at each rerun)."""
-    epochs = {r["run_uuid"]: int(r["value"]) for r in store.rows["params"]
-              if r["key"] == "epochs" and r["value"].isdigit() and len(r["value"]) < 7}
-    per_step = Counter((m["run_uuid"], m["key"], m["step"]) for m in store.rows["metrics"])
-    keys = Counter(run for run, _ in {(m["run_uuid"], m["key"]) for m in store.rows["metrics"]})
-    for (run, key, step), n in per_step.items():
-        if not 0 <= step <= epochs.get(run, 0) or n > MAX_RELOGS:
-            raise ArchiveError(f"{name}: metric {quoted(key)} of run {run} is logged {n:,} times at step {step:,}; "
-                               f"a run logs each metric at most {MAX_RELOGS} times per step, at steps 0 to its "
-                               f"epochs ({epochs.get(run, 0)})")
-    crowded = next((run for run, n in keys.items() if n > MAX_KEYS), None)
-    if crowded:
-        raise ArchiveError(f"{name}: run {crowded} logs {keys[crowded]:,} metric names (a run logs at most "
-                           f"{MAX_KEYS:,})")
 
 
 def _artifacts(root: Path, store: NodeStore, name: str) -> None:

@@ -21,10 +21,6 @@ from .rules import describe_rules
 from .significance import ALPHA
 from .speed import duration, images
 
-
-class ReportBlocked(ValueError):
-    """Something other than a regular file stands where the suite writes a report."""
-
 COLOURS = {"reproduced": "green", "contradicted": "red", "inconclusive": "yellow"}
 
 
@@ -217,6 +213,10 @@ def read_verdicts(path: Path) -> dict[str, str]:
             raise ValueError(f"{path}: a verdict row without a verdict: {line[:80]!r}")
         verdicts[row["claim"]] = row["verdict"]
     return verdicts
+
+
+class ReportBlocked(ValueError):
+    """Something other than a regular file stands where the suite writes a report."""
 
 
 def write_results(reports: list[ClaimReport], folder: Path, *, scale, device: str, command: str, env: dict,

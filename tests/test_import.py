@@ -764,8 +764,12 @@ ROWS_OF_MEANING = {  # SQL on the node's store, and what the refusal names
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40) INSERT INTO metrics "
         "SELECT 'train_loss', 1.0, 1000 + i, '{run}', 1, 0 FROM n;", "is logged 4"),
     "step past its epochs": ("INSERT INTO metrics VALUES ('train_loss', 1.0, 5, '{run}', 99, 0);",
-                             "at step 99; a run logs each metric at most 32 times per step, at steps 0 to its "
-                             "epochs (1)"),
+                             "at step 99; a run logs a metric at steps 0 to its epochs (1), once per step in a "
+                             "training run"),
+    "claim metric logged 33 times": (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 33) INSERT INTO metrics "
+        "SELECT 'p', 0.5, 1000 + i, (SELECT run_uuid FROM tags WHERE key = 'kind' AND value = 'claim'), 0, 0 FROM n;",
+        "is logged 33 times at step 0"),
     "2,001 metric names": (
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2001) INSERT INTO metrics "
         "SELECT 'm' || i, 1.0, 5, '{run}', 0, 0 FROM n;", "logs 2,0"),
