@@ -247,12 +247,12 @@ class Tracker:
 
     def find(self, tags: dict, statuses=("FINISHED",)) -> list:
         """Runs of this experiment carrying every tag in ``tags`` (deleted ones never): the store's own,
-        newest first, then imported ones in the order they came (``IMPORTED``): never shadowing local ones."""
+        newest first, then imported ones (``IMPORTED``), the latest import first: never shadowing local ones."""
         clauses = " and ".join(f"tags.{k} = {_quoted(v)}" for k, v in tags.items())
         runs = mlflow.search_runs([self.experiment_id], clauses, output_format="list",
                                   order_by=["attributes.start_time DESC"])
-        return sorted((r for r in runs if r.info.status in statuses),
-                      key=lambda r: int(t) if (t := r.data.tags.get(IMPORTED, "0")).isdigit() else 1)
+        return sorted((r for r in runs if r.info.status in statuses), key=lambda r: (
+            IMPORTED in r.data.tags, -int(t) if (t := r.data.tags.get(IMPORTED, "")).isdigit() else 0))
 
     def log_params(self, params: dict) -> None:
         mlflow.log_params({k: str(v) for k, v in params.items()})
