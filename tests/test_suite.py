@@ -10,6 +10,7 @@ from ablations.claims import BY_ID, SCALES
 from ablations.plan import select_claims
 from ablations.table import COLUMNS, from_store, write_csv
 from alexnet.tracking import Tracker, key_name
+from alexnet.untrusted import csv_cell
 
 DEFAULT_SMOKE = select_claims(None, SCALES["smoke"])  # with the arms the smoke scale runs
 
@@ -31,12 +32,13 @@ def test_smoke_suite_writes_reports_with_computed_verdicts(smoke_suite):
     assert "all 21 layers match the printout" in md
     assert f"Versus the lecture: {SCALES['smoke'].versus_lecture()}. These verdicts are a CPU proxy" in md
     assert "**inconclusive (smoke proxy)** — not testable at the smoke scale" in md  # d2l: why, in one sentence
-    rows = list(csv.DictReader((folder / "claims.csv").open()))
+    rows = list(csv.DictReader((folder / "claims.csv").open()))  # '+ ReLU' reads "'+ ReLU": not a formula
     seen = {(r["claim"], r["arm"], r["seed"]) for r in rows}
-    assert seen == {(c.id, a, str(s)) for c in DEFAULT_SMOKE for a in c.arms for s in range(SCALES["smoke"].seeds)}
+    assert seen == {(c.id, csv_cell(a), str(s)) for c in DEFAULT_SMOKE for a in c.arms
+                    for s in range(SCALES["smoke"].seeds)}
     # the ladder runs at the smoke scale on its 28-px rungs only
     assert {r["arm"] for r in rows if r["claim"] == "ladder"} == {
-        name for name, arm in BY_ID["ladder"].arms.items() if "smoke" not in arm.dropped_at} and len(
+        csv_cell(name) for name, arm in BY_ID["ladder"].arms.items() if "smoke" not in arm.dropped_at} and len(
         BY_ID["ladder"].arms) == 11 and not any("224" in r["arm"] for r in rows if r["claim"] == "ladder")
     assert {r["metric"] for r in rows} >= {"test_acc", "train_acc", "train_loss", "gap", "flops_per_image"}
     for png in ("final_accuracy.png", "input224_flops_vs_accuracy.png", "relu_grad_norms.png", "curves_relu.png",
@@ -102,7 +104,7 @@ def test_ladder_runs_its_sigmoid_rungs_at_the_lr_of_their_own_validation_study(s
     tuned = {arm: float(claim.data.params[f"tuned_lr.{key_name(arm)}"]) for arm in ladder.tuned_arms}
     assert set(tuned) == {"LeNet", "− ReLU"} and 0.01 not in tuned.values()
     rows = list(csv.DictReader((workdir / "results" / "smoke" / "cpu" / "claims.csv").open()))
-    lrs = {r["arm"]: float(r["lr"]) for r in rows if r["claim"] == "ladder"}
+    lrs = {r["arm"].removeprefix("'"): float(r["lr"]) for r in rows if r["claim"] == "ladder"}
     assert {arm: lrs[arm] for arm in tuned} == tuned  # the rungs ran at their study's best lr
     assert {lr for arm, lr in lrs.items() if arm not in tuned} == {0.01}  # the others at the scale's
     trials = _runs(workdir, "tags.kind = 'trial'")
