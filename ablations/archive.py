@@ -83,6 +83,7 @@ class NodeStore:
     runs: list[dict]  # rows of ``runs`` (active ones), statuses settled
     rows: dict[str, list[dict]] = field(default_factory=dict)  # table -> rows of the runs
     killed: list[str] = field(default_factory=list)  # runs that came in RUNNING, imported as KILLED
+    links: dict[str, set] = field(default_factory=dict)  # run id -> the runs it names (its parent, its verdict's)
 
     @functools.cached_property
     def tags(self) -> dict[tuple[str, str], str]:
@@ -243,6 +244,17 @@ def _metric_rows(conn: sqlite3.Connection, name: str) -> None:
     if crowded:
         raise ArchiveError(f"{name}: run {quoted(crowded[0])} logs {crowded[1]:,} metric names (at most {MAX_KEYS:,} "
                            f"in a training run, {10 * MAX_KEYS:,} in others)")
+    orphan = conn.execute("SELECT run_uuid, key FROM latest_metrics l WHERE NOT EXISTS (SELECT 1 FROM metrics m "
+                          "WHERE m.run_uuid = l.run_uuid AND m.key = l.key) LIMIT 1").fetchone()
+    if orphan:
+        raise ArchiveError(f"{name}: run {quoted(orphan[0])} has a latest value of metric {quoted(orphan[1])}, which "
+                           "it never logged")
+    for table in ("params", "tags"):
+        many = conn.execute(f"SELECT run_uuid, count(*) FROM {table} GROUP BY run_uuid HAVING count(*) > ? LIMIT 1",
+                            (10 * MAX_KEYS,)).fetchone()
+        if many:
+            raise ArchiveError(f"{name}: run {quoted(many[0])} has {many[1]:,} {table} (a run has at most "
+                               f"{10 * MAX_KEYS:,})")
 
 
 def _select(conn: sqlite3.Connection, table: str) -> list[dict]:

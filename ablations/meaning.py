@@ -17,6 +17,7 @@ store reports or does. Each refusal is one line naming the run, the field and th
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from alexnet.config import Config
@@ -35,6 +36,8 @@ def check(root: Path, store: NodeStore, archive: Path) -> None:
     name = f"invalid archive {str(archive)!r}"
     ids = {r["run_uuid"] for r in store.runs}
     for t in store.rows["tags"]:
+        if t["key"] == "mlflow.parentRunId":
+            store.links.setdefault(t["run_uuid"], set()).add(t["value"])
         if t["key"].startswith(IMPORT_TAG_PREFIX) or (t["key"] == "mlflow.parentRunId" and t["value"] not in ids):
             raise ArchiveError(f"{name}: run {t['run_uuid']}'s tag {quoted(t['key'])} "
                                + ("is the import's own (a node writes none)" if t["key"].startswith(IMPORT_TAG_PREFIX)
@@ -45,6 +48,10 @@ def check(root: Path, store: NodeStore, archive: Path) -> None:
 def _artifacts(root: Path, store: NodeStore, name: str) -> None:
     """Every run's ``result.json`` and ``verdict.json``, where present, against their schema; a
     finished arm run without its ``result.json`` (which the suite would reuse) is refused."""
+    params: dict[str, dict] = {}
+    for r in store.rows["params"]:
+        params.setdefault(r["run_uuid"], {})[r["key"]] = r["value"]
+    verdict = _verdict(store)
     for run in store.runs:
         folder = artifacts(root, run)
         if folder.exists() and not folder.resolve().is_relative_to((root / "mlruns").resolve()):
@@ -52,9 +59,8 @@ def _artifacts(root: Path, store: NodeStore, name: str) -> None:
         key = {k: store.tag(run["run_uuid"], k) for k in RUN_KEY}
         reused = run["status"] == "FINISHED" and (None not in key.values() or store.tag(run["run_uuid"], "kind")
                                                   == "arm")  # what a suite finds by its run key and reuses
-        params = {r["key"]: r["value"] for r in store.rows["params"] if r["run_uuid"] == run["run_uuid"]}
-        checks = (("result.json", _reusable(key, params) if reused else _result),
-                  ("verdict.json", _verdict(store)))
+        checks = (("result.json", _reusable(key, params.get(run["run_uuid"], {})) if reused else _result),
+                  ("verdict.json", lambda d, run_id=run["run_uuid"]: verdict(d, run_id)))
         for file, check in checks:
             path = folder / file
             if reused and file == "result.json" and not path.is_file():
@@ -104,24 +110,31 @@ def _verdict(store: NodeStore):
     the archive's own (``python -m ablations runs`` loads each by its id)."""
     ids = {r["run_uuid"] for r in store.runs}
 
-    def check(d) -> None:
+    def check(d, run_id: str) -> None:
         if not isinstance(d, dict) or d.get("verdict") not in VERDICTS:
             raise ValueError(f"verdict: expected one of {', '.join(sorted(VERDICTS))}")
         if not (isinstance(d.get("evidence"), list) and all(_text(e) for e in d["evidence"])):
             raise ValueError("evidence: expected a list of printable lines")
         tuned = d.get("tuned_lr") or {}
-        if not (isinstance(tuned, dict) and all(_text(k) and of_kind(v, ("num",)) for k, v in tuned.items())):
-            raise ValueError("tuned_lr: expected arm -> number")
-        runs = d.get("runs", [])
+        if not (isinstance(tuned, dict) and all(_text(k) and _lr(v) for k, v in tuned.items())):
+            raise ValueError("tuned_lr: expected arm -> a finite learning rate > 0")
+        runs = d.get("runs")
         if not (isinstance(runs, list) and all(
                 isinstance(r, dict) and _text(r.get("arm")) and formula_free(r["arm"])
-                and of_kind(r.get("seed"), ("int", False)) and of_kind(r.get("lr"), ("num",)) for r in runs)):
-            raise ValueError("runs: expected a list of {arm (printable, not starting like a formula), seed, lr, "
-                             "run_id}")
+                and of_kind(r.get("seed"), ("int", False)) and _lr(r.get("lr")) for r in runs)):
+            raise ValueError("runs: expected a list of {arm (printable, not starting like a formula), seed, "
+                             "lr (finite, > 0), run_id}")
         stray = next((r.get("run_id") for r in runs if r.get("run_id") not in ids), False)
         if stray is not False:
             raise ValueError(f"runs: run_id {quoted(stray)} is not a run of this archive")
+        if len({r["run_id"] for r in runs}) != len(runs):
+            raise ValueError("runs: a run_id repeats")
+        store.links.setdefault(run_id, set()).update(r["run_id"] for r in runs)
     return check
+
+
+def _lr(value) -> bool:
+    return of_kind(value, ("num",)) and math.isfinite(value) and value > 0
 
 
 def _text(value, limit: int = 8000) -> bool:

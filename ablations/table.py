@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from alexnet.result import TrainResult
-from alexnet.tracking import Tracker
+from alexnet.tracking import STORE_ERRORS, Tracker
 from alexnet.untrusted import csv_cell
 
 COLUMNS = ["claim", "arm", "lr", "seed", "metric", "value", "status", "config_key", "run_id", "scale", "device",
@@ -64,16 +64,20 @@ def from_store(tracker: Tracker | None = None, suite_run: str | None = None) -> 
         known = f" (suite runs there: {', '.join(s.info.run_id for s in suites)})" if suites else ""
         raise ValueError(f"no finished suite run {suite_run or ''} in {tracker.shown_uri}{known}: run python -m "
                          "ablations first")
-    scale, device = suite.data.tags["scale"], _device(suite.data.tags)
-    order = suite.data.params.get("claims", "").split(",")
-    claims = {c.data.tags["claim"]: c for c in tracker.find({"kind": "claim"})
-              if c.data.tags.get("mlflow.parentRunId") == suite.info.run_id}
-    rows = []
-    for claim_id in [c for c in order if c in claims and claims[c].data.tags.get("verdict") != "unfinished"]:
-        for run in tracker.load_dict(claims[claim_id], "verdict.json")["runs"]:
-            arm_run = tracker.run(run["run_id"])
-            rows += _rows(claim_id, run["arm"], run["lr"], run["seed"], arm_run.data.tags["config_key"],
-                          run["run_id"], tracker.load_result(arm_run), scale, device)
+    try:
+        scale, device = suite.data.tags["scale"], _device(suite.data.tags)
+        order = list(dict.fromkeys(suite.data.params.get("claims", "").split(",")))
+        claims = {c.data.tags["claim"]: c for c in tracker.find({"kind": "claim"})
+                  if c.data.tags.get("mlflow.parentRunId") == suite.info.run_id}
+        rows = []
+        for claim_id in [c for c in order if c in claims and claims[c].data.tags.get("verdict") != "unfinished"]:
+            for run in tracker.load_dict(claims[claim_id], "verdict.json")["runs"]:
+                arm_run = tracker.run(run["run_id"])
+                rows += _rows(claim_id, run["arm"], run["lr"], run["seed"], arm_run.data.tags["config_key"],
+                              run["run_id"], tracker.load_result(arm_run), scale, device)
+    except (KeyError, TypeError, *STORE_ERRORS) as exc:  # a store written by others: one line, not a traceback
+        raise ValueError(f"suite run {suite.info.run_id} in {tracker.shown_uri} is incomplete ({exc.__class__.__name__}"
+                         f" {str(exc)[:100]}): pass another --suite-run") from None
     return _frame(rows)
 
 

