@@ -93,4 +93,6 @@ def _device(tags: dict) -> str:
 def write_csv(table: pd.DataFrame, path: Path) -> None:
     """claims.csv: the table as Python's csv module writes it (\\r\\n lines, ``nan`` for a missing value),
     text that would start a spreadsheet formula quoted as text (``alexnet.untrusted.csv_cell``)."""
-    table.map(csv_cell).to_csv(path, index=False, lineterminator="\r\n", na_rep="nan")
+    safe = pd.DataFrame({c: pd.Series([csv_cell(v) for v in table[c]], index=table.index, dtype=object)
+                         for c in table.columns})  # object: an int stays an int beside floats
+    safe.to_csv(path, index=False, lineterminator="\r\n", na_rep="nan")

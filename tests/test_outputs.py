@@ -83,3 +83,14 @@ def test_an_arm_name_makes_a_metric_key_mlflow_accepts(tmp_path, arm):
         tracker.log_metrics({f"test_acc.{key_name(arm)}.mean": 0.5})
         tracker.log_params({f"tuned_lr.{key_name(arm)}": 0.01})
     assert key_name("3x3/2") == "3x3/2" and key_name("http://x") == "http:__x"
+
+
+def test_quoting_formula_cells_leaves_every_number_as_it_was(tmp_path):
+    """The value column mixes ints (params, FLOPs) and floats: quoting must not turn 30035746 into 30035746.0."""
+    import pandas as pd
+
+    from ablations.table import write_csv
+
+    frame = pd.DataFrame({"arm": ["+ ReLU", "relu", "x"], "value": [30035746, 0.721, float("nan")]}, dtype=object)
+    write_csv(frame, tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text() == "arm,value\n'+ ReLU,30035746\nrelu,0.721\nx,nan\n"
