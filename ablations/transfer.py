@@ -29,7 +29,6 @@ import csv
 import filecmp
 import io
 import json
-import logging
 import math
 import os
 import re
@@ -42,7 +41,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from alexnet.run_tables import RUN_TABLES, RunTables
-from alexnet.tracking import IMPORTED, Tracker, local_folder, store_uri
+from alexnet.tracking import IMPORTED, Tracker, local_folder
 from alexnet.untrusted import formula_free, printable, quoted
 
 from .archive import (
@@ -53,6 +52,7 @@ from .archive import (
     read_store,
     unpack,
 )
+from .created_store import created_store
 from .meaning import check as check_meaning
 
 REPORT_FOLDER = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")  # a scale or a device slug
@@ -236,7 +236,7 @@ def import_archive(archive: Path, uri: str | None, results_dir: Path, *, max_byt
         root = unpack(archive, Path(tmp), max_bytes)
         node = read_store(root / "mlflow.db", archive)
         check_meaning(root, node, archive)
-        store = _created_store(uri)
+        store = created_store(uri)
         with store as tracker:
             with tracker.store_lock(exclusive=True):  # refuses while a suite runs; a suite writes its reports
                 reports = _report_files(root, results_dir, replace_results)  # under its lock: checked under ours
@@ -265,45 +265,3 @@ def import_archive(archive: Path, uri: str | None, results_dir: Path, *, max_byt
     return {"imported": imported, "present": len(merge.present), "store": tracker.shown_uri,
             "reports": sorted({str(t.parent) for _, t in reports}),
             "killed": [r for r in node.killed if r not in merge.present]}
-
-
-class _created_store:
-    """The Tracker of ``uri``. Whatever opening it creates — a new SQLite file and its lock files,
-    the folders above it, the artifact folder and the experiment folder in it — is removed again
-    when the import fails (or opening does), so that a refusal leaves nothing behind."""
-
-    def __init__(self, uri: str | None):
-        self.uri = uri = store_uri(uri)
-        self.db = Path(uri[len("sqlite:///"):].split("?")[0]).absolute() if uri.startswith("sqlite:///") else None
-
-    def __enter__(self) -> Tracker:
-        for name in ("mlflow", "alembic"):  # their INFO lines about creating a store's tables
-            logging.getLogger(name).setLevel(logging.WARNING)
-        self.fresh = self.db is not None and not self.db.exists()
-        if self.fresh:
-            self.new_folders = [p for p in self.db.parents if not p.exists()]
-            root = Path("mlruns").absolute()  # where MLflow puts a new SQLite store's artifacts
-            self.root, self.before = root, set(root.iterdir()) if root.is_dir() else None
-        try:
-            self.tracker = Tracker(self.uri)
-        except BaseException:
-            self._remove()
-            raise
-        return self.tracker
-
-    def __exit__(self, kind, exc, tb) -> None:
-        if kind is not None:
-            self._remove()
-
-    def _remove(self) -> None:
-        if not self.fresh:
-            return
-        for path in (self.db, *(self.db.with_name(self.db.name + s) for s in (".lock", ".writers"))):
-            path.unlink(missing_ok=True)
-        if self.before is None:
-            shutil.rmtree(self.root, ignore_errors=True)
-        elif self.root.is_dir():
-            for path in set(self.root.iterdir()) - self.before:
-                shutil.rmtree(path, ignore_errors=True)
-        for folder in self.new_folders:  # innermost first
-            shutil.rmtree(folder, ignore_errors=True)

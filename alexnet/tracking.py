@@ -34,6 +34,7 @@ from .untrusted import env_number, redact, writable_dir
 
 DEFAULT_URI = "sqlite:///mlflow.db"  # embedded store in the working folder
 EXPERIMENT = "alexnet-claims"
+FIND_PAGE = 1000  # runs per query page of find
 IMPORTED = "import.time"  # tag of a run an archive brought (ms since the epoch of its import)
 HOST = socket.gethostname()
 
@@ -247,11 +248,22 @@ class Tracker:
 
     def find(self, tags: dict, statuses=("FINISHED",)) -> list:
         """Runs of this experiment carrying every tag in ``tags`` (deleted ones never): the store's own,
-        newest first, then imported ones (``IMPORTED``), the latest import first: never shadowing local ones."""
-        clauses = " and ".join(f"tags.{k} = {_quoted(v)}" for k, v in tags.items())
-        runs = mlflow.search_runs([self.experiment_id], clauses, output_format="list",
-                                  order_by=["attributes.start_time DESC"])
-        return sorted((r for r in runs if r.info.status in statuses), key=lambda r: (
+        newest first, then imported ones (``IMPORTED``), the latest import first: never shadowing local ones.
+        Every matching run is read, page by page: no count of runs of another status or of imported ones
+        can push a local run out of the answer."""
+        runs = []
+        for status in statuses:
+            clauses = " and ".join([*(f"tags.{k} = {_quoted(v)}" for k, v in tags.items()),
+                                    f"attributes.status = {_quoted(status)}"])
+            token = None
+            while True:
+                page = self.client.search_runs([self.experiment_id], clauses, max_results=FIND_PAGE,
+                                               order_by=["attributes.start_time DESC"], page_token=token)
+                runs += page
+                if not (token := page.token):
+                    break
+        runs.sort(key=lambda r: -(r.info.start_time or 0))
+        return sorted(runs, key=lambda r: (
             IMPORTED in r.data.tags, -int(t) if (t := r.data.tags.get(IMPORTED, "")).isdigit() else 0))
 
     def log_params(self, params: dict) -> None:

@@ -115,16 +115,18 @@ def quoted(value) -> str:
     return repr(printable(str(value)[:120]))
 
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula (OWASP CSV injection)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r",  # what a spreadsheet reads as a formula (OWASP CSV injection),
+                 "\uff1d", "\uff0b", "\uff0d", "\uff20")  # full-width too (an IME's = + - @)
 
 
 def formula_free(text: str) -> bool:
-    """Whether ``text`` can sit in a spreadsheet cell as it is: it does not start like a formula."""
-    return not text.startswith(FORMULA_START)
+    """Whether ``text`` can sit in a spreadsheet cell as it is: it does not start like a formula,
+    nor after leading spaces or line breaks (which some readers trim)."""
+    return not text.lstrip(" \n\v\f\u00a0\u3000").startswith(FORMULA_START)
 
 
 def csv_cell(value):
-    """A value as a CSV file the project writes holds it: text that starts like a formula
-    (``= + - @``, tab, carriage return) is quoted as text with a leading ``'`` (the OWASP rule);
-    numbers and other text as they are."""
+    """A value as a CSV file the project writes holds it: text that starts like a formula (``= + - @``,
+    full-width or after spaces, tab, carriage return) is quoted as text with a leading ``'`` (the
+    OWASP rule); numbers and other text as they are."""
     return value if not isinstance(value, str) or formula_free(value) else "'" + value

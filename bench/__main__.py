@@ -6,6 +6,7 @@ Writes results/bench/<device>/bench.csv, bench.json and bench.png and logs them 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -80,9 +81,8 @@ def write(result: dict, folder: Path, env: dict) -> None:
     console.print(result["summary"])
 
 
-def log(result: dict, folder: Path, env: dict, scale: str, uri: str | None) -> None:
+def log(result: dict, folder: Path, env: dict, scale: str, tracker: Tracker) -> None:
     """The sweep as an MLflow run of the ``alexnet-bench`` experiment, its files as artifacts."""
-    tracker = Tracker(uri, experiment="alexnet-bench")
     with tracker.open_run(f"bench {env['device']}", {"kind": "bench", "scale": scale}):
         tracker.set_tags({f"env.{k}": v for k, v in env.items()})
         tracker.log_metrics({f"ceiling_tflops.{k}": v for k, v in result["ceilings_tflops"].items()})
@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc))
     if not existed:
         console.print(f"created the output folder {folder}", highlight=False)
+    try:  # a store that cannot be used is refused now, not after the sweep
+        tracker = None if args.no_mlflow else Tracker(args.tracking_uri, experiment="alexnet-bench")
+    except ValueError as exc:
+        p.error(str(exc))
     data = load_fashion_mnist(args.data_dir)
     images, labels = stratified_subset(data.train_images, data.train_labels, 10_000)
     env = environment(device)
@@ -132,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     result = sweep(device, scale, images, labels, progress=report, budget_s=args.budget_s)
     result.update(env=env, scale=scale, command=shlex.join(["python", "-m", "bench", *(argv or sys.argv[1:])]),
                   summary=summary(result["rows"]))
-    write(result, folder, env)
-    if not args.no_mlflow:
-        log(result, folder, env, scale, args.tracking_uri)
+    with tracker.store_lock() if tracker else contextlib.nullcontext():  # as a suite's reports: never written
+        write(result, folder, env)                                           # while an import checks or copies them
+        if tracker:
+            log(result, folder, env, scale, tracker)
     console.print(f"wrote {folder}/bench.csv, bench.json, bench.png")
     if result["over_ceiling"]:  # a fraction above 1 means the ceiling was mismeasured, not a fast case
         console.print(f"[red]error:[/] above the measured matmul ceiling: {', '.join(result['over_ceiling'])}; the "

@@ -196,3 +196,36 @@ def test_bench_refuses_an_unwritable_out_before_the_sweep(tmp_path, capsys):
         main(["--smoke", "--device", "cpu", "--out", str(tmp_path / "a-file"), "--no-mlflow"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "invalid --out" in err and "benchmarking on" not in err
+
+
+def test_the_bench_writes_its_files_under_the_stores_lock_and_refuses_a_bad_store_first(
+        tmp_path, data_dir, monkeypatch, capsys):
+    """An import checks and copies results/ under the store's exclusive lock; the bench writes its
+    files holding the shared one, as a suite does, so the two never interleave. A store it cannot
+    use is refused before the sweep, in one line."""
+    import fcntl
+
+    import pytest
+
+    from bench import __main__ as cli
+
+    db = tmp_path / "mlflow.db"
+    held = []
+
+    def write(*args):
+        with open(f"{db}.writers", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.append(False)
+            except BlockingIOError:
+                held.append(True)
+    monkeypatch.setattr(cli, "write", write)
+    monkeypatch.setattr(cli, "log", lambda *args: None)
+    assert cli.main(["--smoke", "--out", str(tmp_path / "bench"), "--data-dir", str(data_dir),
+                     "--tracking-uri", f"sqlite:///{db}"]) == 0
+    assert held == [True]
+    monkeypatch.setattr(cli, "sweep", lambda *args, **kwargs: pytest.fail("the sweep ran before the store was checked"))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--smoke", "--out", str(tmp_path / "bench"), "--data-dir", str(data_dir),
+                  "--tracking-uri", f"sqlite:///{tmp_path}"])
+    assert exit_.value.code == 2 and "invalid MLflow tracking URI" in capsys.readouterr().err

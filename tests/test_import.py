@@ -3,6 +3,7 @@ built here in a temporary folder (none is committed) from a genuine node store, 
 refused with exit 2 and one line naming the member or the run, with the local store (a full dump
 of its tables) and the artifact and results folders (a hash of every file) exactly as before."""
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -653,16 +654,21 @@ def test_a_deleted_local_experiment_of_the_same_name_is_a_clear_refusal(home, no
     assert "invalid archive" not in line  # a local condition, not the archive's fault
 
 
-@pytest.mark.parametrize("case", ["store in new folders", "artifact folder exists", "artifact folder is a file"])
+@pytest.mark.parametrize("case", ["store in new folders", "artifact folder exists", "artifact folder is a file",
+                                  "store without the experiment"])
 def test_a_refused_import_into_a_new_store_leaves_nothing(node, tmp_path, capsys, case):
+    """Nor into an existing store that lacks the suite's experiment: no row of it, no folder."""
     work = tmp_path / "work"
     work.mkdir()
+    if case == "store without the experiment":
+        with contextlib.chdir(work):
+            Tracker(f"sqlite:///{work}/mlflow.db", experiment="another")
     if case == "artifact folder exists":
         (work / "mlruns" / "0").mkdir(parents=True)
     if case == "artifact folder is a file":
         (work / "mlruns").write_text("not a folder")
     db = work / "store" / "sub" / "mlflow.db" if case == "store in new folders" else work / "mlflow.db"
-    before = sorted(str(p) for p in work.rglob("*"))
+    before = sorted(str(p) for p in work.rglob("*")), experiments(db)
     archive = pack(variant(node, tmp_path, "UPDATE alembic_version SET version_num = 'deadbeef0000'"),
                    tmp_path / "schema.tar.gz")
     cwd = os.getcwd()
@@ -673,7 +679,15 @@ def test_a_refused_import_into_a_new_store_leaves_nothing(node, tmp_path, capsys
     finally:
         os.chdir(cwd)
     assert status == 2, capsys.readouterr().err
-    assert sorted(str(p) for p in work.rglob("*")) == before
+    assert (sorted(str(p) for p in work.rglob("*")), experiments(db)) == before
+
+
+def experiments(db: Path) -> list:
+    """Every row of a store's experiments table, deleted ones too ([] where there is no store)."""
+    if not db.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        return sorted(con.execute("SELECT * FROM experiments"))
 
 
 # meaning, not only form (issue 38): values that cannot be true, runs that would shadow local ones

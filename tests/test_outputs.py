@@ -50,7 +50,9 @@ def test_hostile_arm_names_and_environment_reach_no_csv_as_formulas(tmp_path, fm
 
 @pytest.mark.parametrize("value,cell", [("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@A1", "'@A1"),
                                         ("\tx", "'\tx"), ("\rx", "'\rx"), ("a=1", "a=1"), ("− ReLU", "− ReLU"),
-                                        (-1.5, -1.5), (3, 3)])
+                                        (" =1+1", "' =1+1"), ("\n@A1", "'\n@A1"),
+                                        ("\uff1dcmd|'/C calc'!A0", "'\uff1dcmd|'/C calc'!A0"),
+                                        ("\u3000\uff0b1", "'\u3000\uff0b1"), (" a", " a"), (-1.5, -1.5), (3, 3)])
 def test_a_cell_that_starts_like_a_formula_is_quoted_and_nothing_else_changes(value, cell):
     assert csv_cell(value) == cell
 

@@ -305,3 +305,26 @@ def test_tag_values_with_quotes_are_found_not_injected(tmp_path):
         assert [r.info.run_id for r in tracker.find({"kind": "quoted", "name": value})] == [run_id]
     with pytest.raises(ValueError, match="holds both"):
         tracker.find({"name": "both ' and \""})
+
+
+def test_find_reads_every_page_and_no_filler_pushes_a_local_run_out(tmp_path, monkeypatch):
+    """A store may hold more runs of a key than one query returns (MLflow caps a search): find pages
+    through all of them, and runs of other statuses or imported ones, however many and however new,
+    never hide the store's own finished run."""
+    from alexnet import tracking
+    from alexnet.tracking import IMPORTED, Tracker
+
+    monkeypatch.setattr(tracking, "FIND_PAGE", 2)
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")
+
+    def made(status, **tags):
+        run_id = tracker.client.create_run(tracker.experiment_id, tags={"kind": "arm", **tags}).info.run_id
+        tracker.terminate(run_id, status)
+        return run_id
+    local = made("FINISHED")
+    failed = [made("FAILED") for _ in range(5)]
+    imported = [made("FINISHED", **{IMPORTED: str(i)}) for i in range(5)]
+    found = [r.info.run_id for r in tracker.find({"kind": "arm"})]
+    assert found == [local, *reversed(imported)]
+    both = [r.info.run_id for r in tracker.find({"kind": "arm"}, statuses=("FAILED", "FINISHED"))]
+    assert set(both) == {local, *failed, *imported} and len(both) == 11
