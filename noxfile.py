@@ -99,7 +99,8 @@ def reliability(session: nox.Session) -> None:
     """Fault, bad-input, security, concurrency and DDP-agreement tests; figures to results/reliability/ (README)."""
     tests = ["tests/test_faults.py", "tests/test_workers.py", "tests/test_data.py", "tests/test_config_properties.py",
              "tests/test_distributed.py", "tests/test_suite.py::test_unknown_claim_is_rejected",
-             "tests/test_security.py", "tests/test_secrets.py", "tests/test_import.py"]
+             "tests/test_security.py", "tests/test_secrets.py", "tests/test_import.py", "tests/test_fuzz.py",
+             "tests/test_damaged.py", "tests/test_plan_exact.py"]
     session.run(python(session), "-m", "pytest", *tests, "-m", "slow or not slow", *session.posargs,
                 env={"ALEXNET_RELIABILITY_OUT": "results/reliability"})
 

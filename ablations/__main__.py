@@ -32,10 +32,20 @@ from alexnet.env import device_name, device_slug, environment
 from alexnet.stores import TrackingError
 from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker
 from alexnet.tune import DEFAULT_STORAGE, STORAGE_ENV, storage
-from alexnet.untrusted import first_line, redact, writable_dir
+from alexnet.untrusted import Parser, first_line, redact, writable_dir, writable_later
 
 from .claims import BY_ID, SCALES
-from .commands import MAX_EPOCHS, compare_verdicts, console, import_node, list_runs, shown, terminate, tune_arm
+from .commands import (
+    MAX_EPOCHS,
+    compare_verdicts,
+    console,
+    import_node,
+    list_runs,
+    shown,
+    store_to_read,
+    terminate,
+    tune_arm,
+)
 from .plan import select_claims, validate
 from .plots import PLOTS
 from .report import ReportBlocked, plan_summary, plan_table, timing_line, verdict_table, write_results
@@ -54,7 +64,7 @@ REPROBE_PAUSE_S = 5.0  # before probing again: a busy spell of the machine may p
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(prog="python -m ablations", description=__doc__ + "\n" + TUNE_HELP,
+    p = Parser(prog="python -m ablations", description=__doc__ + "\n" + TUNE_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", choices=list(SCALES), help="default: full with a GPU, else quick")
     p.add_argument("--only", nargs="+", metavar="CLAIM",
@@ -150,19 +160,23 @@ def prepare(args, scale):
     """(claims, plans, suite, plan rows): every name, path, config and store checked before any work."""
     claims = select_claims(args.only, scale)
     validate(claims, PLOTS)  # every name a claim uses
-    for folder, what in ((args.results_dir, "--results-dir"), (args.checkpoint_dir, "--checkpoint-dir")):
-        existed = Path(folder).exists()
+    folders = ((args.results_dir, "--results-dir"), (args.checkpoint_dir, "--checkpoint-dir"))
+    for folder, what in folders:  # both checked before either is made; --plan makes neither
+        writable_later(folder, what)
+    for folder, what in folders if not args.plan else ():
+        existed = os.path.exists(folder)
         writable_dir(folder, what)  # before any work, so that no finished work is lost to a bad path
         if not existed:
             console.print(f"created {what} {shown(folder)}", highlight=False)
     data = load_fashion_mnist(args.data_dir)
-    suite = Suite(scale, Tracker(args.tracking_uri), data, SuiteOptions(
+    tracker = store_to_read(args.tracking_uri, "--plan") if args.plan else Tracker(args.tracking_uri)
+    suite = Suite(scale, tracker, data, SuiteOptions(
         seeds=args.seeds, max_seeds=args.max_seeds, epochs=args.epochs, device=args.device,
         checkpoint_dir=Path(args.checkpoint_dir), progress=args.progress, tune_lr=args.tune_lr, storage=args.storage,
         budget_s=None if args.budget_min is None else args.budget_min * 60,
         precision=None if args.precision == "auto" else args.precision))
     plans = suite.configs(claims)  # every arm's config checked before any work
-    if args.tune_lr or any(c.tuned_arms for c in claims):
+    if (args.tune_lr or any(c.tuned_arms for c in claims)) and not args.plan:
         storage(args.storage).remove_session()  # the Optuna database opens now, not after the first claims
     return claims, plans, suite, suite.schedule(claims, plans)
 
@@ -179,8 +193,9 @@ def start(args, scale, claims, suite, rows) -> int | None:
     on_probe = lambda key: console.print(f"probing {key} on {device}", highlight=False)  # noqa: E731
     estimate = suite.estimate(rows, on_probe=on_probe)
     if args.plan:
-        Console().print(plan_table(rows, f"plan: scale {scale.name}, {suite.seeds_text(claims)}"))
-        Console(highlight=False).print("\n".join(plan_summary(rows, device)))
+        over = suite.budget.over([c.id for c in claims])  # [] without a budget
+        Console().print(plan_table(rows, f"plan: scale {scale.name}, {suite.seeds_text(claims)}", over))
+        Console(highlight=False).print("\n".join(plan_summary(rows, device, over)))
         return 0
     limit = min(args.budget_min * 60 if args.budget_min else math.inf, math.inf if args.yes else args.max_hours * 3600)
     if estimate > limit:  # one slow probe (a busy or throttled machine) must not refuse the suite or drop claims
@@ -249,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         claims, plans, suite, rows = prepare(args, scale)
     except (ValueError, DataError, TrackingError) as exc:
-        console.print(f"[red]error:[/] {shown(redact(str(exc)))}")
+        console.print(f"[red]error:[/] {shown(redact(str(exc)))}", highlight=False, soft_wrap=True)
         return 2
     status = start(args, scale, claims, suite, rows)
     if status is not None:
@@ -265,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"and its last epoch is in {shown(args.checkpoint_dir)}/; re-run the same command to resume.")
         return 130
     except CheckpointBusy as exc:  # another process trains the same run on a shared checkpoint folder
-        console.print(f"[red]error:[/] {shown(exc)}")
+        console.print(f"[red]error:[/] {shown(exc)}", highlight=False, soft_wrap=True)
         return 3
     except TrackingError as exc:  # a damaged run in the store, named with its fix
         console.print(f"[red]error:[/] {shown(exc)}", soft_wrap=True)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet.run_tables import RUN_TABLES
+from alexnet.stores import TrackingError, intact
 from alexnet.untrusted import printable, quoted
 
 TOP_LEVEL = {"mlflow.db", "mlruns", "results", "log.txt", "manifest.json", "node"}  # node/: its record, not imported
@@ -173,12 +174,15 @@ def read_store(db: Path, archive: Path) -> NodeStore:
     if head != b"SQLite format 3\x00":
         raise ArchiveError(f"{name}: its mlflow.db is {'empty' if not head else 'not an SQLite database'}")
     try:
+        intact(db, f"{name}: its mlflow.db", "Copy the archive from the node again, or pack it again there")
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
             kinds = dict(conn.execute("SELECT name, type FROM sqlite_master"))
-            odd = [t for t in (*COLUMNS, "alembic_version") if kinds.get(t) != "table"]
+            odd = [t for t in (*COLUMNS, "alembic_version") if kinds.get(t) != "table"  # generated columns:
+                   or any(c[6] for c in conn.execute(f"PRAGMA table_xinfo({t})"))]  # values made on reading
             if odd:
-                raise ValueError(f"{', '.join(odd)} {'is' if len(odd) == 1 else 'are'} not tables")
+                plain = "is not a plain table" if len(odd) < 2 else "are not plain tables"
+                raise ValueError(f"{', '.join(odd)} {plain}")
             big = [t for t in COLUMNS if conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] > MAX_ROWS]
             if big:
                 raise ValueError(f"{', '.join(big)} hold more than {MAX_ROWS:,} rows")
@@ -190,6 +194,8 @@ def read_store(db: Path, archive: Path) -> NodeStore:
             conn.close()
     except ArchiveError:
         raise
+    except TrackingError as exc:
+        raise ArchiveError(str(exc)) from None
     except (sqlite3.Error, TypeError, ValueError) as exc:
         raise ArchiveError(f"{name}: its mlflow.db is not an MLflow store ({_first(exc)})") from None
     if not (of_kind(schema, ("str", 32, False)) and schema.isprintable()):
@@ -249,6 +255,12 @@ def _metric_rows(conn: sqlite3.Connection, name: str) -> None:
     if orphan:
         raise ArchiveError(f"{name}: run {quoted(orphan[0])} has a latest value of metric {quoted(orphan[1])}, which "
                            "it never logged")
+    forged = conn.execute("SELECT run_uuid, key, value FROM (SELECT run_uuid, key, value FROM metrics UNION ALL "
+                          "SELECT run_uuid, key, value FROM latest_metrics) WHERE abs(value) > 1e300 OR "
+                          "(key GLOB '*_acc' AND NOT value BETWEEN 0 AND 1) LIMIT 1").fetchone()
+    if forged:
+        raise ArchiveError(f"{name}: metric {quoted(forged[1])} of run {quoted(forged[0])} is {forged[2]!r}, which no "
+                           "run logs (accuracies lie in [0, 1], every value is finite)")
     for table in ("params", "tags"):
         many = conn.execute(f"SELECT run_uuid, count(*) FROM {table} GROUP BY run_uuid HAVING count(*) > ? LIMIT 1",
                             (10 * MAX_KEYS,)).fetchone()

@@ -95,6 +95,19 @@ class Budget:
     def fits(self, seconds: float) -> bool:
         return time.monotonic() + seconds <= self.deadline
 
+    def over(self, claim_ids: list[str]) -> list[str]:
+        """The claims a start now would not begin, by the estimates: whole claims in order, each
+        started only if it fits in the time left, as ``Suite.train`` does (--plan shows them)."""
+        left, done, out = self.deadline - time.monotonic(), set(), []
+        for claim_id in claim_ids:
+            keys = {r.key for r in self.rows if r.claim == claim_id} - done
+            seconds = sum(self.seconds(k) for k in keys)
+            if seconds <= left:
+                left, done = left - seconds, done | keys
+            else:
+                out.append(claim_id)
+        return out
+
     def left_out(self, claim_id: str) -> list[str]:
         """The claim's runs not finished: ``ARM seed N``."""
         return [f"{r.arm} seed {r.seed}" for r in self.rows if r.claim == claim_id and r.key not in self.done]

@@ -4,8 +4,11 @@ verdicts side by side), ``import`` (a GPU node's archive) and ``runs`` (the runs
 from __future__ import annotations
 
 import argparse
+import logging
 import math
+import os
 import signal
+import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -14,8 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from alexnet.data import DataError
 from alexnet.stores import TrackingError
-from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker
-from alexnet.untrusted import first_line, redact, writable_file, writable_later
+from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker, store_uri
+from alexnet.untrusted import Parser, first_line, redact, writable_file, writable_later
 
 from .claims import BY_ID, SCALES
 from .plan import arm_config
@@ -29,6 +32,23 @@ def shown(text: str) -> str:
     return escape("".join(c if c.isprintable() and not 0xD800 <= ord(c) < 0xE000 else "?" for c in str(text)))
 
 
+def store_to_read(uri: str | None, what: str) -> Tracker:
+    """The store as a command that writes nothing reads it (``what``: --plan, runs): nothing is made
+    in it or beside it. An SQLite store that does not exist yet reads as an empty one (a temporary
+    store, removed with the process), once its folder is known to be one that could be created."""
+    uri = store_uri(uri)
+    path = Path(uri[len("sqlite:///"):].split("?")[0]) if uri.startswith("sqlite:///") else None
+    if path is None or not path.name or os.path.lexists(path):
+        return Tracker(uri, create=False)
+    writable_later(path.parent, f"MLflow store folder (from --tracking-uri {redact(uri)!r})")
+    for name in ("mlflow", "alembic"):  # their INFO lines about creating the empty store's tables
+        logging.getLogger(name).setLevel(logging.WARNING)
+    tmp = tempfile.TemporaryDirectory(prefix="alexnet-read-")
+    tracker = Tracker(f"sqlite:///{tmp.name}/mlflow.db", create=False)
+    tracker.temporary, tracker.shown_uri = tmp, f"{redact(uri)} (none yet: {what} creates none)"
+    return tracker
+
+
 def terminate(signum, frame):
     raise KeyboardInterrupt  # so a SIGTERM marks the current MLflow runs KILLED, not RUNNING
 
@@ -37,7 +57,7 @@ def tune_arm(argv: list[str]) -> int:
     """``python -m ablations tune CLAIM:ARM``: an Optuna study of one arm of the claims table."""
     from alexnet.cli import add_tune_options, check_seed, tune_from
 
-    p = argparse.ArgumentParser(prog="python -m ablations tune", description=tune_arm.__doc__,
+    p = Parser(prog="python -m ablations tune", description=tune_arm.__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     choices = ", ".join(f"{c.id}:{a}" for c in BY_ID.values() for a in c.arms)
     p.add_argument("arm", metavar="CLAIM:ARM", help=f"the arm whose config the trials start from: any of {choices}")
@@ -56,7 +76,7 @@ def tune_arm(argv: list[str]) -> int:
         base = arm_config(BY_ID[claim_id], arm, SCALES[args.scale], args.device, args.epochs)
         return tune_from(base, args, p)
     except (ValueError, DataError) as exc:
-        console.print(f"[red]error:[/] {shown(redact(str(exc)))}")
+        console.print(f"[red]error:[/] {shown(redact(str(exc)))}", highlight=False, soft_wrap=True)
         return 2
 
 
@@ -66,14 +86,14 @@ def compare_verdicts(argv: list[str]) -> int:
     claim has the same verdict in both, 1 when one differs, 2 on a file that is not a claims.md."""
     from .report import read_verdicts
 
-    p = argparse.ArgumentParser(prog="python -m ablations compare", description=compare_verdicts.__doc__)
+    p = Parser(prog="python -m ablations compare", description=compare_verdicts.__doc__)
     p.add_argument("reports", type=Path, nargs=2, metavar="CLAIMS_MD", help="two claims.md files the suite wrote")
     p.add_argument("--out", type=Path, help="also write the comparison here (markdown)")
     args = p.parse_args(argv)
     try:
+        a, b = (read_verdicts(path) for path in args.reports)  # read first: a refusal makes no folder
         if args.out:
             writable_file(args.out, "--out")  # a file: an earlier comparison there is replaced
-        a, b = (read_verdicts(path) for path in args.reports)
     except ValueError as exc:
         console.print(f"[red]error:[/] {shown(str(exc))}", highlight=False, soft_wrap=True)
         return 2
@@ -97,7 +117,7 @@ def import_node(argv: list[str]) -> int:
     files are checked first, and it comes in whole or not at all. Importing twice duplicates nothing."""
     from .transfer import import_archive
 
-    p = argparse.ArgumentParser(prog="python -m ablations import", description=import_node.__doc__)
+    p = Parser(prog="python -m ablations import", description=import_node.__doc__)
     p.add_argument("archive", type=Path, help="the .tar.gz that scripts/gpu-run wrote")
     p.add_argument("--tracking-uri", help=f"the local store (default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI}); "
                                           "a database URI, since run ids are kept")
@@ -112,7 +132,7 @@ def import_node(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, terminate)  # the temporary folder is removed, the transaction rolled back
     try:
         results = Path(args.results_dir)
-        created = not results.exists()
+        created = not os.path.exists(results)
         writable_later(results, "--results-dir")
         done = import_archive(args.archive, args.tracking_uri, results, max_bytes=int(args.max_gb * 2**30),
                               replace_results=args.replace_results)
@@ -142,7 +162,7 @@ def list_runs(argv: list[str]) -> int:
     CSV or Parquet file for pandas, R or a spreadsheet."""
     from .table import from_store, write_csv
 
-    p = argparse.ArgumentParser(prog="python -m ablations runs", description=list_runs.__doc__)
+    p = Parser(prog="python -m ablations runs", description=list_runs.__doc__)
     p.add_argument("--tracking-uri", help=f"the store (default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI})")
     p.add_argument("--suite-run", help="the suite's MLflow run id (default: the newest finished suite)")
     out = p.add_mutually_exclusive_group()
@@ -150,10 +170,10 @@ def list_runs(argv: list[str]) -> int:
     out.add_argument("--parquet", type=Path, help="write the table here as Parquet")
     args = p.parse_args(argv)
     try:
-        for path, what in ((args.csv, "--csv"), (args.parquet, "--parquet")):
+        table = from_store(store_to_read(args.tracking_uri, "runs"), args.suite_run)  # read first: a refusal
+        for path, what in ((args.csv, "--csv"), (args.parquet, "--parquet")):      # makes no folder
             if path:
                 writable_file(path, what)
-        table = from_store(Tracker(args.tracking_uri), args.suite_run)
     except (ValueError, TrackingError) as exc:
         console.print(f"[red]error:[/] {shown(redact(str(exc)))}", highlight=False, soft_wrap=True)
         return 2

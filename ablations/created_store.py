@@ -1,20 +1,25 @@
-"""Opening the store an import writes to, undone when the import is refused."""
+"""The store an import writes to: locked before anything is opened or created, and left as it was
+when the import is refused."""
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import logging
 import shutil
-import sqlite3
 from pathlib import Path
 
-from alexnet.tracking import EXPERIMENT, Tracker, store_uri
+from alexnet.tracking import StoreBusy, Tracker, store_uri
+from alexnet.untrusted import redact
 
 
 class created_store:
-    """The Tracker of ``uri``. Whatever opening it creates — a new SQLite file and its lock files,
-    the folders above it, the experiment row an existing store lacked, the artifact folder and the
-    experiment folder in it — is removed again when the import fails (or opening does), so that a
-    refusal leaves nothing behind."""
+    """The Tracker of ``uri``, opened holding the store's writers lock exclusively (a file beside an
+    SQLite database; other stores have no file to lock: the import checks for live runs instead).
+    The lock is taken before anything is opened or created and held until the import is done or
+    undone, so a suite (which holds it shared) and another import never see a half-made store.
+    Opening creates nothing in an existing store: not the suite's experiment (the import's
+    transaction adds the experiments it needs), not an artifact folder. A store this import
+    created — the SQLite file, its lock files, the folders above it, the artifact folder — is
+    removed again when the import fails, so that a refusal leaves nothing behind."""
 
     def __init__(self, uri: str | None):
         self.uri = uri = store_uri(uri)
@@ -25,49 +30,37 @@ class created_store:
             logging.getLogger(name).setLevel(logging.WARNING)
         self.fresh = self.db is not None and not self.db.exists()
         self.new_folders = [p for p in self.db.parents if not p.exists()] if self.fresh else []
-        self.lock_files = [] if self.db is None else [  # the lock files opening and locking create
-            p for p in (self.db.with_name(self.db.name + s) for s in (".lock", ".writers")) if not p.exists()]
-        self.names = _experiment_names(self.db) if self.db is not None and not self.fresh else None
-        self.root = Path("mlruns").absolute()  # where MLflow puts a new experiment's artifacts
+        self.root = Path("mlruns").absolute()  # where MLflow puts a new store's artifacts
         self.before = set(self.root.iterdir()) if self.root.is_dir() else None
-        self.added = None
+        self.lock = None
         try:
-            self.tracker = Tracker(self.uri)
-            if self.names is not None and EXPERIMENT not in self.names:
-                self.added = self.tracker.experiment_id
+            if self.db is not None:
+                self.db.parent.mkdir(parents=True, exist_ok=True)
+                self.lock = self.db.with_name(self.db.name + ".writers").open("a")
+                try:
+                    fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    self.fresh = False  # another process is making it: nothing here is ours to remove
+                    raise StoreBusy(f"a suite is running on {redact(self.uri)} (or an import: it holds "
+                                    f"{self.lock.name}): wait for it to finish, then import") from None
+            self.tracker = Tracker(self.uri, create=False)
         except BaseException:
-            self._remove()
+            self.__exit__(BaseException, None, None)
             raise
         return self.tracker
 
     def __exit__(self, kind, exc, tb) -> None:
-        if kind is not None:
-            self._remove()
-
-    def _remove(self) -> None:
-        for path in self.lock_files:
-            path.unlink(missing_ok=True)
-        if self.fresh:
-            self.db.unlink(missing_ok=True)
-        elif self.added is not None:  # the experiment row opening the store added: gone again, not marked deleted
-            with contextlib.closing(sqlite3.connect(self.db)) as db, db:
-                for table in ("experiment_tags", "experiments"):
-                    db.execute(f"DELETE FROM {table} WHERE experiment_id = ?", (int(self.added),))
-        else:
-            return
-        if self.before is None:
-            shutil.rmtree(self.root, ignore_errors=True)
-        elif self.root.is_dir():
-            for path in set(self.root.iterdir()) - self.before:
-                shutil.rmtree(path, ignore_errors=True)
-        for folder in self.new_folders:  # innermost first
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _experiment_names(db: Path) -> set[str] | None:
-    """The experiments an existing SQLite store holds, read without writing; None if it is no MLflow store."""
-    try:
-        with contextlib.closing(sqlite3.connect(db.as_uri() + "?mode=ro", uri=True)) as con:
-            return {name for (name,) in con.execute("SELECT name FROM experiments")}
-    except sqlite3.Error:
-        return None
+        try:
+            if kind is not None and self.fresh:
+                for path in (self.db, *(self.db.with_name(self.db.name + s) for s in (".lock", ".writers"))):
+                    path.unlink(missing_ok=True)  # a store no one else can have opened: it did not exist
+                if self.before is None:
+                    shutil.rmtree(self.root, ignore_errors=True)
+                elif self.root.is_dir():
+                    for path in set(self.root.iterdir()) - self.before:
+                        shutil.rmtree(path, ignore_errors=True)
+                for folder in self.new_folders:  # innermost first
+                    shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            if self.lock is not None:
+                self.lock.close()

@@ -47,8 +47,9 @@ STATES = {"train": "train", "resume": "resume from epoch {from_epoch}", "reuse":
           "shared": "shared: {first_claim}'s run", "tune": "tune: {trials} lr trials"}
 
 
-def plan_table(rows: list[PlannedRun], title: str) -> Table:
-    """Every row of a plan: what happens to it, the images it processes and its estimate."""
+def plan_table(rows: list[PlannedRun], title: str, over: list[str] = ()) -> Table:
+    """Every row of a plan: what happens to it, the images it processes and its estimate; the
+    runs of the claims ``over`` the budget are not started."""
     table = Table(title=title)
     for name, justify in (("claim", "left"), ("arm", "left"), ("seed", "right"), ("what happens", "left"),
                           ("images (train + eval)", "right"), ("estimate", "right")):
@@ -58,13 +59,15 @@ def plan_table(rows: list[PlannedRun], title: str) -> Table:
         epochs = (r.config.epochs - r.from_epoch) * max(1, r.trials)
         work = f"{epochs * train:,} + {epochs * test:,}" if r.to_do else "—"
         what = STATES[r.state].format(**vars(r)) + (" (lr found by its tuning)" if r.tuned else "")
+        what = f"not started: over the budget ({what} next time)" if r.to_do and r.claim in over else what
         table.add_row(r.claim, r.arm, "" if r.seed < 0 else str(r.seed), what, work,
                       duration(r.seconds) if r.to_do else "—")
     return table
 
 
-def plan_summary(rows: list[PlannedRun], device: str) -> list[str]:
-    """Per-claim estimates, then the totals: runs to train, resumed, reused, shared."""
+def plan_summary(rows: list[PlannedRun], device: str, over: list[str] = ()) -> list[str]:
+    """Per-claim estimates, then the totals: runs to train, resumed, reused, shared; then the
+    claims ``over`` the budget, which the start would leave for the next one."""
     claims: dict[str, float] = {}
     for r in rows:
         claims[r.claim] = claims.get(r.claim, 0.0) + r.seconds
@@ -74,7 +77,10 @@ def plan_summary(rows: list[PlannedRun], device: str) -> list[str]:
             f"{count['train'] + count['resume']} runs to train ({count['resume']} of them resumed from a checkpoint)"
             + (f", {count['tune']} arms to tune" if count["tune"] else "")
             + f", {count['reuse']} reused from the store, {sum(r.state == 'shared' for r in rows)} shared between "
-            f"claims: ~{duration(sum(r.seconds for r in rows))} on {device}"]
+            f"claims: ~{duration(sum(r.seconds for r in rows))} on {device}"] + [
+        f"the budget leaves {', '.join(over)} for the next start: their "
+        f"{sum(r.to_do for r in rows if r.claim in over)} runs do not fit in what is left of it (whole claims "
+        "first, in order)"] * bool(over)
 
 
 def _lrs(r: ClaimReport) -> str:

@@ -106,8 +106,10 @@ def _content_problem(path: Path) -> str | None:
     except ValueError:
         return f"is not {'JSON' if path.suffix == '.json' else 'UTF-8 text'}"
     if path.suffix == ".csv":
-        cell = next((c for row in csv.reader(io.StringIO(text)) for c in row if not formula_free(c) and not _number(c)),
-                    None)
+        if text.startswith("\ufeff") or re.match(r"\s*sep\s*=", text, re.I):  # read by spreadsheets, dropped
+            return "starts with a byte-order mark or a 'sep=' line"                # or obeyed: not ours
+        cell = next((c for sep in ",;\t|" for row in csv.reader(io.StringIO(text), delimiter=sep) for c in row
+                     if not formula_free(c) and not _number(c)), None)  # whichever separator a reader guesses
         if cell is not None:
             return f"holds a cell that starts like a spreadsheet formula: {quoted(cell)}"
     return None
@@ -136,7 +138,8 @@ class Merge:
         if linked:  # a new run names the archive's runs, or ones an earlier import brought: never a local one
             raise ArchiveError(f"invalid archive {str(archive)!r}: its new run {linked[0]} names run {linked[1]} (as "
                                "its parent or in its verdict), which is a run of the local store")
-        own = local_folder(tracker.client.get_experiment(tracker.experiment_id).artifact_location)
+        own = (local_folder(tracker.client.get_experiment(tracker.experiment_id).artifact_location)
+               if tracker.experiment_id is not None else Path("mlruns").absolute() / "0")  # MLflow's default
         if own is None:
             raise ValueError("cannot import artifacts: the local store's artifacts must be a local folder")
         self.artifact_root = own.parent  # where the store keeps each experiment's folder
@@ -237,31 +240,30 @@ def import_archive(archive: Path, uri: str | None, results_dir: Path, *, max_byt
         node = read_store(root / "mlflow.db", archive)
         check_meaning(root, node, archive)
         store = created_store(uri)
-        with store as tracker:
-            with tracker.store_lock(exclusive=True):  # refuses while a suite runs; a suite writes its reports
-                reports = _report_files(root, results_dir, replace_results)  # under its lock: checked under ours
-                live = [r for r in tracker.find({}, statuses=("RUNNING",)) if not tracker.dead(r)]
-                if live:
-                    raise ValueError(f"a suite is running on {tracker.shown_uri} (run {live[0].info.run_id} is "
-                                     "live): import when it has finished")
-                merge = Merge(root, node, tracker, archive)
-                store_files = [merge.artifact_root] + ([store.db] if store.db else [])
-                if any(_inside(results_dir, p) or _inside(p, results_dir) for p in store_files):
-                    raise ValueError(f"--results-dir {quoted(str(results_dir))} and the store ({tracker.shown_uri}, "
-                                     f"artifacts in {merge.artifact_root}) lie inside one another: pass another "
-                                     "--results-dir")
-                made: list[Path] = []
+        with store as tracker:  # locked: refused while a suite runs; a suite writes its reports under its lock
+            reports = _report_files(root, results_dir, replace_results)  # checked under ours
+            live = [r for r in tracker.find({}, statuses=("RUNNING",)) if not tracker.dead(r)]
+            if live:
+                raise ValueError(f"a suite is running on {tracker.shown_uri} (run {live[0].info.run_id} is "
+                                 "live): import when it has finished")
+            merge = Merge(root, node, tracker, archive)
+            store_files = [merge.artifact_root] + ([store.db] if store.db else [])
+            if any(_inside(results_dir, p) or _inside(p, results_dir) for p in store_files):
+                raise ValueError(f"--results-dir {quoted(str(results_dir))} and the store ({tracker.shown_uri}, "
+                                 f"artifacts in {merge.artifact_root}) lie inside one another: pass another "
+                                 "--results-dir")
+            made: list[Path] = []
+            try:
+                _makedirs(results_dir, made)
+                stage = Path(tempfile.mkdtemp(prefix=".import-", dir=results_dir))
                 try:
-                    _makedirs(results_dir, made)
-                    stage = Path(tempfile.mkdtemp(prefix=".import-", dir=results_dir))
-                    try:
-                        imported = merge.commit(reports, stage, made)
-                    finally:
-                        shutil.rmtree(stage, ignore_errors=True)
-                except BaseException:
-                    for path in reversed(made):
-                        shutil.rmtree(path, ignore_errors=True)
-                    raise
+                    imported = merge.commit(reports, stage, made)
+                finally:
+                    shutil.rmtree(stage, ignore_errors=True)
+            except BaseException:
+                for path in reversed(made):
+                    shutil.rmtree(path, ignore_errors=True)
+                raise
     return {"imported": imported, "present": len(merge.present), "store": tracker.shown_uri,
             "reports": sorted({str(t.parent) for _, t in reports}),
             "killed": [r for r in node.killed if r not in merge.present]}

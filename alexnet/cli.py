@@ -17,7 +17,7 @@ from rich.table import Table
 from .config import Config
 from .data import ENV_VAR, DataError
 from .result import TrainResult
-from .untrusted import finite, redact, safe_name, writable_dir, writable_file
+from .untrusted import Parser, finite, redact, safe_name, writable_dir, writable_file
 
 console = Console()
 SHAPE_MODELS = ("alexnet", "alexnet28", "lenet")
@@ -130,12 +130,6 @@ def tune_from(base: Config, args, parser) -> int:
         finite(args.timeout, "--timeout", low=1e-9, allowed="a finite number of seconds > 0")
     if args.worker < 0:
         parser.error(f"invalid --worker {args.worker}: expected an index >= 0")
-    if args.report:
-        report_dir = Path(args.results_dir) / args.study
-        existed = report_dir.exists()
-        writable_dir(report_dir, "--results-dir")
-        if not existed:
-            console.print(f"created the report folder {report_dir}", highlight=False, markup=False)
     if base.validation_size is None:
         base = dataclasses.replace(base, validation_size=1000)
     ranges = {}
@@ -150,6 +144,12 @@ def tune_from(base: Config, args, parser) -> int:
     unknown = set(ranges) - set(space)
     if unknown:
         parser.error(f"--range for {', '.join(sorted(unknown))} which is not tuned: add it to --params")
+    if args.report:  # every option checked first: a refusal makes no folder
+        report_dir = Path(args.results_dir) / args.study
+        existed = os.path.exists(report_dir)
+        writable_dir(report_dir, "--results-dir")
+        if not existed:
+            console.print(f"created the report folder {report_dir}", highlight=False, markup=False)
     tracker = Tracker(args.tracking_uri)
     if not args.join:
         create_study(args.storage, args.study, tracker, base=base, space=space, pruner=args.pruner)
@@ -227,7 +227,7 @@ def check_seed(args, parser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alexnet", description=__doc__)
+    parser = Parser(prog="python -m alexnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one AlexNet and print the per-epoch table",

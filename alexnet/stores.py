@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +22,7 @@ class TrackingError(ValueError):
 
 # URI schemes MLflow 3 stores runs in (database URIs take a driver: postgresql+psycopg://...)
 SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https")
+QUICK_CHECK_S = 20.0  # longest a store's integrity check may take at start (a bigger store is then trusted)
 HOW_TO_NAME_A_STORE = ("expected sqlite:///PATH (an SQLite file), a database URL (postgresql://USER@HOST/DB, "
                        "mysql://..., mssql://...) or http(s)://HOST:PORT of an MLflow server")
 
@@ -48,9 +51,35 @@ def check_uri(uri: str) -> None:
         if head and head != b"SQLite format 3\x00":
             raise TrackingError(f"MLflow store {path} is not an SQLite database (from the tracking URI "
                                 f"{redact(uri)!r}): point --tracking-uri at another file, or move this one away")
+        intact(path, f"MLflow store {path} (from the tracking URI {redact(uri)!r})", recover(path) +
+               f", or start a fresh store (--tracking-uri sqlite:///{path.with_name('fresh.db')}: its runs are then "
+               "trained again)")
         if not os.access(path, os.W_OK):
             raise TrackingError(f"MLflow store {path} is not writable (from the tracking URI {redact(uri)!r}): "
                                 "fix its permissions or point --tracking-uri at another file")
+
+
+def recover(path: Path) -> str:
+    return f"Restore it from a backup, recover what SQLite can (sqlite3 {path} .recover | sqlite3 recovered.db)"
+
+
+def intact(path: Path, what: str, fixes: str) -> None:
+    """TrackingError naming ``what``, SQLite's first complaint and the ``fixes``, when the SQLite
+    file at ``path`` is damaged (PRAGMA quick_check: every page's structure; a big store is checked
+    for at most QUICK_CHECK_S seconds, then trusted)."""
+    con = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
+    deadline = time.monotonic() + QUICK_CHECK_S
+    con.set_progress_handler(lambda: time.monotonic() > deadline, 100_000)
+    try:
+        problem = con.execute("PRAGMA quick_check(1)").fetchone()[0]
+    except sqlite3.OperationalError as exc:
+        problem = "ok" if "interrupt" in str(exc) else first_line(exc)
+    except sqlite3.DatabaseError as exc:
+        problem = first_line(exc)
+    finally:
+        con.close()
+    if problem != "ok":
+        raise TrackingError(f"{what} is damaged: SQLite reports {problem!r}. {fixes}")
 
 
 def cannot_open(uri: str, exc: BaseException) -> TrackingError:

@@ -21,7 +21,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import mlflow
@@ -51,7 +51,6 @@ def lease_s() -> float:
 
 class StoreBusy(ValueError):
     """A writer that needs the store to itself found a suite running on it."""
-
 
 STORE_ERRORS = (MlflowException, OSError)  # a store that went away or a full disk, as MLflow reports them
 
@@ -96,7 +95,8 @@ def _quoted(value) -> str:
 
 
 class Tracker:
-    def __init__(self, uri: str | None = None, experiment: str = EXPERIMENT):
+    def __init__(self, uri: str | None = None, experiment: str = EXPERIMENT, create: bool = True):
+        """``create=False``: nothing is made (a store without ``experiment``: experiment_id None, no runs)."""
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per result.json read
         self.uri = store_uri(uri)
         self.shown_uri = redact(self.uri)  # what may be printed or recorded: the password replaced by ***
@@ -112,14 +112,15 @@ class Tracker:
         self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._open: set[str] = set()  # runs this process holds, kept alive by the heartbeat thread
         self._beat: threading.Thread | None = None
-        try:
-            with sqlite_lock(self.uri):  # opening a fresh SQLite store creates its schema
+        try:  # opening a fresh SQLite store creates its schema (a store not to be written to: nothing locked)
+            with sqlite_lock(self.uri) if create else nullcontext():
                 mlflow.set_tracking_uri(self.uri)
                 self.client = MlflowClient(self.uri)
-                self.experiment_id = self._experiment(experiment)
+                self.experiment_id = self._experiment(experiment, create)
         except Exception as exc:  # noqa: BLE001  any failure to open the store, as MLflow or SQLAlchemy raise it
             raise cannot_open(self.uri, exc) from None
-        self._check_artifacts()
+        if create:
+            self._check_artifacts()
 
     @contextmanager
     def store_lock(self, exclusive: bool = False):
@@ -139,10 +140,10 @@ class Tracker:
                                 "finish, then import") from None
             yield
 
-    def _experiment(self, name: str) -> str:
+    def _experiment(self, name: str, create: bool) -> str | None:
         found = self.client.get_experiment_by_name(name)
-        if found:
-            return found.experiment_id
+        if found or not create:
+            return found and found.experiment_id
         try:
             return self.client.create_experiment(name)
         except MlflowException:  # another worker created it in between
@@ -247,12 +248,11 @@ class Tracker:
         mlflow.end_run(status)  # pops the run locally first: if the store is away, it stays RUNNING until reaped
 
     def find(self, tags: dict, statuses=("FINISHED",)) -> list:
-        """Runs of this experiment carrying every tag in ``tags`` (deleted ones never): the store's own,
-        newest first, then imported ones (``IMPORTED``), the latest import first: never shadowing local ones.
-        Every matching run is read, page by page: no count of runs of another status or of imported ones
-        can push a local run out of the answer."""
+        """Runs of this experiment carrying every tag in ``tags`` (deleted ones never): the store's own, newest
+        first, then imported ones (``IMPORTED``), the latest import first: never shadowing local ones. All of
+        them, page by page: no number of runs of another status or imported ones pushes a local one out."""
         runs = []
-        for status in statuses:
+        for status in statuses if self.experiment_id is not None else ():
             clauses = " and ".join([*(f"tags.{k} = {_quoted(v)}" for k, v in tags.items()),
                                     f"attributes.status = {_quoted(status)}"])
             token = None

@@ -8,13 +8,16 @@ attribute so that workers on other machines nest under it too."""
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import optuna
 
 from .config import Config
 from .data import FashionMNIST
+from .stores import intact, recover
 from .tracking import Tracker
 from .train import train
 from .untrusted import csv_cell, first_line, redact
@@ -70,8 +73,15 @@ def suggest(trial: optuna.Trial, space: dict) -> dict:
     return values
 
 
-def storage(url: str) -> optuna.storages.RDBStorage:
-    """The study database, or a ValueError that names the URL (password redacted) and what to check."""
+def storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
+    """The study database, or a ValueError that names the URL (password redacted) and what to check.
+    ``create=False``: an SQLite file that does not exist is not made (a ValueError: no study there)."""
+    path = Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+    if path is not None and not create and not os.path.exists(path):
+        raise ValueError(f"no Optuna storage at {path} yet")
+    if path is not None and path.is_file():
+        intact(path, f"Optuna storage {path}", recover(path) + ", or start a fresh one (--storage "
+               "sqlite:///fresh.db: its trials are lost)")
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     except Exception as exc:  # noqa: BLE001  sqlalchemy's connection and URL errors
@@ -101,7 +111,7 @@ def create_study(url: str, name: str, tracker: Tracker, *, base: Config, space: 
 
 def load_study(url: str, name: str, *, seed: int) -> optuna.Study:
     """Join an existing study; the sampler is seeded per worker so workers explore differently."""
-    db = storage(url)
+    db = storage(url, create=False)
     try:
         stored = optuna.load_study(storage=db, study_name=name)
     except KeyError:

@@ -5,6 +5,7 @@ Each check raises ``ValueError`` with a message that names the value and what is
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
@@ -50,7 +51,7 @@ def writable_dir(path: str | os.PathLike, what: str) -> Path:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise ValueError(f"invalid {what} {str(path)!r}: cannot create or write there ({exc.strerror or exc}); "
+        raise ValueError(f"invalid {what} {quoted(path)}: cannot create or write there ({exc.strerror or exc}); "
                          "pass a folder you can write to") from None
     return folder
 
@@ -59,12 +60,23 @@ def writable_later(path: str | os.PathLike, what: str) -> Path:
     """A folder that will be written once the work is done: writable if it exists; else its
     nearest existing parent must be a writable folder (it is created then, not now)."""
     folder = Path(path).expanduser()
-    if folder.exists():
+    if os.path.exists(folder):
         return writable_dir(folder, what)
-    parent = next(p for p in folder.absolute().parents if p.exists())
-    if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
-        raise ValueError(f"invalid {what} {str(path)!r}: it does not exist and {parent} is not a writable folder to "
-                         "create it in; pass a folder you can write to")
+    try:
+        os.stat(folder)  # why it is not there: a name too long, a link loop, a file on the way, ...
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ValueError(f"invalid {what} {quoted(path)}: {exc.strerror or exc}; pass a folder you can write to") \
+            from None
+    parent = next(p for p in folder.absolute().parents if os.path.exists(p))
+    first = parent / folder.absolute().relative_to(parent).parts[0]
+    try:  # made and removed at once: proves it can be made (permissions, a read-only or virtual file system)
+        first.mkdir()
+        first.rmdir()
+    except OSError as exc:
+        raise ValueError(f"invalid {what} {quoted(path)}: it does not exist and cannot be created in {quoted(parent)} "
+                         f"({exc.strerror or exc}); pass a folder you can write to") from None
     return folder
 
 
@@ -72,14 +84,16 @@ def writable_file(path: str | os.PathLike, what: str) -> Path:
     """An output file that can be written when the work is done: its folder is writable (created,
     with a message, when it does not exist) and the path is not a folder."""
     target = Path(path).expanduser()
-    if target.is_dir():
-        raise ValueError(f"invalid {what} {str(path)!r}: it is a folder; pass a file name")
-    existed = target.parent.exists()
+    if os.path.isdir(target):
+        raise ValueError(f"invalid {what} {quoted(path)}: it is a folder; pass a file name")
+    if len(target.name.encode()) > 255:
+        raise ValueError(f"invalid {what} {quoted(path)}: its name is longer than a file name may be (255 bytes)")
+    existed = os.path.exists(target.parent)
     writable_dir(target.parent, f"{what} folder")
     if not existed:
         print(f"created the {what} folder {target.parent}", file=sys.stderr)
-    if target.exists() and not os.access(target, os.W_OK):
-        raise ValueError(f"invalid {what} {str(path)!r}: the file exists and is not writable")
+    if os.path.exists(target) and not os.access(target, os.W_OK):
+        raise ValueError(f"invalid {what} {quoted(path)}: the file exists and is not writable")
     return target
 
 
@@ -122,7 +136,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r",  # what a spreadsheet reads as 
 def formula_free(text: str) -> bool:
     """Whether ``text`` can sit in a spreadsheet cell as it is: it does not start like a formula,
     nor after leading spaces or line breaks (which some readers trim)."""
-    return not text.lstrip(" \n\v\f\u00a0\u3000").startswith(FORMULA_START)
+    return not text.lstrip(" \n\v\f\u00a0\u3000\ufeff").startswith(FORMULA_START)
 
 
 def csv_cell(value):
@@ -130,3 +144,21 @@ def csv_cell(value):
     full-width or after spaces, tab, carriage return) is quoted as text with a leading ``'`` (the
     OWASP rule); numbers and other text as they are."""
     return value if not isinstance(value, str) or formula_free(value) else "'" + value
+
+
+class Parser(argparse.ArgumentParser):
+    """The project's command-line parser: a bad option or value is one stderr line (no usage block)
+    naming the option, the value (escaped, bounded) and what is allowed, then exit 2."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        given = sys.argv[1:] if args is None else list(args)
+        odd = next((a for a in given if a.startswith("-") and a.endswith("=--")), None)
+        if odd:  # argparse reads it as an empty list, which no option takes
+            self.error(f"argument {odd[:-3]}: expected a value, not '--'")
+        return super().parse_known_args(given, namespace)
+
+    def error(self, message: str):
+        text = printable(" ".join(message.split()))
+        if len(text) > 600:
+            text = text[:600] + "..."
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")

@@ -5,11 +5,11 @@ Writes results/bench/<device>/bench.csv, bench.json and bench.png and logs them 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import json
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -21,7 +21,7 @@ from alexnet.data import load_fashion_mnist, stratified_subset
 from alexnet.env import device_slug, environment, resolve_device
 from alexnet.plots import plt, save  # pyplot on the Agg backend
 from alexnet.tracking import Tracker
-from alexnet.untrusted import csv_cell, writable_dir
+from alexnet.untrusted import Parser, csv_cell, writable_dir
 
 from .throughput import sweep
 
@@ -93,7 +93,7 @@ def log(result: dict, folder: Path, env: dict, scale: str, tracker: Tracker) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p = Parser(prog="python -m bench", description=__doc__)
     p.add_argument("--scale", choices=["full", "node", "quick", "smoke"], default="full",
                    help="full: the whole GPU sweep; node: the GPU node's short list (scripts/gpu-run); quick: a "
                         "CPU-sized sweep; smoke: three tiny cases that check the machinery in seconds")
@@ -112,17 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     folder = Path(args.out) / device_slug(device)
     try:  # before the sweep, so that no measurement is lost to an unwritable folder
-        existed = folder.exists()
+        existed = os.path.exists(folder)
         writable_dir(folder, "--out")
     except ValueError as exc:
         p.error(str(exc))
     if not existed:
         console.print(f"created the output folder {folder}", highlight=False)
+    data = load_fashion_mnist(args.data_dir)
     try:  # a store that cannot be used is refused now, not after the sweep
         tracker = None if args.no_mlflow else Tracker(args.tracking_uri, experiment="alexnet-bench")
     except ValueError as exc:
         p.error(str(exc))
-    data = load_fashion_mnist(args.data_dir)
     images, labels = stratified_subset(data.train_images, data.train_labels, 10_000)
     env = environment(device)
     scale = "smoke" if args.smoke else "quick" if args.quick else args.scale

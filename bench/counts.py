@@ -35,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from alexnet.untrusted import Parser
 from bench.reference import BASELINE, compare, fallback, load_baseline, reference_tree, store_baseline
 
 TOP_FUNCTIONS = 150  # per benchmark, kept in the baseline for the diff a failure prints
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         _child(argv[2:], argv[1])
         return 0
-    p = argparse.ArgumentParser(prog="python -m bench.counts", description=__doc__,
+    p = Parser(prog="python -m bench.counts", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", default=list(NUMBER), help=f"benchmarks (default: all of {list(NUMBER)})")
     p.add_argument("--repeats", type=int, default=1,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata as md
+import os
 import re
 import shutil
 import subprocess
@@ -29,6 +30,9 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from alexnet.untrusted import Parser  # noqa: E402  one line per bad option, as the project's commands
+
 LIMIT_MIB = 60
 # the compiled stack a node provides (its CUDA build of torch, and numpy-ABI packages built with it)
 NODE_STACK = ("torch", "torchvision", "triton", "numpy", "pandas", "scipy", "matplotlib", "scikit-learn",
@@ -82,7 +86,7 @@ def wheel_name(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=Path, help="folder for the wheels (built beside it, then replacing it whole)")
     p.add_argument("--python-version", default=f"{sys.version_info.major}.{sys.version_info.minor}",
                    help="the target's Python, e.g. 3.12 (default: this one)")
@@ -94,8 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"invalid --python-version {args.python_version!r}: expected e.g. 3.12")
     platforms = args.platform or ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
                                   "manylinux2014_x86_64", "manylinux1_x86_64"]
-    if not args.constraints.is_file():
+    if not os.path.isfile(args.constraints):
         p.error(f"invalid --constraints {str(args.constraints)!r}: no such file")
+    ours = {"requirements.txt", "constraints.txt"}  # an earlier wheelhouse: the only folder replaced whole
+    if os.path.lexists(args.out) and not (args.out.is_dir() and not args.out.is_symlink() and all(
+            f.name in ours or f.suffix == ".whl" for f in args.out.iterdir())):
+        p.error(f"invalid out {str(args.out)!r}: it exists and is not a wheelhouse (only .whl files, requirements.txt "
+                "and constraints.txt), and it would be replaced whole: pass a new folder")
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         build = Path(tempfile.mkdtemp(prefix=f".{args.out.name}-", dir=args.out.parent))

