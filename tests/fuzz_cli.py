@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import importlib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,23 @@ def kind(action: argparse.Action) -> str:
     return "text"
 
 
+GPU_RUN = REPO / "scripts" / "gpu-run"
+
+
+def gpu_run_cases() -> list[Case]:
+    """The options of scripts/gpu-run, read from its option loop, and OUTDIR, with their values."""
+    text = GPU_RUN.read_text()
+    loop = text[text.index("while [[ $# -gt 0 ]]"):text.index("\ndone\n")]
+    valued = re.search(r"^\s*(--[a-z-]+(?:\|--[a-z-]+)*)\)\n\s*\[\[ \$# -ge 2", loop, re.M).group(1).split("|")
+    flags = [o for o in re.findall(r"^\s*(--[a-z-]+)\)", loop, re.M) if o not in valued]
+    out = [Case("scripts/gpu-run", "OUTDIR", v, "positional") for v in PATHS + TEXTS if not v.startswith("-")]
+    for option in valued:
+        values = FLOATS + INTS if option == "--budget-min" else PATHS + TEXTS if "dir" in option else TEXTS
+        out += [Case("scripts/gpu-run", option, v, "text") for v in values] + [Case("scripts/gpu-run", option, None,
+                                                                                      "text")]
+    return out + [Case("scripts/gpu-run", f, "x", "flag") for f in flags]
+
+
 def options() -> list[tuple[str, str, str]]:
     """(command, option, kind) of every option and positional of every command."""
     return sorted({(c.command, c.option, c.kind) for c in cases()})
@@ -123,6 +141,7 @@ def options() -> list[tuple[str, str, str]]:
 def cases() -> list[Case]:
     """Every case of every option of every command."""
     out = []
+    out += gpu_run_cases()
     for name, parser in PARSERS.items():
         for action in parser._actions:
             if isinstance(action, argparse._HelpAction):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import subprocess
+import sys
 import time
 import traceback
 
@@ -14,6 +16,7 @@ import pytest
 from fuzz_cli import (
     COMMANDS,
     FLOATS,
+    GPU_RUN,
     INTS,
     PATHS,
     READ_ONLY,
@@ -25,6 +28,7 @@ from fuzz_cli import (
     cases,
     listing,
     options,
+    path_value,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -50,7 +54,7 @@ def fuzz_env(tmp_path_factory, monkeypatch):
         home.mkdir()
         work.mkdir()
         (work / "claims.md").write_text("# not a report\n")
-        argv = argv_of(case, work)
+        argv = argv_of(case, work) if case.command != "scripts/gpu-run" else gpu_run_argv(case, work)
         before = listing(home, work)
         cwd = os.getcwd()
         os.chdir(work)
@@ -62,7 +66,12 @@ def fuzz_env(tmp_path_factory, monkeypatch):
         signal.signal(signal.SIGALRM, hung)
         signal.alarm(HANG_S)
         try:
-            status = importlib.import_module(COMMANDS[case.command][0]).main(argv)
+            if case.command == "scripts/gpu-run":
+                status = gpu_run(argv)
+                if status in (0, 3):  # past its options: the dry run's checks ran (3: no device)
+                    return "started"
+            else:
+                status = importlib.import_module(COMMANDS[case.command][0]).main(argv)
         except Started:
             return "started"
         except SystemExit as exc:
@@ -105,6 +114,24 @@ def a_case(draw) -> Case:
     return Case(command, option, value, kind)
 
 
+def gpu_run_argv(case: Case, work) -> list[str]:
+    """The case as a dry run of scripts/gpu-run (its paths made for real under ``work``)."""
+    value = None if case.value is None else path_value(case.value, work)
+    outdir = value if case.kind == "positional" else str(work / "out")
+    given = [] if case.kind == "positional" else [f"{case.option}={value}"] if case.kind == "flag" else [
+        case.option, *([] if value is None else [value])]
+    return ["bash", str(GPU_RUN), outdir, *given, "--dry-run"]
+
+
+def gpu_run(argv: list[str]) -> int:
+    """Its exit status; its checks fail fast ($PYTHON false: exit 3 at the device check)."""
+    done = subprocess.run(argv, capture_output=True, text=True, errors="replace",
+                          env={**os.environ, "PYTHON": "false"}, timeout=HANG_S)
+    print(done.stdout, end="")
+    print(done.stderr, end="", file=sys.stderr)
+    return done.returncode
+
+
 @settings(max_examples=FAST_CASES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=a_case())
@@ -113,11 +140,13 @@ def test_fuzz_a_draw_of_the_cases(case, fuzz_env, capfd):
 
 
 def test_the_cases_cover_every_option_of_every_command():
-    per_command = {name: {c.option for c in CASES if c.command == name} for name in COMMANDS}
+    per_command = {name: {c.option for c in CASES if c.command == name} for name in [*COMMANDS, "scripts/gpu-run"]}
     print(f"{len(CASES)} cases over {sum(map(len, per_command.values()))} options of {len(COMMANDS)} commands")
     assert all(per_command.values()) and len(CASES) >= 2000
     assert {"--lr", "--tracking-uri", "--budget-min", "--max-gb", "--python-version"} <= set().union(
         *per_command.values())
+    assert per_command["scripts/gpu-run"] == {"OUTDIR", "--budget-min", "--scale", "--device", "--wheelhouse",
+                                              "--data-dir", "--dry-run"}
 
 
 @pytest.mark.slow

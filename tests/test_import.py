@@ -233,6 +233,12 @@ def test_a_size_bomb_is_refused_from_its_headers(home, node, tmp_path, capsys, r
     assert archive.stat().st_size < 1_000
     refused(home, archive, "its members declare more than 2 GiB (reached at 'results/zeros')")
     refused(home, archive, "declare more than 0.001 GiB", "--max-gb", "0.001")
+    # the limit is on the members together: two of 0.6 MiB, each under a 1 MiB limit, are over it
+    size = 600 * 2**10
+    two = b"".join(member(f"results/{n}", size=size).tobuf() + b"\0" * size for n in "ab") + b"\0" * 10240
+    (tmp_path / "two.tar.gz").write_bytes(gzip.compress(two))
+    refused(home, tmp_path / "two.tar.gz", "its members declare more than 0.000977 GiB (reached at 'results/b')",
+            "--max-gb", str(2**20 / 2**30))
 
 
 def test_too_many_members_are_refused(home, node, tmp_path, capsys, monkeypatch, refused):
@@ -573,7 +579,7 @@ def test_a_results_folder_holding_the_store_is_refused(home, node, tmp_path, cap
     assert status == 2 and "lie inside one another" in err
 
 
-@pytest.mark.parametrize("case", ["no result", "validation result", "other config"])
+@pytest.mark.parametrize("case", ["no result", "validation result", "other config", "swapped seed"])
 def test_a_finished_run_the_suite_would_reuse_needs_its_own_test_result(node, tmp_path, case, refused):
     """A FINISHED run carrying a run key (config_key, seed, code_version) is what a suite reuses,
     whatever its kind: its result.json must exist, be scored on the test set and name that config."""
@@ -587,6 +593,9 @@ def test_a_finished_run_the_suite_would_reuse_needs_its_own_test_result(node, tm
             db.executemany("INSERT INTO tags VALUES (?, ?, ?)", [("config_key", key, run),
                            ("code_version", "x", run)])
             db.execute("UPDATE tags SET value = 'claim' WHERE run_uuid = ? AND key = 'kind'", (run,))
+            if case == "swapped seed":  # the right config key, another seed: one seed's result reused as another's
+                db.execute("UPDATE tags SET value = CAST(value + 7 AS TEXT) WHERE run_uuid = ? AND key = 'seed'",
+                           (run,))
         if case == "no result":
             path.unlink()
         elif case == "validation result":
@@ -597,7 +606,7 @@ def test_a_finished_run_the_suite_would_reuse_needs_its_own_test_result(node, tm
     home = tmp_path / "fresh"
     home.mkdir()
     expected = {"no result": "which a suite would reuse, has no result.json", "validation result": "expected 'test'",
-                "other config": "expected those its tags name"}[case]
+                "other config": "expected those its tags name", "swapped seed": "expected those its tags name"}[case]
     refused(home, pack(variant(node, tmp_path, edit=forge), tmp_path / "forged.tar.gz"), expected)
 
 

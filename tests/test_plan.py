@@ -125,8 +125,8 @@ def test_budget_finishes_whole_claims_reports_them_and_a_rerun_completes_the_res
     # augment_long (2 runs of 9 epochs, 1 seed) comes first but cannot finish in a budget sized for relu (2 runs
     # of 3 epochs) by this machine's own estimates: the suite skips it, finishes relu whole and reports it. At 3
     # epochs (not 1, where a run's fixed costs made augment_long only ~1.7x relu and the suite's own probe
-    # once started it) augment_long is ~2.8x relu: its probe would have to read the machine ~1.9x faster
-    # than this one does to start it
+    # once started it) augment_long is ~2.8x relu: its probe would have to read the machine ~1.5x faster
+    # than this one does to start it; relu gets 1.8x its estimate (1.5x failed once in 3 unloaded runs)
     probe = _suite(tmp_path, fmnist, epochs=3, seeds=1)
     claims = [BY_ID["augment_long"], BY_ID["relu"]]
     rows = probe.schedule(claims, probe.configs(claims))
@@ -134,7 +134,7 @@ def test_budget_finishes_whole_claims_reports_them_and_a_rerun_completes_the_res
     probe.estimate(rows, again=True)  # the suite probes again before it drops a claim: both count in the budget
     cost = {c.id: sum(r.seconds for r in rows if r.claim == c.id) for c in claims}
     assert cost["augment_long"] > 2.5 * cost["relu"], cost  # the margin the budget below needs
-    budget_min = (1.5 * probe.budget.probe_s + REPROBE_PAUSE_S + 1.5 * cost["relu"] + REPORT_RESERVE_S) / 60
+    budget_min = (1.5 * probe.budget.probe_s + REPROBE_PAUSE_S + 1.8 * cost["relu"] + REPORT_RESERVE_S) / 60
     out = run_suite(tmp_path, "--scale", "smoke", "--only", "augment_long", "relu", "--epochs", "3", "--seeds", "1",
                     "--budget-min", f"{budget_min:.3f}")
     assert out.returncode == 0, out.stderr[-3000:]

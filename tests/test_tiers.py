@@ -71,3 +71,27 @@ def test_tests_of_one_xdist_group_run_on_one_worker(pytester):
     result.assert_outcomes(passed=6)
     workers = [line.split()[0] for line in result.stdout.lines if "PASSED" in line]
     assert len(workers) == 6 and len(set(workers)) == 1, result.stdout.str()
+
+
+SKIPS = """
+import pytest
+
+def test_skipped():
+    pytest.skip("the reference commit is not in this clone")
+
+@pytest.mark.skipif(True, reason="no counts stored")
+def test_skipped_by_marker():
+    pass
+"""
+
+
+def test_no_test_ends_as_skipped_under_ci(pytester, monkeypatch):
+    """A skip under CI=true (the perf gate's missing reference commit, say) fails with its reason."""
+    pytester.makeconftest((Path(__file__).parents[1] / "conftest.py").read_text())
+    pytester.makepyfile(test_skips=SKIPS)
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1, errors=1)  # a marker skips in setup: an error there
+    result.stdout.fnmatch_lines(["*skipped under CI=true, where every test must run: *reference commit*"])
+    monkeypatch.delenv("CI")
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(skipped=2)

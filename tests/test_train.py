@@ -1,6 +1,7 @@
 import math
 
 import pytest
+import torch
 
 from alexnet.config import Config
 from alexnet.train import train
@@ -25,7 +26,9 @@ def test_same_config_and_seed_give_identical_numbers(fmnist):
 
 
 def test_resume_after_interruption_gives_the_same_numbers(fmnist, tmp_path):
-    config = Config(**{**SMALL.to_dict(), "epochs": 3, "augment": True})
+    """At momentum 0.9 with weight decay (SGD keeps a state a lost optimizer would show), and the
+    first epoch's gradient norms (measured once, carried by the checkpoint) as well."""
+    config = Config(**{**SMALL.to_dict(), "epochs": 3, "augment": True, "weight_decay": 5e-4})
     uninterrupted = train(config, seed=1, data=fmnist)
 
     def crash(record):
@@ -39,6 +42,7 @@ def test_resume_after_interruption_gives_the_same_numbers(fmnist, tmp_path):
     resumed = train(config, seed=1, data=fmnist, checkpoint=ckpt, on_epoch=seen.append)
     assert [r["epoch"] for r in seen] == [3]  # epochs 1 and 2 came from the checkpoint
     assert _numbers(resumed) == _numbers(uninterrupted)
+    assert resumed.grad_norms == uninterrupted.grad_norms and len(resumed.grad_norms) == 8
 
 
 def test_checkpoint_of_another_run_is_refused(fmnist, tmp_path):
@@ -61,7 +65,18 @@ def test_bf16_and_nchw_layout_are_recorded_and_train(fmnist):
     # 2 steps of 20 images: bf16 autocast on a CPU without native bf16 is emulated, about 10x slower than fp32
     config = Config(**{**SMALL.to_dict(), "train_size": 40, "test_size": 20, "batch_size": 20, "epochs": 1,
                        "precision": "bf16", "channels_last": False})
-    result = train(config, seed=0, data=fmnist, progress=True)
+    seen = set()  # what the layers computed in: the effect of autocast, not the config it echoes
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: seen.add(out.dtype) if isinstance(module, torch.nn.Linear) and module.training
+        else None)  # the training step's forward passes
+    try:
+        result = train(config, seed=0, data=fmnist, progress=True)
+        assert seen == {torch.bfloat16}
+        seen.clear()
+        train(Config(**{**config.to_dict(), "precision": "fp32"}), seed=0, data=fmnist)
+        assert seen == {torch.float32}
+    finally:
+        hook.remove()
     assert result.status == "finished"
     assert result.config["precision"] == "bf16" and result.config["channels_last"] is False
 

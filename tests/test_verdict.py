@@ -208,9 +208,8 @@ def _ladder_values(effects: dict[str, float], interaction: float = 0.0, seeds: i
 
 
 def test_ladder_attribution_recovers_additive_effects_and_flags_an_interaction():
-    from conftest import ladder_arms
-
     from ablations.ladder import attribute, describe
+    from conftest import ladder_arms
 
     effects = {"ReLU": 0.25, "max pooling": 0.03, "depth and width": 0.10, "dropout": 0.01}
     att = attribute(_ladder_values(effects), ladder_arms(LADDER))
@@ -229,3 +228,49 @@ def test_ladder_attribution_recovers_additive_effects_and_flags_an_interaction()
     line = describe(att, "test_acc")[-1]
     assert re.search(r"ReLU forward \+0\.2[45]\d* vs leave-one-out \+0\.33", line)
     assert all(f"{c} forward" not in line for c in ("max pooling", "depth and width", "dropout"))
+
+
+def test_the_tuned_comparisons_are_in_the_same_holm_family_as_the_others():
+    """--tune-lr judges each claim again at tuned lrs: those comparisons join the family, so its
+    size (4) is not the number of claims (2), and every p is adjusted over all four."""
+    from ablations.claims import BY_ID, SCALES
+    from ablations.judge import judge_all, judge_claim
+    from ablations.significance import holm
+
+    relu, maxpool = BY_ID["relu"], BY_ID["maxpool"]
+    items = [(relu, _runs(relu, {"relu": [0.70, 0.74, 0.72], "sigmoid": [0.60, 0.62, 0.61]})),
+             (maxpool, _runs(maxpool, {"max": [0.61, 0.605, 0.635], "avg": [0.57, 0.575, 0.585]}))]
+    tuned = [(relu, _runs(relu, {"relu": [0.71, 0.73, 0.72], "sigmoid": [0.69, 0.70, 0.72]})),
+             (maxpool, _runs(maxpool, {"max": [0.62, 0.60, 0.64], "avg": [0.60, 0.59, 0.62]}))]
+    raw = {(g, c.id): judge_claim(c, runs, SCALES["quick"]).stats["p"]
+           for g, group in enumerate((items, tuned)) for c, runs in group}
+    expected = holm(raw)
+    reports = {r.claim.id: r for r in judge_all(items, SCALES["quick"], tuned=tuned)}
+    for claim_id, report in reports.items():
+        for g, r in enumerate((report, report.tuned)):
+            assert r.stats["family"] == 4 and r.stats["p_holm"] == pytest.approx(expected[(g, claim_id)])
+    untuned_only = holm({k: p for k, p in raw.items() if k[0] == 0})  # what leaving them out would give
+    assert untuned_only[(0, "maxpool")] != pytest.approx(expected[(0, "maxpool")])
+
+
+def test_a_stated_ratio_holds_within_a_factor_of_2_either_way_and_not_beyond():
+    """At the boundaries, where a changed factor or a flipped comparison shows."""
+    from ablations import decision as V
+
+    for factor, word in ((1.9, "reproduced"), (2.1, "contradicted"), (0.51, "reproduced"), (0.49, "contradicted"),
+                         (2.0, "reproduced"), (0.5, "reproduced")):
+        assert V.ratio(1000 * factor, 1000, "parameters").verdict == word, factor
+
+
+def test_matches_contradicts_on_the_prediction_interval_not_on_the_seed_mean():
+    """A printed run 0.03 from our mean, outside the 0.02 tolerance but well inside the prediction
+    interval of one run at this spread, contradicts nothing; one beyond that interval does."""
+    from ablations import decision as V
+    from ablations.significance import prediction_half_width
+
+    xs = [0.85, 0.88, 0.91]
+    near = V.matches({"test_acc": xs}, {"test_acc": 0.91}, {"test_acc": 0.02})
+    assert near.verdict == "inconclusive"
+    beyond = 0.88 + prediction_half_width(xs) + 0.02 + 0.001
+    assert V.matches({"test_acc": xs}, {"test_acc": beyond}, {"test_acc": 0.02}).verdict == "contradicted"
+    assert V.matches({"test_acc": xs}, {"test_acc": beyond - 0.002}, {"test_acc": 0.02}).verdict == "inconclusive"
