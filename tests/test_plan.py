@@ -5,13 +5,13 @@ import re
 
 import mlflow
 import pytest
-from conftest import run_suite
 
 from ablations.__main__ import REPROBE_PAUSE_S
 from ablations.budget import REPORT_RESERVE_S
 from ablations.claims import BY_ID, SCALES
 from ablations.suite import Suite, SuiteOptions
 from alexnet.tracking import Tracker
+from conftest import run_suite
 
 
 def _suite(workdir, fmnist, **options) -> Suite:
