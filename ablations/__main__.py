@@ -65,7 +65,7 @@ REPROBE_PAUSE_S = 5.0  # before probing again: a busy spell of the machine may p
 
 def parse(argv):
     p = Parser(prog="python -m ablations", description=__doc__ + "\n" + TUNE_HELP,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", choices=list(SCALES), help="default: full with a GPU, else quick")
     p.add_argument("--only", nargs="+", metavar="CLAIM",
                    help=f"run only these claims (any of: {', '.join(BY_ID)}); default: all non-optional "

@@ -58,7 +58,7 @@ def tune_arm(argv: list[str]) -> int:
     from alexnet.cli import add_tune_options, check_seed, tune_from
 
     p = Parser(prog="python -m ablations tune", description=tune_arm.__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     choices = ", ".join(f"{c.id}:{a}" for c in BY_ID.values() for a in c.arms)
     p.add_argument("arm", metavar="CLAIM:ARM", help=f"the arm whose config the trials start from: any of {choices}")
     p.add_argument("--scale", choices=list(SCALES), default="quick", help="the scale whose base config the arm uses")

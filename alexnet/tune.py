@@ -79,7 +79,7 @@ def storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
     path = Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
     if path is not None and not create and not os.path.exists(path):
         raise ValueError(f"no Optuna storage at {path} yet")
-    if path is not None and path.is_file():
+    if path is not None and os.path.isfile(path):
         intact(path, f"Optuna storage {path}", recover(path) + ", or start a fresh one (--storage "
                "sqlite:///fresh.db: its trials are lost)")
     try:

@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         _child(argv[2:], argv[1])
         return 0
     p = Parser(prog="python -m bench.counts", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", default=list(NUMBER), help=f"benchmarks (default: all of {list(NUMBER)})")
     p.add_argument("--repeats", type=int, default=1,
                    help="count this many times in separate valgrind processes and report the spread")
