@@ -163,13 +163,13 @@ def prepare(args, scale):
     folders = ((args.results_dir, "--results-dir"), (args.checkpoint_dir, "--checkpoint-dir"))
     for folder, what in folders:  # both checked before either is made; --plan makes neither
         writable_later(folder, what)
-    for folder, what in folders if not args.plan else ():
-        existed = os.path.exists(folder)
-        writable_dir(folder, what)  # before any work, so that no finished work is lost to a bad path
-        if not existed:
-            console.print(f"created {what} {shown(folder)}", highlight=False)
     data = load_fashion_mnist(args.data_dir)
     tracker = store_to_read(args.tracking_uri, "--plan") if args.plan else Tracker(args.tracking_uri)
+    for folder, what in folders if not args.plan else ():  # the data and the store are good: made now,
+        existed = os.path.exists(folder)                     # before any work, so that none is lost to them
+        writable_dir(folder, what)
+        if not existed:
+            console.print(f"created {what} {shown(folder)}", highlight=False)
     suite = Suite(scale, tracker, data, SuiteOptions(
         seeds=args.seeds, max_seeds=args.max_seeds, epochs=args.epochs, device=args.device,
         checkpoint_dir=Path(args.checkpoint_dir), progress=args.progress, tune_lr=args.tune_lr, storage=args.storage,

@@ -2,11 +2,14 @@
 when the import is refused."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
+import os
 import shutil
 from pathlib import Path
 
+from alexnet.stores import sqlite_lock
 from alexnet.tracking import StoreBusy, Tracker, store_uri
 from alexnet.untrusted import redact
 
@@ -15,7 +18,9 @@ class created_store:
     """The Tracker of ``uri``, opened holding the store's writers lock exclusively (a file beside an
     SQLite database; other stores have no file to lock: the import checks for live runs instead).
     The lock is taken before anything is opened or created and held until the import is done or
-    undone, so a suite (which holds it shared) and another import never see a half-made store.
+    undone, so a suite (which holds it shared) and another import never see a half-made store. A
+    store that does not exist yet is made under the lock a suite takes to make one (``sqlite_lock``),
+    held to the end: no suite can start in a store this import may remove again.
     Opening creates nothing in an existing store: not the suite's experiment (the import's
     transaction adds the experiments it needs), not an artifact folder. A store this import
     created — the SQLite file, its lock files, the folders above it, the artifact folder — is
@@ -28,12 +33,15 @@ class created_store:
     def __enter__(self) -> Tracker:
         for name in ("mlflow", "alembic"):  # their INFO lines about creating a store's tables
             logging.getLogger(name).setLevel(logging.WARNING)
-        self.fresh = self.db is not None and not self.db.exists()
-        self.new_folders = [p for p in self.db.parents if not p.exists()] if self.fresh else []
+        self.fresh = self.db is not None and not os.path.exists(self.db)
+        self.new_folders = [p for p in self.db.parents if not os.path.exists(p)] if self.fresh else []
         self.root = Path("mlruns").absolute()  # where MLflow puts a new store's artifacts
         self.before = set(self.root.iterdir()) if self.root.is_dir() else None
-        self.lock = None
+        self.lock, self.held = None, contextlib.ExitStack()
         try:
+            if self.fresh:  # the lock a suite takes to create a store: none is made here until this import ends
+                self.held.enter_context(sqlite_lock(self.uri))
+                self.fresh = not os.path.exists(self.db)  # made by another process before the lock was ours
             if self.db is not None:
                 self.db.parent.mkdir(parents=True, exist_ok=True)
                 self.lock = self.db.with_name(self.db.name + ".writers").open("a")
@@ -64,3 +72,4 @@ class created_store:
         finally:
             if self.lock is not None:
                 self.lock.close()
+            self.held.close()

@@ -55,6 +55,7 @@ from .archive import (
 from .created_store import created_store
 from .meaning import check as check_meaning
 
+MAX_LINE = 65_536  # characters in a line of an imported CSV report
 REPORT_FOLDER = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")  # a scale or a device slug
 REPORT_FILE = re.compile(r"claims\.md|claims\.csv|bench\.json|bench\.csv|[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.png")
 
@@ -106,10 +107,16 @@ def _content_problem(path: Path) -> str | None:
     except ValueError:
         return f"is not {'JSON' if path.suffix == '.json' else 'UTF-8 text'}"
     if path.suffix == ".csv":
+        longest = max(map(len, text.splitlines()), default=0)
+        if longest > MAX_LINE:  # csv's own limit is a global others may raise
+            return f"holds a line of {longest:,} characters (the suite's are under {MAX_LINE:,})"
         if text.startswith("\ufeff") or re.match(r"\s*sep\s*=", text, re.I):  # read by spreadsheets, dropped
             return "starts with a byte-order mark or a 'sep=' line"                # or obeyed: not ours
-        cell = next((c for sep in ",;\t|" for row in csv.reader(io.StringIO(text), delimiter=sep) for c in row
-                     if not formula_free(c) and not _number(c)), None)  # whichever separator a reader guesses
+        try:
+            cell = next((c for sep in ",;\t|" for row in csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+                         for c in row if not formula_free(c) and not _number(c)), None)  # any separator read
+        except csv.Error as exc:  # a bare carriage return, a cell over csv's field limit, ...
+            return f"is not a CSV file the suite writes ({exc})"
         if cell is not None:
             return f"holds a cell that starts like a spreadsheet formula: {quoted(cell)}"
     return None

@@ -6,6 +6,7 @@ with one line naming the URI (its password redacted) and the fix."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -27,9 +28,11 @@ HOW_TO_NAME_A_STORE = ("expected sqlite:///PATH (an SQLite file), a database URL
                        "mysql://..., mssql://...) or http(s)://HOST:PORT of an MLflow server")
 
 
-def check_uri(uri: str) -> None:
+def check_uri(uri: str, create: bool = True) -> None:
     """TrackingError, naming the (redacted) URI and the fix, for a store this project cannot use:
-    an unsupported scheme, or an SQLite file whose folder cannot be written or which is not a database."""
+    an unsupported scheme, or an SQLite file whose folder cannot be written or which is not a
+    database, or is damaged. ``create=False`` (a command that writes nothing to it): an existing
+    file must already be an MLflow store, which opening it then leaves as it is."""
     scheme = uri.partition(":")[0].partition("+")[0].lower() if "://" in uri else ""
     if scheme not in SCHEMES:
         raise TrackingError(f"unsupported MLflow tracking URI {redact(uri)!r}: {HOW_TO_NAME_A_STORE}")
@@ -38,25 +41,34 @@ def check_uri(uri: str) -> None:
     if scheme != "sqlite":
         return
     path = Path(uri.split(":///", 1)[-1] if ":///" in uri else "")
-    if not uri.startswith("sqlite:///") or not path.name or path.is_dir():
+    if not uri.startswith("sqlite:///") or not path.name or os.path.isdir(path) or len(path.name.encode()) > 255:
         raise TrackingError(f"invalid MLflow tracking URI {redact(uri)!r}: expected sqlite:///PATH to a database "
                             "file (sqlite:////abs/path.db for an absolute path)")
     try:
         writable_dir(path.parent, "MLflow store folder")
     except ValueError as exc:
         raise TrackingError(f"{exc} (from the tracking URI {redact(uri)!r})") from None
-    if path.exists():
+    if os.path.exists(path):
         with path.open("rb") as f:
             head = f.read(16)
-        if head and head != b"SQLite format 3\x00":
+        if (head or not create) and head != b"SQLite format 3\x00":
             raise TrackingError(f"MLflow store {path} is not an SQLite database (from the tracking URI "
                                 f"{redact(uri)!r}): point --tracking-uri at another file, or move this one away")
         intact(path, f"MLflow store {path} (from the tracking URI {redact(uri)!r})", recover(path) +
                f", or start a fresh store (--tracking-uri sqlite:///{path.with_name('fresh.db')}: its runs are then "
                "trained again)")
+        tables = _tables(path)  # MLflow would add its own beside another program's: never
+        if (tables or not create) and not {"experiments", "runs", "alembic_version"} <= tables:
+            raise TrackingError(f"{path} is an SQLite database but not an MLflow store (from the tracking URI "
+                                f"{redact(uri)!r}): point --tracking-uri at the suite's store")
         if not os.access(path, os.W_OK):
             raise TrackingError(f"MLflow store {path} is not writable (from the tracking URI {redact(uri)!r}): "
                                 "fix its permissions or point --tracking-uri at another file")
+
+
+def _tables(path: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)) as con:
+        return {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def recover(path: Path) -> str:

@@ -101,7 +101,7 @@ class Tracker:
         self.uri = store_uri(uri)
         self.shown_uri = redact(self.uri)  # what may be printed or recorded: the password replaced by ***
         self.lease = lease_s()
-        check_uri(self.uri)
+        check_uri(self.uri, create)
         if self.uri.startswith(("http://", "https://")):  # fail in seconds, not after MLflow's retries
             try:
                 urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=10).read()

@@ -83,7 +83,7 @@ def storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
         intact(path, f"Optuna storage {path}", recover(path) + ", or start a fresh one (--storage "
                "sqlite:///fresh.db: its trials are lost)")
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, skip_table_creation=not create)
     except Exception as exc:  # noqa: BLE001  sqlalchemy's connection and URL errors
         reason = first_line(exc)
         raise ValueError(f"cannot open Optuna storage {redact(url)!r}: {redact(reason)}. Check the URL, that the "

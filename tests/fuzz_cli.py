@@ -11,10 +11,12 @@ downloading wheels), where it stops, or finish as a read-only command that chang
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import os
 import re
+import sqlite3
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +54,7 @@ FLOATS = ["0", "-0", "1e-320", "5e-324", "1e308", "-1e308", "1e309", "inf", "-in
 TEXTS = ["", " ", "-", "--", "x" * 5000, "a\x1b[31mb", "\u202eevil", "<b>x</b>", "[red]x[/]", "a\nb", "\tx", "=1+1",
          "../../etc/passwd", "'", '"', "%s%n", "${HOME}", "~", "\uff58", "\udcff", "\u2028"]
 PATHS = ["missing", "missing parent", "file for folder", "folder for file", "unwritable", "link loop", "dev null",
-         "root", "dot"]
+         "root", "dot", "long name", "other sqlite", "empty file"]
 PATHLIKE = ("dir", "uri", "storage", "checkpoint", "json", "out", "csv", "parquet", "archive", "constraints",
             "reports")
 
@@ -167,10 +169,15 @@ def path_value(value: str, tmp: Path) -> str:
     loop = tmp / "loop"
     if not loop.is_symlink():
         loop.symlink_to(loop)
+    if not (tmp / "other.db").exists():  # an SQLite database, not an MLflow store or an Optuna storage
+        with contextlib.closing(sqlite3.connect(tmp / "other.db")) as con:
+            con.execute("CREATE TABLE notes (x)")
+    (tmp / "empty").touch()
     return {"missing": str(tmp / "missing"), "missing parent": str(tmp / "no" / "such" / "x"),
             "file for folder": str(tmp / "a-file"), "folder for file": str(tmp / "a-folder"),
             "unwritable": "/proc/alexnet-fuzz/x", "link loop": str(loop / "x"), "dev null": "/dev/null", "root": "/",
-            "dot": "."}[value]
+            "dot": ".", "long name": str(tmp / ("a" * 300)), "other sqlite": str(tmp / "other.db"),
+            "empty file": str(tmp / "empty")}[value]
 
 
 def argv_of(case: Case, tmp: Path) -> list[str]:

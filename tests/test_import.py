@@ -933,7 +933,10 @@ def test_a_report_whose_content_is_not_its_kind_is_refused(home, node, tmp_path,
                                  ("bench.json", b"{not json", "is not JSON"),
                                  ("bench.csv", '\ufeff=HYPERLINK("http://x","y")\r\n'.encode(), "byte-order mark"),
                                  ("claims.csv", b"sep=;\r\nx;=cmd|' /C calc'!A0\r\n", "a 'sep=' line"),
-                                 ("claims.csv", b"a\tb\r\nx\t=1+1\r\n", "like a spreadsheet formula: '=1+1'")):
+                                 ("claims.csv", b"a\tb\r\nx\t=1+1\r\n", "like a spreadsheet formula: '=1+1'"),
+                                 ("claims.csv", b'a\n"' + (b"x" * 60_000 + b"\n") * 3 + b'"\n',  # one cell
+                                  "is not a CSV file the suite writes (field larger than field limit"),
+                                 ("bench.csv", b"a\n" + b"x" * 200_000 + b"\n", "holds a line of 200,000 characters")):
         refused(home, pack(node, tmp_path / f"{name}.tar.gz", [(member(f"results/full/gpu/{name}", size=len(data)),
                                                                  data)]), expected)
 
@@ -957,3 +960,27 @@ def test_a_damaged_archive_database_is_refused_naming_it(home, node, tmp_path, r
 
     damaged = variant(node, tmp_path, edit=lambda folder: damage(folder / "mlflow.db", "tags"))
     refused(home, pack(damaged, tmp_path / "damaged.tar.gz"), "its mlflow.db is damaged: SQLite reports")
+
+
+def test_a_suite_cannot_open_a_store_an_import_is_making_until_the_import_ends(tmp_path):
+    """An import makes a new store under the lock a suite takes to make one, held to the end: a
+    suite starting meanwhile waits, and never writes into a store the refused import then removes
+    (it used to open it at once, and its runs went to a deleted file)."""
+    import subprocess
+    import sys
+
+    from ablations.created_store import created_store
+    from conftest import REPO
+
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    code = f"from alexnet.tracking import Tracker; print(Tracker({uri!r}).experiment_id)"
+    with contextlib.chdir(tmp_path), pytest.raises(RuntimeError, match="refused"), created_store(uri):
+        suite = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        with pytest.raises(subprocess.TimeoutExpired):
+            suite.wait(timeout=8)  # it waits for the import (it starts in about 3 s)
+        raise RuntimeError("refused")
+    out, err = suite.communicate(timeout=120)
+    assert suite.returncode == 0, err[-2000:]
+    assert db.exists() and out.strip() == "1"  # its own store, made once the import had gone: its experiment
