@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
 
 from ablations import decision
 from ablations.claims import BY_ID, CLAIMS, SCALES, Arm, Claim, rung, without
@@ -19,6 +18,7 @@ from ablations.rules import RULES, comparison
 from ablations.suite import Suite, SuiteOptions
 from alexnet.plots import plt, save
 from alexnet.tracking import Tracker
+from conftest import REPO
 
 CHECK = """
 import importlib, pkgutil, sys

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+
 from conftest import REPO, data_path, free_port
 
 # 200 images in global batches of 30: six of 30 (15 per rank) and a last one of 20 (10 per rank);

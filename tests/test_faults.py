@@ -10,13 +10,13 @@ import time
 from dataclasses import replace
 
 import pytest
-from conftest import free_port, mlflow_server, run_suite, stop_server, store_state, suite_command
 from mlflow import MlflowClient
 
 from ablations.claims import BY_ID, SCALES
 from ablations.plan import arm_config
 from ablations.suite import Suite, SuiteOptions
 from alexnet.train import train
+from conftest import free_port, mlflow_server, run_suite, stop_server, store_state, suite_command
 
 EPOCHS = 2  # a fault strikes after the first epoch's checkpoint, inside the second
 ARGS = ("--scale", "smoke", "--only", "relu", "--epochs", str(EPOCHS), "--seeds", "1")  # 2 arms x 1 seed: the

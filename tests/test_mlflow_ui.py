@@ -5,9 +5,9 @@ import urllib.request
 
 import mlflow
 import pytest
-from conftest import CHROMEDRIVER, mlflow_server
 
 from ablations.claims import CLAIMS
+from conftest import CHROMEDRIVER, mlflow_server
 
 
 @pytest.fixture

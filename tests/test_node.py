@@ -18,6 +18,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+
 from conftest import REPO, data_path, run_suite
 
 pytestmark = pytest.mark.xdist_group("node")  # its module-scoped fixtures are built once

@@ -7,13 +7,13 @@ import math
 
 import numpy as np
 import pytest
-from conftest import ladder_arms
 from scipy import stats
 
 from ablations import decision as V
 from ablations.ladder import attribute, interactions
 from ablations.rules import RULES
 from ablations.significance import paired, paired_power, seeds_needed, tost_power
+from conftest import ladder_arms
 
 
 def _scipy_p(rule: str, d: np.ndarray, m: float, sign: int) -> tuple[float, str]:

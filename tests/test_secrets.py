@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO, data_path, run_suite
 
 TINY = ["--input-size", "28", "--train-size", "100", "--validation-size", "100", "--epochs", "1",

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, data_path, run_suite, store_state
 
 from ablations.claims import BY_ID, SCALES
 from ablations.plan import arm_config
@@ -19,6 +18,7 @@ from alexnet.config import Config
 from alexnet.env import code_version
 from alexnet.train import train
 from alexnet.untrusted import redact, safe_name
+from conftest import REPO, data_path, run_suite, store_state
 
 SMALL = Config(input_size=28, train_size=100, test_size=100, batch_size=50, epochs=1, device="cpu")
 

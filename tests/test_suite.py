@@ -3,7 +3,6 @@ import csv
 import mlflow
 import pandas as pd
 import pytest
-from conftest import run_suite
 
 from ablations.__main__ import main
 from ablations.claims import BY_ID, SCALES
@@ -11,6 +10,7 @@ from ablations.plan import select_claims
 from ablations.table import COLUMNS, from_store, write_csv
 from alexnet.tracking import Tracker, key_name
 from alexnet.untrusted import csv_cell
+from conftest import run_suite
 
 DEFAULT_SMOKE = select_claims(None, SCALES["smoke"])  # with the arms the smoke scale runs
 

@@ -8,9 +8,9 @@ import uuid
 import mlflow
 import optuna
 import pytest
-from conftest import REPO, data_path
 
 from alexnet.tune import search_space, storage
+from conftest import REPO, data_path
 
 TINY = ["--input-size", "28", "--train-size", "100", "--validation-size", "100", "--epochs", "2",
         "--batch-size", "32", "--params", "lr", "momentum"]

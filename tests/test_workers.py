@@ -6,9 +6,9 @@ import re
 import subprocess
 
 import pytest
-from conftest import mlflow_server, postgres_or_sqlite, store_state, suite_command
 
 from ablations.claims import BY_ID, SCALES
+from conftest import mlflow_server, postgres_or_sqlite, store_state, suite_command
 
 CLAIMS = ("relu", "dropout", "maxpool")  # 12 arm x seed slots, 8 distinct runs (the lecture arm is shared)
 SEEDS = SCALES["smoke"].seeds
