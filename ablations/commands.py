@@ -49,8 +49,21 @@ def store_to_read(uri: str | None, what: str) -> Tracker:
     return tracker
 
 
+UNSAFE = ("sqlalchemy", "mlflow", "sqlite3", "threading.py", "logging")  # code an exception may leave locked
+
+
 def terminate(signum, frame):
-    raise KeyboardInterrupt  # so a SIGTERM marks the current MLflow runs KILLED, not RUNNING
+    """SIGTERM: a KeyboardInterrupt, so that the current MLflow runs end KILLED, not RUNNING. It is
+    raised only outside the store's, SQLite's and threading's code: an exception thrown in there
+    can leave one of their locks held, and the clean-up then waits on it for ever. Inside, it is
+    tried again 20 ms later (SIGALRM)."""
+    while frame is not None:
+        if any(part in frame.f_code.co_filename for part in UNSAFE):
+            signal.signal(signal.SIGALRM, terminate)
+            signal.setitimer(signal.ITIMER_REAL, 0.02)
+            return
+        frame = frame.f_back
+    raise KeyboardInterrupt
 
 
 def tune_arm(argv: list[str]) -> int:
