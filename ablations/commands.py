@@ -16,7 +16,7 @@ from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from alexnet.data import DataError
-from alexnet.stores import TrackingError
+from alexnet.stores import TrackingError, sqlite_path
 from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker, store_uri
 from alexnet.untrusted import Parser, first_line, redact, writable_file, writable_later
 
@@ -37,7 +37,7 @@ def store_to_read(uri: str | None, what: str) -> Tracker:
     in it or beside it. An SQLite store that does not exist yet reads as an empty one (a temporary
     store, removed with the process), once its folder is known to be one that could be created."""
     uri = store_uri(uri)
-    path = Path(uri[len("sqlite:///"):].split("?")[0]) if uri.startswith("sqlite:///") else None
+    path = sqlite_path(uri)
     if path is None or not path.name or os.path.lexists(path):
         return Tracker(uri, create=False)
     writable_later(path.parent, f"MLflow store folder (from --tracking-uri {redact(uri)!r})")

@@ -3,15 +3,13 @@ when the import is refused."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import shutil
 from pathlib import Path
 
-from alexnet.stores import sqlite_lock
-from alexnet.tracking import StoreBusy, Tracker, store_uri
-from alexnet.untrusted import redact
+from alexnet.stores import StoreBusy, sqlite_lock, sqlite_path, writers_lock
+from alexnet.tracking import Tracker, store_uri
 
 
 class created_store:
@@ -28,7 +26,7 @@ class created_store:
 
     def __init__(self, uri: str | None):
         self.uri = uri = store_uri(uri)
-        self.db = Path(uri[len("sqlite:///"):].split("?")[0]).absolute() if uri.startswith("sqlite:///") else None
+        self.db = db.absolute() if (db := sqlite_path(uri)) is not None else None
 
     def __enter__(self) -> Tracker:
         for name in ("mlflow", "alembic"):  # their INFO lines about creating a store's tables
@@ -37,20 +35,18 @@ class created_store:
         self.new_folders = [p for p in self.db.parents if not os.path.exists(p)] if self.fresh else []
         self.root = Path("mlruns").absolute()  # where MLflow puts a new store's artifacts
         self.before = set(self.root.iterdir()) if self.root.is_dir() else None
-        self.lock, self.held = None, contextlib.ExitStack()
+        self.held = contextlib.ExitStack()
         try:
             if self.fresh:  # the lock a suite takes to create a store: none is made here until this import ends
                 self.held.enter_context(sqlite_lock(self.uri))
                 self.fresh = not os.path.exists(self.db)  # made by another process before the lock was ours
             if self.db is not None:
                 self.db.parent.mkdir(parents=True, exist_ok=True)
-                self.lock = self.db.with_name(self.db.name + ".writers").open("a")
                 try:
-                    fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
+                    self.held.enter_context(writers_lock(self.uri, exclusive=True))
+                except StoreBusy:
                     self.fresh = False  # another process is making it: nothing here is ours to remove
-                    raise StoreBusy(f"a suite is running on {redact(self.uri)} (or an import: it holds "
-                                    f"{self.lock.name}): wait for it to finish, then import") from None
+                    raise
             self.tracker = Tracker(self.uri, create=False)
         except BaseException:
             self.__exit__(BaseException, None, None)
@@ -70,6 +66,4 @@ class created_store:
                 for folder in self.new_folders:  # innermost first
                     shutil.rmtree(folder, ignore_errors=True)
         finally:
-            if self.lock is not None:
-                self.lock.close()
             self.held.close()

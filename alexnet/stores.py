@@ -118,13 +118,22 @@ def _probe_database(uri: str) -> None:
             engine.dispose()
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of an ``sqlite:///`` URI (its query left off); None for other stores."""
+    return Path(uri[len("sqlite:///"):].split("?")[0]) if uri.startswith("sqlite:///") else None
+
+
+class StoreBusy(ValueError):
+    """A writer that needs the store to itself found a suite running on it."""
+
+
 @contextmanager
 def sqlite_lock(uri: str):
     """Serialises schema creation when several processes open a fresh SQLite store at once."""
-    if not uri.startswith("sqlite:///"):
+    if (db := sqlite_path(uri)) is None:
         yield
         return
-    path = Path(uri[len("sqlite:///"):] + ".lock")
+    path = Path(f"{db}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -132,3 +141,22 @@ def sqlite_lock(uri: str):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def writers_lock(uri: str, exclusive: bool = False):
+    """The writers' lock of a local SQLite store (a file lock beside the database): suites hold
+    it shared while they run, waiting for an exclusive holder; an import holds it exclusively,
+    and is refused (StoreBusy) while anyone holds it. Other stores: nothing to lock here (an
+    import checks for live runs instead)."""
+    if (db := sqlite_path(uri)) is None:
+        yield
+        return
+    path = Path(f"{db}.writers")
+    with path.open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+        except BlockingIOError:
+            raise StoreBusy(f"a suite is running on {redact(uri)} (or an import: it holds {path}): wait for it to "
+                            "finish, then import") from None
+        yield

@@ -11,7 +11,6 @@ this host, or no heartbeat for $ALEXNET_LEASE_S, default 120, seconds) is marked
 
 from __future__ import annotations
 
-import fcntl
 import os
 import posixpath
 import re
@@ -29,7 +28,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from .result import TrainResult
-from .stores import TrackingError, cannot_open, check_uri, sqlite_lock
+from .stores import TrackingError, cannot_open, check_uri, sqlite_lock, writers_lock
 from .untrusted import env_number, redact, writable_dir
 
 DEFAULT_URI = "sqlite:///mlflow.db"  # embedded store in the working folder
@@ -48,9 +47,6 @@ def lease_s() -> float:
     """Seconds without a heartbeat after which a run's owner counts as dead ($ALEXNET_LEASE_S)."""
     return env_number("ALEXNET_LEASE_S", 120.0, low=1.0)
 
-
-class StoreBusy(ValueError):
-    """A writer that needs the store to itself found a suite running on it."""
 
 STORE_ERRORS = (MlflowException, OSError)  # a store that went away or a full disk, as MLflow reports them
 
@@ -122,23 +118,9 @@ class Tracker:
         if create:
             self._check_artifacts()
 
-    @contextmanager
     def store_lock(self, exclusive: bool = False):
-        """The writers' lock of a local SQLite store (a file lock beside the database): suites hold
-        it shared while they run, waiting for an exclusive holder; an import holds it exclusively,
-        and is refused (StoreBusy) while a suite holds it. Other stores: nothing to lock here (an
-        import checks for live runs instead)."""
-        if not self.uri.startswith("sqlite:///"):
-            yield
-            return
-        path = Path(self.uri[len("sqlite:///"):].split("?")[0] + ".writers")
-        with path.open("a") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
-            except BlockingIOError:
-                raise StoreBusy(f"a suite is running on {self.shown_uri} (it holds {path}): wait for it to "
-                                "finish, then import") from None
-            yield
+        """This store's writers' lock (``stores.writers_lock``)."""
+        return writers_lock(self.uri, exclusive)
 
     def _experiment(self, name: str, create: bool) -> str | None:
         found = self.client.get_experiment_by_name(name)

@@ -11,13 +11,12 @@ import math
 import os
 import warnings
 from dataclasses import replace
-from pathlib import Path
 
 import optuna
 
 from .config import Config
 from .data import FashionMNIST
-from .stores import intact, recover
+from .stores import intact, recover, sqlite_path
 from .tracking import Tracker
 from .train import train
 from .untrusted import csv_cell, first_line, redact
@@ -76,7 +75,7 @@ def suggest(trial: optuna.Trial, space: dict) -> dict:
 def storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
     """The study database, or a ValueError that names the URL (password redacted) and what to check.
     ``create=False``: an SQLite file that does not exist is not made (a ValueError: no study there)."""
-    path = Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+    path = sqlite_path(url)
     if path is not None and not create and not os.path.exists(path):
         raise ValueError(f"no Optuna storage at {path} yet")
     if path is not None and os.path.isfile(path):
