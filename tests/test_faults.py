@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from ablations.claims import BY_ID, SCALES
 from ablations.plan import arm_config
 from ablations.suite import Suite, SuiteOptions
+from alexnet import checkpoint as ckpt
 from alexnet.train import train
 from conftest import free_port, mlflow_server, run_suite, stop_server, store_state, suite_command
 
@@ -69,6 +70,9 @@ def test_killed_mid_epoch_resumes_with_the_same_numbers(tmp_path, sig, fmnist, l
     interrupted = store_state(f"sqlite:///{tmp_path}/mlflow.db", EXPECTED)["arms"]
     assert len(interrupted) == 1
     assert interrupted[0].info.status == ("KILLED" if sig == signal.SIGTERM else "RUNNING")  # SIGKILL can't be caught
+    (checkpoint,) = (tmp_path / "checkpoints").glob("*.pt")
+    done = len(ckpt.load(checkpoint)["epochs"])
+    assert 1 <= done < EPOCHS, done  # the kill struck inside a later epoch: the re-run must train from the checkpoint
 
     rerun = run_suite(tmp_path, *ARGS)
     state = check_recovered(f"sqlite:///{tmp_path}/mlflow.db", ledger, f"{sig.name} mid-epoch",
@@ -78,6 +82,8 @@ def test_killed_mid_epoch_resumes_with_the_same_numbers(tmp_path, sig, fmnist, l
     history = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_metric_history(resumed[0].info.run_id, "test_acc")
     assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))  # epochs from the checkpoint logged too
     assert not list((tmp_path / "checkpoints").glob("*"))
+    stored = json.loads(open(resumed[0].info.artifact_uri.removeprefix("file://") + "/result.json").read())
+    assert len(stored["epochs"]) == EPOCHS > done  # an epoch ran after the resume, in the re-run's process
     same_numbers_as_an_uninterrupted_run(resumed[0], fmnist)
 
 
