@@ -229,3 +229,41 @@ def test_the_bench_writes_its_files_under_the_stores_lock_and_refuses_a_bad_stor
         cli.main(["--smoke", "--out", str(tmp_path / "bench"), "--data-dir", str(data_dir),
                   "--tracking-uri", f"sqlite:///{tmp_path}"])
     assert exit_.value.code == 2 and "invalid MLflow tracking URI" in capsys.readouterr().err
+
+
+def test_both_gates_fail_strictly_above_their_threshold_and_say_by_how_much():
+    """At the threshold exactly a benchmark passes; just above it fails, and the message gives the
+    ratio, the limit, and (count gate) every benchmark, including one the reference lacks."""
+    from bench import reference as refs
+
+    baseline = {"step": 4.0}
+    limit = 4.0 * (1 + gate.MARGIN)
+    assert gate.verdict("step", limit, baseline) is None
+    assert gate.verdict("step", limit * 1.001, baseline) == (
+        f"step: {limit * 1.001:.2f} calibration units, {limit * 1.001 / 4.0:.2f}x its baseline 4.00 "
+        f"(allowed up to {1 + gate.MARGIN:.2f}x)")
+
+    def measured(**per_call):
+        return {"machine": "m", "benchmarks": {n: {"per_call": c, "functions": {"f": c}} for n, c in per_call.items()}}
+
+    reference = {"m": measured(a=1000, b=1000)["benchmarks"]}
+    at = round(1000 * (1 + refs.THRESHOLD))  # 1,050: at the threshold exactly
+    lines, failures = refs.compare(measured(a=at, c=5, b=at + 1), reference)
+    assert lines == [f"a: {at:,} instructions per call, 1.0500x its reference 1,000 (fails above 1.05x)",
+                     f"b: {at + 1:,} instructions per call, 1.0510x its reference 1,000 (fails above 1.05x)"]
+    assert failures[0] == "c: no reference count; run `nox -s perf -- --update-baseline`"
+    assert failures[1].splitlines()[:3] == [lines[1], "  functions that grew most (instructions per call):",
+                                            f"  {'+51':>15}  f"] and len(failures) == 2
+    lines, failures = refs.compare({"machine": "n", "benchmarks": {}}, {**reference, "k": {}})
+    assert failures == [] and lines == ["no instruction-count reference for n (have: m, k); comparison skipped: run "
+                                        "`nox -s perf -- --update-baseline` on this machine class to record one"]
+    assert refs.compare({"machine": "n", "benchmarks": {}}, {})[0][0].startswith(
+        "no instruction-count reference for n (have: none);")
+    stored = {"reference_commit": "a" * 40, "machines": {"m": {}, "k": {}}}
+    assert refs.fallback({"machine": "m"}, stored)[1] == (
+        f"reference commit {'a' * 12} is not in this clone (shallow?): compared with the stored counts of this "
+        "machine class instead")
+    assert refs.fallback({"machine": "x"}, {"reference_commit": None, "machines": {}})[1] == (
+        "reference commit none is not in this clone, and no counts are stored for x (stored: none); comparison "
+        "skipped: fetch the full history, or run `nox -s perf -- --update-baseline` on this machine class")
+    assert "(stored: m, k)" in refs.fallback({"machine": "x"}, stored)[1]

@@ -126,3 +126,47 @@ def test_sequential_looks_keep_the_false_positive_rate_on_null_data():
         naive += any(p < 0.05 for p in ps)  # peeking without correction
     assert false_positives / suites <= 0.05
     assert naive / suites > 0.08  # what the correction prevents
+
+
+def _two_way(a, b):
+    """The crossed seeds x images standard error and Welch-Satterthwaite df, written out in plain Python."""
+    seeds, images = len(a), len(a[0])
+    b_mean = sum(b) / images
+    per_seed = [sum(row) / images - b_mean for row in a]
+    per_image = [sum(row[i] for row in a) / seeds - b[i] for i in range(images)]
+
+    def var(xs):
+        m = sum(xs) / len(xs)
+        return sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
+
+    v_seed = var(per_seed) / seeds if seeds > 1 else 0.0
+    v_image = var(per_image) / images
+    se = math.sqrt(v_seed + v_image)
+    denominator = (v_seed**2 / (seeds - 1) if seeds > 1 else 0.0) + v_image**2 / (images - 1)
+    return sum(per_seed) / seeds, se, (se**4 / denominator if denominator else images - 1)
+
+
+@pytest.mark.parametrize("seeds", [1, 2, 3])
+def test_image_paired_standard_error_and_degrees_of_freedom_recomputed(seeds):
+    """An SVM compared image by image: the seeds' and the images' parts of the variance, and
+    Welch-Satterthwaite's df, against a plain-Python recomputation; one seed has no seed part."""
+    from ablations.significance import image_paired
+
+    rng = np.random.default_rng(seeds)
+    a = (rng.random((seeds, 400)) < rng.uniform(0.6, 0.9, (seeds, 1))).astype(float)
+    b = (rng.random(400) < 0.7).astype(float)
+    d = image_paired(a, b)
+    diff, se, df = _two_way(a.tolist(), b.tolist())
+    assert (d.diff, d.se, d.df) == pytest.approx((diff, se, df), rel=1e-9) and math.isfinite(d.se) and d.paired
+    assert d.method == (f"paired by seed and image, t ({seeds} seeds x 400 images: the seeds' and the images' "
+                        "spread)")
+    same = image_paired(np.ones((1, 50)), np.zeros(50))  # every image +1: no spread at all
+    assert (same.diff, same.se, same.df) == (1.0, 0.0, 49.0)
+
+
+def test_welch_at_two_runs_per_arm_matches_scipy():
+    a, b = [0.81, 0.84], [0.79, 0.80, 0.78]
+    d = welch(a, b)
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    assert d.method == "Welch t" and d.p_differs(0) == pytest.approx(ref.pvalue)
+    assert d.interval() == pytest.approx(tuple(ref.confidence_interval(0.95)))

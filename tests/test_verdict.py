@@ -274,3 +274,80 @@ def test_matches_contradicts_on_the_prediction_interval_not_on_the_seed_mean():
     beyond = 0.88 + prediction_half_width(xs) + 0.02 + 0.001
     assert V.matches({"test_acc": xs}, {"test_acc": beyond}, {"test_acc": 0.02}).verdict == "contradicted"
     assert V.matches({"test_acc": xs}, {"test_acc": beyond - 0.002}, {"test_acc": 0.02}).verdict == "inconclusive"
+
+
+def test_the_binomial_floor_is_at_each_arms_mean_accuracy_over_its_finished_runs_only():
+    """The evidence gives the test set's binomial SE at each compared arm's own mean test accuracy,
+    over that arm's finished runs: a diverged run is left out."""
+    import math
+
+    from ablations.claims import BY_ID, SCALES
+    from ablations.judge import judge_claim
+
+    relu = BY_ID["relu"]
+    runs = _runs(relu, {"relu": [0.70, 0.74, 0.72], "sigmoid": [0.60, 0.62, 0.61]})
+    diverged = _runs(relu, {"relu": [0.05] * 4})[3]
+    diverged.result.status = "diverged"
+    report = judge_claim(relu, runs + [diverged], SCALES["quick"])
+    se = {arm: math.sqrt(acc * (1 - acc) / 1000) for arm, acc in (("relu", 0.72), ("sigmoid", 0.61))}
+    assert report.stats["images"] == 1000 and report.stats["binomial_se"] == pytest.approx(max(se.values()))
+    assert (f"test-set binomial SE ±{se['relu']:.4f} at relu's accuracy 0.720, ±{se['sigmoid']:.4f} at sigmoid's "
+            "0.610, on 1,000 images") in "\n".join(report.evidence)
+
+
+def _with_gaps(runs, gaps):
+    """The runs with train_eval_acc set so that each arm's train - test gap is ``gaps[arm][seed]``."""
+    for r in runs:
+        r.result.epochs[-1]["train_eval_acc"] = r.result.epochs[-1]["test_acc"] + gaps[r.arm][r.seed]
+    return runs
+
+
+def _paired_interval(a, b):
+    from scipy import stats as st
+
+    d = [x - y for x, y in zip(a, b)]
+    half = st.t.ppf(0.975, len(d) - 1) * stdev(d) / len(d) ** 0.5
+    return sum(d) / len(d), sum(d) / len(d) - half, sum(d) / len(d) + half
+
+
+@pytest.mark.parametrize("claim_id, metric, context, favoured, other, worse", [
+    ("augment", {"augment": [0.70, 0.72, 0.71], "none": [0.60, 0.61, 0.62]},
+     {"augment": [0.10, 0.11, 0.12], "none": [0.02, 0.03, 0.02]}, "augment", "none", "higher"),
+    ("dropout", {"p=0.5": [0.010, 0.012, 0.011], "p=0": [0.080, 0.090, 0.085]},
+     {"p=0.5": [0.80, 0.81, 0.805], "p=0": [0.85, 0.86, 0.855]}, "p=0.5", "p=0", "lower")])
+def test_a_context_metric_is_compared_beside_and_a_sure_cost_is_a_caveat_of_a_reproduced_claim(
+        claim_id, metric, context, favoured, other, worse):
+    """A claim's context metric (augment: the gap, lower is better; dropout: test accuracy, higher is
+    better) is described beside the verdict; when the claim is reproduced and the favoured arm is
+    surely worse on it (its 95% interval excludes 0 on the bad side), the cost is a caveat with the
+    interval. Not reproduced, or not surely worse: no caveat."""
+    from ablations.claims import BY_ID, METRICS, SCALES
+    from ablations.judge import judge_claim
+
+    claim = BY_ID[claim_id]
+    name = claim.context_metrics[0]
+    acc, gaps = (metric, context) if claim.metric == "test_acc" else (context, metric)
+    report = judge_claim(claim, _with_gaps(_runs(claim, acc), gaps), SCALES["quick"])
+    assert report.verdict == "reproduced", report.evidence
+    diff, low, high = _paired_interval(context[favoured], context[other])
+    assert (low > 0) == (worse == "higher") and (high < 0) == (worse == "lower")
+    bounds = sorted((abs(low), abs(high)))
+    assert f"at a cost: {favoured}'s {name} is {worse} by {abs(diff):.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]" in \
+        report.caveats
+    line = next(e for e in report.evidence if e.startswith("context: "))
+    assert line.startswith(f"context: {name}: {favoured} {sum(context[favoured]) / 3:.4f}"), line
+    assert f"vs {other} {sum(context[other]) / 3:.4f}" in line and METRICS[name] == (worse == "lower")
+
+    swapped = {favoured: context[other], other: context[favoured]}  # the favoured arm now better on it
+    if claim.metric == "test_acc":
+        better_on_it = judge_claim(claim, _with_gaps(_runs(claim, acc), swapped), SCALES["quick"])
+        noise = {favoured: [0.60, 0.64, 0.61], other: [0.61, 0.60, 0.62]}  # not reproduced, same cost
+        undecided = judge_claim(claim, _with_gaps(_runs(claim, noise), gaps), SCALES["quick"])
+    else:
+        better_on_it = judge_claim(claim, _with_gaps(_runs(claim, swapped), gaps), SCALES["quick"])
+        noise = {favoured: [0.040, 0.090, 0.060], other: [0.080, 0.050, 0.070]}
+        undecided = judge_claim(claim, _with_gaps(_runs(claim, context), noise), SCALES["quick"])
+    assert better_on_it.verdict == "reproduced" and undecided.verdict != "reproduced"
+    for r in (better_on_it, undecided):
+        assert not [c for c in r.caveats if c.startswith("at a cost")], r.caveats
+        assert any(e.startswith(f"context: {name}: ") for e in r.evidence)
