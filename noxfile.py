@@ -111,3 +111,12 @@ def perf(session: nox.Session) -> None:
     then normalised wall-clock times (2x); ``-- --update-baseline`` stores new baselines of both."""
     session.run(python(session), "-m", "pytest", "bench/test_perf.py", "-p", "no:cacheprovider",
                 "--benchmark-columns=min,median,iqr,rounds", *session.posargs)
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the core (tests/mutation.py): mutmut's mutants of the statistics and verdict
+    modules, the archive import's checks, the trainer's resume and checkpoint and the count gate's
+    thresholds, each run against the fast tests that call it; writes results/mutation/report.md and
+    fails when a group misses its target. ``-- --report`` rewrites the report from mutants/ only."""
+    session.run(python(session), "tests/mutation.py", *session.posargs, env=ONE_THREAD)
