@@ -351,3 +351,63 @@ def test_a_context_metric_is_compared_beside_and_a_sure_cost_is_a_caveat_of_a_re
     for r in (better_on_it, undecided):
         assert not [c for c in r.caveats if c.startswith("at a cost")], r.caveats
         assert any(e.startswith(f"context: {name}: ") for e in r.evidence)
+
+
+def test_a_stated_ratio_is_reported_with_the_measured_one_and_the_factor():
+    inside, outside = V.ratio(3.0, 4.0, "FLOPs"), V.ratio(9.0, 4.0, "FLOPs", factor=2)
+    assert (inside.verdict, inside.evidence) == ("reproduced", "FLOPs: measured 3x vs stated 4x (within a factor of 2)")
+    assert (outside.verdict, outside.evidence) == ("contradicted",
+                                                   "FLOPs: measured 9x vs stated 4x (outside a factor of 2)")
+    assert inside.stats == {"measured": 3.0, "stated": 4.0}
+
+
+def test_seed_counts_are_written_exactly_up_to_ten_thousand_and_as_a_bound_beyond():
+    assert V._seeds(10_000) == "10,000 seeds" and V._seeds(10_001) == "more than 10,000 seeds"
+    assert V._seeds_range(7, 7) == "7 seeds" and V._seeds_range(7, 10_000) == "7–10,000 seeds"
+    assert V._seeds_range(7, 10_001) == "7 to more than 10,000 seeds"
+
+
+def test_no_gain_p_values_are_the_doubled_one_sided_tail_and_a_gain_of_exactly_m_contradicts():
+    from ablations.significance import paired
+
+    d = paired([0.60, 0.62, 0.61], [0.60, 0.61, 0.60])  # gain 0.0067 +- 0.0029 (sd of the differences)
+    diffs = [0.0, 0.01, 0.01]
+    for m, word, alternative in ((0.02, "reproduced", "less"), (0.001, "contradicted", "greater")):
+        p, got = V.decide_no_gain(d, m)
+        assert got == word and p == pytest.approx(min(1.0, 2 * stats_t_p(diffs, m, alternative)))
+    assert V.decide_no_gain(d, d.diff)[1] == "contradicted"  # not below m: no gain of less than m shown
+    lower = V.decide_no_gain(paired([0.60, 0.61, 0.60], [0.60, 0.62, 0.61]), 0.02, higher_is_better=False)
+    assert lower == V.decide_no_gain(d, 0.02)  # lower is better: the sign flips, the same decision
+    assert V.no_gain([0.60, 0.62, 0.61], [0.60, 0.61, 0.60], 0.02, names=("x", "y")).evidence.startswith("value: x ")
+
+
+def stats_t_p(diffs, m, alternative):
+    from scipy import stats
+
+    return stats.ttest_1samp(diffs, m, alternative=alternative).pvalue
+
+
+def test_the_size_claim_is_judged_from_the_built_models_parameters_and_flops():
+    """AlexNet-224 over LeNet: the parameter ratio (recounted here from the modules' tensors) and
+    the FLOP ratio, each against the lecture's stated ratio within a factor of 2."""
+    from ablations.claims import BY_ID, SCALES, STATED_RATIOS
+    from ablations.judge import judge_claim
+    from alexnet.config import Config
+    from alexnet.model import build_alexnet, build_lenet, flops_per_image
+
+    alex, lenet = build_alexnet(Config()), build_lenet()
+    params = [sum(p.numel() for p in m.parameters()) for m in (alex, lenet)]
+    flops = [flops_per_image(alex, 224), flops_per_image(lenet, 28)]
+    report = judge_claim(BY_ID["size"], [], SCALES["quick"])
+    assert report.stats["params_ratio"] == pytest.approx(params[0] / params[1])
+    assert report.stats["flops_ratio"] == pytest.approx(flops[0] / flops[1])
+    holds = {k: STATED_RATIOS[k] / 2 <= r <= STATED_RATIOS[k] * 2
+             for k, r in (("params", params[0] / params[1]), ("flops", flops[0] / flops[1]))}
+    assert report.verdict == ("reproduced" if all(holds.values()) else "contradicted")
+    assert report.evidence[:3] == [
+        f"parameters: measured {params[0] / params[1]:,.0f}x vs stated {STATED_RATIOS['params']:,.0f}x "
+        f"({'within' if holds['params'] else 'outside'} a factor of 2)",
+        f"FLOPs/image: measured {flops[0] / flops[1]:,.0f}x vs stated {STATED_RATIOS['flops']:,.0f}x "
+        f"({'within' if holds['flops'] else 'outside'} a factor of 2)",
+        f"AlexNet-224 {params[0]:,} parameters, {flops[0]:,} FLOPs/image; LeNet {params[1]:,} parameters, "
+        f"{flops[1]:,} FLOPs/image"]
