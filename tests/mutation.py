@@ -39,7 +39,13 @@ GROUPS = {
                                        "alexnet.train.x__rng_state__*", "alexnet.train.x__set_rng_state__*"], 0.80,
                                       "its tests train and resume: about 30 s of tests per mutant, 2 h for the group"),
 }
-KILLED, SURVIVED = {1, 3, 24, -24, 36, 152, 255}, {0, 5, 33}  # timeouts count as killed; "no tests" survives
+KILLED, SURVIVED = {"killed", "timeout"}, {"survived", "no tests"}  # of mutmut's statuses
+
+
+def status(code: int | None) -> str:
+    from mutmut.stats import status_by_exit_code
+
+    return status_by_exit_code[code]
 
 
 def group_of(name: str) -> str | None:
@@ -80,8 +86,8 @@ def report(commit: str, command: str) -> int:
             groups[group] = {"not_run": waits, "target": target}
             continue
         names = sorted(n for n in codes if group_of(n) == group)
-        killed = [n for n in names if codes[n] in KILLED]
-        alive = [n for n in names if codes[n] in SURVIVED]
+        killed = [n for n in names if status(codes[n]) in KILLED]
+        alive = [n for n in names if status(codes[n]) in SURVIVED]
         unchecked = [n for n in names if n not in killed and n not in alive]
         equivalent = [n for n in alive if reason(same, n)]
         score = len(killed) / max(1, len(names) - len(equivalent) - len(unchecked))
@@ -93,7 +99,8 @@ def report(commit: str, command: str) -> int:
         if unchecked:
             problems.append(f"{group}: {len(unchecked)} mutants not checked (mutmut ended early?), e.g. {unchecked[0]}")
         for n in alive:
-            survivors.append({"group": group, "mutant": n, "no_tests": codes[n] != 0, "equivalent": reason(same, n),
+            survivors.append({"group": group, "mutant": n, "no_tests": status(codes[n]) == "no tests",
+                              "equivalent": reason(same, n),
                               "known": reason(known, n), "diff": diff(n)})
     ran = [n for n in codes if "score" in groups[group_of(n)]]
     stale = sorted(p for p in {**same, **known} if any(fnmatch(n, p) for n in ran)
@@ -141,13 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(REPO)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
     if args.rerun_survivors:
-        names = [n for n, code in outcomes().items() if code in SURVIVED]
+        names = [n for n, code in outcomes().items() if status(code) in SURVIVED]
         (REPO / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # new tests: which test calls what, again
-        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children), *names],
-                       check=True)
     elif not args.report:
-        patterns = [p for patterns, _, waits in GROUPS.values() if not waits for p in patterns]
-        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children), *patterns],
+        names = [p for patterns, _, waits in GROUPS.values() if not waits for p in patterns]
+    if args.rerun_survivors or not args.report:
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children), *names],
                        check=True)
     return report(commit, "nox -s mutants")
 
