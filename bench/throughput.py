@@ -7,9 +7,12 @@ per image come from the model's own count (training counted as 3x the forward pa
 input gradients, weight gradients; the first layer needs no input gradient, so this slightly
 overstates the work); the ceiling is the fastest of a few dense square matrix products at the
 same precision, measured in the same run, large and long enough at every scale to be one (at
-least 1024 and 2048 on a CPU, 4096 on a GPU, each timed over 15 products after 3 of warm-up): a case
-above its ceiling is listed in ``over_ceiling``, which ``python -m bench`` reports as an error, as
-it does a case that raised (``failed``; the sweep goes on). A compiled case is skipped, with the
+least 1024 and 2048 on a CPU, 4096 on a GPU, each timed over 15 products after 3 of warm-up). The
+ceiling is a maximum, and one measured while the machine is busy understates it: when a case beats it,
+its precision's ceiling is measured again after the sweep, the higher value kept and the fractions
+recomputed (``ceiling_remeasured``). A case still more than ``CEILING_TOLERANCE`` above it is listed
+in ``over_ceiling``, which ``python -m bench`` reports as an error, as it does a case that raised
+(``failed``; the sweep goes on). A compiled case is skipped, with the
 reason, where torch.compile cannot run (no triton for CUDA, no C++ compiler for the CPU).
 """
 
@@ -32,6 +35,10 @@ from alexnet.train import build, train_step
 
 TRAIN_FLOP_FACTOR = 3  # backward costs about twice the forward
 CEILING_TIMING = dict(warmup=3, repeats=5, steps=3)  # at least this much at every scale
+# how far above its ceiling a case may run before the ceiling counts as mismeasured: on an idle 2-core
+# machine the smoke sweep's 28-px NHWC inference ran at 69-99% of the ceiling, which itself varied 8% between
+# runs, and at 101% in CI while the other test worker was busy (that ceiling was 15% below the idle ones)
+CEILING_TOLERANCE = 1.10
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,20 @@ def grid(device: torch.device, quick: bool) -> list[Case]:
     return list(dict.fromkeys(cases))
 
 
+def settle_ceilings(rows: list[dict], ceilings: dict, measure_again) -> tuple[list[str], list[str]]:
+    """Measures again (``measure_again(precision)``, after the sweep) the ceiling of every precision a
+    case beat; keeps the higher value in ``ceilings`` and recomputes those rows' fractions. Returns the
+    precisions measured again and the cases still above their ceiling by more than the tolerance."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    beaten = sorted({r["precision"] for r in ok if r["fraction_of_ceiling"] > 1})
+    for prec in beaten:
+        ceilings[prec] = max(ceilings[prec], measure_again(prec))
+        for r in ok:
+            if r["precision"] == prec:
+                r["fraction_of_ceiling"] = r["tflops"] * 1e12 / ceilings[prec]
+    return beaten, [r["label"] for r in ok if r["fraction_of_ceiling"] > CEILING_TOLERANCE]
+
+
 def sweep(device: torch.device, scale: str, images, labels, progress=None, budget_s: float = math.inf) -> dict:
     """``scale``: full (the GPU sweep), node (the GPU node's short list), quick (a CPU sweep) or
     smoke (three cases, for tests). Cases that would start after ``budget_s`` are listed as skipped."""
@@ -194,7 +215,9 @@ def sweep(device: torch.device, scale: str, images, labels, progress=None, budge
             rows.append({**asdict(case), "label": case.label, "status": f"failed: {type(exc).__name__}: {exc}"[:300]})
         if progress:
             progress(case, rows[-1])
-    over = [r["label"] for r in rows if r["status"] == "ok" and r["fraction_of_ceiling"] > 1]
+    remeasured, over = settle_ceilings(
+        rows, ceilings, lambda prec: max(matmul_ceiling(prec, device, n, **ceiling_timing) for n in sizes))
     failed = [r["label"] for r in rows if r["status"].startswith("failed")]
     return {"ceilings_tflops": {p: c / 1e12 for p, c in ceilings.items()}, "matmul_sizes": sizes, "timing": timing,
-            "ceiling_timing": ceiling_timing, "rows": rows, "over_ceiling": over, "failed": failed}
+            "ceiling_timing": ceiling_timing, "ceiling_remeasured": remeasured, "rows": rows, "over_ceiling": over,
+            "failed": failed}

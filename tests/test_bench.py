@@ -3,7 +3,16 @@ import torch
 
 from bench import gate
 from bench.__main__ import summary
-from bench.throughput import CEILING_TIMING, Case, _batches, grid, matmul_ceiling, measure
+from bench.throughput import (
+    CEILING_TIMING,
+    CEILING_TOLERANCE,
+    Case,
+    _batches,
+    grid,
+    matmul_ceiling,
+    measure,
+    settle_ceilings,
+)
 
 
 def test_grid_covers_the_issue_axes():
@@ -76,7 +85,9 @@ def test_bench_cli_writes_csv_json_plot_and_logs_to_mlflow(tmp_path, data_dir):
     folder = tmp_path / "bench" / "cpu"
     result = json.loads((folder / "bench.json").read_text())
     assert len(result["rows"]) == 3 and all(r["status"] == "ok" for r in result["rows"])
-    assert all(0 < r["fraction_of_ceiling"] < 1 for r in result["rows"]) and result["over_ceiling"] == []
+    # a case may beat a ceiling measured while the other test worker is busy, within the tolerance
+    assert all(0 < r["fraction_of_ceiling"] <= CEILING_TOLERANCE for r in result["rows"])
+    assert result["over_ceiling"] == []
     assert set(result["ceilings_tflops"]) == {"fp32"}  # only the precisions the cases use are measured
     assert result["summary"]["device_vs_lecture_pipeline"] > 0 and result["ceilings_tflops"]["fp32"] > 0
     assert (folder / "bench.csv").read_text().count("\n") == 4
@@ -99,9 +110,56 @@ def test_a_case_above_its_ceiling_is_an_error_and_the_numbers_are_kept(tmp_path,
     monkeypatch.setattr(throughput, "matmul_ceiling", lambda *args, **kwargs: 1.0)  # 1 FLOP/s
     assert cli.main(["--smoke", "--out", str(tmp_path / "bench"), "--data-dir", str(data_dir), "--no-mlflow"]) == 1
     err = capsys.readouterr().out
-    assert "above the measured matmul ceiling: train 28px b8 fp32" in " ".join(err.split())
+    assert ("above the measured matmul ceiling (by more than 10%, after measuring it again): train 28px b8 fp32"
+            in " ".join(err.split()))
     result = json.loads((tmp_path / "bench" / "cpu" / "bench.json").read_text())
     assert len(result["over_ceiling"]) == 3 and all(r["status"] == "ok" for r in result["rows"])
+    assert result["ceiling_remeasured"] == ["fp32"]  # measured again, low again: still an error
+
+
+def test_a_ceiling_a_case_beats_is_measured_again_after_the_sweep_and_the_higher_value_kept(
+        tmp_path, data_dir, monkeypatch, capsys):
+    """Fault injected: the ceiling measured before the sweep reads far too low, as on a busy machine
+    (contention cannot be made on demand), the one after it reads right. The CLI keeps the second,
+    recomputes the fractions and exits 0; a ceiling that reads low both times stays an error (above)."""
+    import json
+
+    from bench import __main__ as cli
+    from bench import throughput
+
+    real, calls = throughput.matmul_ceiling, []
+
+    def busy_then_idle(prec, device, n, **timing):
+        calls.append(n)
+        return 1.0 if len(calls) <= 2 else real(prec, device, n, **timing)  # 2 sizes before the sweep
+
+    monkeypatch.setattr(throughput, "matmul_ceiling", busy_then_idle)
+    assert cli.main(["--smoke", "--out", str(tmp_path / "bench"), "--data-dir", str(data_dir), "--no-mlflow"]) == 0
+    assert calls == [1024, 2048, 1024, 2048]
+    out = " ".join(capsys.readouterr().out.split())
+    assert "a case beat the fp32 ceiling measured before the sweep, so it was measured again" in out
+    result = json.loads((tmp_path / "bench" / "cpu" / "bench.json").read_text())
+    assert result["ceiling_remeasured"] == ["fp32"] and result["over_ceiling"] == []
+    ceiling = result["ceilings_tflops"]["fp32"] * 1e12
+    assert ceiling > 1e9  # the second, real measurement
+    for r in result["rows"]:
+        assert r["fraction_of_ceiling"] == pytest.approx(r["tflops"] * 1e12 / ceiling, rel=1e-12)
+
+
+def test_settling_measures_again_only_the_beaten_precisions_keeps_the_higher_and_allows_the_tolerance():
+    def row(label, prec, fraction):  # a row as measure() makes it, at a ceiling of 1 TFLOP/s
+        return dict(status="ok", precision=prec, label=label, tflops=fraction, fraction_of_ceiling=fraction)
+
+    rows = [row("a", "fp32", 1.2), row("b", "fp32", 0.6), row("c", "bf16", 0.5), dict(status="oom", label="d")]
+    ceilings, asked = {"fp32": 1e12, "bf16": 1e12}, []
+    again, over = settle_ceilings(rows, ceilings, lambda prec: asked.append(prec) or 1.1e12)
+    assert again == asked == ["fp32"] and ceilings == {"fp32": 1.1e12, "bf16": 1e12}
+    assert [r.get("fraction_of_ceiling") for r in rows] == pytest.approx([1.2 / 1.1, 0.6 / 1.1, 0.5, None])
+    assert over == []  # 1.09x: within the tolerance
+    rows = [row("a", "fp32", CEILING_TOLERANCE + 0.01), row("b", "fp32", CEILING_TOLERANCE - 0.01)]
+    again, over = settle_ceilings(rows, {"fp32": 1e12}, lambda prec: 0.5e12)  # lower again: the first kept
+    assert again == ["fp32"] and over == ["a"] and rows[0]["fraction_of_ceiling"] == CEILING_TOLERANCE + 0.01
+    assert settle_ceilings([row("a", "fp32", 1.0)], {"fp32": 1e12}, lambda prec: 1 / 0) == ([], [])  # not beaten
 
 
 def test_a_failing_case_is_an_error_the_others_are_measured_and_compile_without_a_compiler_is_skipped(
