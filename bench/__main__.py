@@ -92,6 +92,26 @@ def log(result: dict, folder: Path, env: dict, scale: str, tracker: Tracker) -> 
             tracker.log_artifact(folder / name)
 
 
+def outcome(result: dict, folder: Path) -> int:
+    """Says what the sweep's numbers rest on; 1 when a case is above its ceiling or failed, else 0."""
+    if result["ceiling_remeasured"]:
+        console.print(f"note: a case beat the {', '.join(result['ceiling_remeasured'])} ceiling measured before the "
+                      "sweep, so it was measured again after it: the ceilings table and bench.csv use the higher "
+                      "value (the percentages printed during the sweep, the first)",
+                      highlight=False)
+    if result["over_ceiling"]:  # a fraction above 1 means the ceiling was mismeasured, not a fast case
+        console.print(f"[red]error:[/] above the measured matmul ceiling (by more than {CEILING_TOLERANCE - 1:.0%}, "
+                      f"after measuring it again): {', '.join(result['over_ceiling'])}; the "
+                      f"ceiling (n in {result['matmul_sizes']}) is not one on this device: its numbers are kept in "
+                      f"{folder}, but their fractions of ceiling are wrong", highlight=False)
+        return 1
+    if result["failed"]:
+        console.print(f"[red]error:[/] {len(result['failed'])} case(s) failed (their status in {folder}/bench.csv): "
+                      f"{', '.join(result['failed'])}", highlight=False)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="python -m bench", description=__doc__)
     p.add_argument("--scale", choices=["full", "node", "quick", "smoke"], default="full",
@@ -141,23 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         if tracker:
             log(result, folder, env, scale, tracker)
     console.print(f"wrote {folder}/bench.csv, bench.json, bench.png")
-    if result["ceiling_remeasured"]:
-        console.print(f"note: a case beat the {', '.join(result['ceiling_remeasured'])} ceiling measured before the "
-                      "sweep, so it was measured again after it: the ceilings table and bench.csv use the higher "
-                      "value (the percentages printed during the sweep, the first)",
-                      highlight=False)
-    if result["over_ceiling"]:  # a fraction above 1 means the ceiling was mismeasured, not a fast case
-        console.print(f"[red]error:[/] above the measured matmul ceiling (by more than {CEILING_TOLERANCE - 1:.0%}, "
-                      f"after measuring it again): {', '.join(result['over_ceiling'])}; the "
-                      f"ceiling (n in {result['matmul_sizes']}) is not one on this device: its numbers are kept in "
-                      f"{folder}, but their fractions of ceiling are wrong", highlight=False)
-        return 1
-    if result["failed"]:
-        console.print(f"[red]error:[/] {len(result['failed'])} case(s) failed (their status in {folder}/bench.csv): "
-                      f"{', '.join(result['failed'])}", highlight=False)
-        return 1
-    return 0
-
+    return outcome(result, folder)
 
 if __name__ == "__main__":
     sys.exit(main())
