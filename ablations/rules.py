@@ -217,7 +217,9 @@ def _shapes(claim: Claim, runs: list, ctx: Context) -> Judged:
     trace = [(r.layer, r.shape) for r in shape_trace(build_alexnet(Config()), 224)]
     wrong = [f"layer {i}: {ours} vs lecture {theirs}" for i, (ours, theirs) in
              enumerate(zip(trace, LECTURE_TRACE)) if ours != theirs]
-    same = not wrong and len(trace) == len(LECTURE_TRACE)
+    if len(trace) != len(LECTURE_TRACE):
+        wrong.append(f"the model has {len(trace)} layers, the printout {len(LECTURE_TRACE)}")
+    same = not wrong
     text = f"all {len(trace)} layers match the printout" if same else "; ".join(wrong)
     return Judged([decision.Verdict("reproduced" if same else "contradicted", "")], {"layers": len(trace)}, [text])
 

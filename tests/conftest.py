@@ -268,3 +268,19 @@ def ladder_arms(names: list[str]) -> dict:
 
     return {n: rung(n[2:], {}) if n.startswith("+ ") else without(n[2:], {}) if n.startswith("− ") else Arm()
             for n in names}
+
+
+def arm_run(claim, arm: str, seed: int, test: float, *, train: float | None = None, config=None, correct=None,
+            images: int = 1000, status: str = "finished", split: str = "test"):
+    """A one-epoch run of ``claim``'s ``arm`` as the store gives it back: final test accuracy ``test``,
+    train accuracy ``train`` (default: the same), per-image outcomes ``correct`` (bools) if given."""
+    from ablations.judge import ArmRun
+    from alexnet.config import Config
+    from alexnet.result import TrainResult, pack
+
+    train = test if train is None else train
+    result = TrainResult({}, seed, {}, split, 1, 1, 100, images, status=status,
+                         epochs=[{"epoch": 1, "train_loss": 1.0, "train_acc": train, f"{split}_acc": test,
+                                  "test_acc": test, "train_eval_acc": train, "epoch_time_s": 1.0}],
+                         eval_correct="" if correct is None else pack([correct]))
+    return ArmRun(arm, seed, config or Config(), result, "", True, claim)

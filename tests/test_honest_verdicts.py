@@ -8,20 +8,11 @@ import numpy as np
 import pytest
 
 from ablations.claims import BY_ID, SCALES, Claim
-from ablations.judge import ArmRun, judge_all, judge_claim
+from ablations.judge import judge_all, judge_claim
 from ablations.report import read_verdicts, write_markdown
 from ablations.significance import image_paired, paired
 from alexnet.config import Config
-from alexnet.result import TrainResult, pack
-
-
-def _run(claim, arm, seed, test, *, train=None, config=Config(), correct=None, images=1000):
-    result = TrainResult({}, seed, {}, "test", 1, 1, 100, images, status="finished",
-                         epochs=[{"epoch": 1, "train_loss": 1.0, "train_acc": test if train is None else train,
-                                  "test_acc": test, "train_eval_acc": test if train is None else train,
-                                  "epoch_time_s": 1.0}],
-                         eval_correct="" if correct is None else pack([correct]))
-    return ArmRun(arm, seed, config, result, "", True, claim)
+from conftest import arm_run as _run
 
 
 def test_an_arm_at_chance_on_every_seed_is_named_and_the_verdict_says_what_it_then_measures():
