@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ablations import decision as V
+from ablations.claims import Claim
 
 
 def test_clear_win_is_reproduced():
@@ -411,3 +412,126 @@ def test_the_size_claim_is_judged_from_the_built_models_parameters_and_flops():
         f"({'within' if holds['flops'] else 'outside'} a factor of 2)",
         f"AlexNet-224 {params[0]:,} parameters, {flops[0]:,} FLOPs/image; LeNet {params[1]:,} parameters, "
         f"{flops[1]:,} FLOPs/image"]
+
+
+def test_a_comparison_reports_every_figure_it_decides_with_under_its_own_name():
+    """Each figure of a paired comparison, recomputed here with numpy, and each line of its evidence:
+    the test, the Holm step and the look's alpha, the noise floor, the seed left out of the pairs."""
+    a, b = {0: 0.80, 1: 0.84, 2: 0.83, 3: 0.81}, {0: 0.70, 1: 0.71, 2: 0.74, 3: 0.70, 5: 0.9}
+    v = V.better(a, b, 0.02, names=("relu", "sigmoid"), metric="test_acc", images=1000, accuracy=(0.82, 0.71),
+                 p_adjusted=0.004, family=3, alpha=0.0253)
+    xa, xb = np.array([a[s] for s in range(4)]), np.array([b[s] for s in range(4)])
+    d, s = xa - xb, v.stats
+    sd_a, sd_b, sd_d = xa.std(ddof=1), xb.std(ddof=1), d.std(ddof=1)
+    assert (s["mean_a"], s["mean_b"], s["sd_a"], s["sd_b"], s["sd_diff"]) == pytest.approx(
+        (xa.mean(), xb.mean(), sd_a, sd_b, sd_d))
+    assert s["diff"] == s["gain"] == pytest.approx(d.mean()) and (s["n_a"], s["n_b"]) == (4, 4)
+    assert s["cohens_d"] == pytest.approx(d.mean() / np.sqrt((sd_a**2 + sd_b**2) / 2))
+    assert (s["paired"], s["method"], s["flat"], s["min_effect"], s["family"]) == (1, "paired t", 0, 0.02, 3)
+    assert (s["p_holm"], s["alpha"], s["power_alpha"]) == (0.004, 0.0253, pytest.approx(0.0253 / 3))
+    assert s["images"] == 1000 and v.verdict == "reproduced"
+    first, floor, note = v.evidence.split("\n")
+    assert first.startswith(f"test_acc: relu {xa.mean():.4f} ± {sd_a:.4f} vs sigmoid {xb.mean():.4f} ± {sd_b:.4f} "
+                            f"(4 seeds, paired by seed); difference {d.mean():+.4f} [unadjusted 95% CI ")
+    assert first.endswith(f", paired t], P(relu > sigmoid) 1.00, p {s['p']:.3g}, Holm-adjusted 0.004 over 3 "
+                          "comparisons, decided at α = 0.0253; expected relu higher by more than 0.02 (the gain's "
+                          "interval above 0.02; below 0.02: contradicted)")
+    assert floor.startswith("noise floor: test-set binomial SE ±") and floor.endswith(
+        f"on 1,000 images; seed-to-seed sd relu {sd_a:.4f}, sigmoid {sd_b:.4f}, of the paired differences {sd_d:.4f}")
+    assert note == "seeds 5 finished in one arm only: left out of the pairs"
+
+
+def test_a_lower_is_better_comparison_of_unpaired_arms_says_so_and_a_lone_look_adds_nothing():
+    xa, xb = [0.02, 0.03, 0.025], [0.08, 0.10]
+    v = V.better(xa, xb, 0.01, names=("p=0.5", "p=0"), metric="gap", higher_is_better=False)
+    sd = np.sqrt(np.var(xa, ddof=1) + np.var(xb, ddof=1))
+    assert v.stats["gain"] == -v.stats["diff"] == pytest.approx(np.mean(xb) - np.mean(xa))
+    assert (v.stats["paired"], v.stats["method"], v.stats["sd_diff"]) == (0, "Welch t", pytest.approx(sd))
+    assert "(n=3 and 2, unpaired)" in v.evidence and "P(p=0.5 < p=0) 1.00" in v.evidence
+    assert "expected p=0.5 lower by more than 0.01" in v.evidence and "Holm" not in v.evidence
+    assert "decided at" not in v.evidence and "binomial" not in v.evidence  # no images given
+    assert v.evidence.split("\n")[1] == (f"noise floor: seed-to-seed sd p=0.5 {np.std(xa, ddof=1):.4f}, p=0 "
+                                         f"{np.std(xb, ddof=1):.4f}, of the difference of two runs {sd:.4f}")
+
+
+def test_too_few_seeds_say_how_many_each_arm_has_and_what_was_left_out():
+    v = V.better({0: 0.9, 2: 0.8}, {0: 0.1, 1: 0.2}, 0.01, metric="test_acc")
+    assert (v.verdict, v.evidence) == ("inconclusive", "test_acc: needs at least 2 seeds per arm (have 1 and 1); "
+                                                       "seeds 1, 2 finished in one arm only: left out of the pairs")
+    assert V.better([0.9], [0.1, 0.2], 0.01).evidence == "value: needs at least 2 seeds per arm (have 1 and 2)"
+    assert V.better([0.9, 0.8], [0.1], 0.01).evidence.endswith("(have 2 and 1)")
+
+
+@pytest.mark.parametrize("a, b, expected", [([0.9, 0.9], [0.5, 0.5], np.inf), ([0.5, 0.5], [0.9, 0.9], -np.inf),
+                                            ([0.5, 0.5], [0.5, 0.5], 0.0)])
+def test_an_effect_size_without_spread_is_infinite_in_its_direction_or_zero(a, b, expected):
+    assert V.better(a, b, 0.01).stats["cohens_d"] == expected
+
+
+def test_a_comparison_paired_by_image_is_described_so_and_needs_every_seed_s_outcomes():
+    a = {0: 0.75, 1: 0.5}
+    outcomes = ({0: [True, True, True, False], 1: [True, False, True, False]}, [True, False, False, False])
+    d, xa, xb, note = V.difference(a, {0: 0.25, 1: 0.25}, outcomes)
+    assert d.method.startswith("paired by seed and image") and d.diff == pytest.approx(0.375) and note == ""
+    assert (xa, xb) == ([0.75, 0.5], [0.25, 0.25])
+    assert "(2 seeds, paired by seed and image)" in V.describe(d, xa, xb, ("a", "b"), "test_acc")
+    by_seed, *_ = V.difference(a, {0: 0.25, 1: 0.25}, ({0: outcomes[0][0]}, outcomes[1]))  # seed 1's not kept
+    assert by_seed.method == "paired t" and "(2 seeds, paired by seed)" in V.describe(by_seed, xa, xb, ("a", "b"), "x")
+    assert V.difference([0.1, 0.2], {0: 0.1, 1: 0.3})[0].method == "Welch t"  # a list and a dict: unpaired
+    assert V.difference([0.1, 0.2], [0.3])[0] is None and V.difference([0.1], [0.3, 0.2])[0] is None
+
+
+def test_matches_says_which_printed_number_it_lacks_or_cannot_judge():
+    assert V.matches({}, {"test_acc": 0.883}, {"test_acc": 0.02}).evidence == (
+        "no finished runs to compare with test_acc 0.883")
+    flat = V.matches({"test_acc": [0.88, 0.88]}, {"test_acc": 0.883}, {"test_acc": 0.02})
+    assert (flat.verdict, flat.evidence) == ("inconclusive", "test_acc: the 2 seeds all gave 0.8800; a sample without "
+                                                             "spread decides nothing")
+    one = V.matches({"test_acc": [0.88]}, {"test_acc": 0.883}, {"test_acc": 0.02})  # one seed: no interval
+    assert one.verdict == "inconclusive" and "(tolerance ±0.02: neither)" in one.evidence
+
+
+def test_judging_a_claim_lists_the_runs_left_out_and_passes_on_the_family_and_its_alpha():
+    from ablations.claims import BY_ID, SCALES
+    from ablations.judge import ArmRun, judge_claim
+    from alexnet.config import Config
+    from conftest import arm_run
+
+    relu = BY_ID["relu"]
+    runs = [arm_run(relu, "relu", s, a) for s, a in enumerate((0.70, 0.74, 0.72))]
+    runs += [arm_run(relu, "sigmoid", s, a) for s, a in enumerate((0.60, 0.62, 0.61))]
+    lost = [arm_run(relu, "relu", 3, 0.9, status="diverged"), ArmRun("sigmoid", 4, Config(), None, "", False, relu)]
+    report = judge_claim(relu, runs + lost, SCALES["quick"], adjusted={("relu", "sigmoid"): 0.04}, family=2,
+                         alpha=0.03)
+    assert report.evidence[0] == "diverged (left out of the statistics): relu seed 3, sigmoid seed 4"
+    v = report.comparisons[("relu", "sigmoid")]
+    assert (v.stats["p_holm"], v.stats["family"], v.stats["alpha"]) == (0.04, 2, 0.03) and v.stats["p"] < 0.03
+    assert report.verdict == "inconclusive" and report.reason.startswith("relu vs sigmoid lacks seeds: ")
+    assert report.reason.endswith(f"; significance after the multiple-comparison correction (p {v.stats['p']:.3g}, "
+                                  "Holm-adjusted 0.04)")  # 0.04 is not below the look's 0.03
+    assert report.runs == runs + lost and report.values.runs == runs + lost and report.proxy == "quick"
+    alone = judge_claim(relu, runs, SCALES["full"])
+    assert (alone.verdict, alone.reason, alone.proxy) == ("reproduced", "", "")
+    assert alone.evidence[0].startswith("test_acc: relu 0.7200") and alone.comparisons[("relu", "sigmoid")].stats[
+        "family"] == 1
+    with pytest.raises(ValueError, match="claim 'x' has unknown rule 'nope': expected one of better, no_gain, same, "):
+        judge_claim(Claim("x", "s", "nope"), [], SCALES["quick"])
+
+
+def test_an_undecided_claim_says_why_even_with_one_seed_and_a_scale_that_cannot_test_it_says_that_first():
+    from ablations.claims import BY_ID, SCALES
+    from ablations.judge import judge_claim
+    from conftest import arm_run
+
+    relu = BY_ID["relu"]
+    one = judge_claim(relu, [arm_run(relu, "relu", 0, 0.7), arm_run(relu, "sigmoid", 0, 0.6)], SCALES["quick"])
+    assert (one.verdict, one.reason) == ("inconclusive", "relu vs sigmoid: test_acc: needs at least 2 seeds per arm "
+                                                         "(have 1 and 1)")
+    d2l = BY_ID["d2l"]
+    runs = [arm_run(d2l, list(d2l.arms)[0], s, 0.88, train=0.878) for s in range(2)]
+    report = judge_claim(d2l, runs, SCALES["quick"])
+    assert report.verdict == "inconclusive" and report.reason == (
+        f"not testable at the quick scale: {SCALES['quick'].cannot_test['d2l']}")
+    assert report.evidence[0] == report.reason and report.proxy == "quick"
+    static = judge_claim(BY_ID["shapes"], [], SCALES["quick"])
+    assert (static.verdict, static.proxy) == ("reproduced", "")  # no runs: nothing of the scale's in it
