@@ -535,3 +535,62 @@ def test_an_undecided_claim_says_why_even_with_one_seed_and_a_scale_that_cannot_
     assert report.evidence[0] == report.reason and report.proxy == "quick"
     static = judge_claim(BY_ID["shapes"], [], SCALES["quick"])
     assert (static.verdict, static.proxy) == ("reproduced", "")  # no runs: nothing of the scale's in it
+
+
+def _interval_text(d) -> str:
+    low, high = d.interval()
+    return f"{d.diff:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
+def test_the_ladder_s_lines_give_each_change_both_orders_its_share_and_the_interactions_found():
+    from ablations.ladder import attribute, describe, interactions
+    from conftest import ladder_arms
+
+    effects = {"ReLU": 0.25, "max pooling": 0.03, "depth and width": 0.10, "dropout": 0.01}
+    att = attribute(_ladder_values(effects, interaction=0.08), ladder_arms(LADDER))
+    first, loo, found = describe(att, "gap")
+    total = att.total.diff
+    assert first == ("attribution of gap (95% CI, paired by seed), LeNet → + dropout: total "
+                     f"{_interval_text(att.total)}; " + "; ".join(
+                         f"{s.change} {_interval_text(s.forward)} ({s.forward.diff / total:.0%} of the total)"
+                         for s in att.steps))
+    assert loo == "leave-one-out (+ dropout minus it without the change): " + "; ".join(
+        f"{s.change} {_interval_text(s.without)}" for s in att.steps)
+    relu, adjusted = att.steps[0], interactions(att)
+    assert adjusted["ReLU"] < 0.05 and found == (
+        "interactions (the two orders disagree: forward − leave-one-out differs from 0 at Holm-adjusted p < 0.05 over "
+        f"the 4 testable changes): ReLU forward {relu.forward.diff:+.4f} vs leave-one-out {relu.without.diff:+.4f} "
+        f"(difference {_interval_text(relu.interaction)}, p {relu.interaction.p_differs():.3g}, Holm-adjusted "
+        f"{adjusted['ReLU']:.3g})")
+    additive = attribute(_ladder_values(effects), ladder_arms(LADDER))
+    assert describe(additive, "gap")[-1].endswith("changes): none detected (Holm-adjusted p: " + ", ".join(
+        f"{c} {p:.3g}" for c, p in interactions(additive).items()) + ")")
+
+
+def test_a_ladder_without_leave_one_out_arms_or_pairs_says_what_it_cannot_attribute():
+    from ablations.ladder import attribute, describe
+    from conftest import ladder_arms
+
+    rungs = LADDER[:3]
+    values = {arm: per_seed for arm, per_seed in _ladder_values({"ReLU": 0.25, "max pooling": 0.03}).items()
+              if arm in rungs}
+    values["+ max pooling"] = {0: values["+ max pooling"][0]}  # one seed: nothing to pair
+    lines = describe(attribute(values, ladder_arms(rungs)), "test_acc")
+    assert len(lines) == 1 and lines[0].startswith("attribution of test_acc (95% CI, paired by seed), LeNet → + max "
+                                                   "pooling: total n/a (fewer than 2 paired seeds); ReLU +0.2")
+    assert lines[0].endswith("; max pooling n/a (fewer than 2 paired seeds)") and "of the total" not in lines[0]
+
+
+def test_what_an_undecided_comparison_lacks_is_each_missing_thing_at_its_boundary():
+    s = dict(min_effect=0.01, seeds_needed_low=5, seeds_needed_high=12, p=0.01, alpha=0.05, p_holm=0.05, diff=0.02)
+    assert V.lacks(s, 3) == ("seeds: 5–12 seeds for 80% power of this rule (have 3); significance after the "
+                             "multiple-comparison correction (p 0.01, Holm-adjusted 0.05)")  # p_holm at alpha: fails
+    assert V.lacks(s | {"p": 0.05}, 12) == ("precision: the interval still straddles the bound (more seeds would "
+                                            "narrow it)")  # 12 seeds needed, 12 had; p at alpha: not significant
+    assert V.lacks(s | {"min_effect": 0.0}, 3).startswith("significance")  # no effect size: no seed count
+    assert V.lacks({k: v for k, v in s.items() if k != "seeds_needed_high"}, 3).startswith("significance")
+    flat = s | {"flat": 1}
+    assert V.lacks(flat, 3) == ("spread: the 3 paired differences leave no variance (+0.0200 every time), and a "
+                                "sample without it decides nothing (more seeds, or a larger test set, would show "
+                                "the noise it hides)")
+    assert V.lacks(flat | {"paired": 0}, 2).startswith("spread: the 2 runs of each arm leave no variance")
