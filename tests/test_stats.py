@@ -170,3 +170,68 @@ def test_welch_at_two_runs_per_arm_matches_scipy():
     ref = stats.ttest_ind(a, b, equal_var=False)
     assert d.method == "Welch t" and d.p_differs(0) == pytest.approx(ref.pvalue)
     assert d.interval() == pytest.approx(tuple(ref.confidence_interval(0.95)))
+
+
+@pytest.mark.parametrize("xs", [[0.80, 0.83], [0.80, 0.83, 0.81], [0.7, 0.75, 0.72, 0.71, 0.74]])
+def test_the_mean_s_interval_and_one_more_run_s_match_scipy(xs):
+    from ablations.significance import prediction_half_width, t_half_width, t_interval
+
+    n, m, s = len(xs), np.mean(xs), np.std(xs, ddof=1)
+    low, high = stats.t.interval(0.95, n - 1, loc=m, scale=stats.sem(xs))
+    assert t_interval(xs) == pytest.approx((low, high)) and t_half_width(xs) == pytest.approx(high - m)
+    assert t_half_width(xs, alpha=0.2) == pytest.approx(stats.t.interval(0.8, n - 1, scale=stats.sem(xs))[1])
+    # one more draw: (x - mean) / (s sqrt(1 + 1/n)) ~ t(n - 1)
+    assert prediction_half_width(xs) == pytest.approx(stats.t.interval(0.95, n - 1, scale=s * math.sqrt(1 + 1 / n))[1])
+    for f in (prediction_half_width, t_half_width):
+        assert f(xs[:1]) == math.inf
+    assert all(math.isnan(x) for x in t_interval(xs[:1]))
+
+
+def test_a_prediction_interval_covers_one_more_run_95_percent_of_the_time():
+    from ablations.significance import prediction_half_width
+
+    rng = np.random.default_rng(7)
+    samples = rng.normal(0, 1, (5_000, 4))  # three runs and one more
+    half = np.array([prediction_half_width(list(row[:3])) for row in samples])
+    covered = np.abs(samples[:, 3] - samples[:, :3].mean(axis=1)) < half
+    assert covered.mean() == pytest.approx(0.95, abs=0.012)  # 4 standard errors of 5,000 draws
+
+
+def test_mean_and_sd_skip_missing_values_and_chance_s_ceiling_is_three_binomial_errors_above_a_tenth():
+    from ablations.significance import chance_ceiling, mean_sd
+
+    assert mean_sd([0.5, math.nan, 0.7]) == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1)))
+    assert mean_sd([0.5]) == (0.5, 0.0) and all(math.isnan(x) for x in mean_sd([math.nan]) + mean_sd([]))
+    assert chance_ceiling(1000) == pytest.approx(0.1 + 3 * math.sqrt(0.1 * 0.9 / 1000))
+    assert chance_ceiling(400, classes=2, z=2) == pytest.approx(0.5 + 2 * 0.025)
+
+
+def test_looks_run_from_the_first_by_step_and_always_end_at_the_maximum():
+    from ablations.significance import looks
+
+    assert looks(10) == [3, 5, 7, 9, 10] and looks(9) == [3, 5, 7, 9] and looks(3) == [3]
+    assert looks(2) == [2] and looks(8, first=2, step=3) == [2, 5, 8] and looks(7, first=2, step=3) == [2, 5, 7]
+
+
+@pytest.mark.parametrize("n, effect", [(3, 0.02), (5, 0.01), (8, 0.005), (4, -0.02)])
+def test_paired_power_is_the_simulated_rejection_rate_of_the_two_sided_t_test(n, effect):
+    rng = np.random.default_rng(n)
+    d = rng.normal(effect, 0.01, (200_000, n))
+    t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(n))
+    rate = np.mean(np.abs(t) > stats.t.ppf(0.975, n - 1))
+    assert paired_power(n, effect, 0.01) == pytest.approx(rate, abs=4 * math.sqrt(rate * (1 - rate) / 200_000))
+    assert paired_power(n, effect, 0.0) == 1.0 and paired_power(1000, 1.0, 0.01) == 1.0  # far past the nan zone
+
+
+def test_seeds_needed_is_the_first_count_the_power_reaches_the_target_at():
+    calls = []
+
+    def power(n, effect, sd, alpha):  # a stand-in power curve: reaches 0.8 at exactly 7 seeds
+        calls.append((n, effect, sd, alpha))
+        return 0.1 * n + 0.1
+
+    assert seeds_needed(0.3, 0.2, alpha=0.01, test=power) == 7 and all(c[1:] == (0.3, 0.2, 0.01) for c in calls)
+    assert seeds_needed(0.3, 0.2, power=0.3, test=power) == 2  # reached at 2: the fewest seeds there are
+    assert seeds_needed(0.3, 0.2, power=0.5, test=power) == 4  # exactly at the target counts
+    assert seeds_needed(0.3, 0.2, power=1.5, limit=13, test=power) == 14  # not reached by the limit: limit + 1
+    assert seeds_needed(0.3, 0.2, power=1.4, limit=13, test=power) == 13  # reached at the limit exactly
