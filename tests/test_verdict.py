@@ -594,3 +594,35 @@ def test_what_an_undecided_comparison_lacks_is_each_missing_thing_at_its_boundar
                                 "sample without it decides nothing (more seeds, or a larger test set, would show "
                                 "the noise it hides)")
     assert V.lacks(flat | {"paired": 0}, 2).startswith("spread: the 2 runs of each arm leave no variance")
+
+
+def test_an_undecided_claim_s_reason_is_its_failed_precondition_first_then_each_undecided_comparison():
+    from ablations.judge import _reason
+
+    overfits = V.Verdict("inconclusive", "gap: the arm without dropout does not overfit\nits interval", {},
+                         precondition=True)
+    seeds = V.Verdict("inconclusive", "x", {"lacks": "seeds: 5 seeds"})
+    decided = V.Verdict("reproduced", "y", {"lacks": "never shown"})
+    one = V.Verdict("inconclusive", "test_acc: needs at least 2 seeds per arm (have 1 and 1)\nseeds 1 left out")
+    comparisons = {("a", "b"): seeds, ("a", "c"): decided, ("a", "d"): one}
+    assert _reason([seeds, decided, one, overfits], comparisons) == "gap: the arm without dropout does not overfit"
+    assert _reason([seeds, decided, one], comparisons) == ("a vs b lacks seeds: 5 seeds; a vs d: test_acc: needs at "
+                                                           "least 2 seeds per arm (have 1 and 1)")
+    assert _reason([decided], {("a", "c"): decided}) == "its parts disagree"
+
+
+def test_judge_all_decides_at_the_alpha_it_is_given_and_more_seeds_are_for_undecided_comparisons_only():
+    from ablations.claims import BY_ID, SCALES
+    from ablations.judge import judge_all, undecided
+
+    maxpool, relu = BY_ID["maxpool"], BY_ID["relu"]
+    items = [(maxpool, _runs(maxpool, {"max": [0.61, 0.605, 0.635], "avg": [0.57, 0.575, 0.585]})),  # p ~ 0.035
+             (relu, _runs(relu, {"relu": [0.60, 0.61, 0.62], "sigmoid": [0.60, 0.62, 0.60]})),  # noise
+             (BY_ID["shapes"], [])]  # static: no comparison
+    at_05 = {r.claim.id: r for r in judge_all(items[::2], SCALES["quick"])}
+    assert at_05["maxpool"].verdict == "reproduced" and at_05["maxpool"].stats["p"] > 0.01
+    at_01 = {r.claim.id: r for r in judge_all(items[::2], SCALES["quick"], alpha=0.01)}
+    assert at_01["maxpool"].verdict == "inconclusive" and at_01["maxpool"].stats["alpha"] == 0.01
+    reports = judge_all(items, SCALES["quick"])
+    assert [r.verdict for r in reports] == ["inconclusive", "inconclusive", "reproduced"]  # Holm over 2
+    assert undecided(reports) == [maxpool, relu] and undecided(judge_all(items[::2], SCALES["quick"])) == []
