@@ -116,8 +116,8 @@ def perf(session: nox.Session) -> None:
 @nox.session
 def mutants(session: nox.Session) -> None:
     """Mutation testing of the core (tests/mutation.py): mutmut's mutants of the statistics and verdict
-    modules and the count gate's thresholds, each run against the unit tests that call it (the archive
-    checks' and the trainer's resume groups are listed, not run yet: their tests are end-to-end); writes
-    results/mutation/report.md and fails when a group misses its target. ``-- --report`` rewrites the
+    modules, the archive import's checks, the trainer's resume path and the count gate's thresholds,
+    each run against the unit tests that call it; writes results/mutation/report.md and fails when a
+    group misses its target. ``-- --report`` rewrites the
     report from mutants/ only; ``-- --rerun-survivors`` checks the survivors again after new tests."""
     session.run(python(session), "tests/mutation.py", *session.posargs, env=ONE_THREAD)
