@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2, help="mutants run at once")
     args = parser.parse_args(argv)
     os.chdir(REPO)
+    shared = REPO.parent / "shared" / "data" / "fashion-mnist"  # what tests/conftest.py finds beside the checkout;
+    if "ALEXNET_DATA_DIR" not in os.environ and shared.is_dir():  # mutmut runs the tests one folder deeper, in
+        os.environ["ALEXNET_DATA_DIR"] = str(shared)              # mutants/, where it would look in vain
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
     if args.rerun_survivors:
         names = [n for n, code in outcomes().items() if status(code) in SURVIVED]
