@@ -452,6 +452,13 @@ def test_a_lower_is_better_comparison_of_unpaired_arms_says_so_and_a_lone_look_a
     assert "decided at" not in v.evidence and "binomial" not in v.evidence  # no images given
     assert v.evidence.split("\n")[1] == (f"noise floor: seed-to-seed sd p=0.5 {np.std(xa, ddof=1):.4f}, p=0 "
                                          f"{np.std(xb, ddof=1):.4f}, of the difference of two runs {sd:.4f}")
+    assert v.evidence.split("\n")[0].endswith(f", p {v.stats['p']:.3g}; expected p=0.5 lower by more than 0.01 (the "
+                                              "gain's interval above 0.01; below 0.01: contradicted)")
+    from ablations.significance import prob_improvement
+
+    assert v.stats["p_improvement"] == prob_improvement(xb, xa) == 1.0  # lower is better: p=0.5 below p=0 each time
+    two = V.better(xa, xb, 0.01, higher_is_better=False, family=2, p_adjusted=0.5)
+    assert f", p {two.stats['p']:.3g}, Holm-adjusted 0.5 over 2 comparisons; expected" in two.evidence
 
 
 def test_too_few_seeds_say_how_many_each_arm_has_and_what_was_left_out():
@@ -626,3 +633,77 @@ def test_judge_all_decides_at_the_alpha_it_is_given_and_more_seeds_are_for_undec
     reports = judge_all(items, SCALES["quick"])
     assert [r.verdict for r in reports] == ["inconclusive", "inconclusive", "reproduced"]  # Holm over 2
     assert undecided(reports) == [maxpool, relu] and undecided(judge_all(items[::2], SCALES["quick"])) == []
+
+
+def test_power_figures_print_as_percentages_and_ranges_and_alpha_as_it_came():
+    assert (V._pct(0.01), V._pct(0.0099), V._pct(0.5), V._pct(1.0)) == ("1%", "<1%", "50%", "100%")
+    assert V._range("5%", "5%") == "5%" and V._range("5%", "9%") == "5%–9%"
+    assert V._sd([0.5]) == 0.0 and V._sd([]) == 0.0 and V._sd([1.0, 3.0]) == pytest.approx(2**0.5)
+    assert V._alpha_text(0.05) == "0.05" and V._alpha_text(0.0125) == "0.0125 (0.05 over the looks of --seeds auto)"
+
+
+def test_an_undecided_comparison_prints_what_it_lacks_and_the_power_range_that_would_decide_it():
+    noisy = V.better({0: 0.80, 1: 0.86, 2: 0.83}, {0: 0.82, 1: 0.84, 2: 0.81}, 0.01, metric="test_acc", images=1000)
+    s, lines = noisy.stats, noisy.evidence.split("\n")
+    assert "binomial" not in noisy.evidence  # a test-set size without the arms' accuracy: no binomial floor
+    assert lines[-2] == "inconclusive — it lacks " + s["lacks"]
+    assert s["power_low"] < s["power_high"] and lines[-1] == (
+        "what would decide it: power of this rule at 3 seeds (a true gain of 0 or of 2 x 0.01, 0.01 from the bound "
+        f"either way, α 0.05 = 0.05 / 1 comparisons) {V._pct(s['power_low'])}–{V._pct(s['power_high'])}; 80% needs "
+        f"{s['seeds_needed_low']:,}–{s['seeds_needed_high']:,} seeds (the range: the 95% interval of the true spread, "
+        "from 3 seeds)")
+    from ablations.significance import seeds_needed, tost_power
+
+    same = V.same({0: 0.80, 1: 0.86, 2: 0.83}, {0: 0.82, 1: 0.84, 2: 0.81}, 0.01, alpha=0.02)
+    assert same.stats["seeds_needed_high"] == seeds_needed(0.01, V.significance.sd_interval(
+        same.stats["sd_diff"], 3)[1], alpha=0.02, test=tost_power)  # the rule's own power at the look's alpha
+    assert same.stats["alpha"] == 0.02
+
+
+def test_a_flat_difference_decides_nothing_and_a_p_at_alpha_is_not_below_it():
+    from ablations.significance import FLAT_SE, Difference
+
+    flat = Difference(0.1, FLAT_SE, 2, "paired t", True)
+    assert V.decide(V.BETTER, flat, 0.01) == ("inconclusive", 1.0, 1.0)
+    assert V.decide(V.BETTER, flat, 0.01, p_adjusted=0.3) == ("inconclusive", 1.0, 0.3)
+    clear = Difference(0.3, 0.01, 4, "paired t", True)
+    assert V.decide(V.BETTER, clear, 0.01)[0] == "reproduced"
+    assert V.decide(V.BETTER, clear, 0.01, p_adjusted=0.05)[0] == "inconclusive"  # not below 0.05
+    assert V.decide(V.BETTER, clear, 0.01, p_adjusted=0.05, alpha=0.0501)[0] == "reproduced"
+
+
+def test_matches_reports_each_printed_number_s_intervals_under_its_name():
+    from scipy import stats as st
+
+    xs, ys = [0.87, 0.89, 0.88], [0.30, 0.34, 0.32]
+    v = V.matches({"test_acc": xs, "loss": ys}, {"test_acc": 0.883, "loss": 0.45}, {"test_acc": 0.05, "loss": 0.02})
+    t = st.t.ppf(0.975, 2)
+    expected, parts = {}, []
+    for name, values, target, tol, where in (
+            ("test_acc", xs, 0.883, 0.05, "the mean's interval lies inside the tolerance"),
+            ("loss", ys, 0.45, 0.02, "the printed run lies outside the prediction interval, widened by it")):
+        m, sd = np.mean(values), np.std(values, ddof=1)
+        half, predict = t * sd / np.sqrt(3), t * sd * np.sqrt(1 + 1 / 3)
+        expected |= {name: m, f"{name}.ci_low": m - half, f"{name}.ci_high": m + half, f"{name}.pi_low": m - predict,
+                     f"{name}.pi_high": m + predict}
+        parts.append(f"{name} {m:.3f} [95% CI {m - half:.3f}, {m + half:.3f}; 95% prediction interval of one run "
+                     f"{m - predict:.3f}, {m + predict:.3f}] over 3 seeds vs the printout's single run {target} "
+                     f"(tolerance ±{tol}: {where})")
+    assert v.verdict == "contradicted" and v.stats == pytest.approx(expected) and v.evidence == "; ".join(parts)
+    assert V.matches({}, {"test_acc": 0.883}, {"test_acc": 0.02}).verdict == "inconclusive"
+
+
+def test_the_ladder_claim_compares_its_top_rung_with_its_bottom_one():
+    from ablations.claims import CLAIMS, SCALES
+    from ablations.judge import judge_claim
+    from ablations.ladder import roles
+
+    claim = next(c for c in CLAIMS if c.rule == "ladder")
+    rungs, _ = roles(claim.arms)
+    per_seed = {arm: [0.3 + 0.05 * rungs.index(arm) + 0.01 * s if arm in rungs else 0.4 + 0.01 * s for s in range(3)]
+                for arm in claim.arms}
+    per_seed[rungs[-1]][1] += 0.004  # some spread in the top rung's gain
+    report = judge_claim(claim, _runs(claim, per_seed), SCALES["quick"])
+    (pair, v), = report.comparisons.items()
+    assert pair == (rungs[-1], rungs[0]) and len(rungs) > 2 and v.verdict == "reproduced"
+    assert v.stats["diff"] == pytest.approx(0.05 * (len(rungs) - 1) + 0.004 / 3)
