@@ -3,6 +3,8 @@ printout against the code's network, what a claim naming a rule lacks, the rules
 claims.md, and what reaches a comparison from its runs (an arm that did not train, an SVM's
 image-by-image outcomes). Unit tests of the rule module, run by ``nox -s mutants``."""
 
+import pytest
+
 from ablations import rules
 from ablations.claims import BY_ID, CLAIMS, LECTURE_TRACE, Claim
 from ablations.rules import RULES, by_image, code_layers, describe_rules, untrained
@@ -82,8 +84,12 @@ def test_the_shape_rule_compares_every_layer_and_the_layer_count(monkeypatch):
     assert found.evidence == ["layer 2: ('MaxPool2d', (1, 96, 26, 26)) vs lecture ('MaxPool2d', (1, 96, 27, 27))"]
     monkeypatch.setattr(rules, "LECTURE_TRACE", LECTURE_TRACE[:-1])  # every printed layer right, one missing
     found = RULES["shapes"].apply(BY_ID["shapes"], [], None)
-    assert [v.verdict for v in found.parts] == ["contradicted"]
+    assert [(v.verdict, v.evidence) for v in found.parts] == [("contradicted", "")]
     assert found.evidence == [f"the model has {len(LECTURE_TRACE)} layers, the printout {len(LECTURE_TRACE) - 1}"]
+    monkeypatch.setattr(rules, "LECTURE_TRACE", wrong[:-1])  # both
+    assert RULES["shapes"].apply(BY_ID["shapes"], [], None).evidence == [
+        f"layer 2: ('MaxPool2d', (1, 96, 26, 26)) vs lecture ('MaxPool2d', (1, 96, 27, 27)); the model has "
+        f"{len(LECTURE_TRACE)} layers, the printout {len(LECTURE_TRACE) - 1}"]
 
 
 def test_a_claim_naming_a_rule_is_told_what_it_lacks_before_training():
@@ -93,6 +99,10 @@ def test_a_claim_naming_a_rule_is_told_what_it_lacks_before_training():
         assert RULES[name].check(BY_ID["relu"]) == ""
     assert RULES["ladder"].check(BY_ID["relu"]) == "a ladder needs rung arms (claims.rung) above its first arm"
     assert [RULES["ladder"].check(c) for c in CLAIMS if c.rule == "ladder"] == [""]
+    from ablations.claims import rung
+
+    two = Claim("x", "s", "ladder", {"bottom": {}, "+ relu": rung("relu", {})})
+    assert RULES["ladder"].check(two) == ""  # one rung above the bottom one: a ladder of two
     printed = {"test_acc": (0.883, 0.02)}
     assert RULES["matches"].check(Claim("x", "s", "matches", {}, printed=printed)) == (
         "matches needs an arm and printed numbers")
@@ -119,7 +129,7 @@ def test_an_arm_at_chance_is_named_on_every_seed_or_on_the_seeds_it_was(monkeypa
     runs = [arm_run(relu, "sigmoid", s, a) for s, a in enumerate((0.1, ceiling, 0.11))]  # at the ceiling: chance
     runs += [arm_run(relu, "sigmoid", 3, 0.9, status="running"), arm_run(relu, "relu", 0, 0.1)]
     runs += [arm_run(relu, "relu", s, 0.8) for s in (1, 2)]
-    assert untrained(runs, ["sigmoid", "relu", "none"]) == {
+    assert untrained(runs, ["none", "sigmoid", "relu"]) == {  # an arm without runs first: the others still read
         "sigmoid": (f"sigmoid did not train: test accuracy 0.100–0.128 on every one of its 3 seeds, {noise}",
                     "sigmoid did not train (at chance on every seed)"),
         "relu": (f"relu did not train on 1 of its 3 seeds (seed 0: test accuracy 0.100, {noise})",
@@ -150,3 +160,18 @@ def test_an_svm_arm_pairs_by_image_only_when_every_finished_run_kept_its_outcome
     assert by_image(alex + svm[:1] + [arm_run(features, "SVM", 1, 0.8, config=SVM, images=4)], "AlexNet",
                     "SVM") is None
 
+
+
+def test_the_matches_rule_judges_each_printed_number_on_the_first_arm_s_seeds():
+    from ablations.claims import SCALES
+    from ablations.judge import judge_claim
+
+    d2l = BY_ID["d2l"]
+    arm = list(d2l.arms)[0]
+    runs = [arm_run(d2l, arm, s, a, train=a - 0.005) for s, a in enumerate((0.88, 0.885, 0.882))]
+    for r in runs:
+        r.result.epochs[-1]["train_loss"] = 0.33 + 0.01 * r.seed
+    report = judge_claim(d2l, runs, SCALES["full"])
+    assert set(d2l.printed) <= set(report.stats)
+    assert report.stats["test_acc"] == pytest.approx((0.88 + 0.885 + 0.882) / 3)
+    assert report.evidence[0].startswith(f"{list(d2l.printed)[0]} ")

@@ -226,12 +226,40 @@ def test_paired_power_is_the_simulated_rejection_rate_of_the_two_sided_t_test(n,
 def test_seeds_needed_is_the_first_count_the_power_reaches_the_target_at():
     calls = []
 
-    def power(n, effect, sd, alpha):  # a stand-in power curve: reaches 0.8 at exactly 7 seeds
+    def power(n, effect, sd, alpha):  # a stand-in power curve, exact in floats: n / 10
         calls.append((n, effect, sd, alpha))
-        return 0.1 * n + 0.1
+        return n / 10
 
-    assert seeds_needed(0.3, 0.2, alpha=0.01, test=power) == 7 and all(c[1:] == (0.3, 0.2, 0.01) for c in calls)
-    assert seeds_needed(0.3, 0.2, power=0.3, test=power) == 2  # reached at 2: the fewest seeds there are
-    assert seeds_needed(0.3, 0.2, power=0.5, test=power) == 4  # exactly at the target counts
-    assert seeds_needed(0.3, 0.2, power=1.5, limit=13, test=power) == 14  # not reached by the limit: limit + 1
-    assert seeds_needed(0.3, 0.2, power=1.4, limit=13, test=power) == 13  # reached at the limit exactly
+    assert seeds_needed(0.3, 0.2, alpha=0.01, test=power) == 8 and all(c[1:] == (0.3, 0.2, 0.01) for c in calls)
+    assert seeds_needed(0.3, 0.2, power=0.2, test=power) == 2  # reached at 2, exactly: the fewest seeds there are
+    assert seeds_needed(0.3, 0.2, power=0.3, test=power) == 3  # one more than the fewest
+    assert seeds_needed(0.3, 0.2, power=0.5, test=power) == 5  # exactly at the target counts
+    assert seeds_needed(0.3, 0.2, power=1.4, limit=13, test=power) == 14  # not reached by the limit: limit + 1
+    assert seeds_needed(0.3, 0.2, power=1.3, limit=13, test=power) == 13  # reached at the limit exactly
+    assert seeds_needed(1e-6, 1.0) == 10_001  # the default limit: 10,000 seeds
+
+
+def test_the_seeds_range_is_the_seeds_needed_at_both_ends_of_the_spread_s_interval():
+    from ablations.significance import sd_interval, seeds_needed_range, tost_power
+
+    low, high = sd_interval(0.01, 4)
+    assert seeds_needed_range(0.01, 0.01, 4, alpha=0.01, test=tost_power) == (
+        seeds_needed(0.01, low, alpha=0.01, test=tost_power), seeds_needed(0.01, high, alpha=0.01, test=tost_power))
+    assert seeds_needed_range(0.01, 0.01, 4) == (seeds_needed(0.01, low), seeds_needed(0.01, high))
+
+
+def test_a_zero_spread_difference_is_certain_and_its_interval_a_point():
+    from ablations.significance import Difference, holm, tost_power
+
+    d = Difference(0.1, 0.0, 2, "paired t", True)
+    assert (d.p_above(0.05), d.p_above(0.1), d.p_below(0.2), d.p_below(0.1)) == (0.0, 1.0, 0.0, 1.0)
+    assert d.interval() == (0.1, 0.1) and d.p_differs(0.1) == 1.0
+    wide = Difference(0.1, 1.0, 4, "paired t", True)
+    assert wide.interval() == pytest.approx((0.1 - stats.t.ppf(0.975, 4), 0.1 + stats.t.ppf(0.975, 4)))
+    assert holm({"a": math.nan, "b": 0.01}) == {"b": 0.02, "a": 1.0}
+    assert tost_power(3, 1e-9, 0.01) == 0.0  # a margin far inside the noise: no power (nothing to integrate)
+
+
+def test_paired_power_at_no_effect_is_alpha_from_both_tails():
+    assert paired_power(5, 0.0, 0.01) == pytest.approx(0.05) and paired_power(5, 0.0, 0.01, alpha=0.2) == (
+        pytest.approx(0.2))
