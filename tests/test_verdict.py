@@ -338,6 +338,7 @@ def test_a_context_metric_is_compared_beside_and_a_sure_cost_is_a_caveat_of_a_re
     line = next(e for e in report.evidence if e.startswith("context: "))
     assert line.startswith(f"context: {name}: {favoured} {sum(context[favoured]) / 3:.4f}"), line
     assert f"vs {other} {sum(context[other]) / 3:.4f}" in line and METRICS[name] == (worse == "lower")
+    assert f"P({favoured} {'>' if METRICS[name] else '<'} {other})" in line  # the context metric's own direction
 
     swapped = {favoured: context[other], other: context[favoured]}  # the favoured arm now better on it
     if claim.metric == "test_acc":
@@ -707,3 +708,42 @@ def test_the_ladder_claim_compares_its_top_rung_with_its_bottom_one():
     (pair, v), = report.comparisons.items()
     assert pair == (rungs[-1], rungs[0]) and len(rungs) > 2 and v.verdict == "reproduced"
     assert v.stats["diff"] == pytest.approx(0.05 * (len(rungs) - 1) + 0.004 / 3)
+
+
+def test_an_arm_at_chance_against_several_is_named_once_with_each_and_every_comparison_keeps_its_lines():
+    from ablations.claims import BY_ID, SCALES
+    from ablations.judge import judge_claim
+    from alexnet.config import Config
+    from conftest import arm_run
+
+    features = BY_ID["features"]
+    svm = Config(arch="svm", input_size=28, epochs=1)
+    runs = [arm_run(features, "AlexNet", s, 0.1) for s in range(3)]  # never trained
+    for arm in list(features.arms)[1:]:
+        runs += [arm_run(features, arm, s, 0.80 + 0.01 * s, config=svm) for s in range(3)]
+    report = judge_claim(features, runs, SCALES["quick"])
+    others = ", ".join(list(features.arms)[1:])
+    assert report.caveats[0] == f"AlexNet did not train (at chance on every seed): {others} measured against chance"
+    assert len(report.comparisons) == 3 and all(
+        any(line.startswith(f"test_acc: AlexNet 0.1000 ± 0.0000 vs {b} ") for line in report.evidence)
+        for _, b in report.comparisons)
+
+
+def test_a_claim_whose_arm_never_finished_is_undecided_not_an_error_and_an_undecided_proxy_carries_no_scale_note():
+    from ablations.claims import BY_ID, SCALES
+    from ablations.judge import judge_claim
+    from conftest import arm_run
+
+    relu = BY_ID["relu"]
+    runs = [arm_run(relu, "relu", s, 0.7 + 0.01 * s) for s in range(3)]
+    runs += [arm_run(relu, "sigmoid", s, 0.5, status="diverged") for s in range(3)]
+    report = judge_claim(relu, runs, SCALES["quick"])
+    assert report.verdict == "inconclusive" and report.reason.startswith(
+        "relu vs sigmoid: test_acc: needs at least 2 seeds per arm (have 0 and 0)")
+    features = BY_ID["features"]
+    noisy = [arm_run(features, "AlexNet", s, a) for s, a in enumerate((0.80, 0.86, 0.83))]
+    noisy += [arm_run(features, arm, s, a) for arm in list(features.arms)[1:] for s, a in
+              enumerate((0.82, 0.84, 0.81))]
+    undecided = judge_claim(features, noisy, SCALES["quick"])
+    assert undecided.verdict == "inconclusive" and SCALES["quick"].at_lecture.get("features")
+    assert not any("at the lecture's scale" in c for c in undecided.caveats)
