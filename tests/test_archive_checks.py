@@ -91,7 +91,8 @@ def test_data_after_the_archive_truncation_and_damage_are_refused(tmp_path):
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(good.read_bytes()[:40])
     message = _unpack_refused(cut, tmp_path)
-    assert message.startswith("not a complete tar archive (") and message.endswith(
+    assert message.startswith("not a complete tar archive (Compressed file ended before the end-of-stream marker ")
+    assert message.endswith(
         "); it is truncated or corrupt: copy it again from the node")
     assert not (tmp_path / "out" / "mlflow.db").exists()
 
@@ -121,8 +122,10 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
     ("./", tarfile.DIRTYPE, "member name './' is empty, not UTF-8 or holds control characters"),
     ("results/a\x07b", tarfile.REGTYPE, "member name 'results/a\\\\x07b' is empty, not UTF-8 or holds control"),
     ("results/\udcff", tarfile.REGTYPE, "member name 'results/?' is empty, not UTF-8 or holds control characters"),
-    ("results/" + "a/" * 32 + "f", tarfile.REGTYPE, "is nested deeper than 32 folders or named longer than 1024"),
-    ("results/" + "a" * 1017, tarfile.REGTYPE, "is nested deeper than 32 folders or named longer than 1024"),
+    ("results/" + "a/" * 32 + "f", tarfile.REGTYPE, "member 'results/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/"
+                                                    "a/a/a/a/a/a/a/f' is nested deeper than 32 folders or named longer "
+                                                    "than 1024 characters"),
+    ("results/" + "a" * 1017, tarfile.REGTYPE, f"member 'results/{'a' * 112}' is nested deeper than 32 folders"),
     ("results/run.db", tarfile.REGTYPE, "report 'results/run.db' has the name of a database or lock file"),
     ("./results/a/mlflow.db-wal", tarfile.REGTYPE, "report 'results/a/mlflow.db-wal' has the name of a database"),
     ("/etc/passwd", tarfile.REGTYPE, "member '/etc/passwd' leads outside it"),
@@ -155,8 +158,8 @@ def test_a_member_of_the_node_s_kinds_and_places_passes(name, kind):
     (-(2**63) + 1, ("int", False), True), (2**63, ("int", False), False), (True, ("int", False), False),
     ("1", ("int", False), False), (1.0, ("int", False), False),
     (0, ("flag",), True), (1, ("flag",), True), (2, ("flag",), False), (True, ("flag",), False),
-    (0.5, ("num",), True), (3, ("num",), True), (2**63, ("num",), False), (False, ("num",), False),
-    ("0.5", ("num",), False), (None, ("num",), False)])
+    (0.5, ("num",), True), (3, ("num",), True), (1000, ("num",), True), (2**63, ("num",), False),
+    (False, ("num",), False), ("0.5", ("num",), False), (None, ("num",), False)])
 def test_a_value_is_of_its_column_s_kind_only_within_its_type_and_bounds(value, kind, ok):
     assert A.of_kind(value, kind) is ok
 
@@ -328,6 +331,8 @@ def test_a_run_dated_more_than_a_day_ahead_is_refused_and_less_is_not(store, tmp
     assert _store_refused(_copy(store, tmp_path, f"UPDATE runs SET start_time = {now + 25 * 3_600_000}, "
                                                  "end_time = NULL")).startswith(f"run {store[1]} is dated 25.0 h")
     A.read_store(_copy(store, tmp_path, f"UPDATE runs SET end_time = {now + 23 * 3_600_000}"), ARCHIVE)
+    assert _store_refused(_copy(store, tmp_path, f"UPDATE runs SET end_time = {now + 24 * 3_600_000 + 60_000}")
+                          ).startswith(f"run {store[1]} is dated 24.0 h in the future")  # a minute over a day
 
 
 def _loosened(table: str) -> str:
@@ -542,6 +547,8 @@ def _verdict(**changes) -> dict:
     ({"evidence": "relu"}, "evidence: expected a list of printable lines"),
     ({"evidence": ["ok", "\x1b]0;title\x07"]}, "evidence: expected a list of printable lines"),
     ({"evidence": ["x" * 8001]}, "evidence: expected a list of printable lines"),
+    ({"runs": [{"arm": "relu", "seed": 1.5, "lr": 0.01, "run_id": OTHER}]}, RUNS_SHAPE),
+    ({"runs": [{"arm": "relu", "seed": None, "lr": 0.01, "run_id": OTHER}]}, RUNS_SHAPE),
     ({"tuned_lr": {"relu": 0}}, "tuned_lr: expected arm -> a finite learning rate > 0"),
     ({"tuned_lr": {"relu": float("inf")}}, "tuned_lr: expected arm -> a finite learning rate > 0"),
     ({"tuned_lr": {"relu\n": 0.1}}, "tuned_lr: expected arm -> a finite learning rate > 0"),
@@ -562,9 +569,63 @@ def test_a_verdict_is_refused_on_each_field_it_gets_wrong(tmp_path, changes, why
 
 
 def test_a_sound_verdict_links_its_claim_run_to_its_arm_runs(tmp_path):
-    _write(tmp_path, RUN, "verdict.json", _verdict(tuned_lr=None))
+    _write(tmp_path, RUN, "verdict.json", _verdict(tuned_lr=None, evidence=["x" * 8000]))  # a line at the limit
     node = _node(status="KILLED")
     M.check(tmp_path, node, ARCHIVE)
     assert node.links == {RUN: {OTHER}}
     _write(tmp_path, RUN, "verdict.json", [1])
     assert "verdict: expected one of" in _meaning_refused(tmp_path, _node(status="KILLED"))
+
+
+def test_the_data_after_the_members_is_bounded_to_the_byte(tmp_path):
+    """The bound: the members' data in 512-byte blocks, three blocks of header per member and one more,
+    and 20,480 bytes of slack (tar's end blocks and record padding). At the bound the archive is
+    read; one byte more is refused."""
+    first = _tar(tmp_path / "a.tar.gz", [("mlflow.db", b"d" * 1025), ("log.txt", b"x" * 3)]).read_bytes()
+    bound = (3 * 512 + 512) + 3 * 512 * 3 + 20_480
+    room = bound - len(gzip.decompress(first))
+    for extra, refused in ((room, False), (room + 1, True)):
+        path = tmp_path / f"{extra}.tar.gz"
+        path.write_bytes(first + gzip.compress(b"\x00" * extra))
+        if refused:
+            assert _unpack_refused(path, tmp_path).startswith("more data than its members declare")
+        else:
+            assert A.unpack(path, tmp_path / "ok").is_dir()
+
+
+def test_a_refused_member_is_named_with_the_archive_and_extracted_files_lose_special_bits(tmp_path):
+    assert _unpack_refused(_tar(tmp_path / "a.tar.gz", [("mlflow.db", b"x"), ("evil/x", b"y")]), tmp_path) == (
+        "unexpected entry 'evil' (a node archive holds only log.txt, manifest.json, mlflow.db, mlruns, node, results)")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, mode in (("mlflow.db", 0o644), ("log.txt", 0o6777)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = 70_000, mode  # a member over 64 KiB: no metadata header, not refused as one
+            tar.addfile(info, io.BytesIO(b"z" * 70_000))
+    path = tmp_path / "b.tar.gz"
+    path.write_bytes(gzip.compress(buffer.getvalue()))
+    into = A.unpack(path, tmp_path / "b")
+    assert (into / "log.txt").stat().st_mode & 0o7022 == 0  # tarfile's "data" filter: no setuid, no group write
+
+
+@pytest.fixture
+def damaged(store, tmp_path) -> Path:
+    db = _copy(store, tmp_path)
+    data = bytearray(db.read_bytes())
+    data[4096 * 3:4096 * 3 + 200] = b"\xff" * 200  # a page of the file overwritten
+    db.write_bytes(bytes(data))
+    return db
+
+
+def test_a_damaged_store_is_named_with_sqlite_s_complaint_and_the_fix(damaged):
+    message = _store_refused(damaged)
+    assert message.startswith("its mlflow.db ") and message.endswith(
+        "Copy the archive from the node again, or pack it again there")
+
+
+def test_a_repeated_run_id_and_a_missing_schema_revision_are_refused(store, tmp_path):
+    assert _store_refused(_copy(store, tmp_path, LOOSE_RUNS + "; INSERT INTO runs SELECT * FROM runs")) == (
+        f"run id '{store[1]}' is not MLflow's 32 hex digits, or repeats")
+    assert _store_refused(_copy(store, tmp_path, "DROP TABLE alembic_version; CREATE TABLE alembic_version "
+                                                 "(version_num); INSERT INTO alembic_version VALUES (NULL)")) == (
+        "its mlflow.db has an invalid schema revision 'None'")
