@@ -396,8 +396,12 @@ def test_a_run_without_epochs_may_log_again_up_to_its_limit_and_names_are_counte
         "epochs (0)")
     monkeypatch.setattr(A, "MAX_KEYS", 1)
     names = "INSERT INTO metrics VALUES ('loss', 1.0, 1, '{run}', 1, 0)"
-    assert _store_refused(_copy(store, tmp_path, names)) == (
-        f"run '{store[1]}' logs 2 metric names (at most 1 in a training run, 10 in others)")
+    assert _store_refused(_copy(store, tmp_path, names, names.replace("loss", "lr"))) == (
+        f"run '{store[1]}' logs 3 metric names (at most 1 in a training run, 10 in others)")
+    eleven = [f"INSERT INTO metrics VALUES ('m{i}', 1.0, 1, '{{run}}', 0, 0)" for i in range(11)]
+    assert _store_refused(_copy(store, tmp_path, "DELETE FROM params", "DELETE FROM metrics",
+                                "DELETE FROM latest_metrics", *eleven)).startswith(
+        f"run '{store[1]}' logs 11 metric names")  # not a training run: 10 at most
     A.read_store(_copy(store, tmp_path, "DELETE FROM params", "DELETE FROM latest_metrics",
                        "UPDATE metrics SET step = 0", "UPDATE metrics SET key = 'a' WHERE timestamp = 1001", names
                        .replace("1, 0)", "0, 0)")), ARCHIVE)  # not a training run: 10 names allowed
