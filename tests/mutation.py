@@ -37,7 +37,9 @@ GROUPS = {
     "trainer resume and checkpoint": (["alexnet.checkpoint.*", "alexnet.train.x_resume__*", "alexnet.train.x_save__*",
                                        "alexnet.train.x__rng_state__*", "alexnet.train.x__set_rng_state__*"], 0.80, ""),
 }
-KILLED, SURVIVED = {"killed", "timeout"}, {"survived", "no tests"}  # of mutmut's statuses
+# of mutmut's statuses; "segfault" is mutmut's name for exit -9, the SIGKILL that follows its CPU-time limit's
+# SIGXCPU: a mutant that makes the tests loop forever (a bisection that never ends) is caught as a timeout is
+KILLED, SURVIVED = {"killed", "timeout", "segfault"}, {"survived", "no tests"}
 
 
 def status(code: int | None) -> str:
