@@ -747,3 +747,19 @@ def test_a_claim_whose_arm_never_finished_is_undecided_not_an_error_and_an_undec
     undecided = judge_claim(features, noisy, SCALES["quick"])
     assert undecided.verdict == "inconclusive" and SCALES["quick"].at_lecture.get("features")
     assert not any("at the lecture's scale" in c for c in undecided.caveats)
+
+
+def test_the_binomial_floor_at_one_accuracy_is_written_once():
+    floor = ["seed-to-seed sd"]
+    se = V.binomial_floor(floor, 0.83, 1000, ("a", "b"))
+    assert se == pytest.approx((0.83 * 0.17 / 1000) ** 0.5)
+    assert floor == [f"test-set binomial SE ±{se:.4f} at accuracy 0.830 on 1,000 images", "seed-to-seed sd"]
+
+
+def test_a_ladder_rung_with_two_paired_seeds_is_attributed():
+    from ablations.ladder import attribute, describe
+    from conftest import ladder_arms
+
+    values = {"LeNet": {0: 0.30, 1: 0.31}, "+ ReLU": {0: 0.55, 1: 0.57}}
+    line = describe(attribute(values, ladder_arms(["LeNet", "+ ReLU"])), "test_acc")[0]
+    assert "n/a" not in line and "ReLU +0.2550 [" in line and "(100% of the total)" in line
