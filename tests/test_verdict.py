@@ -430,7 +430,7 @@ def test_a_comparison_reports_every_figure_it_decides_with_under_its_own_name():
     assert s["cohens_d"] == pytest.approx(d.mean() / np.sqrt((sd_a**2 + sd_b**2) / 2))
     assert (s["paired"], s["method"], s["flat"], s["min_effect"], s["family"]) == (1, "paired t", 0, 0.02, 3)
     assert (s["p_holm"], s["alpha"], s["power_alpha"]) == (0.004, 0.0253, pytest.approx(0.0253 / 3))
-    assert s["images"] == 1000 and v.verdict == "reproduced"
+    assert s["images"] == 1000 and v.verdict == "reproduced" and s["p_improvement"] == 1.0  # relu above every time
     first, floor, note = v.evidence.split("\n")
     assert first.startswith(f"test_acc: relu {xa.mean():.4f} ± {sd_a:.4f} vs sigmoid {xb.mean():.4f} ± {sd_b:.4f} "
                             f"(4 seeds, paired by seed); difference {d.mean():+.4f} [unadjusted 95% CI ")
@@ -659,6 +659,9 @@ def test_an_undecided_comparison_prints_what_it_lacks_and_the_power_range_that_w
     assert same.stats["seeds_needed_high"] == seeds_needed(0.01, V.significance.sd_interval(
         same.stats["sd_diff"], 3)[1], alpha=0.02, test=tost_power)  # the rule's own power at the look's alpha
     assert same.stats["alpha"] == 0.02
+    sd_low, sd_high = V.significance.sd_interval(same.stats["sd_diff"], 3)
+    assert same.stats["power_low"] == tost_power(3, 0.01, sd_high, 0.02)
+    assert same.stats["seeds_needed_low"] == seeds_needed(0.01, sd_low, alpha=0.02, test=tost_power)
 
 
 def test_a_flat_difference_decides_nothing_and_a_p_at_alpha_is_not_below_it():
