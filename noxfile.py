@@ -118,6 +118,6 @@ def mutants(session: nox.Session) -> None:
     """Mutation testing of the core (tests/mutation.py): mutmut's mutants of the statistics and verdict
     modules, the archive import's checks, the trainer's resume path and the count gate's thresholds,
     each run against the unit tests that call it; writes results/mutation/report.md and fails when a
-    group misses its target. ``-- --report`` rewrites the
-    report from mutants/ only; ``-- --rerun-survivors`` checks the survivors again after new tests."""
+    group misses its target or a survivor has no reason (tests/mutants_reasons.toml). ``-- --report``
+    rewrites the report from mutants/ only; ``-- --rerun-survivors`` checks the survivors again."""
     session.run(python(session), "tests/mutation.py", *session.posargs, env=ONE_THREAD)
