@@ -67,6 +67,10 @@ def test_an_archive_that_is_missing_not_gzip_or_without_its_store_is_refused(tmp
     plain.write_bytes(b"\x1f" + b"\x00" * 600)
     assert _unpack_refused(plain, tmp_path) == "not a gzip-compressed tar archive (scripts/gpu-run writes .tar.gz)"
     assert _unpack_refused(_tar(tmp_path / "a.tar.gz", [("log.txt", b"x")]), tmp_path) == "no mlflow.db file in it"
+    text = tmp_path / "text.tar.gz"
+    text.write_bytes(gzip.compress(b"plain text, not a tar archive\n" * 40))
+    assert _unpack_refused(text, tmp_path) == (
+        "not a complete tar archive (invalid header); it is truncated or corrupt: copy it again from the node")
     assert _unpack_refused(_tar(tmp_path / "b.tar.gz", [("mlflow.db", None)]), tmp_path) == "no mlflow.db file in it"
 
 
@@ -355,6 +359,14 @@ def test_a_row_repeating_its_table_s_key_is_refused(store, tmp_path):
                        f"INSERT INTO metrics VALUES ('loss', 1.0, 5, '{store[1]}', 0, 0);")
     conn.close()
     assert _store_refused(db) == f"metrics of run '{store[1]}' repeats 'loss'"
+    db = _copy(store, tmp_path)
+    conn = sqlite3.connect(db)  # no column types: 2**53 and 2**53 + 1 stay distinct integers in the archive
+    conn.executescript("DELETE FROM params; DELETE FROM latest_metrics; DROP TABLE metrics; "
+                       "CREATE TABLE metrics (key, value, timestamp, run_uuid, step, is_nan); "
+                       f"INSERT INTO metrics VALUES ('loss', {2**53}, 5, '{store[1]}', 0, 0); "
+                       f"INSERT INTO metrics VALUES ('loss', {2**53 + 1}, 5, '{store[1]}', 0, 0);")
+    conn.close()
+    assert _store_refused(db) == f"metrics of run '{store[1]}' repeats 'loss'"  # one value in a REAL column
 
 
 @pytest.mark.parametrize("sql, expected", [

@@ -68,7 +68,8 @@ def test_a_checkpoint_that_is_not_a_dict_truncated_or_corrupt_is_damaged(tmp_pat
         ckpt.load(path)  # torch's own first line
 
 
-def test_a_checkpoint_holding_an_object_is_refused_unread(tmp_path):
+def test_a_checkpoint_holding_an_object_is_refused_unread(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # overrides torch's default, not an explicit True
     path = tmp_path / "run.pt"
     torch.save({**_payload(), "extra": zipfile.ZipInfo("x")}, path)
     with pytest.raises(ckpt.DamagedCheckpoint) as err:

@@ -260,6 +260,14 @@ def test_a_zero_spread_difference_is_certain_and_its_interval_a_point():
     assert tost_power(3, 1e-9, 0.01) == 0.0  # a margin far inside the noise: no power (nothing to integrate)
 
 
+def test_paired_power_where_scipy_s_lower_tail_is_nan_is_the_upper_tail_alone():
+    n, effect, sd = 2, 0.01378, 0.001  # nc 19.5, crit 12.7: scipy's nct.cdf gives nan, its sf does not
+    nc, crit = effect / (sd / math.sqrt(n)), stats.t.ppf(0.975, n - 1)
+    assert math.isnan(stats.nct.cdf(-crit, n - 1, nc))
+    assert paired_power(n, effect, sd) == pytest.approx(stats.nct.sf(crit, n - 1, nc))
+    assert paired_power(n, effect, sd) < 0.9  # not pushed to 1 by the missing tail
+
+
 def test_paired_power_at_no_effect_is_alpha_from_both_tails():
     assert paired_power(5, 0.0, 0.01) == pytest.approx(0.05) and paired_power(5, 0.0, 0.01, alpha=0.2) == (
         pytest.approx(0.2))
