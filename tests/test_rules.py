@@ -221,7 +221,7 @@ def test_the_review_s_edge_cases_print_no_nan_and_decide_nothing_without_spread(
     assert interactions(attribute(values, ladder_arms(list(values)))) == {}
 
 
-@pytest.mark.parametrize("n, reach", [(3, 2.0), (5, 1.0), (10, 1.0), (4, 0.3), (2, 30.0)])
+@pytest.mark.parametrize("n, reach", [(3, 2.0), (5, 1.0), (10, 1.0), (4, 0.3), (2, 0.3)])
 def test_tost_power_is_the_simulated_rate_at_which_both_one_sided_tests_reject(n, reach):
     """Simulated TOST at a true difference of 0 (each one-sided test at alpha / 2), 400,000 samples
     of n normal differences: the printed power within 4 of the simulation's standard errors."""
