@@ -13,6 +13,7 @@ import json
 import shutil
 import sqlite3
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -201,8 +202,8 @@ def store(tmp_path_factory):
     version = importlib.metadata.version("mlflow")  # without importing it (a second or more)
     key = hashlib.sha256((inspect.getsource(_make_store) + version).encode()).hexdigest()[:12]
     cached = tmp_path_factory.getbasetemp().parent / f"alexnet-node-store-{key}"
-    if not (cached / "run_id").is_file():
-        fresh = tmp_path_factory.mktemp("store")
+    if not (cached / "run_id").is_file():  # built under a name no other fixture reuses: MLflow caches its
+        fresh = Path(tempfile.mkdtemp(prefix=f"{cached.name}-", dir=cached.parent))  # engine by the store's URI
         _make_store(fresh)
         try:
             fresh.rename(cached)  # atomic: another worker's copy, if it came first, is kept
