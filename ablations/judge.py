@@ -98,8 +98,9 @@ def judge_claim(claim: Claim, runs: list[ArmRun], scale: Scale, adjusted: dict |
     judged = RULES[claim.rule].apply(claim, runs, Context(values, adjusted or {}, family, alpha))
     parts, found_stats, comparisons = judged.parts, judged.stats, judged.comparisons
     evidence += judged.evidence
-    for name in claim.evidence:  # from the runs with a result (one still training elsewhere has none)
-        found = EVIDENCE[name]([r for r in runs if r.result is not None], claim, found_stats)
+    with_result = [r for r in runs if r.result is not None]  # one still training elsewhere has none
+    for name in claim.evidence:
+        found = EVIDENCE[name](with_result, claim, found_stats)
         if isinstance(found, decision.Verdict):
             parts.append(found)
             found = found.evidence
@@ -122,6 +123,6 @@ def _reason(parts: list[decision.Verdict], comparisons: dict) -> str:
         if v.verdict == "inconclusive" and v not in judged:
             return v.evidence.split("\n")[0]
     lacking = [f"{a} vs {b} lacks {v.stats['lacks']}" if "lacks" in v.stats else  # or too few seeds to compare
-               f"{a} vs {b}: {v.evidence.split(chr(10))[0]}" for (a, b), v in comparisons.items()
+               f"{a} vs {b}: " + v.evidence.split("\n")[0] for (a, b), v in comparisons.items()
                if v.verdict == "inconclusive"]
     return "; ".join(lacking) or "its parts disagree"

@@ -99,7 +99,7 @@ def outcome(result: dict, folder: Path) -> int:
                       "sweep, so it was measured again after it: the ceilings table and bench.csv use the higher "
                       "value (the percentages printed during the sweep, the first)",
                       highlight=False)
-    if result["over_ceiling"]:  # a fraction above 1 means the ceiling was mismeasured, not a fast case
+    if result["over_ceiling"]:  # still above it, measured twice: the ceiling is mismeasured, not the case fast
         console.print(f"[red]error:[/] above the measured matmul ceiling (by more than {CEILING_TOLERANCE - 1:.0%}, "
                       f"after measuring it again): {', '.join(result['over_ceiling'])}; the "
                       f"ceiling (n in {result['matmul_sizes']}) is not one on this device: its numbers are kept in "
@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             log(result, folder, env, scale, tracker)
     console.print(f"wrote {folder}/bench.csv, bench.json, bench.png")
     return outcome(result, folder)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,18 +24,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "results" / "mutation"
 REASONS = Path(__file__).with_name("mutants_reasons.toml")
-# group: (mutmut's mutant-name patterns, the share of its non-equivalent mutants to kill, why it is
-# not run yet or ""). Each group's unit tests run in seconds: tests/test_archive_checks.py checks the
-# import's rules without importing (the end-to-end imports of test_import.py take 179 s), and
-# tests/test_checkpoint.py the resume path on a LeNet without training.
+# group: (mutmut's mutant-name patterns, the share of its non-equivalent mutants to kill). Each group's
+# unit tests run in seconds: tests/test_archive_checks.py checks the import's rules without importing
+# (the end-to-end imports of test_import.py take 179 s), and tests/test_checkpoint.py the resume path
+# on a LeNet without training.
 GROUPS = {
     "statistics and verdicts": (["ablations.significance.*", "ablations.decision.*", "ablations.rules.*",
-                                 "ablations.judge.*", "ablations.ladder.*"], 0.90, ""),
+                                 "ablations.judge.*", "ablations.ladder.*"], 0.90),
     "count gate thresholds": (["bench.reference.x_compare__*", "bench.reference.x_fallback__*",
-                               "bench.gate.x_verdict__*"], 0.90, ""),
-    "archive import checks": (["ablations.archive.*", "ablations.meaning.*"], 0.90, ""),
+                               "bench.gate.x_verdict__*"], 0.90),
+    "archive import checks": (["ablations.archive.*", "ablations.meaning.*"], 0.90),
     "trainer resume and checkpoint": (["alexnet.checkpoint.*", "alexnet.train.x_resume__*", "alexnet.train.x_save__*",
-                                       "alexnet.train.x__rng_state__*", "alexnet.train.x__set_rng_state__*"], 0.80, ""),
+                                       "alexnet.train.x__rng_state__*", "alexnet.train.x__set_rng_state__*"], 0.80),
 }
 # of mutmut's statuses; "segfault" is mutmut's name for exit -9, the SIGKILL that follows its CPU-time limit's
 # SIGXCPU: a mutant that makes the tests loop forever (a bisection that never ends) is caught as a timeout is
@@ -49,7 +49,7 @@ def status(code: int | None) -> str:
 
 
 def group_of(name: str) -> str | None:
-    return next((g for g, (patterns, *_) in GROUPS.items() if any(fnmatch(name, p) for p in patterns)), None)
+    return next((g for g, (patterns, _) in GROUPS.items() if any(fnmatch(name, p) for p in patterns)), None)
 
 
 def outcomes() -> dict[str, int | None]:
@@ -81,10 +81,7 @@ def report(commit: str, command: str) -> int:
     reasons = tomllib.loads(REASONS.read_text())
     same, known = reasons.get("equivalent", {}), reasons.get("known", {})
     groups, survivors, problems = {}, [], []
-    for group, (_, target, waits) in GROUPS.items():
-        if waits:
-            groups[group] = {"not_run": waits, "target": target}
-            continue
+    for group, (_, target) in GROUPS.items():
         names = sorted(n for n in codes if group_of(n) == group)
         killed = [n for n in names if status(codes[n]) in KILLED]
         alive = [n for n in names if status(codes[n]) in SURVIVED]
@@ -102,8 +99,7 @@ def report(commit: str, command: str) -> int:
             survivors.append({"group": group, "mutant": n, "no_tests": status(codes[n]) == "no tests",
                               "equivalent": reason(same, n),
                               "known": reason(known, n), "diff": diff(n)})
-    ran = [n for n in codes if "score" in groups[group_of(n)]]
-    stale = sorted(p for p in {**same, **known} if any(fnmatch(n, p) for n in ran)
+    stale = sorted(p for p in {**same, **known} if any(fnmatch(n, p) for n in codes)
                    and not any(fnmatch(s["mutant"], p) for s in survivors))
     unexplained = [s for s in survivors if not (s["equivalent"] or s["known"])]
     data = {"commit": commit, "command": command, "date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -114,14 +110,13 @@ def report(commit: str, command: str) -> int:
     for line in problems + [f"{len(unexplained)} survivors without a reason in {REASONS.name}"] * bool(unexplained):
         print(line, file=sys.stderr)
     print(f"wrote {OUT / 'report.md'}: " + "; ".join(f"{g} {v['score']:.1%} (target {v['target']:.0%})"
-                                                   for g, v in groups.items() if "score" in v))
+                                                   for g, v in groups.items()))
     return 1 if problems or unexplained else 0
 
 
 def markdown(data: dict) -> str:
     rows = [f"| {g} | {v['mutants']} | {v['killed']} | {v['survived']} | {v['equivalent']} | {v['unchecked']} | "
-            f"**{v['score']:.1%}** | {v['target']:.0%} |" if "score" in v else
-            f"| {g} | not run: {v['not_run']} | | | | | | {v['target']:.0%} |" for g, v in data["groups"].items()]
+            f"**{v['score']:.1%}** | {v['target']:.0%} |" for g, v in data["groups"].items()]
     out = [f"# Mutation report\n\n`{data['command']}` at commit {data['commit'][:12]} ({data['date']}): mutmut's "
            "one-line mutants of the core, each run against the fast tests that call the mutated function. The score "
            "is killed / (mutants - equivalent survivors - unchecked); unchecked: the run stopped before them.\n",
@@ -146,15 +141,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2, help="mutants run at once")
     args = parser.parse_args(argv)
     os.chdir(REPO)
-    shared = REPO.parent / "shared" / "data" / "fashion-mnist"  # what tests/conftest.py finds beside the checkout;
-    if "ALEXNET_DATA_DIR" not in os.environ and shared.is_dir():  # mutmut runs the tests one folder deeper, in
-        os.environ["ALEXNET_DATA_DIR"] = str(shared)              # mutants/, where it would look in vain
+    # the data folder tests/conftest.py finds beside the checkout: mutmut runs the tests one folder deeper, in
+    # mutants/, where it would look in vain
+    shared = REPO.parent / "shared" / "data" / "fashion-mnist"
+    if "ALEXNET_DATA_DIR" not in os.environ and shared.is_dir():
+        os.environ["ALEXNET_DATA_DIR"] = str(shared)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
     if args.rerun_survivors:
         names = [n for n, code in outcomes().items() if status(code) in SURVIVED]
         (REPO / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # new tests: which test calls what, again
     elif not args.report:
-        names = [p for patterns, _, waits in GROUPS.values() if not waits for p in patterns]
+        names = [p for patterns, _ in GROUPS.values() for p in patterns]
     if args.rerun_survivors or not args.report:
         subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children), *names],
                        check=True)

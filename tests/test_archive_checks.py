@@ -46,11 +46,17 @@ def _tar(path: Path, members: list[tuple[str, bytes | None]], tail: bytes = b"")
     return path
 
 
-def _unpack_refused(path: Path, tmp_path: Path, **kw) -> str:
+def _refusal(archive: Path, check, *args, **kw) -> str:
+    """The message of the ArchiveError ``check(*args)`` raises, after the archive's name it begins with."""
     with pytest.raises(A.ArchiveError) as err:
-        A.unpack(path, tmp_path / "out", **kw)
-    assert str(err.value).startswith(f"invalid archive {str(path)!r}: ")
-    return str(err.value).removeprefix(f"invalid archive {str(path)!r}: ")
+        check(*args, **kw)
+    prefix = f"invalid archive {str(archive)!r}: "
+    assert str(err.value).startswith(prefix)
+    return str(err.value).removeprefix(prefix)
+
+
+def _unpack_refused(path: Path, tmp_path: Path, **kw) -> str:
+    return _refusal(path, A.unpack, path, tmp_path / "out", **kw)
 
 
 def test_a_genuine_archive_is_extracted_with_its_folders(tmp_path):
@@ -144,9 +150,7 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
     ("results/holes", tarfile.GNUTYPE_SPARSE, "member 'results/holes' is a sparse file; a node archive holds only"),
 ])
 def test_a_member_is_refused_by_its_name_place_and_kind(name, kind, expected):
-    with pytest.raises(A.ArchiveError) as err:
-        A._check_member(_member(name, kind), NAME)
-    assert str(err.value).startswith(f"{NAME}: ") and expected in str(err.value)
+    assert expected in _refusal(ARCHIVE, A._check_member, _member(name, kind), NAME)
 
 
 @pytest.mark.parametrize("name, kind", [(".", tarfile.DIRTYPE), ("results/run.db", tarfile.DIRTYPE),
@@ -222,15 +226,18 @@ def _copy(store, tmp_path: Path, *sql: str) -> Path:
     return db
 
 
-# a crafted store: runs rebuilt without MLflow's CHECK constraints, so that any status can be written
-LOOSE_RUNS = "CREATE TABLE r AS SELECT * FROM runs; DROP TABLE runs; ALTER TABLE r RENAME TO runs"
+def _loosened(table: str) -> str:
+    """SQL that rebuilds ``table`` without its keys and CHECK constraints (a crafted store), so that a row
+    can repeat and any status be written."""
+    return (f"CREATE TABLE {table}_copy AS SELECT * FROM {table}; DROP TABLE {table}; "
+            f"ALTER TABLE {table}_copy RENAME TO {table}")
+
+
+LOOSE_RUNS = _loosened("runs")
 
 
 def _store_refused(db: Path) -> str:
-    with pytest.raises(A.ArchiveError) as err:
-        A.read_store(db, ARCHIVE)
-    assert str(err.value).startswith(f"{NAME}: ")
-    return str(err.value).removeprefix(f"{NAME}: ")
+    return _refusal(ARCHIVE, A.read_store, db, ARCHIVE)
 
 
 def test_a_genuine_store_is_read_with_its_runs_rows_and_experiments(store, tmp_path):
@@ -298,11 +305,11 @@ def test_a_table_over_its_row_limit_is_refused_before_it_is_read(store, tmp_path
     ("UPDATE runs SET name = NULL", None),
     ("UPDATE runs SET name = '" + "n" * 251 + "'", "runs of run '{run}': invalid name '" + "n" * 120 + "'"),
     ("UPDATE tags SET value = x'00'", "tags of run '{run}': invalid value \"b'\\\\x00'\""),
-    ("CREATE TABLE p AS SELECT * FROM params; DROP TABLE params; ALTER TABLE p RENAME TO params; "
-     "INSERT INTO params VALUES ('lr', NULL, '{run}')", "params of run '{run}': invalid value 'None'"),
+    (_loosened("params") + "; INSERT INTO params VALUES ('lr', NULL, '{run}')",
+     "params of run '{run}': invalid value 'None'"),
     ("INSERT INTO metrics VALUES ('loss', 'high', 1, '{run}', 1, 0)", "metrics of run '{run}': invalid value 'high'"),
-    ("CREATE TABLE m AS SELECT * FROM metrics; DROP TABLE metrics; ALTER TABLE m RENAME TO metrics; "
-     "UPDATE metrics SET is_nan = 2 WHERE step = 1", "metrics of run '{run}': invalid is_nan '2'"),
+    (_loosened("metrics") + "; UPDATE metrics SET is_nan = 2 WHERE step = 1",
+     "metrics of run '{run}': invalid is_nan '2'"),
     ("UPDATE latest_metrics SET timestamp = NULL", None),
     ("UPDATE experiments SET name = x'01' WHERE experiment_id = 1", "experiments of experiment \"b'\\\\x01'\": invalid "
                                                                    "name \"b'\\\\x01'\""),
@@ -338,12 +345,6 @@ def test_a_run_dated_more_than_a_day_ahead_is_refused_and_less_is_not(store, tmp
     A.read_store(_copy(store, tmp_path, f"UPDATE runs SET end_time = {now + 23 * 3_600_000}"), ARCHIVE)
     assert _store_refused(_copy(store, tmp_path, f"UPDATE runs SET end_time = {now + 24 * 3_600_000 + 60_000}")
                           ).startswith(f"run {store[1]} is dated 24.0 h in the future")  # a minute over a day
-
-
-def _loosened(table: str) -> str:
-    """SQL that rebuilds ``table`` without its keys, so that a row can repeat (a crafted store)."""
-    return (f"CREATE TABLE {table}_copy AS SELECT * FROM {table}; DROP TABLE {table}; "
-            f"ALTER TABLE {table}_copy RENAME TO {table}")
 
 
 def test_a_row_repeating_its_table_s_key_is_refused(store, tmp_path):
@@ -445,10 +446,7 @@ def _node(tags=(), params=(), status="FINISHED", runs=(RUN, OTHER)) -> A.NodeSto
 
 
 def _meaning_refused(root: Path, node: A.NodeStore) -> str:
-    with pytest.raises(A.ArchiveError) as err:
-        M.check(root, node, ARCHIVE)
-    assert str(err.value).startswith(f"{NAME}: ")
-    return str(err.value).removeprefix(f"{NAME}: ")
+    return _refusal(ARCHIVE, M.check, root, node, ARCHIVE)
 
 
 def test_parent_links_stay_inside_the_archive_and_the_import_s_own_tags_are_refused(tmp_path):

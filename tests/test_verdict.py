@@ -130,14 +130,9 @@ def test_power_figures_agree_with_the_paired_t_test():
 
 def _runs(claim, per_seed):
     """Finished one-epoch runs with these final test accuracies (arm -> one per seed)."""
-    from ablations.judge import ArmRun
-    from alexnet.config import Config
-    from alexnet.result import TrainResult
+    from conftest import arm_run
 
-    return [ArmRun(arm, seed, Config(), TrainResult({}, seed, {}, "test", 1, 1, 100, 1000, status="finished",
-                                                    epochs=[{"epoch": 1, "train_loss": 1.0, "train_acc": acc,
-                                                             "test_acc": acc}]), "", True, claim)
-            for arm, accs in per_seed.items() for seed, acc in enumerate(accs)]
+    return [arm_run(claim, arm, seed, acc) for arm, accs in per_seed.items() for seed, acc in enumerate(accs)]
 
 
 def test_judge_all_adjusts_every_comparison_over_the_family():
