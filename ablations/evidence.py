@@ -80,17 +80,17 @@ def compute_cost(runs, claim, stats) -> decision.Verdict:
 def arm_costs(runs: list, arms: list[str]) -> dict[str, dict]:
     """arm -> its finished runs' test accuracies (``acc``), median wall time per run (``wall_s``:
     its epochs' times), FLOPs per image at prediction and training FLOPs per run (a network: 3x
-    its forward FLOPs per training image and epoch; None for an SVM, whose fit is not counted)."""
+    its forward FLOPs per training image and epoch; None for a fitted kind, the SVM, whose fit is not counted)."""
     out = {}
     for arm in arms:
         done = [r for r in runs if r.arm == arm and r.result is not None and r.result.status == "finished"]
         if done:
             res = done[0].result
-            svm = done[0].config.arch == "svm"
+            sgd = done[0].config.sgd
             out[arm] = {"acc": [r.result.final("test_acc") for r in done],
                         "wall_s": median(r.result.wall_s for r in done),
                         "flops": res.flops_per_image,
-                        "train_flops": None if svm else 3 * res.flops_per_image * res.train_examples * len(res.epochs),
+                        "train_flops": 3 * res.flops_per_image * res.train_examples * len(res.epochs) if sgd else None,
                         "images": res.train_examples}
     return out
 

@@ -16,8 +16,8 @@ from alexnet import checkpoint as ckpt
 from alexnet.config import Config
 from alexnet.data import FashionMNIST
 from alexnet.env import environment
+from alexnet.run import run
 from alexnet.tracking import Tracker
-from alexnet.train import train
 from alexnet.untrusted import env_number
 
 from .budget import Budget, BudgetSpent, Progress
@@ -100,14 +100,14 @@ class Runner:
                 raise BudgetSpent(record["epoch"])  # after the epoch's checkpoint: resumable
 
         try:
-            result = train(config, seed, data=self.data, checkpoint=checkpoint, on_epoch=on_epoch, progress=False)
+            result = run(config, seed, data=self.data, checkpoint=checkpoint, on_epoch=on_epoch, progress=False)
         except (ckpt.DamagedCheckpoint, ckpt.ForeignCheckpoint) as exc:
             moved = ckpt.quarantine(checkpoint)
             self.tracker.set_tags({"resumed": False, "checkpoint.moved_aside": moved.name,
                                    "checkpoint.problem": str(exc)[:4000]})
             print(f"warning: {exc}\n  moved it aside to {moved}; {claim.id}/{arm}/seed{seed} restarts from epoch 1",
                   file=sys.stderr)
-            result = train(config, seed, data=self.data, checkpoint=checkpoint, on_epoch=on_epoch, progress=False)
+            result = run(config, seed, data=self.data, checkpoint=checkpoint, on_epoch=on_epoch, progress=False)
         for record in result.epochs:  # epochs restored from a checkpoint
             if record["epoch"] not in logged:
                 self.tracker.log_epoch(record)

@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import median
 
 import torch
 
-from alexnet import classical
 from alexnet.config import TEST_IMAGES, TRAIN_IMAGES, Config
 from alexnet.data import DeviceLoader, FashionMNIST
+from alexnet.kinds import kind_of
 from alexnet.numerics import sync
 from alexnet.train import build, evaluate, train_step
 
 PROBE_S = 30.0  # the whole probe's time budget
 PROBE_SHARE = 0.1  # at most this share of a configuration's planned work is spent timing it
+PROBE_IMAGES = 400  # a fitted kind without its own ``timed`` is timed on at most this many images
 MAX_STEPS = 5  # timed steps per configuration at most (after one warm-up step)
 STORE_CALLS_PER_RUN = 30  # tracking-store round trips of one run: lookups, reservation, params, tags, result
 STORE_CALLS_PER_EPOCH = 2  # the epoch's metrics and the lease heartbeat
@@ -49,10 +50,11 @@ def speed_key(config: Config) -> str:
     type, dropout and the optimiser's settings change the numbers, not the time, so arms that
     differ only in those share one probe. Augmentation (``aug``) adds a host-side draw and a copy
     per batch, which on a GPU is not free beside a short step: it gets its own probe.
-    A classical pipeline's cost grows faster than its images: its key names them (``svm-hog-rbf-c10-n4000``)."""
-    if config.arch == "svm":
-        return (f"svm-{config.features}-{config.kernel}-c{config.svm_c:g}"
-                f"-n{min(images(config)[0], config.svm_max_train)}")
+    A fitted kind names its own cost (the SVM's grows faster than its images: ``svm-hog-rbf-c10-n4000``);
+    one without a name, by its kind and images."""
+    kind = kind_of(config)
+    if not kind.sgd:
+        return kind.cost_name(config) if kind.cost_name else f"{config.arch}-n{images(config)[0]}"
     parts = ([] if config.arch == "alexnet" else [config.arch]) + [f"{config.input_size}px", f"b{config.batch_size}",
                                                                    config.precision]
     parts += [f"w{config.width:g}"] * (config.arch == "alexnet" and config.width != 1)
@@ -88,7 +90,7 @@ def probe(work: dict[str, tuple[Config, int]], data: FashionMNIST, device: torch
     plan has for it). Each key gets its share of ``budget_s``, and at most PROBE_SHARE of its
     planned work; ``on_start(key)`` is called as each probe starts."""
     speeds, start = {}, time.perf_counter()
-    networks = [config for config, _ in work.values() if config.arch != "svm"]
+    networks = [config for config, _ in work.values() if config.sgd]
     if networks:  # the process's first build pays one-off start-up costs that runs do not
         build(networks[0], device, seed=0)
     for i, (key, (config, planned_steps)) in enumerate(work.items()):
@@ -101,9 +103,9 @@ def probe(work: dict[str, tuple[Config, int]], data: FashionMNIST, device: torch
 
 def _probe_one(config: Config, data: FashionMNIST, device: torch.device, share: float, planned_steps: int) -> Speed:
     n = config.batch_size
-    if config.arch == "svm":  # fitted once, on the CPU: its time per batch of the config's size
+    if not config.sgd:  # fitted once, on the CPU: its time per batch of the config's size
         train, test = images(config)
-        fit_s, eval_s = classical.timed(config, data, train, test)
+        fit_s, eval_s = fitted_seconds(config, data, train, test)
         return Speed(fit_s * n / train, eval_s * n / test, fit_s * n / train, 0.0, 0, n)
     x_all, y_all = data.train_images[:n * (MAX_STEPS + 1)], data.train_labels[:n * (MAX_STEPS + 1)]
     begin = time.perf_counter()
@@ -125,6 +127,19 @@ def _probe_one(config: Config, data: FashionMNIST, device: torch.device, share: 
     t = time.perf_counter()
     evaluate(step.model, eval_loader, config, device)  # ends in .item(): synchronised
     return Speed(median(times) if times else first, time.perf_counter() - t, first, setup, len(times), n)
+
+
+def fitted_seconds(config: Config, data: FashionMNIST, train: int, test: int) -> tuple[float, float]:
+    """(fit seconds, evaluation seconds) of a fitted kind: its own ``timed``, else a fit on at most
+    PROBE_IMAGES training and evaluation images, taken as linear in the images."""
+    kind = kind_of(config)
+    if kind.timed:
+        return kind.timed(config, data, train, test)
+    small = replace(config, train_size=min(train, PROBE_IMAGES), test_size=min(test, PROBE_IMAGES))
+    start = time.perf_counter()
+    kind.fit(small, 0, data, None)
+    per_image = (time.perf_counter() - start) / (small.train_size + small.test_size)
+    return per_image * train, per_image * test
 
 
 def step_times(fn, device: torch.device, steps: int) -> list[float]:

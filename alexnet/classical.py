@@ -1,8 +1,9 @@
 """The 2000s pipeline the lecture contrasts with AlexNet: hand-engineered features (HOG, or the
 raw pixels) fed to a support vector machine, fitted once with scikit-learn.
 
-``fit(config, seed, data)`` is what ``train`` does for ``arch="svm"``: it sees exactly the
-images the networks of that config see (``alexnet.train.subsets``; at most ``svm_max_train``
+The kind ``arch="svm"`` (registered at the end): ``fit(config, seed, data)`` is what
+``alexnet.run`` does for it; it sees exactly the images the networks of that config see
+(``alexnet.data.subsets``; at most ``svm_max_train``
 of the training images, a stratified subset of them) and returns a ``TrainResult`` with one
 epoch record like a network's (train_loss: the multiclass hinge loss; train_acc: from the
 decision function's argmax; test_acc or val_acc, and train_eval_acc on the same training
@@ -25,9 +26,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .config import Config
+from .config import TRAIN_IMAGES, Config, fail
 from .data import FashionMNIST, stratified_subset, subsets, training_sample
 from .env import environment
+from .kinds import Kind, register
 from .result import TrainResult, pack
 
 HOG = dict(orientations=9, pixels_per_cell=(4, 4), cells_per_block=(2, 2), block_norm="L2-Hys")
@@ -138,3 +140,26 @@ def timed(config: Config, data: FashionMNIST, train_images: int, eval_images: in
     predict = (time.perf_counter() - start) / k * (n / k if config.kernel == "rbf" else 1)
     growth = (n / k) ** (2 if config.kernel == "rbf" else 1)
     return n * per_image + fit_k * growth + n * predict, 2 * eval_images * (per_image + predict)
+
+
+def _check(config: Config) -> None:
+    """The classical pipeline: native 28-px images, fitted once, no augmentation."""
+    for name, value, allowed in (("input_size", 28, "28 with arch='svm' (HOG of the native images)"),
+                                 ("epochs", 1, "1 with arch='svm' (an SVM is fitted once)"),
+                                 ("augment", False, "False with arch='svm' (the SVM sees each image once)"),
+                                 ("validation_size", None, "None with arch='svm' (its C is not tuned here)")):
+        if getattr(config, name) != value:
+            fail(name, getattr(config, name), allowed)
+
+
+def cost_name(config: Config) -> str:
+    """Its cost grows faster than its images, so the estimate's name says them: ``svm-hog-rbf-c10-n4000``."""
+    images = min(config.train_size or TRAIN_IMAGES, config.svm_max_train)
+    return f"svm-{config.features}-{config.kernel}-c{config.svm_c:g}-n{images}"
+
+
+# the fields that change its fit: the same SVM on the same images is one run whatever the rest says
+KEY_FIELDS = ("arch", "features", "kernel", "svm_c", "svm_max_train", "input_size", "epochs", "augment", "train_size",
+              "test_size", "validation_size")
+register(Kind("svm", "the 2000s pipeline: HOG or pixel features and a support vector machine (scikit-learn), "
+              "fitted once", fit=fit, check=_check, key_fields=KEY_FIELDS, timed=timed, cost_name=cost_name))

@@ -34,7 +34,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             continue
         kind = {"float": float, "int": int, "str": str}.get(str(f.type), int)  # int | None -> int
         choices = f.metadata["choices"]
-        group.add_argument(flag, type=type(choices[0]) if choices else kind, choices=choices,
+        group.add_argument(flag, type=type(next(iter(choices))) if choices else kind, choices=choices,
                            default=f.default, help=help_text, metavar=None if choices else kind.__name__.upper())
 
 
@@ -72,7 +72,7 @@ def cmd_train(args, parser) -> int:
     """One run; under ``torchrun --nproc-per-node N`` a data-parallel one (rank 0 reports)."""
     import torch.distributed as dist
 
-    from .train import train
+    from .run import run
 
     config = config_from_args(args, parser)
     if args.json:
@@ -80,8 +80,7 @@ def cmd_train(args, parser) -> int:
     if args.checkpoint:
         writable_file(args.checkpoint, "--checkpoint")
     try:
-        result = train(config, args.seed, data_dir=args.data_dir, checkpoint=args.checkpoint,
-                       progress=args.progress)
+        result = run(config, args.seed, data_dir=args.data_dir, checkpoint=args.checkpoint, progress=args.progress)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -12,7 +12,9 @@ import json
 import math
 from dataclasses import dataclass, field
 
-ARCHS = ("alexnet", "lenet", "svm")
+from .kinds import KINDS, kind_of
+
+ARCHS = KINDS  # the registered kinds of arm (alexnet.kinds): alexnet, lenet and svm are built in
 FEATURES = ("hog", "pixels")  # what the SVM of arch="svm" sees
 KERNELS = ("linear", "rbf")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
@@ -76,69 +78,45 @@ class Config:
         for name in ("arch", "activation", "pool", "input_size", "precision", "device", "features", "kernel"):
             choices = self.__dataclass_fields__[name].metadata["choices"]
             if getattr(self, name) not in choices:
-                _fail(name, getattr(self, name), "one of " + ", ".join(map(str, choices)))
+                fail(name, getattr(self, name), "one of " + ", ".join(map(str, choices)))
         if not 0.0 <= self.dropout < 1.0:
-            _fail("dropout", self.dropout, "a probability in [0, 1)")
+            fail("dropout", self.dropout, "a probability in [0, 1)")
         if isinstance(self.width, bool) or not (isinstance(self.width, (int, float)) and 0 < self.width <= 4
                                                   and math.isfinite(self.width)):
-            _fail("width", self.width, "a number in (0, 4] (1: the lecture's AlexNet; 0.25: a quarter of its channels)")
+            fail("width", self.width, "a number in (0, 4] (1: the lecture's AlexNet; 0.25: a quarter of its channels)")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            _fail("lr", self.lr, "a finite number > 0")
+            fail("lr", self.lr, "a finite number > 0")
         if not 0.0 <= self.momentum < 1.0:
-            _fail("momentum", self.momentum, "a number in [0, 1)")
+            fail("momentum", self.momentum, "a number in [0, 1)")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            _fail("weight_decay", self.weight_decay, "a finite number >= 0")
+            fail("weight_decay", self.weight_decay, "a finite number >= 0")
         for name in ("batch_size", "epochs", "pool_kernel", "pool_stride"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
-                _fail(name, getattr(self, name), "an integer > 0")
+                fail(name, getattr(self, name), "an integer > 0")
         for name in ("train_size", "test_size", "validation_size"):
             n = getattr(self, name)
             if n is not None and not (isinstance(n, int) and n >= 10 and n % 10 == 0):
-                _fail(name, n, "a multiple of 10 (equal images per class), at least 10, or None for all")
+                fail(name, n, "a multiple of 10 (equal images per class), at least 10, or None for all")
         self._check_sizes()
         if not (isinstance(self.svm_c, (int, float)) and not isinstance(self.svm_c, bool) and self.svm_c > 0
                 and math.isfinite(self.svm_c)):
-            _fail("svm_c", self.svm_c, "a finite number > 0 (the SVM's C; 10 fits Fashion-MNIST)")
+            fail("svm_c", self.svm_c, "a finite number > 0 (the SVM's C; 10 fits Fashion-MNIST)")
         if not (isinstance(self.svm_max_train, int) and self.svm_max_train >= 10 and self.svm_max_train % 10 == 0):
-            _fail("svm_max_train", self.svm_max_train, "a multiple of 10 (equal images per class), at least 10")
-        if self.arch == "svm":
-            self._check_svm()
-        elif self.arch == "lenet":
-            self._check_lenet()
-        else:
-            self.feature_side()  # the pooling windows fit
-
-    def _check_lenet(self) -> None:
-        """LeNet-5 takes 28-px images and has its own fixed 2x2 pooling and no LRN."""
-        if self.input_size != 28:
-            _fail("input_size", self.input_size, "28 with arch='lenet' (LeNet-5 takes the native 28-px images)")
-        if self.lrn:
-            _fail("lrn", self.lrn, "False with arch='lenet' (local response normalisation is AlexNet's)")
-        if (self.pool_kernel, self.pool_stride) != (3, 2):
-            _fail("pool_kernel", self.pool_kernel, "the default (3, stride 2) with arch='lenet': LeNet-5 pools 2x2, "
-                  "stride 2, whatever these say")
-
-    def _check_svm(self) -> None:
-        """The classical pipeline: native 28-px images, fitted once, no augmentation."""
-        for name, value, allowed in (("input_size", 28, "28 with arch='svm' (HOG of the native images)"),
-                                     ("epochs", 1, "1 with arch='svm' (an SVM is fitted once)"),
-                                     ("augment", False, "False with arch='svm' (the SVM sees each image once)"),
-                                     ("validation_size", None, "None with arch='svm' (its C is not tuned here)")):
-            if getattr(self, name) != value:
-                _fail(name, getattr(self, name), allowed)
+            fail("svm_max_train", self.svm_max_train, "a multiple of 10 (equal images per class), at least 10")
+        kind_of(self).check(self)  # what this kind of arm cannot take
 
     def _check_sizes(self) -> None:
         """Subsets that exist in Fashion-MNIST, and a batch no larger than the training data."""
         if self.validation_size is not None and self.validation_size >= TRAIN_IMAGES:
-            _fail("validation_size", self.validation_size, f"fewer than the {TRAIN_IMAGES:,} training images")
+            fail("validation_size", self.validation_size, f"fewer than the {TRAIN_IMAGES:,} training images")
         available = TRAIN_IMAGES - (self.validation_size or 0)
         if self.train_size is not None and self.train_size > available:
-            _fail("train_size", self.train_size, f"at most {available:,} (the training images"
+            fail("train_size", self.train_size, f"at most {available:,} (the training images"
                   + (f" left after validation_size={self.validation_size})" if self.validation_size else ")"))
         if self.test_size is not None and self.test_size > TEST_IMAGES:
-            _fail("test_size", self.test_size, f"at most the {TEST_IMAGES:,} test images")
+            fail("test_size", self.test_size, f"at most the {TEST_IMAGES:,} test images")
         if self.batch_size > (self.train_size or available):
-            _fail("batch_size", self.batch_size, f"at most the {self.train_size or available:,} training images")
+            fail("batch_size", self.batch_size, f"at most the {self.train_size or available:,} training images")
 
     def feature_side(self) -> int:
         """Side of the last feature map (the first dense layer takes the last convolution's channels
@@ -146,16 +124,16 @@ class Config:
         side = STEM_OUTPUT[self.input_size]
         for _ in range(3):  # the convolutions between poolings keep the side
             if side < self.pool_kernel:
-                _fail("pool_kernel", self.pool_kernel, f"a window that fits the {side}-px map it pools "
+                fail("pool_kernel", self.pool_kernel, f"a window that fits the {side}-px map it pools "
                       f"(input_size={self.input_size}, pool_stride={self.pool_stride}); the lecture's is 3")
             side = (side - self.pool_kernel) // self.pool_stride + 1
         return side
 
     @property
     def sgd(self) -> bool:
-        """Trained by SGD (a network), so ``lr`` and the optimiser's fields mean something; an SVM is
-        not, and its result does not depend on the seed (``alexnet.classical`` fits it once)."""
-        return self.arch != "svm"
+        """Trained by SGD (a network), so ``lr`` and the optimiser's fields mean something; a fitted
+        kind (the SVM) is not, and its result does not depend on the seed (it is fitted once)."""
+        return kind_of(self).sgd
 
     def channels(self) -> tuple[int, ...]:
         """AlexNet's five convolutions' output channels and its hidden dense units, at ``width``."""
@@ -168,12 +146,12 @@ class Config:
         """A short stable hash of every field: equal configs give equal keys. A field added later
         (``LATER_FIELDS``) is left out of the hash at its default, so configs keep the keys they had
         before it existed (an older result still matches its config when imported or resumed; a
-        run is reused only under the same ``code_version`` too). An SVM's key hashes only the
-        fields that change its fit (``SVM_FIELDS``): the same SVM on the same images is one run
+        run is reused only under the same ``code_version`` too). A kind that declares its
+        ``key_fields`` (the SVM) hashes only those: the same SVM on the same images is one run
         whatever the device, precision or optimiser settings beside it."""
         fields = self.to_dict()
-        if self.arch == "svm":
-            fields = {name: fields[name] for name in SVM_FIELDS}
+        if kind_of(self).key_fields is not None:
+            fields = {name: fields[name] for name in kind_of(self).key_fields}
         for name, default in LATER_FIELDS.items():
             if fields.get(name, default) == default:
                 fields.pop(name, None)
@@ -181,8 +159,6 @@ class Config:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-SVM_FIELDS = ("arch", "features", "kernel", "svm_c", "svm_max_train", "input_size", "epochs", "augment", "train_size",
-              "test_size", "validation_size")
 LATER_FIELDS = {"width": 1, "features": "hog", "kernel": "rbf", "svm_c": 10.0, "svm_max_train": 10_000}
 
 # d2l's LeNet lecture: LeNet-5 with sigmoid and average pooling, trained by train_ch6 at lr 0.9,
@@ -191,5 +167,6 @@ LENET = {"arch": "lenet", "input_size": 28, "activation": "sigmoid", "pool": "av
          "batch_size": 256}
 
 
-def _fail(name: str, value, allowed: str) -> None:
+def fail(name: str, value, allowed: str) -> None:
+    """Refuse ``name=value`` in one line that says what is allowed (a kind's ``check`` uses it too)."""
     raise ValueError(f"invalid {name}={value!r}: expected {allowed}")

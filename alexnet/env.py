@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import os
@@ -32,16 +33,39 @@ def git_commit() -> str:
 
 
 # what a run's numbers depend on
-NUMERIC_SOURCES = ("config.py", "model.py", "data.py", "train.py", "numerics.py", "classical.py")
+NUMERIC_SOURCES = ("config.py", "kinds.py", "model.py", "data.py", "train.py", "run.py", "numerics.py", "classical.py")
 
 
 @cache
-def code_version() -> str:
-    """Hash of the sources a training run's numbers depend on (CLI, tuning, tracking and docs don't)."""
-    digest = hashlib.sha256()
-    for path in (REPO / "alexnet" / name for name in NUMERIC_SOURCES):
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()[:12]
+def code_version(folder: Path = REPO / "alexnet") -> str:
+    """Hash of what a training run's numbers depend on: the definitions in NUMERIC_SOURCES (CLI,
+    tuning, tracking and docs don't). Each top-level statement but the imports counts as its syntax
+    tree without docstrings, comments, layout or line numbers, and the hash takes them in sorted
+    order: moving a definition within or between these modules, renaming a module, or editing a
+    docstring or a comment keeps every stored run reusable; changing an operator, a constant or a
+    default retrains them. The same on every Python from 3.11 (the tree is written without the
+    fields later versions added)."""
+    parts = sorted(_canonical(node) for name in NUMERIC_SOURCES
+                   for node in ast.parse((folder / name).read_text(encoding="utf-8")).body
+                   if not isinstance(node, (ast.Import, ast.ImportFrom)) and not _is_doc(node))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def _is_doc(node: ast.AST) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
+def _canonical(node) -> str:
+    """``node`` as text: its type and fields, recursively, leaving out docstrings (a string standing
+    alone as a statement) and the fields that say nothing about what runs (type_params: Python 3.12+;
+    type_comment; a string's 'u' kind; a name's load/store context)."""
+    if isinstance(node, list):
+        return "[" + ",".join(_canonical(n) for n in node if not _is_doc(n)) + "]"
+    if isinstance(node, ast.AST):
+        fields = (_canonical(getattr(node, f, None)) for f in node._fields
+                  if f not in ("type_params", "type_comment", "kind", "ctx"))
+        return type(node).__name__ + "(" + ",".join(fields) + ")"
+    return repr(node)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -17,12 +17,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import LENET, Config
+from .config import LENET, Config, fail
+from .kinds import Kind, kind_of, register
 
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
 
-def build_alexnet(config: Config = Config()) -> nn.Sequential:
+def build_alexnet(config: Config | None = None) -> nn.Sequential:
+    """The lecture's AlexNet of ``config`` (default: the lecture's own)."""
+    config = config or Config()
     act = _ACTIVATIONS[config.activation]
 
     def pool() -> nn.Module:
@@ -54,10 +57,11 @@ def build_alexnet(config: Config = Config()) -> nn.Sequential:
     )
 
 
-def build_lenet(config: Config = Config(**LENET)) -> nn.Sequential:
+def build_lenet(config: Config | None = None) -> nn.Sequential:
     """d2l's LeNet-5 for 1 x 28 x 28 input: sigmoid and 2x2 average pooling by default (the LeNet
     lecture's); ``config`` may swap the activation and the pooling type and add dropout after
     each hidden dense layer (the steps of the ladder claim from LeNet to AlexNet)."""
+    config = config or Config(**LENET)
     act = _ACTIVATIONS[config.activation]
     pool = nn.MaxPool2d if config.pool == "max" else nn.AvgPool2d
     drop = [nn.Dropout(p=config.dropout)] if config.dropout else []
@@ -73,11 +77,29 @@ def build_lenet(config: Config = Config(**LENET)) -> nn.Sequential:
     )
 
 
+def _check_lenet(config: Config) -> None:
+    """LeNet-5 takes 28-px images and has its own fixed 2x2 pooling and no LRN."""
+    if config.input_size != 28:
+        fail("input_size", config.input_size, "28 with arch='lenet' (LeNet-5 takes the native 28-px images)")
+    if config.lrn:
+        fail("lrn", config.lrn, "False with arch='lenet' (local response normalisation is AlexNet's)")
+    if (config.pool_kernel, config.pool_stride) != (3, 2):
+        fail("pool_kernel", config.pool_kernel, "the default (3, stride 2) with arch='lenet': LeNet-5 pools 2x2, "
+             "stride 2, whatever these say")
+
+
+register(Kind("alexnet", "the lecture's AlexNet (width, stem, pooling, LRN and activation from the config)",
+              network=build_alexnet, check=Config.feature_side))  # the pooling windows fit
+register(Kind("lenet", "d2l's LeNet-5: 28 px, its own 2x2 pooling, no LRN", network=build_lenet, check=_check_lenet))
+
+
 def build_model(config: Config) -> nn.Sequential:
     """The network ``config.arch`` names."""
-    if config.arch == "svm":
-        raise ValueError("invalid arch='svm' for a network: the classical pipeline is fitted by alexnet.classical")
-    return build_lenet(config) if config.arch == "lenet" else build_alexnet(config)
+    kind = kind_of(config)
+    if kind.network is None:
+        raise ValueError(f"invalid arch={config.arch!r} for a network: it is fitted, not trained "
+                         "(alexnet.run fits it)")
+    return kind.network(config)
 
 
 def init_weights(model: nn.Module) -> None:

@@ -141,13 +141,13 @@ def _finite(v) -> bool:
 def layer_names(config) -> set[str]:
     """The names ``alexnet.train.GradNorms`` gives the Conv2d and Linear layers of ``config``'s network
     (position and kind: "0.Conv2d"), from the network built on the meta device (no memory, no time);
-    none for an SVM."""
+    none for a fitted kind (the SVM)."""
     import torch
     from torch import nn
 
     from .model import build_model
 
-    if config.arch == "svm":
+    if not config.sgd:
         return set()
     with torch.device("meta"):
         net = build_model(config)

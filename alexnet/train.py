@@ -155,16 +155,12 @@ class GradNorms:
 def train(config: Config = Config(), seed: int = 0, *, data: FashionMNIST | None = None,
           data_dir: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
           on_epoch: Callable[[dict], None] | None = None, progress: bool | None = None) -> TrainResult:
-    """Train one AlexNet; return its per-epoch numbers, status and environment.
+    """Train one network (AlexNet, LeNet: ``config.arch``); return its per-epoch numbers, status and environment.
 
     ``checkpoint``: a file written at the end of every epoch; if it exists when called, the
     run resumes from it and gives the same numbers as an uninterrupted run.
     ``on_epoch``: called with each epoch's record as soon as it is measured.
-    A classical pipeline (``arch="svm"``) is fitted by ``alexnet.classical.fit`` instead."""
-    if config.arch == "svm":
-        from .classical import fit
-
-        return fit(config, seed, data or load_fashion_mnist(data_dir), on_epoch=on_epoch)
+    The SGD loop only: ``alexnet.run`` runs any kind of arm (a fitted one by its own ``fit``)."""
     rank, world = distributed(config)
     device = check_runtime(config)
     if world > 1 and device.type == "cuda":

@@ -5,8 +5,10 @@ import ast
 import csv
 import subprocess
 import sys
+import time
 
 import pytest
+import torch
 
 from ablations import decision
 from ablations.claims import BY_ID, CLAIMS, SCALES, Arm, Claim, rung, without
@@ -16,7 +18,11 @@ from ablations.plots import PLOTS
 from ablations.report import write_results
 from ablations.rules import RULES, comparison
 from ablations.suite import Suite, SuiteOptions
+from alexnet import KINDS, Config, Kind, build_model, register
+from alexnet.data import subsets
+from alexnet.env import environment
 from alexnet.plots import plt, save
+from alexnet.result import TrainResult, pack
 from alexnet.tracking import Tracker
 from conftest import REPO
 
@@ -168,3 +174,61 @@ def test_a_claim_declared_in_a_test_file_gets_a_full_report(tmp_path, fmnist, mo
         ("weight_decay", ("wd", "none")), ("sigmoid_worse", ("sigmoid", "relu"))) for a in arms for s in "01"}
     claim_run = tracker.find({"kind": "claim", "claim": "weight_decay"})[0]
     assert claim_run.data.tags["verdict"] == report.verdict and "loss_ratio" in claim_run.data.metrics
+
+
+def nearest_centroid(config, seed, data, on_epoch=None):
+    """A toy fitted kind: each image's nearest class mean of the training pixels."""
+    train_x, train_y, eval_x, eval_y, split, fit_x, fit_y = subsets(config, data)
+    start = time.perf_counter()
+    flat = lambda x: x.flatten(1).float() / 255  # noqa: E731
+    centroids = torch.stack([flat(train_x)[train_y == c].mean(0) for c in range(10)])
+    right = lambda x, y: (torch.cdist(flat(x), centroids).argmin(1) == y).numpy()  # noqa: E731
+    result = TrainResult(config.to_dict(), seed, environment(torch.device("cpu")), split, centroids.numel(),
+                         3 * centroids.numel(), len(train_y), len(eval_y), status="finished")
+    outcomes = right(eval_x, eval_y)
+    result.eval_correct = pack([outcomes])
+    seconds = time.perf_counter() - start
+    record = {"epoch": 1, "train_loss": 0.0, "train_acc": float(right(train_x, train_y).mean()),
+              "train_eval_acc": float(right(fit_x, fit_y).mean()), result.eval_key: float(outcomes.mean()),
+              "examples_per_s": len(train_y) / seconds, "epoch_time_s": seconds}
+    result.epochs.append(record)
+    if on_epoch:
+        on_epoch(record)
+    return result
+
+
+@pytest.fixture
+def centroid_kind():
+    """The toy kind, registered for one test (the registry is the only thing it touches)."""
+    kind = register(Kind("centroid", "nearest class mean of the pixels", fit=nearest_centroid))
+    yield kind
+    del KINDS[kind.name]
+
+
+@pytest.mark.slow  # 15-20 s: a smoke claim
+def test_a_kind_declared_in_a_test_file_is_planned_costed_run_and_judged(tmp_path, fmnist, centroid_kind, capsys):
+    """A new kind of arm, registered here and nowhere else: Config takes it, the plan costs it by a
+    probe fit, the suite runs it beside AlexNet once per config (seed-free), and the claim is judged."""
+    with pytest.raises(ValueError, match="invalid arch='centroids': expected one of alexnet, lenet, svm, centroid"):
+        Config(arch="centroids")
+    with pytest.raises(ValueError, match="invalid kind 'centroid': already registered"):
+        register(centroid_kind)
+    with pytest.raises(ValueError, match="invalid arch='centroid' for a network: it is fitted"):
+        build_model(Config(arch="centroid"))
+    claim = Claim("centroid", "AlexNet beats the nearest class mean", "better",
+                  {"AlexNet": {}, "centroid": {"arch": "centroid", "input_size": 28}}, "test_acc", 0.01,
+                  measures="final test accuracy")
+    validate([claim], PLOTS)
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")
+    suite = Suite(SCALES["smoke"], tracker, fmnist, SuiteOptions(device="cpu", checkpoint_dir=tmp_path / "ck",
+                                                                  progress=False))
+    plans = suite.configs([claim])
+    centroid, alexnet = plans["centroid"]["centroid"], plans["centroid"]["AlexNet"]
+    assert not centroid.sgd and alexnet.sgd and centroid.key() != alexnet.key()
+    rows = suite.schedule([claim], plans)
+    assert suite.estimate(rows) > 0 and "centroid-n100" in suite.budget.speeds
+    (report,) = suite.run_claims([claim], "test", plans)
+    accuracies = {r.seed: r.result.final("test_acc") for r in report.runs if r.arm == "centroid"}
+    assert len(accuracies) == 2 and len(set(accuracies.values())) == 1 and 0.3 < accuracies[0] <= 1
+    assert report.verdict in ("reproduced", "contradicted", "inconclusive") and report.comparisons
+    assert {r.data.tags["arm"] for r in tracker.find({"kind": "arm"})} >= {"AlexNet", "centroid"}
