@@ -26,16 +26,8 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from alexnet.checkpoint import CheckpointBusy
-from alexnet.data import ENV_VAR, DataError, load_fashion_mnist
-from alexnet.env import device_name, device_slug, environment
-from alexnet.stores import TrackingError
-from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker
-from alexnet.tune import DEFAULT_STORAGE, STORAGE_ENV, storage
-from alexnet.untrusted import Parser, first_line, redact, writable_dir, writable_later
-
-from .claims import BY_ID, SCALES
-from .commands import (
+from ablations.claims import BY_ID, SCALES
+from ablations.commands import (
     MAX_EPOCHS,
     compare_verdicts,
     console,
@@ -46,11 +38,25 @@ from .commands import (
     terminate,
     tune_arm,
 )
-from .plan import select_claims, validate
-from .plots import PLOTS
-from .report import ReportBlocked, plan_summary, plan_table, timing_line, verdict_table, write_results
-from .speed import duration
-from .suite import Suite, SuiteOptions
+from ablations.reporting.plots import PLOTS
+from ablations.reporting.report import (
+    ReportBlocked,
+    plan_summary,
+    plan_table,
+    timing_line,
+    verdict_table,
+    write_results,
+)
+from ablations.running.plan import select_claims, validate
+from ablations.running.speed import duration
+from ablations.running.suite import Suite, SuiteOptions
+from alexnet.checkpoint import CheckpointBusy
+from alexnet.data import ENV_VAR, DataError, load_fashion_mnist
+from alexnet.env import device_name, device_slug, environment
+from alexnet.stores import TrackingError
+from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker
+from alexnet.tune import DEFAULT_STORAGE, STORAGE_ENV, storage
+from alexnet.untrusted import Parser, first_line, redact, writable_dir, writable_later
 
 TUNE_HELP = ("To tune one arm's hyperparameters instead: python -m ablations tune CLAIM:ARM [--scale S] "
              "[--trials N] ... (python -m ablations tune --help). To bring a GPU node's archive home: "

@@ -3,7 +3,7 @@
 An arm (``Arm``) is a set of overrides of the scale's base Config (which is the lecture's Config
 at the ``full`` scale), with what else it is: its role in a ladder, its epochs (a factor, or
 those that match another arm's training FLOPs) and the scales that leave it out. Arms with equal
-configs are trained once and shared between claims. ``ablations.plan.validate`` checks every
+configs are trained once and shared between claims. ``ablations.running.plan.validate`` checks every
 name a claim or scale uses before any training."""
 
 from __future__ import annotations
@@ -47,15 +47,15 @@ def without(change: str, overrides: dict, **kw) -> Arm:
 class Claim:
     id: str
     statement: str  # what the lecture (or the AlexNet paper) says
-    rule: str  # a name in ablations.rules.RULES: better | no_gain | same | matches | ladder | size | shapes
+    rule: str  # a name in ablations.verdicts.rules.RULES: better | no_gain | same | matches | ladder | size | shapes
     arms: dict[str, Arm] = field(default_factory=dict)  # first arm: the one the claim favours (a dict: its overrides)
     metric: str = "test_acc"
     min_effect: float = 0.0  # smallest difference worth calling an effect, in the metric's units
     optional: bool = False  # run only when named with --only, or at scales listing it
     measures: str = ""
     context_metrics: tuple[str, ...] = ()  # compared between the arms beside ``metric``, not judged
-    evidence: tuple[str, ...] = ()  # names in ablations.evidence.EVIDENCE: more lines, or verdicts that count
-    plots: tuple[str, ...] = ("curves",)  # names in ablations.plots.PLOTS, drawn when the claim has runs
+    evidence: tuple[str, ...] = ()  # names in ablations.verdicts.evidence.EVIDENCE: more lines, or verdicts that count
+    plots: tuple[str, ...] = ("curves",)  # names in ablations.reporting.plots.PLOTS, drawn when the claim has runs
     versus: tuple[tuple[str, str], ...] = ()  # comparisons judged by the same rule beside (first arm, second arm)
     printed: dict = field(default_factory=dict)  # matches: metric -> (printed value, tolerance)
     tuned_arms: tuple[str, ...] = ()  # arms the scale's lr cannot train: run at the lr of their own study

@@ -15,13 +15,12 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
+from ablations.claims import BY_ID, SCALES
+from ablations.running.plan import arm_config
 from alexnet.data import DataError
 from alexnet.stores import TrackingError, sqlite_path
 from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker, store_uri
 from alexnet.untrusted import Parser, first_line, redact, writable_file, writable_later
-
-from .claims import BY_ID, SCALES
-from .plan import arm_config
 
 console = Console(stderr=True)
 MAX_EPOCHS = 100_000  # far beyond any useful run; keeps every count within a 64-bit integer
@@ -97,7 +96,7 @@ def compare_verdicts(argv: list[str]) -> int:
     """``python -m ablations compare A/claims.md B/claims.md``: the two suites' verdicts side by side
     (for instance the same suite at --threads 1 and 2, or on two CPU models). Exit 0 when every
     claim has the same verdict in both, 1 when one differs, 2 on a file that is not a claims.md."""
-    from .report import read_verdicts
+    from ablations.reporting.report import read_verdicts
 
     p = Parser(prog="python -m ablations compare", description=compare_verdicts.__doc__)
     p.add_argument("reports", type=Path, nargs=2, metavar="CLAIMS_MD", help="two claims.md files the suite wrote")
@@ -128,7 +127,7 @@ def import_node(argv: list[str]) -> int:
     local MLflow store, keeping run ids, params, metrics, tags, parent links and artifacts, and copy
     its reports into the results folder. The archive is untrusted: its headers, rows and result
     files are checked first, and it comes in whole or not at all. Importing twice duplicates nothing."""
-    from .transfer import import_archive
+    from ablations.node.transfer import import_archive
 
     p = Parser(prog="python -m ablations import", description=import_node.__doc__)
     p.add_argument("archive", type=Path, help="the .tar.gz that scripts/gpu-run wrote")
@@ -173,7 +172,7 @@ def list_runs(argv: list[str]) -> int:
     """``python -m ablations runs``: a suite's runs from the MLflow store as one tidy table (one row
     per claim x arm x seed x metric, as claims.csv), summarised per claim and arm, and written to a
     CSV or Parquet file for pandas, R or a spreadsheet."""
-    from .table import from_store, write_csv
+    from ablations.reporting.table import from_store, write_csv
 
     p = Parser(prog="python -m ablations runs", description=list_runs.__doc__)
     p.add_argument("--tracking-uri", help=f"the store (default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI})")

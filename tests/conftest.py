@@ -274,7 +274,7 @@ def arm_run(claim, arm: str, seed: int, test: float, *, train: float | None = No
             images: int = 1000, status: str = "finished", split: str = "test"):
     """A one-epoch run of ``claim``'s ``arm`` as the store gives it back: final test accuracy ``test``,
     train accuracy ``train`` (default: the same), per-image outcomes ``correct`` (bools) if given."""
-    from ablations.judge import ArmRun
+    from ablations.verdicts.judge import ArmRun
     from alexnet.config import Config
     from alexnet.result import TrainResult, pack
 

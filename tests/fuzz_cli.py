@@ -43,7 +43,7 @@ COMMANDS = {  # name -> (module with main, argv before the options, positional v
 STARTS = [("alexnet.data", "load_fashion_mnist"), ("alexnet.train", "load_fashion_mnist"),
           ("alexnet.tracking", "Tracker"),  # a study's stores (imported where they are used)
           ("ablations.__main__", "load_fashion_mnist"),
-          ("bench.__main__", "load_fashion_mnist"), ("ablations.transfer", "import_archive"),
+          ("bench.__main__", "load_fashion_mnist"), ("ablations.node.transfer", "import_archive"),
           ("wheelhouse", "requirements")]
 READ_ONLY = {"python -m alexnet shapes", "python -m ablations compare", "python -m ablations runs"}
 

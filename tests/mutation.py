@@ -29,11 +29,12 @@ REASONS = Path(__file__).with_name("mutants_reasons.toml")
 # (the end-to-end imports of test_import.py take 179 s), and tests/test_checkpoint.py the resume path
 # on a LeNet without training.
 GROUPS = {
-    "statistics and verdicts": (["ablations.significance.*", "ablations.decision.*", "ablations.rules.*",
-                                 "ablations.judge.*", "ablations.ladder.*"], 0.90),
+    "statistics and verdicts": (["ablations.stats.significance.*", "ablations.stats.decision.*",
+                                 "ablations.verdicts.rules.*", "ablations.verdicts.judge.*",
+                                 "ablations.stats.ladder.*"], 0.90),
     "count gate thresholds": (["bench.reference.x_compare__*", "bench.reference.x_fallback__*",
                                "bench.gate.x_verdict__*"], 0.90),
-    "archive import checks": (["ablations.archive.*", "ablations.meaning.*"], 0.90),
+    "archive import checks": (["ablations.node.archive.*", "ablations.node.meaning.*"], 0.90),
     "trainer resume and checkpoint": (["alexnet.checkpoint.*", "alexnet.train.x_resume__*", "alexnet.train.x_save__*",
                                        "alexnet.train.x__rng_state__*", "alexnet.train.x__set_rng_state__*"], 0.80),
 }

@@ -10,14 +10,14 @@ import time
 import pytest
 import torch
 
-from ablations import decision
 from ablations.claims import BY_ID, CLAIMS, SCALES, Arm, Claim, rung, without
-from ablations.evidence import EVIDENCE
-from ablations.plan import select_claims, validate
-from ablations.plots import PLOTS
-from ablations.report import write_results
-from ablations.rules import RULES, comparison
-from ablations.suite import Suite, SuiteOptions
+from ablations.reporting.plots import PLOTS
+from ablations.reporting.report import write_results
+from ablations.running.plan import select_claims, validate
+from ablations.running.suite import Suite, SuiteOptions
+from ablations.stats import decision
+from ablations.verdicts.evidence import EVIDENCE
+from ablations.verdicts.rules import RULES, comparison
 from alexnet import KINDS, Config, Kind, build_model, register
 from alexnet.data import subsets
 from alexnet.env import environment

@@ -1,6 +1,6 @@
-"""The archive import's checks one by one, without an import: ``ablations.archive.unpack`` on small
+"""The archive import's checks one by one, without an import: ``ablations.node.archive.unpack`` on small
 tar.gz files made here, ``read_store`` on copies of a real MLflow store edited with SQL, and
-``ablations.meaning`` on the rows and artifacts a node writes. Each refusal is checked by its
+``ablations.node.meaning`` on the rows and artifacts a node writes. Each refusal is checked by its
 message. Unit tests of the import's checks, run by ``nox -s mutants``; tests/test_import.py imports
 real node archives end to end."""
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from ablations import archive as A
-from ablations import meaning as M
+from ablations.node import archive as A
+from ablations.node import meaning as M
 from alexnet.config import Config
 from alexnet.result import TrainResult
 

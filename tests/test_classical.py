@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ablations.claims import BY_ID, SCALES, SVM, Claim
-from ablations.plan import configs
-from ablations.suite import Suite, SuiteOptions
+from ablations.running.plan import configs
+from ablations.running.suite import Suite, SuiteOptions
 from alexnet import classical
 from alexnet.config import Config
 from alexnet.tracking import Tracker

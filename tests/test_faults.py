@@ -13,8 +13,8 @@ import pytest
 from mlflow import MlflowClient
 
 from ablations.claims import BY_ID, SCALES
-from ablations.plan import arm_config
-from ablations.suite import Suite, SuiteOptions
+from ablations.running.plan import arm_config
+from ablations.running.suite import Suite, SuiteOptions
 from alexnet import checkpoint as ckpt
 from alexnet.train import train
 from conftest import free_port, mlflow_server, run_suite, stop_server, store_state, suite_command

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from ablations.claims import BY_ID, SCALES, Claim
-from ablations.judge import judge_all, judge_claim
-from ablations.report import read_verdicts, write_markdown
-from ablations.significance import image_paired, paired
+from ablations.reporting.report import read_verdicts, write_markdown
+from ablations.stats.significance import image_paired, paired
+from ablations.verdicts.judge import judge_all, judge_claim
 from alexnet.config import Config
 from conftest import arm_run as _run
 
@@ -129,7 +129,7 @@ def test_the_training_sample_the_gap_is_measured_on_is_stratified(fmnist):
 def test_an_lr_study_that_never_left_chance_says_so(tmp_path):
     import optuna
 
-    from ablations.tuning import LrTuning
+    from ablations.running.tuning import LrTuning
     from alexnet.tracking import Tracker
 
     tuning = LrTuning(f"sqlite:///{tmp_path}/optuna.db", Tracker(f"sqlite:///{tmp_path}/mlflow.db"), None, 1000, 3,
@@ -151,7 +151,7 @@ def test_a_study_settles_on_the_smallest_lr_the_best_does_not_beat_beyond_noise(
     one seed of five at chance for 60 epochs. The smaller one is chosen; 0.0098 (0.680) is beyond."""
     import optuna
 
-    from ablations.tuning import LrTuning
+    from ablations.running.tuning import LrTuning
 
     tuning = LrTuning("sqlite://", None, None, 1000, 6, "code")
     lr = optuna.distributions.FloatDistribution(1e-3, 0.3, log=True)

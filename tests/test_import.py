@@ -242,9 +242,9 @@ def test_a_size_bomb_is_refused_from_its_headers(home, node, tmp_path, capsys, r
 
 
 def test_too_many_members_are_refused(home, node, tmp_path, capsys, monkeypatch, refused):
-    import ablations.archive
+    import ablations.node.archive
 
-    monkeypatch.setattr(ablations.archive, "MAX_MEMBERS", 5)  # the real limit, 50,000, at a size a test can build
+    monkeypatch.setattr(ablations.node.archive, "MAX_MEMBERS", 5)  # the real limit, 50,000, at a size a test can build
     refused(home, pack(node, tmp_path / "many.tar.gz"), "more than 5 members")
 
 
@@ -438,7 +438,7 @@ def test_a_file_that_is_not_a_tar_archive_is_refused_before_any_store_is_opened(
 def test_a_malformed_result_already_in_the_store_is_one_line_naming_the_run(tmp_path, capsys):
     """Written there by anything but this project: the suite stops before training, naming the run and the fix."""
     from ablations.claims import BY_ID, SCALES
-    from ablations.plan import arm_config
+    from ablations.running.plan import arm_config
     from alexnet.env import code_version
 
     config = arm_config(BY_ID["maxpool"], "max", SCALES["smoke"], "cpu")
@@ -969,7 +969,7 @@ def test_a_suite_cannot_open_a_store_an_import_is_making_until_the_import_ends(t
     import subprocess
     import sys
 
-    from ablations.created_store import created_store
+    from ablations.node.created_store import created_store
     from conftest import REPO
 
     db = tmp_path / "mlflow.db"

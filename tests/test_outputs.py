@@ -8,8 +8,8 @@ import pytest
 
 from ablations.__main__ import main
 from ablations.claims import SCALES, SVM, Claim
-from ablations.report import ReportBlocked, write_results
-from ablations.suite import Suite, SuiteOptions
+from ablations.reporting.report import ReportBlocked, write_results
+from ablations.running.suite import Suite, SuiteOptions
 from alexnet import classical
 from alexnet.tracking import Tracker
 from alexnet.untrusted import FORMULA_START, csv_cell
@@ -91,7 +91,7 @@ def test_quoting_formula_cells_leaves_every_number_as_it_was(tmp_path):
     """The value column mixes ints (params, FLOPs) and floats: quoting must not turn 30035746 into 30035746.0."""
     import pandas as pd
 
-    from ablations.table import write_csv
+    from ablations.reporting.table import write_csv
 
     frame = pd.DataFrame({"arm": ["+ ReLU", "relu", "x"], "value": [30035746, 0.721, float("nan")]}, dtype=object)
     write_csv(frame, tmp_path / "t.csv")

@@ -7,9 +7,9 @@ import mlflow
 import pytest
 
 from ablations.__main__ import REPROBE_PAUSE_S
-from ablations.budget import REPORT_RESERVE_S
 from ablations.claims import BY_ID, SCALES
-from ablations.suite import Suite, SuiteOptions
+from ablations.running.budget import REPORT_RESERVE_S
+from ablations.running.suite import Suite, SuiteOptions
 from alexnet.tracking import Tracker
 from conftest import run_suite
 
@@ -90,7 +90,7 @@ def test_a_slow_first_probe_is_measured_again_and_the_suite_starts(tmp_path, mon
     probe's timing function) puts the estimate over --max-hours. The suite probes again, says the
     first probe ran slower, uses the faster one, and starts."""
     from ablations import __main__ as cli
-    from ablations import budget, speed
+    from ablations.running import budget, speed
 
     real_probe, real_times, probes = budget.probe, speed.step_times, []
 
@@ -194,7 +194,7 @@ def test_precision_claim_trains_both_numerics_and_reports_them(tmp_path):
 
 
 def test_equal_flops_arm_trains_for_the_224_px_arms_training_flops():
-    from ablations.plan import arm_config
+    from ablations.running.plan import arm_config
     from alexnet.model import build_alexnet, flops_per_image
 
     claim = BY_ID["input224"]

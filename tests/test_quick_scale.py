@@ -8,10 +8,10 @@ import torch
 
 from ablations.__main__ import main
 from ablations.claims import BY_ID, SCALES
-from ablations.judge import ArmRun, judge_all, judge_claim
-from ablations.plan import arm_config, select_claims
-from ablations.speed import speed_key
-from ablations.suite import Suite, SuiteOptions
+from ablations.running.plan import arm_config, select_claims
+from ablations.running.speed import speed_key
+from ablations.running.suite import Suite, SuiteOptions
+from ablations.verdicts.judge import ArmRun, judge_all, judge_claim
 from alexnet.config import Config
 from alexnet.result import TrainResult
 from alexnet.tracking import Tracker
@@ -86,7 +86,7 @@ def test_augmentation_changes_the_probe_key_so_augmented_arms_are_timed_as_they_
 def test_a_runs_estimate_counts_both_evaluations_of_every_epoch():
     """The trainer scores the evaluation set and an equally large training sample (at most the
     training set) after every epoch: two passes, both priced."""
-    from ablations.speed import Speed, run_seconds
+    from ablations.running.speed import Speed, run_seconds
 
     speed = Speed(step_s=1.0, eval_batch_s=0.5, first_step_s=1.0, setup_s=0.0, steps=3, batch_size=100)
     # 10 training steps; 3 evaluation batches and 3 of the training sample, per epoch
@@ -96,7 +96,7 @@ def test_a_runs_estimate_counts_both_evaluations_of_every_epoch():
 
 
 def test_probe_steps_are_timed_back_to_back():
-    from ablations.speed import step_times
+    from ablations.running.speed import step_times
 
     calls = []
     times = step_times(lambda: calls.append(sum(range(10_000))), torch.device("cpu"), 4)

@@ -1,14 +1,14 @@
-"""The rules of ``ablations.rules`` judged without training: the notes' layer table and the shape
+"""The rules of ``ablations.verdicts.rules`` judged without training: the notes' layer table and the shape
 printout against the code's network, what a claim naming a rule lacks, the rules section of
 claims.md, and what reaches a comparison from its runs (an arm that did not train, an SVM's
 image-by-image outcomes). Unit tests of the rule module, run by ``nox -s mutants``."""
 
 import pytest
 
-from ablations import rules
 from ablations.claims import BY_ID, CLAIMS, LECTURE_TRACE, Claim
-from ablations.rules import RULES, by_image, code_layers, describe_rules, untrained
-from ablations.significance import chance_ceiling
+from ablations.stats.significance import chance_ceiling
+from ablations.verdicts import rules
+from ablations.verdicts.rules import RULES, by_image, code_layers, describe_rules, untrained
 from alexnet.config import Config
 from conftest import arm_run
 
@@ -164,7 +164,7 @@ def test_an_svm_arm_pairs_by_image_only_when_every_finished_run_kept_its_outcome
 
 def test_the_matches_rule_judges_each_printed_number_on_the_first_arm_s_seeds():
     from ablations.claims import SCALES
-    from ablations.judge import judge_claim
+    from ablations.verdicts.judge import judge_claim
 
     d2l = BY_ID["d2l"]
     arm = list(d2l.arms)[0]

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ablations import decision as V
-from ablations.ladder import attribute, interactions
-from ablations.rules import RULES
-from ablations.significance import paired, paired_power, seeds_needed, tost_power
+from ablations.stats import decision as V
+from ablations.stats.ladder import attribute, interactions
+from ablations.stats.significance import paired, paired_power, seeds_needed, tost_power
+from ablations.verdicts.rules import RULES
 from conftest import ladder_arms
 
 
@@ -200,7 +200,7 @@ def test_ladder_interactions_are_holm_corrected_together():
 
 
 def test_the_review_s_edge_cases_print_no_nan_and_decide_nothing_without_spread():
-    from ablations.significance import holm, paired_power
+    from ablations.stats.significance import holm, paired_power
 
     for nc in np.linspace(8.0, 15.0, 15):  # scipy's noncentral t returns nan for the lower tail out here
         power = paired_power(5, nc * 0.01 / math.sqrt(5), 0.01, 0.05 / 7)

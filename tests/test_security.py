@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ablations.claims import BY_ID, SCALES
-from ablations.plan import arm_config
+from ablations.running.plan import arm_config
 from alexnet import checkpoint as ckpt
 from alexnet.config import Config
 from alexnet.env import code_version

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ablations.significance import (
+from ablations.stats.significance import (
     binomial_se,
     holm,
     paired,
@@ -72,7 +72,7 @@ def test_t_interval_covers_the_true_difference_at_its_nominal_rate():
 
 
 def test_the_spread_s_interval_and_the_seeds_it_leaves_open():
-    from ablations.significance import sd_interval, seeds_needed_range
+    from ablations.stats.significance import sd_interval, seeds_needed_range
 
     low, high = sd_interval(0.0217, 3)  # relu's spread at 3 seeds: from 0.011 to 0.136
     assert low == pytest.approx(0.0217 * math.sqrt(2 / stats.chi2.ppf(0.975, 2)))
@@ -112,7 +112,7 @@ def test_unpaired_input_is_refused_by_name():
 
 
 def test_sequential_looks_keep_the_false_positive_rate_on_null_data():
-    from ablations.significance import alpha_per_look, looks
+    from ablations.stats.significance import alpha_per_look, looks
 
     plan = looks(11)
     assert plan == [3, 5, 7, 9, 11]
@@ -150,7 +150,7 @@ def _two_way(a, b):
 def test_image_paired_standard_error_and_degrees_of_freedom_recomputed(seeds):
     """An SVM compared image by image: the seeds' and the images' parts of the variance, and
     Welch-Satterthwaite's df, against a plain-Python recomputation; one seed has no seed part."""
-    from ablations.significance import image_paired
+    from ablations.stats.significance import image_paired
 
     rng = np.random.default_rng(seeds)
     a = (rng.random((seeds, 400)) < rng.uniform(0.6, 0.9, (seeds, 1))).astype(float)
@@ -174,7 +174,7 @@ def test_welch_at_two_runs_per_arm_matches_scipy():
 
 @pytest.mark.parametrize("xs", [[0.80, 0.83], [0.80, 0.83, 0.81], [0.7, 0.75, 0.72, 0.71, 0.74]])
 def test_the_mean_s_interval_and_one_more_run_s_match_scipy(xs):
-    from ablations.significance import prediction_half_width, t_half_width, t_interval
+    from ablations.stats.significance import prediction_half_width, t_half_width, t_interval
 
     n, m, s = len(xs), np.mean(xs), np.std(xs, ddof=1)
     low, high = stats.t.interval(0.95, n - 1, loc=m, scale=stats.sem(xs))
@@ -188,7 +188,7 @@ def test_the_mean_s_interval_and_one_more_run_s_match_scipy(xs):
 
 
 def test_a_prediction_interval_covers_one_more_run_95_percent_of_the_time():
-    from ablations.significance import prediction_half_width
+    from ablations.stats.significance import prediction_half_width
 
     rng = np.random.default_rng(7)
     samples = rng.normal(0, 1, (5_000, 4))  # three runs and one more
@@ -198,7 +198,7 @@ def test_a_prediction_interval_covers_one_more_run_95_percent_of_the_time():
 
 
 def test_mean_and_sd_skip_missing_values_and_chance_s_ceiling_is_three_binomial_errors_above_a_tenth():
-    from ablations.significance import chance_ceiling, mean_sd
+    from ablations.stats.significance import chance_ceiling, mean_sd
 
     assert mean_sd([0.5, math.nan, 0.7]) == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1)))
     assert mean_sd([0.5]) == (0.5, 0.0) and all(math.isnan(x) for x in mean_sd([math.nan]) + mean_sd([]))
@@ -207,7 +207,7 @@ def test_mean_and_sd_skip_missing_values_and_chance_s_ceiling_is_three_binomial_
 
 
 def test_looks_run_from_the_first_by_step_and_always_end_at_the_maximum():
-    from ablations.significance import looks
+    from ablations.stats.significance import looks
 
     assert looks(10) == [3, 5, 7, 9, 10] and looks(9) == [3, 5, 7, 9] and looks(3) == [3]
     assert looks(2) == [2] and looks(8, first=2, step=3) == [2, 5, 8] and looks(7, first=2, step=3) == [2, 5, 7]
@@ -240,7 +240,7 @@ def test_seeds_needed_is_the_first_count_the_power_reaches_the_target_at():
 
 
 def test_the_seeds_range_is_the_seeds_needed_at_both_ends_of_the_spread_s_interval():
-    from ablations.significance import sd_interval, seeds_needed_range, tost_power
+    from ablations.stats.significance import sd_interval, seeds_needed_range, tost_power
 
     low, high = sd_interval(0.01, 4)
     assert seeds_needed_range(0.01, 0.01, 4, alpha=0.01, test=tost_power) == (
@@ -249,7 +249,7 @@ def test_the_seeds_range_is_the_seeds_needed_at_both_ends_of_the_spread_s_interv
 
 
 def test_a_zero_spread_difference_is_certain_and_its_interval_a_point():
-    from ablations.significance import Difference, holm, tost_power
+    from ablations.stats.significance import Difference, holm, tost_power
 
     d = Difference(0.1, 0.0, 2, "paired t", True)
     assert (d.p_above(0.05), d.p_above(0.1), d.p_below(0.2), d.p_below(0.1)) == (0.0, 1.0, 0.0, 1.0)

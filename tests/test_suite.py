@@ -6,8 +6,8 @@ import pytest
 
 from ablations.__main__ import main
 from ablations.claims import BY_ID, SCALES
-from ablations.plan import select_claims
-from ablations.table import COLUMNS, from_store, write_csv
+from ablations.reporting.table import COLUMNS, from_store, write_csv
+from ablations.running.plan import select_claims
 from alexnet.tracking import Tracker, key_name
 from alexnet.untrusted import csv_cell
 from conftest import run_suite

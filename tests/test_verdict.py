@@ -4,8 +4,8 @@ from statistics import stdev
 import numpy as np
 import pytest
 
-from ablations import decision as V
 from ablations.claims import Claim
+from ablations.stats import decision as V
 
 
 def test_clear_win_is_reproduced():
@@ -113,12 +113,12 @@ def test_inconclusive_names_what_it_lacks():
 
 
 def test_power_figures_agree_with_the_paired_t_test():
-    from ablations.significance import paired_power, seeds_needed
+    from ablations.stats.significance import paired_power, seeds_needed
 
     a, b = {0: 0.60, 1: 0.64, 2: 0.61, 3: 0.66}, {0: 0.58, 1: 0.60, 2: 0.60, 3: 0.61}
     v = V.better(a, b, 0.02)
     sd = stdev([a[s] - b[s] for s in a])
-    from ablations.significance import sd_interval
+    from ablations.stats.significance import sd_interval
 
     assert v.verdict == "inconclusive" and v.stats["sd_diff"] == pytest.approx(sd)
     low, high = sd_interval(sd, 4)  # the true spread's 95% interval: power and seeds at both ends
@@ -137,8 +137,8 @@ def _runs(claim, per_seed):
 
 def test_judge_all_adjusts_every_comparison_over_the_family():
     from ablations.claims import BY_ID, SCALES
-    from ablations.judge import judge_all, judge_claim
-    from ablations.significance import holm
+    from ablations.stats.significance import holm
+    from ablations.verdicts.judge import judge_all, judge_claim
 
     relu, maxpool, augment = BY_ID["relu"], BY_ID["maxpool"], BY_ID["augment"]
     items = [(relu, _runs(relu, {"relu": [0.70, 0.74, 0.72], "sigmoid": [0.60, 0.62, 0.61]})),  # clear
@@ -161,8 +161,8 @@ def _null_suites(alpha_at_each_look: float | None, sims: int) -> float:
     """How often ``--seeds auto``'s loop (looks at 3, 5, 7, 9 seeds; undecided claims get more)
     declares any effect in suites of three claims with no true effect, minimum effect 0."""
     from ablations.claims import SCALES, Claim
-    from ablations.judge import judge_all, undecided
-    from ablations.significance import alpha_per_look, looks
+    from ablations.stats.significance import alpha_per_look, looks
+    from ablations.verdicts.judge import judge_all, undecided
 
     plan = looks(9)
     alpha = alpha_per_look(0.05, len(plan)) if alpha_at_each_look is None else alpha_at_each_look
@@ -204,7 +204,7 @@ def _ladder_values(effects: dict[str, float], interaction: float = 0.0, seeds: i
 
 
 def test_ladder_attribution_recovers_additive_effects_and_flags_an_interaction():
-    from ablations.ladder import attribute, describe
+    from ablations.stats.ladder import attribute, describe
     from conftest import ladder_arms
 
     effects = {"ReLU": 0.25, "max pooling": 0.03, "depth and width": 0.10, "dropout": 0.01}
@@ -230,8 +230,8 @@ def test_the_tuned_comparisons_are_in_the_same_holm_family_as_the_others():
     """--tune-lr judges each claim again at tuned lrs: those comparisons join the family, so its
     size (4) is not the number of claims (2), and every p is adjusted over all four."""
     from ablations.claims import BY_ID, SCALES
-    from ablations.judge import judge_all, judge_claim
-    from ablations.significance import holm
+    from ablations.stats.significance import holm
+    from ablations.verdicts.judge import judge_all, judge_claim
 
     relu, maxpool = BY_ID["relu"], BY_ID["maxpool"]
     items = [(relu, _runs(relu, {"relu": [0.70, 0.74, 0.72], "sigmoid": [0.60, 0.62, 0.61]})),
@@ -251,7 +251,7 @@ def test_the_tuned_comparisons_are_in_the_same_holm_family_as_the_others():
 
 def test_a_stated_ratio_holds_within_a_factor_of_2_either_way_and_not_beyond():
     """At the boundaries, where a changed factor or a flipped comparison shows."""
-    from ablations import decision as V
+    from ablations.stats import decision as V
 
     for factor, word in ((1.9, "reproduced"), (2.1, "contradicted"), (0.51, "reproduced"), (0.49, "contradicted"),
                          (2.0, "reproduced"), (0.5, "reproduced")):
@@ -261,8 +261,8 @@ def test_a_stated_ratio_holds_within_a_factor_of_2_either_way_and_not_beyond():
 def test_matches_contradicts_on_the_prediction_interval_not_on_the_seed_mean():
     """A printed run 0.03 from our mean, outside the 0.02 tolerance but well inside the prediction
     interval of one run at this spread, contradicts nothing; one beyond that interval does."""
-    from ablations import decision as V
-    from ablations.significance import prediction_half_width
+    from ablations.stats import decision as V
+    from ablations.stats.significance import prediction_half_width
 
     xs = [0.85, 0.88, 0.91]
     near = V.matches({"test_acc": xs}, {"test_acc": 0.91}, {"test_acc": 0.02})
@@ -278,7 +278,7 @@ def test_the_binomial_floor_is_at_each_arms_mean_accuracy_over_its_finished_runs
     import math
 
     from ablations.claims import BY_ID, SCALES
-    from ablations.judge import judge_claim
+    from ablations.verdicts.judge import judge_claim
 
     relu = BY_ID["relu"]
     runs = _runs(relu, {"relu": [0.70, 0.74, 0.72], "sigmoid": [0.60, 0.62, 0.61]})
@@ -318,7 +318,7 @@ def test_a_context_metric_is_compared_beside_and_a_sure_cost_is_a_caveat_of_a_re
     surely worse on it (its 95% interval excludes 0 on the bad side), the cost is a caveat with the
     interval. Not reproduced, or not surely worse: no caveat."""
     from ablations.claims import BY_ID, METRICS, SCALES
-    from ablations.judge import judge_claim
+    from ablations.verdicts.judge import judge_claim
 
     claim = BY_ID[claim_id]
     name = claim.context_metrics[0]
@@ -365,7 +365,7 @@ def test_seed_counts_are_written_exactly_up_to_ten_thousand_and_as_a_bound_beyon
 
 
 def test_no_gain_p_values_are_the_doubled_one_sided_tail_and_a_gain_of_exactly_m_contradicts():
-    from ablations.significance import paired
+    from ablations.stats.significance import paired
 
     d = paired([0.60, 0.62, 0.61], [0.60, 0.61, 0.60])  # gain 0.0067 +- 0.0029 (sd of the differences)
     diffs = [0.0, 0.01, 0.01]
@@ -388,7 +388,7 @@ def test_the_size_claim_is_judged_from_the_built_models_parameters_and_flops():
     """AlexNet-224 over LeNet: the parameter ratio (recounted here from the modules' tensors) and
     the FLOP ratio, each against the lecture's stated ratio within a factor of 2."""
     from ablations.claims import BY_ID, SCALES, STATED_RATIOS
-    from ablations.judge import judge_claim
+    from ablations.verdicts.judge import judge_claim
     from alexnet.config import Config
     from alexnet.model import build_alexnet, build_lenet, flops_per_image
 
@@ -450,7 +450,7 @@ def test_a_lower_is_better_comparison_of_unpaired_arms_says_so_and_a_lone_look_a
                                          f"{np.std(xb, ddof=1):.4f}, of the difference of two runs {sd:.4f}")
     assert v.evidence.split("\n")[0].endswith(f", p {v.stats['p']:.3g}; expected p=0.5 lower by more than 0.01 (the "
                                               "gain's interval above 0.01; below 0.01: contradicted)")
-    from ablations.significance import prob_improvement
+    from ablations.stats.significance import prob_improvement
 
     assert v.stats["p_improvement"] == prob_improvement(xb, xa) == 1.0  # lower is better: p=0.5 below p=0 each time
     two = V.better(xa, xb, 0.01, higher_is_better=False, family=2, p_adjusted=0.5)
@@ -496,7 +496,7 @@ def test_matches_says_which_printed_number_it_lacks_or_cannot_judge():
 
 def test_judging_a_claim_lists_the_runs_left_out_and_passes_on_the_family_and_its_alpha():
     from ablations.claims import BY_ID, SCALES
-    from ablations.judge import ArmRun, judge_claim
+    from ablations.verdicts.judge import ArmRun, judge_claim
     from alexnet.config import Config
     from conftest import arm_run
 
@@ -523,7 +523,7 @@ def test_judging_a_claim_lists_the_runs_left_out_and_passes_on_the_family_and_it
 
 def test_an_undecided_claim_says_why_even_with_one_seed_and_a_scale_that_cannot_test_it_says_that_first():
     from ablations.claims import BY_ID, SCALES
-    from ablations.judge import judge_claim
+    from ablations.verdicts.judge import judge_claim
     from conftest import arm_run
 
     relu = BY_ID["relu"]
@@ -546,7 +546,7 @@ def _interval_text(d) -> str:
 
 
 def test_the_ladder_s_lines_give_each_change_both_orders_its_share_and_the_interactions_found():
-    from ablations.ladder import attribute, describe, interactions
+    from ablations.stats.ladder import attribute, describe, interactions
     from conftest import ladder_arms
 
     effects = {"ReLU": 0.25, "max pooling": 0.03, "depth and width": 0.10, "dropout": 0.01}
@@ -571,7 +571,7 @@ def test_the_ladder_s_lines_give_each_change_both_orders_its_share_and_the_inter
 
 
 def test_a_ladder_without_leave_one_out_arms_or_pairs_says_what_it_cannot_attribute():
-    from ablations.ladder import attribute, describe
+    from ablations.stats.ladder import attribute, describe
     from conftest import ladder_arms
 
     rungs = LADDER[:3]
@@ -600,7 +600,7 @@ def test_what_an_undecided_comparison_lacks_is_each_missing_thing_at_its_boundar
 
 
 def test_an_undecided_claim_s_reason_is_its_failed_precondition_first_then_each_undecided_comparison():
-    from ablations.judge import _reason
+    from ablations.verdicts.judge import _reason
 
     overfits = V.Verdict("inconclusive", "gap: the arm without dropout does not overfit\nits interval", {},
                          precondition=True)
@@ -616,7 +616,7 @@ def test_an_undecided_claim_s_reason_is_its_failed_precondition_first_then_each_
 
 def test_judge_all_decides_at_the_alpha_it_is_given_and_more_seeds_are_for_undecided_comparisons_only():
     from ablations.claims import BY_ID, SCALES
-    from ablations.judge import judge_all, undecided
+    from ablations.verdicts.judge import judge_all, undecided
 
     maxpool, relu = BY_ID["maxpool"], BY_ID["relu"]
     items = [(maxpool, _runs(maxpool, {"max": [0.61, 0.605, 0.635], "avg": [0.57, 0.575, 0.585]})),  # p ~ 0.035
@@ -648,7 +648,7 @@ def test_an_undecided_comparison_prints_what_it_lacks_and_the_power_range_that_w
         f"either way, α 0.05 = 0.05 / 1 comparisons) {V._pct(s['power_low'])}–{V._pct(s['power_high'])}; 80% needs "
         f"{s['seeds_needed_low']:,}–{s['seeds_needed_high']:,} seeds (the range: the 95% interval of the true spread, "
         "from 3 seeds)")
-    from ablations.significance import seeds_needed, tost_power
+    from ablations.stats.significance import seeds_needed, tost_power
 
     same = V.same({0: 0.80, 1: 0.86, 2: 0.83}, {0: 0.82, 1: 0.84, 2: 0.81}, 0.01, alpha=0.02)
     assert same.stats["seeds_needed_high"] == seeds_needed(0.01, V.significance.sd_interval(
@@ -660,7 +660,7 @@ def test_an_undecided_comparison_prints_what_it_lacks_and_the_power_range_that_w
 
 
 def test_a_flat_difference_decides_nothing_and_a_p_at_alpha_is_not_below_it():
-    from ablations.significance import FLAT_SE, Difference
+    from ablations.stats.significance import FLAT_SE, Difference
 
     flat = Difference(0.1, FLAT_SE, 2, "paired t", True)
     assert V.decide(V.BETTER, flat, 0.01) == ("inconclusive", 1.0, 1.0)
@@ -694,8 +694,8 @@ def test_matches_reports_each_printed_number_s_intervals_under_its_name():
 
 def test_the_ladder_claim_compares_its_top_rung_with_its_bottom_one():
     from ablations.claims import CLAIMS, SCALES
-    from ablations.judge import judge_claim
-    from ablations.ladder import roles
+    from ablations.stats.ladder import roles
+    from ablations.verdicts.judge import judge_claim
 
     claim = next(c for c in CLAIMS if c.rule == "ladder")
     rungs, _ = roles(claim.arms)
@@ -710,7 +710,7 @@ def test_the_ladder_claim_compares_its_top_rung_with_its_bottom_one():
 
 def test_an_arm_at_chance_against_several_is_named_once_with_each_and_every_comparison_keeps_its_lines():
     from ablations.claims import BY_ID, SCALES
-    from ablations.judge import judge_claim
+    from ablations.verdicts.judge import judge_claim
     from alexnet.config import Config
     from conftest import arm_run
 
@@ -729,7 +729,7 @@ def test_an_arm_at_chance_against_several_is_named_once_with_each_and_every_comp
 
 def test_a_claim_whose_arm_never_finished_is_undecided_not_an_error_and_an_undecided_proxy_carries_no_scale_note():
     from ablations.claims import BY_ID, SCALES
-    from ablations.judge import judge_claim
+    from ablations.verdicts.judge import judge_claim
     from conftest import arm_run
 
     relu = BY_ID["relu"]
@@ -755,7 +755,7 @@ def test_the_binomial_floor_at_one_accuracy_is_written_once():
 
 
 def test_a_ladder_rung_with_two_paired_seeds_is_attributed():
-    from ablations.ladder import attribute, describe
+    from ablations.stats.ladder import attribute, describe
     from conftest import ladder_arms
 
     values = {"LeNet": {0: 0.30, 1: 0.31}, "+ ReLU": {0: 0.55, 1: 0.57}}

@@ -1,5 +1,5 @@
 """Verdicts: per-seed values in, *reproduced* / *contradicted* / *inconclusive* out (the
-statistics of each rule that ``ablations.rules`` registers).
+statistics of each rule that ``ablations.verdicts.rules`` registers).
 
 Every test returns its evidence (means, stds, interval, p, noise floor, power) next to the
 word, so a reader can check the verdict against the numbers; an inconclusive one says what
@@ -14,8 +14,8 @@ from statistics import mean, stdev
 
 import numpy as np
 
-from . import significance
-from .significance import Difference
+from ablations.stats import significance
+from ablations.stats.significance import Difference
 
 ALPHA = significance.ALPHA  # family-wise: Holm over the comparisons judged together (``judge.judge_all``)
 ACCURACY_METRICS = ("test_acc", "gap")  # metrics that carry the test set's sampling noise
@@ -31,7 +31,7 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Test:
-    """How a comparison rule (``ablations.rules``) decides between two arms' per-seed values.
+    """How a comparison rule (``ablations.verdicts.rules``) decides between two arms' per-seed values.
     ``decide(d, m, higher_is_better) -> (p, outcome)``: the p of the test the verdict rests on and
     the verdict it supports; ``expected``: the outcome the claim expects ({a}: the favoured arm,
     {m}: the minimum effect, {direction}: higher or lower); ``power_at``: the true effect its power

@@ -1,4 +1,4 @@
-"""An archive's values checked for meaning, not only form (``ablations.archive`` checks the form):
+"""An archive's values checked for meaning, not only form (``ablations.node.archive`` checks the form):
 what a training, a suite and a node can write, and nothing that would change what the local
 store reports or does. Each refusal is one line naming the run, the field and the value.
 
@@ -9,7 +9,7 @@ store reports or does. Each refusal is one line naming the run, the field and th
   params name.
 - **verdict.json**: its fields, printable text, arms that do not start like a formula, and
   arm runs that are the archive's own.
-- **rows** (metric rows are bounded by ``ablations.archive`` before they are read): parent links
+- **rows** (metric rows are bounded by ``ablations.node.archive`` before they are read): parent links
   only between the archive's runs; none of the import's own ``import.*`` tags
   (``alexnet.tracking.IMPORTED``: how a suite tells local runs, which always come first, from
   imported ones)."""
@@ -20,11 +20,10 @@ import json
 import math
 from pathlib import Path
 
+from ablations.node.archive import ArchiveError, NodeStore, artifacts, of_kind
 from alexnet.config import Config
 from alexnet.result import TrainResult
 from alexnet.untrusted import first_line, formula_free, printable, quoted
-
-from .archive import ArchiveError, NodeStore, artifacts, of_kind
 
 RUN_KEY = ("config_key", "seed", "code_version")  # the tags by which a suite finds a run to reuse
 VERDICTS = {"reproduced", "contradicted", "inconclusive", "unfinished"}

@@ -1,17 +1,16 @@
-"""Judging: a claim's registered rule (``ablations.rules``) applied to its finished runs, with the
+"""Judging: a claim's registered rule (``ablations.verdicts.rules``) applied to its finished runs, with the
 evidence the claim declares, every comparison in one Holm family. Reads results only."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ablations.claims import Claim, Scale
+from ablations.stats import decision, significance
+from ablations.verdicts.evidence import EVIDENCE
+from ablations.verdicts.rules import RULES, Context, Values
 from alexnet.config import Config
 from alexnet.result import TrainResult
-
-from . import decision, significance
-from .claims import Claim, Scale
-from .evidence import EVIDENCE
-from .rules import RULES, Context, Values
 
 
 @dataclass

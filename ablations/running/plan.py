@@ -9,13 +9,12 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ablations.claims import BY_ID, CLAIMS, METRICS, SCALES, Claim, Scale
+from ablations.verdicts.evidence import EVIDENCE
+from ablations.verdicts.rules import RULES
 from alexnet.config import Config
 from alexnet.env import check_runtime
 from alexnet.model import build_model, flops_per_image
-
-from .claims import BY_ID, CLAIMS, METRICS, SCALES, Claim, Scale
-from .evidence import EVIDENCE
-from .rules import RULES
 
 
 def select_claims(only: list[str] | None, scale: Scale) -> list[Claim]:

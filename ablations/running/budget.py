@@ -12,13 +12,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from ablations.running.leasing import finished_run, run_tags
+from ablations.running.plan import PlannedRun
+from ablations.running.speed import PROBE_S, duration, images, probe, run_seconds, speed_key
 from alexnet.config import Config
 from alexnet.data import FashionMNIST
 from alexnet.tracking import Tracker
-
-from .leasing import finished_run, run_tags
-from .plan import PlannedRun
-from .speed import PROBE_S, duration, images, probe, run_seconds, speed_key
 
 REPORT_RESERVE_S = 20.0  # of a budget, kept for judging and writing the report
 REPROBE_S = 10.0  # the second probe's time, when the first one's estimate would refuse the suite or drop claims

@@ -9,12 +9,11 @@ import math
 import sys
 from dataclasses import dataclass, replace
 
+from ablations.stats.significance import binomial_se, chance_ceiling
 from alexnet.config import Config
 from alexnet.data import FashionMNIST
 from alexnet.tracking import Tracker
 from alexnet.tune import create_study, load_study, optimize, search_space
-
-from .significance import binomial_se, chance_ceiling
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """The suite's claim loop: trains every arm x seed run a set of claims needs (or finds it in the
-store), then judges each claim and logs its verdict. Its pieces: ``ablations.runs`` (reserving
-and reusing runs), ``ablations.tuning`` (lr studies), ``ablations.budget`` (estimates, budget, ETA).
+store), then judges each claim and logs its verdict. Its pieces: ``ablations.running.runs`` (reserving
+and reusing runs), ``ablations.running.tuning`` (lr studies), ``ablations.running.budget`` (estimates, budget, ETA).
 
 Several Suites (processes, GPUs, machines) may share one store: runs are reserved before they
-are trained (``ablations.leasing``), so every one is trained exactly once; a worker with nothing
+are trained (``ablations.running.leasing``), so every one is trained exactly once; a worker with nothing
 left to reserve waits for the others' runs, then every worker judges all claims from the store
-(``ablations.judge``).
+(``ablations.verdicts.judge``).
 
 Before training, ``schedule`` lists every run and what will happen to it, and ``estimate``
-times the distinct configurations on this device (``ablations.speed``). With a budget, the
+times the distinct configurations on this device (``ablations.running.speed``). With a budget, the
 suite trains whole claims first: it does not start a claim, or a run, that cannot finish in
 the time left by its estimate, stops a run that overruns at an epoch boundary (resumable from
 its checkpoint), and judges only the claims whose runs all finished."""
@@ -21,22 +21,21 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ablations.claims import Claim, Scale
+from ablations.reporting.record import log_verdicts
+from ablations.running.budget import Budget, Pace, Progress
+from ablations.running.plan import PlannedRun, configs, run_key
+from ablations.running.runs import Runner
+from ablations.running.tuning import LrTuning
+from ablations.stats.significance import ALPHA, alpha_per_look, looks
+from ablations.verdicts.judge import ArmRun, ClaimReport, judge_all, undecided
+from ablations.verdicts.rules import RULES
 from alexnet.config import Config
 from alexnet.data import FashionMNIST
 from alexnet.env import code_version, device_slug, environment, resolve_device
 from alexnet.progress import progress_bar
 from alexnet.tracking import Tracker, key_name
 from alexnet.tune import DEFAULT_STORAGE
-
-from .budget import Budget, Pace, Progress
-from .claims import Claim, Scale
-from .judge import ArmRun, ClaimReport, judge_all, undecided
-from .plan import PlannedRun, configs, run_key
-from .record import log_verdicts
-from .rules import RULES
-from .runs import Runner
-from .significance import ALPHA, alpha_per_look, looks
-from .tuning import LrTuning
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ablations.claims import LECTURE_TRACE, METRICS, NOTES_TABLE, STATED_RATIOS, Claim
+from ablations.stats import decision, ladder, significance
+from ablations.verdicts.evidence import per_arm
 from alexnet.config import Config
 from alexnet.model import build_alexnet, build_lenet, count_params, flops_per_image, shape_trace
-
-from . import decision, ladder, significance
-from .claims import LECTURE_TRACE, METRICS, NOTES_TABLE, STATED_RATIOS, Claim
-from .evidence import per_arm
 
 
 @dataclass

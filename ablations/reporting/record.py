@@ -7,10 +7,9 @@ from __future__ import annotations
 import math
 from statistics import mean, stdev
 
+from ablations.stats.significance import t_interval
+from ablations.verdicts.judge import ClaimReport, label
 from alexnet.tracking import Tracker, key_name
-
-from .judge import ClaimReport, label
-from .significance import t_interval
 
 
 def claim_metrics(report: ClaimReport) -> dict[str, float]:

@@ -3,7 +3,7 @@ status, config hash, run id, scale, device, code version, torch and git commit. 
 suite's reports (``from_reports``: claims.csv is this table) or loaded from the MLflow store
 (``from_store``: for notebooks, and ``python -m ablations runs``)::
 
-    from ablations.table import from_store
+    from ablations.reporting.table import from_store
     runs = from_store()  # the newest suite in $MLFLOW_TRACKING_URI, else ./mlflow.db
     acc = runs.query("claim == 'relu' and metric == 'test_acc'").pivot(index="seed", columns="arm", values="value")
     print((acc["relu"] - acc["sigmoid"]).astype(float).describe())

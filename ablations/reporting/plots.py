@@ -15,13 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from statistics import mean, stdev
 
+from ablations.running.speed import images
+from ablations.stats import ladder
+from ablations.stats.significance import mean_sd
+from ablations.verdicts.evidence import arm_costs
+from ablations.verdicts.judge import ClaimReport, label
 from alexnet.plots import plt, save
-
-from . import ladder
-from .evidence import arm_costs
-from .judge import ClaimReport, label
-from .significance import mean_sd
-from .speed import images
 
 PLOTS: dict[str, tuple[Callable, str]] = {}  # name -> (function, file name with {claim})
 

@@ -1,4 +1,4 @@
-"""The registry of evidence that claims name (``Claim.evidence``; plots: ``ablations.plots``).
+"""The registry of evidence that claims name (``Claim.evidence``; plots: ``ablations.reporting.plots``).
 
 A claim declares what it needs by name; adding a kind of evidence is one decorated function
 here or anywhere else (a test, a plugin), never a branch on claim ids:
@@ -16,9 +16,8 @@ import math
 from collections.abc import Callable
 from statistics import median
 
+from ablations.stats import decision, ladder, significance
 from alexnet.tracking import key_name
-
-from . import decision, ladder, significance
 
 EVIDENCE: dict[str, Callable] = {}
 

@@ -1,5 +1,5 @@
 """Reserving and reusing runs: an arm x seed run is found finished in the store, or reserved
-(``ablations.leasing``) and trained here, resuming from the checkpoint of an interrupted one, or
+(``ablations.running.leasing``) and trained here, resuming from the checkpoint of an interrupted one, or
 left pending while another worker trains it (``wait`` polls those, and takes over any whose
 worker died)."""
 
@@ -12,6 +12,11 @@ from pathlib import Path
 
 import torch
 
+from ablations.claims import Claim
+from ablations.running.budget import Budget, BudgetSpent, Progress
+from ablations.running.leasing import finished_run, reserve_run, run_tags
+from ablations.running.plan import run_key
+from ablations.verdicts.judge import ArmRun
 from alexnet import checkpoint as ckpt
 from alexnet.config import Config
 from alexnet.data import FashionMNIST
@@ -19,12 +24,6 @@ from alexnet.env import environment
 from alexnet.run import run
 from alexnet.tracking import Tracker
 from alexnet.untrusted import env_number
-
-from .budget import Budget, BudgetSpent, Progress
-from .claims import Claim
-from .judge import ArmRun
-from .leasing import finished_run, reserve_run, run_tags
-from .plan import run_key
 
 POLL_S = 5.0  # default seconds between looks at runs other workers hold ($ALEXNET_POLL_S)
 

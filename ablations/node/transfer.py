@@ -3,7 +3,7 @@
 The archive (``scripts/gpu-run`` writes it) holds the node's MLflow store (``mlflow.db`` and its
 artifacts under ``mlruns/``), its reports (``results/``), a log, a manifest and the node's record
 (``node/``: read by people, never imported). It is untrusted:
-``ablations.archive`` checks its stream, headers, rows and JSON files first. Then, in this order:
+``ablations.node.archive`` checks its stream, headers, rows and JSON files first. Then, in this order:
 
 1. **check** — the local store's schema revision equals the archive's; no suite is running on the
    store (its writer lock, and no live RUNNING run); the results folder and the store's artifact
@@ -40,11 +40,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from alexnet.run_tables import RUN_TABLES, RunTables
-from alexnet.tracking import IMPORTED, Tracker, local_folder
-from alexnet.untrusted import formula_free, printable, quoted
-
-from .archive import (
+from ablations.node.archive import (
     MAX_BYTES,
     ArchiveError,
     NodeStore,
@@ -52,8 +48,11 @@ from .archive import (
     read_store,
     unpack,
 )
-from .created_store import created_store
-from .meaning import check as check_meaning
+from ablations.node.created_store import created_store
+from ablations.node.meaning import check as check_meaning
+from ablations.node.run_tables import RUN_TABLES, RunTables
+from alexnet.tracking import IMPORTED, Tracker, local_folder
+from alexnet.untrusted import formula_free, printable, quoted
 
 MAX_LINE = 65_536  # characters in a line of an imported CSV report
 REPORT_FOLDER = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")  # a scale or a device slug

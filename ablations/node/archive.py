@@ -15,7 +15,7 @@ The node runs code nobody watched and the archive travels, so nothing in it is t
   source type, integer times, unique keys...); every run belongs to one of the archive's
   experiments. A RUNNING run (its worker died, or a heartbeat set in the future) comes in as
   KILLED, without its lease tags.
-- **artifacts and values**: ``ablations.meaning`` checks each run's ``result.json`` and
+- **artifacts and values**: ``ablations.node.meaning`` checks each run's ``result.json`` and
   ``verdict.json`` and what the rows mean (a number no training can produce, a run that would
   shadow a local one).
 
@@ -35,7 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alexnet.run_tables import RUN_TABLES
+from ablations.node.run_tables import RUN_TABLES
 from alexnet.stores import TrackingError, intact
 from alexnet.untrusted import printable, quoted
 

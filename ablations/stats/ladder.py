@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .significance import ALPHA, FLAT_SE, Difference, holm, paired
+from ablations.stats.significance import ALPHA, FLAT_SE, Difference, holm, paired
 
 
 def roles(arms: dict) -> tuple[list[str], dict[str, str]]:

@@ -1,5 +1,5 @@
 """The suite's files: results/<scale>/<device>/claims.md and claims.csv (with the plots of
-``ablations.plots``), the terminal's verdict and plan tables, and reading a claims.md back."""
+``ablations.reporting.plots``), the terminal's verdict and plan tables, and reading a claims.md back."""
 
 from __future__ import annotations
 
@@ -11,15 +11,14 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
+from ablations.reporting import plots, table
+from ablations.reporting.record import summary_markdown
+from ablations.running.plan import PlannedRun
+from ablations.running.speed import duration, images
+from ablations.stats.significance import ALPHA
+from ablations.verdicts.judge import ClaimReport, label
+from ablations.verdicts.rules import describe_rules
 from alexnet.untrusted import quoted
-
-from . import plots, table
-from .judge import ClaimReport, label
-from .plan import PlannedRun
-from .record import summary_markdown
-from .rules import describe_rules
-from .significance import ALPHA
-from .speed import duration, images
 
 COLOURS = {"reproduced": "green", "contradicted": "red", "inconclusive": "yellow"}
 
