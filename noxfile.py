@@ -51,7 +51,10 @@ def integration(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.run(python(session), "-m", "ruff", "check", ".", *session.posargs)
+    """ruff, then the import contracts of pyproject.toml (layers, no cycles, statistics apart)."""
+    py = python(session)
+    session.run(py, "-m", "ruff", "check", ".", *session.posargs)
+    session.run(str(Path(py).with_name("lint-imports")), "--config", "pyproject.toml", "--no-cache")
 
 
 @nox.session

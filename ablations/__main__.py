@@ -38,6 +38,7 @@ from ablations.commands import (
     terminate,
     tune_arm,
 )
+from ablations.looks import Looked, look, sequential
 from ablations.reporting.plots import PLOTS
 from ablations.reporting.report import (
     ReportBlocked,
@@ -181,10 +182,10 @@ def prepare(args, scale):
         checkpoint_dir=Path(args.checkpoint_dir), progress=args.progress, tune_lr=args.tune_lr, storage=args.storage,
         budget_s=None if args.budget_min is None else args.budget_min * 60,
         precision=None if args.precision == "auto" else args.precision))
-    plans = suite.configs(claims)  # every arm's config checked before any work
+    plans = suite.plan.configs(claims)  # every arm's config checked before any work
     if (args.tune_lr or any(c.tuned_arms for c in claims)) and not args.plan:
         storage(args.storage).remove_session()  # the Optuna database opens now, not after the first claims
-    return claims, plans, suite, suite.schedule(claims, plans)
+    return claims, plans, suite, suite.plan.rows(claims, plans)
 
 
 def start(args, scale, claims, suite, rows) -> int | None:
@@ -192,15 +193,15 @@ def start(args, scale, claims, suite, rows) -> int | None:
     without --yes: 2)."""
     console.print(f"[bold]scale {scale.name}[/] on {suite.device}: {scale.description}. "
                   f"Versus the lecture: {scale.versus_lecture()}. "
-                  f"Claims: {', '.join(c.id for c in claims)}; {suite.seeds_text(claims)}"
+                  f"Claims: {', '.join(c.id for c in claims)}; {suite.plan.seeds_text(claims)}"
                   + (f" (auto: up to {args.max_seeds} for claims still undecided)" if args.max_seeds else "")
                   + f"; MLflow store {shown(suite.tracker.shown_uri)}")
     device = device_name(suite.device)
     on_probe = lambda key: console.print(f"probing {key} on {device}", highlight=False)  # noqa: E731
-    estimate = suite.estimate(rows, on_probe=on_probe)
+    estimate = suite.plan.estimate(rows, on_probe=on_probe)
     if args.plan:
         over = suite.budget.over([c.id for c in claims])  # [] without a budget
-        Console().print(plan_table(rows, f"plan: scale {scale.name}, {suite.seeds_text(claims)}", over))
+        Console().print(plan_table(rows, f"plan: scale {scale.name}, {suite.plan.seeds_text(claims)}", over))
         Console(highlight=False).print("\n".join(plan_summary(rows, device, over)))
         return 0
     limit = min(args.budget_min * 60 if args.budget_min else math.inf, math.inf if args.yes else args.max_hours * 3600)
@@ -209,7 +210,7 @@ def start(args, scale, claims, suite, rows) -> int | None:
         console.print(f"the estimate, {duration(estimate)}, is over {what}: probing again in {REPROBE_PAUSE_S:g} s, "
                       "in case the machine was busy", highlight=False)
         time.sleep(REPROBE_PAUSE_S)
-        estimate = suite.estimate(rows, on_probe=on_probe, again=True)
+        estimate = suite.plan.estimate(rows, on_probe=on_probe, again=True)
         console.print(probes_compared(*suite.budget.probe_totals, device), highlight=False)
     console.print(plan_summary(rows, device)[-1] + (f"; budget {args.budget_min:g} min" if args.budget_min else ""),
                   highlight=False)
@@ -235,13 +236,14 @@ def probes_compared(first: float, second: float, device: str) -> str:
     return f"{line}: the faster of the two is used"
 
 
-def report(args, scale, suite, reports, command: str) -> int:
+def report(args, scale, suite, looked: Looked, command: str) -> int:
     """Write claims.md, claims.csv and the plots; print the verdicts and the time taken."""
+    reports = looked.reports
     folder = Path(args.results_dir) / scale.name / device_slug(suite.device)
     try:
         write_results(reports, folder, scale=scale, device=device_slug(suite.device), command=command,
                       env=environment(suite.device), trained=suite.trained, timing=suite.timing,
-                      unfinished=suite.unfinished, looks=suite.looks, alpha=suite.alpha)
+                      unfinished=suite.unfinished, looks=looked.looks, alpha=looked.alpha)
     except STORE_ERRORS as exc:
         return _lost(exc, suite.tracker, args)
     except ReportBlocked as exc:
@@ -277,10 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         return status
     signal.signal(signal.SIGTERM, terminate)
     try:
-        run = suite.run_sequential if args.max_seeds else suite.run_claims
         with suite.tracker.store_lock():  # shared with other suites; an import waits for every suite to end,
-            reports = run(claims, command, plans)  # reports included: the two never write results/ together
-            return report(args, scale, suite, reports, command)
+            # reports included: the two never write results/ together
+            looked = (sequential(suite, claims, command, plans, args.max_seeds) if args.max_seeds
+                      else Looked(look(suite, claims, command, plans)))
+            return report(args, scale, suite, looked, command)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted:[/] the current run is marked KILLED in {shown(suite.tracker.shown_uri)} "
                       f"and its last epoch is in {shown(args.checkpoint_dir)}/; re-run the same command to resume.")

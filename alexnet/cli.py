@@ -106,7 +106,7 @@ def cmd_shapes(args, parser) -> int:
         parser.error(f"invalid model {unknown[0]!r}: expected any of {', '.join(SHAPE_MODELS)}")
     for name in args.models:
         model, size = models[name]()
-        width = f", width {args.width:g}" if name != "lenet" and args.width != 1 else ""
+        width = f", width {args.width:g}" if name in configs and args.width != 1 else ""  # LeNet has no width
         console.print(shapes_table(f"{name} ({size} px{width})", shape_trace(model, size)))
     return 0
 

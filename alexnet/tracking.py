@@ -51,6 +51,11 @@ def lease_s() -> float:
 STORE_ERRORS = (MlflowException, OSError)  # a store that went away or a full disk, as MLflow reports them
 
 
+class RunStopped(Exception):
+    """A run stopped on purpose before its end (a spent budget): it ends KILLED, as on an
+    interrupt, and resumes from its checkpoint next time."""
+
+
 def key_name(name: str) -> str:
     """A name as MLflow allows it in a param or metric key ('p=0.5' -> 'p_0.5', '− ReLU' -> '_ ReLU'); its
     '/' kept only where the name is a normalised path ('3x3/2'; 'http://x' -> 'http:__x'), as MLflow requires."""
@@ -207,8 +212,9 @@ class Tracker:
 
     @contextmanager
     def open_run(self, name: str, tags: dict, parent: str | None = None, run_id: str | None = None):
-        """An MLflow run (``run_id`` reopens an existing one); ends FINISHED, KILLED on an interrupt,
-        FAILED on an error (left RUNNING only if the process dies, until ``reap`` finds it)."""
+        """An MLflow run (``run_id`` reopens an existing one); ends FINISHED, KILLED on an interrupt
+        or a ``RunStopped``, FAILED on an error (left RUNNING only if the process dies, until ``reap``
+        finds it)."""
         tags = {**{k: str(v) for k, v in tags.items()}, **self._lease()}
         active = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else self.experiment_id,
                                   run_name=None if run_id else name, parent_run_id=parent,
@@ -216,7 +222,7 @@ class Tracker:
         self._hold(active.info.run_id)
         try:
             yield active.info.run_id
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, RunStopped):
             self._end("KILLED")
             raise
         except BaseException:

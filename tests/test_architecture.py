@@ -3,14 +3,19 @@ from end to end (a new one, with its own evidence and plot, needs no edit to abl
 
 import ast
 import csv
+import os
+import shutil
 import subprocess
 import sys
 import time
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
 from ablations.claims import BY_ID, CLAIMS, SCALES, Arm, Claim, rung, without
+from ablations.looks import look
 from ablations.reporting.plots import PLOTS
 from ablations.reporting.report import write_results
 from ablations.running.plan import select_claims, validate
@@ -26,66 +31,70 @@ from alexnet.result import TrainResult, pack
 from alexnet.tracking import Tracker
 from conftest import REPO
 
-CHECK = """
-import importlib, pkgutil, sys
-import {package}
-for m in pkgutil.iter_modules({package}.__path__):  # __main__ too: it runs nothing when imported
-    if not m.name.startswith(("test_", "conftest")):
-        importlib.import_module("{package}." + m.name)
-bad = sorted(name for name in sys.modules if name.split(".")[0] in {forbidden})
-print(bad)
-"""
+MODULE_LINES = 320
+
+SOURCES = sorted(p for package in ("alexnet", "ablations", "bench") for p in (REPO / package).rglob("*.py"))
 
 
-def test_layers_point_one_way():
-    """Importing every module of alexnet loads nothing of ablations or bench; bench loads no ablations."""
-    for package, forbidden in (("alexnet", ("ablations", "bench")), ("bench", ("ablations",))):
-        out = subprocess.run([sys.executable, "-c", CHECK.format(package=package, forbidden=forbidden)],
-                             capture_output=True, text=True, cwd=REPO)
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert out.stdout.strip() == "[]", f"{package} imports {out.stdout.strip()}"
+def _lint_imports(root) -> subprocess.CompletedProcess:
+    """``lint-imports`` on the packages under ``root`` with the contracts of ``root``/pyproject.toml."""
+    return subprocess.run([str(Path(sys.executable).with_name("lint-imports")), "--config", "pyproject.toml",
+                           "--no-cache"], capture_output=True, text=True, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)})
 
 
-def _imports(path) -> set[str]:
-    """The ablations modules a file imports (``from .x``, ``from ablations.x``, ``import ablations.x``)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("ablations")):
-            found |= {(node.module or "").removeprefix("ablations.")} | {
-                a.name for a in node.names if node.module in (None, "ablations")}
-        elif isinstance(node, ast.Import):
-            found |= {a.name.removeprefix("ablations.") for a in node.names if a.name.startswith("ablations.")}
-    return found
-
-
-def test_only_the_entry_point_imports_the_report():
-    """The suite and the judge depend on no presentation: claims.md, claims.csv and plots are
-    written by the entry point (``__main__`` and its subcommands; report imports its own plots)."""
-    importers = {f.name for f in (REPO / "ablations").glob("*.py") if _imports(f) & {"report", "plots"}}
-    assert importers == {"__main__.py", "commands.py", "report.py"}
-
-
-def test_the_judge_and_the_suite_name_no_rule_or_claim():
-    """No string comparison with a rule or claim id in judge.py or suite.py: rules are registered."""
-    names = set(RULES) | {c.id for c in CLAIMS}
-    for name in ("judge.py", "suite.py"):
-        for node in ast.walk(ast.parse((REPO / "ablations" / name).read_text())):
-            if isinstance(node, ast.Compare):
-                found = {n.value for side in (node.left, *node.comparators) for n in ast.walk(side)
-                         if isinstance(n, ast.Constant) and n.value in names}
-                assert not found, f"{name}:{node.lineno} compares with {found}"
-
-
-def test_modules_are_small_and_say_their_job():
-    """At most 320 lines a module, 60 a function; each module's docstring opens with its job."""
+def test_the_layers_hold_and_an_upward_import_breaks_them(tmp_path):
+    """The import contracts (pyproject.toml) hold here; the statistics importing the reports, or
+    the core importing the suite, is refused with the contract and the import named."""
+    assert _lint_imports(REPO).returncode == 0, _lint_imports(REPO).stdout[-3000:]
     for package in ("alexnet", "ablations", "bench"):
-        for path in sorted((REPO / package).glob("*.py")):
-            tree = ast.parse(path.read_text())
-            assert len(path.read_text().splitlines()) <= 320, path.name
-            assert path.name == "__init__.py" or ast.get_docstring(tree), f"{path} has no docstring"
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    assert node.end_lineno - node.lineno < 60, f"{path.name}:{node.lineno} {node.name}"
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    for path, line, contract in (
+            ("ablations/stats/ladder.py", "import ablations.reporting.table", "ablations is not allowed to import"),
+            ("alexnet/data.py", "import ablations.running.suite", "alexnet is not allowed to import ablations"),
+            ("alexnet/config.py", "from alexnet import train", "No cycles are allowed in alexnet")):
+        original = (tmp_path / path).read_text()
+        (tmp_path / path).write_text(original + f"\n{line}  # noqa\n")
+        out = _lint_imports(tmp_path)
+        assert out.returncode == 1 and "BROKEN" in out.stdout, (line, out.stdout[-2000:])
+        assert contract.split(" is ")[0] in out.stdout, (line, out.stdout[-3000:])
+        (tmp_path / path).write_text(original)
+    assert _lint_imports(tmp_path).returncode == 0
+
+
+def _compared(path, names: set[str]):
+    """(line, constants) of each comparison in ``path`` with one of ``names``."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Compare):
+            found = {n.value for side in (node.left, *node.comparators) for n in ast.walk(side)
+                     if isinstance(n, ast.Constant) and n.value in names}
+            if found:
+                yield node.lineno, found
+
+
+def test_the_judge_and_the_suite_name_no_rule_or_claim_and_nothing_branches_on_a_kind():
+    """No string comparison with a rule or claim id in the judge or the suite: rules are registered.
+    No comparison with a kind of arm anywhere but the default's name: kinds are registered too."""
+    names = set(RULES) | {c.id for c in CLAIMS}
+    for path in (REPO / "ablations" / "verdicts" / "judge.py", REPO / "ablations" / "running" / "suite.py"):
+        assert not list(_compared(path, names)), path
+    for path in SOURCES:
+        assert not list(_compared(path, set(KINDS) - {"alexnet"})), path
+
+
+def test_functions_are_short_and_modules_say_their_job():
+    """Under 60 lines a function; each module's docstring opens with its job. A module over
+    MODULE_LINES is a warning, not a failure: split by concern, not by size."""
+    for path in SOURCES:
+        tree = ast.parse(path.read_text())
+        assert path.name == "__init__.py" or ast.get_docstring(tree), f"{path} has no docstring"
+        if len(path.read_text().splitlines()) > MODULE_LINES:
+            warnings.warn(f"{path.relative_to(REPO)} has over {MODULE_LINES} lines: does it hold two concerns?",
+                          stacklevel=1)
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                assert node.end_lineno - node.lineno < 60, f"{path.name}:{node.lineno} {node.name}"
 
 
 def test_a_misnamed_arm_evidence_or_plot_fails_before_training(monkeypatch):
@@ -153,13 +162,13 @@ def test_a_claim_declared_in_a_test_file_gets_a_full_report(tmp_path, fmnist, mo
     suite = Suite(SCALES["smoke"], tracker, fmnist, SuiteOptions(device="cpu", checkpoint_dir=tmp_path / "ck",
                                                                   progress=False))
     validate([claim, toy], PLOTS)
-    reports = suite.run_claims([claim, toy], "test")
+    reports = look(suite, [claim, toy], "test")
     folder = tmp_path / "results"
     write_results(reports, folder, scale=SCALES["smoke"], device="cpu", command="test",
                   env=reports[0].runs[0].result.env, trained=suite.trained)
     report, toy_report = reports
     assert suite.trained == 6 and report.verdict in ("reproduced", "contradicted", "inconclusive")  # relu: shared
-    assert suite.fair(toy) is False and toy_report.comparisons[("sigmoid", "relu")].stats["family"] == 2
+    assert suite.plan.fair(toy) is False and toy_report.comparisons[("sigmoid", "relu")].stats["family"] == 2
     assert any(e.endswith("expected sigmoid worse by more than 0.01") for e in toy_report.evidence)
     assert any(e.startswith("final train loss ratio wd / none: ") for e in report.evidence)
     assert any(e.startswith("context: gap: wd") for e in report.evidence) and "loss_ratio" in report.stats
@@ -222,11 +231,11 @@ def test_a_kind_declared_in_a_test_file_is_planned_costed_run_and_judged(tmp_pat
     tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")
     suite = Suite(SCALES["smoke"], tracker, fmnist, SuiteOptions(device="cpu", checkpoint_dir=tmp_path / "ck",
                                                                   progress=False))
-    plans = suite.configs([claim])
+    plans = suite.plan.configs([claim])
     centroid, alexnet = plans["centroid"]["centroid"], plans["centroid"]["AlexNet"]
     assert not centroid.sgd and alexnet.sgd and centroid.key() != alexnet.key()
-    rows = suite.schedule([claim], plans)
-    assert suite.estimate(rows) > 0 and "centroid-n100" in suite.budget.speeds
+    rows = suite.plan.rows([claim], plans)
+    assert suite.plan.estimate(rows) > 0 and "centroid-n100" in suite.budget.speeds
     (report,) = suite.run_claims([claim], "test", plans)
     accuracies = {r.seed: r.result.final("test_acc") for r in report.runs if r.arm == "centroid"}
     assert len(accuracies) == 2 and len(set(accuracies.values())) == 1 and 0.3 < accuracies[0] <= 1

@@ -57,8 +57,8 @@ def test_classical_arms_are_logged_identified_by_their_config_and_reused(tmp_pat
                      SuiteOptions(device="cpu", checkpoint_dir=tmp_path / "checkpoints", progress=False))
 
     first = suite()
-    rows = first.schedule([claim], first.configs([claim]))
-    first.estimate(rows)  # an SVM is priced once per config: its later seeds are copies of that fit
+    rows = first.plan.rows([claim], first.plan.configs([claim]))
+    first.plan.estimate(rows)  # an SVM is priced once per config: its later seeds are copies of that fit
     assert [r.seconds > 0 for r in rows if not r.config.sgd] == [True, False] * 3
     (report,) = first.run_claims([claim], "test")
     assert first.trained == 2 * len(claim.arms) and set(report.comparisons) == set(claim.comparisons())

@@ -13,6 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from ablations.claims import BY_ID, SCALES
+from ablations.looks import look
 from ablations.running.plan import arm_config
 from ablations.running.suite import Suite, SuiteOptions
 from alexnet import checkpoint as ckpt
@@ -177,7 +178,7 @@ def test_diverging_runs_are_recorded_and_never_retrained(tmp_path, fmnist, ledge
     def suite():
         s = Suite(scale, tracker, fmnist, SuiteOptions(checkpoint_dir=tmp_path / "checkpoints", device="cpu",
                                                        progress=False, seeds=1))
-        return s, s.run_claims([BY_ID["relu"]], "test")
+        return s, look(s, [BY_ID["relu"]], "test")
 
     first, (report,) = suite()
     assert first.trained == EXPECTED

@@ -8,6 +8,7 @@ import pytest
 
 from ablations.__main__ import main
 from ablations.claims import SCALES, SVM, Claim
+from ablations.looks import look
 from ablations.reporting.report import ReportBlocked, write_results
 from ablations.running.suite import Suite, SuiteOptions
 from alexnet import classical
@@ -34,7 +35,7 @@ def test_hostile_arm_names_and_environment_reach_no_csv_as_formulas(tmp_path, fm
     tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")
     suite = Suite(SCALES["smoke"], tracker, fmnist, SuiteOptions(device="cpu", checkpoint_dir=tmp_path / "ck",
                                                                   progress=False))
-    reports = suite.run_claims([claim], "test")
+    reports = look(suite, [claim], "test")
     write_results(reports, tmp_path / "results", scale=SCALES["smoke"], device="cpu", command="test",
                   env=reports[0].runs[0].result.env, trained=suite.trained)
     assert main(["runs", "--tracking-uri", tracker.uri, "--csv", str(tmp_path / "runs.csv")]) == 0

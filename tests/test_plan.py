@@ -132,9 +132,9 @@ def test_budget_finishes_whole_claims_reports_them_and_a_rerun_completes_the_res
     assert out.returncode == 0, out.stderr[-3000:]
     probe = _suite(tmp_path, fmnist, epochs=3, seeds=1)
     claims = [BY_ID["augment_long"], BY_ID["relu"]]
-    rows = probe.schedule(claims, probe.configs(claims))
-    probe.estimate(rows)
-    probe.estimate(rows, again=True)  # the suite probes again before it drops a claim: both count in the budget
+    rows = probe.plan.rows(claims, probe.plan.configs(claims))
+    probe.plan.estimate(rows)
+    probe.plan.estimate(rows, again=True)  # the suite probes again before it drops a claim: both count in the budget
     cost = {c.id: sum(r.seconds for r in rows if r.claim == c.id) for c in claims}
     assert cost["relu"] == 0 and cost["augment_long"] > 0, cost  # relu reused, augment_long to train
     budget_min = (1.5 * probe.budget.probe_s + REPROBE_PAUSE_S + 0.5 * cost["augment_long"] + REPORT_RESERVE_S) / 60
@@ -168,7 +168,7 @@ def test_a_run_that_overruns_the_budget_stops_at_an_epoch_and_resumes(tmp_path, 
     (claim,) = _runs(tmp_path, "tags.kind = 'claim'")
     assert claim.data.tags["verdict"] == "unfinished" and claim.data.tags["unfinished_runs"] == "4"
     again = _suite(tmp_path, fmnist)
-    rows = again.schedule(claims, again.configs(claims))
+    rows = again.plan.rows(claims, again.plan.configs(claims))
     assert [(r.state, r.from_epoch) for r in rows] == [("resume", 1)] + [("train", 0)] * 3
     (report,) = again.run_claims(claims, "test")
     assert again.trained == 4 and len(report.runs) == 4

@@ -49,13 +49,13 @@ def test_the_quick_scale_gives_each_claim_the_seeds_its_spread_needs(tmp_path, f
     suite = Suite(quick, Tracker(f"sqlite:///{tmp_path}/mlflow.db"), fmnist,
                   SuiteOptions(device="cpu", checkpoint_dir=tmp_path / "ck", progress=False, **options))
     claims = select_claims(None, quick)
-    rows = suite.schedule(claims, suite.configs(claims))
+    rows = suite.plan.rows(claims, suite.plan.configs(claims))
     seeds = {claim: {r.seed for r in rows if r.claim == claim and r.state != "tune"} for claim in expected}
     assert seeds == {claim: set(range(n)) for claim, n in expected.items()}
     # the base arm's extra seeds are trained once, by the first claim that needs them, and shared
     seed7 = [r.state for r in rows if r.arm in ("max", "none") and r.seed == 7]
     assert seed7 == (["train", "shared"] if not options else [])
-    assert suite.seeds_text(claims) == ("5 seeds (relu 3, dropout 12, maxpool 8, augment 12)" if not options else
+    assert suite.plan.seeds_text(claims) == ("5 seeds (relu 3, dropout 12, maxpool 8, augment 12)" if not options else
                                         f"{options.get('seeds', 5)} seeds")
 
 

@@ -17,13 +17,13 @@ from ablations.running.plan import PlannedRun
 from ablations.running.speed import PROBE_S, duration, images, probe, run_seconds, speed_key
 from alexnet.config import Config
 from alexnet.data import FashionMNIST
-from alexnet.tracking import Tracker
+from alexnet.tracking import RunStopped, Tracker
 
 REPORT_RESERVE_S = 20.0  # of a budget, kept for judging and writing the report
 REPROBE_S = 10.0  # the second probe's time, when the first one's estimate would refuse the suite or drop claims
 
 
-class BudgetSpent(KeyboardInterrupt):
+class BudgetSpent(RunStopped):
     """The budget ran out during a run: it ends KILLED, as on an interrupt, and resumes from its
     checkpoint next time."""
 
@@ -33,11 +33,25 @@ class Budget:
 
     def __init__(self, budget_s: float | None):
         self.deadline = math.inf if budget_s is None else time.monotonic() + budget_s - REPORT_RESERVE_S
-        self.rows: list[PlannedRun] = []  # the plan (``Suite.schedule``)
+        self.rows: list[PlannedRun] = []  # the plan (``plan``)
         self.speeds: dict = {}  # speed key -> the probe's measured speed
         self.store_s, self.probe_s = 0.0, 0.0  # one store round trip; the probes' own time
         self.probe_totals: tuple[float, float] | None = None  # the plan's total by each probe, once probed again
         self.done: set[tuple] = set()  # run keys of the plan's runs finished by the time they were needed
+
+    def plan(self, rows: list[PlannedRun]) -> None:
+        """The plan the budget is spent on (``Schedule.rows``)."""
+        self.rows = rows
+
+    def finish(self, keys: set[tuple]) -> float:
+        """Mark these run keys finished; the estimated seconds of those not finished before."""
+        new = set(keys) - self.done
+        self.done |= new
+        return sum(self.seconds(k) for k in new)
+
+    def spent(self) -> bool:
+        """Past the deadline: no run starts and a running one stops at its epoch's end."""
+        return time.monotonic() > self.deadline
 
     def estimate(self, rows: list[PlannedRun], tracker: Tracker, data: FashionMNIST, device, code: str,
                  on_probe=None, again: bool = False) -> float:
@@ -141,7 +155,7 @@ class Pace:
 
 
 @dataclass
-class Progress:
+class SuiteProgress:
     """The suite's bar over arm x seed runs, or one plain line per finished run when the bar is
     off; both show the time left (``Pace``)."""
     total: int

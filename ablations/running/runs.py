@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ablations.claims import Claim
-from ablations.running.budget import Budget, BudgetSpent, Progress
+from ablations.running.budget import Budget, BudgetSpent, SuiteProgress
 from ablations.running.leasing import finished_run, reserve_run, run_tags
 from ablations.running.plan import run_key
 from ablations.verdicts.judge import ArmRun
@@ -51,14 +51,14 @@ class Runner:
                 pass
         return "train", 0
 
-    def get(self, claim: Claim, arm: str, config: Config, seed: int, claim_id: str, progress: Progress) -> ArmRun:
+    def get(self, claim: Claim, arm: str, config: Config, seed: int, claim_id: str, progress: SuiteProgress) -> ArmRun:
         """The finished run for (config, seed): from the store, or trained here; ``result`` None
         while another worker trains it, or when the budget left it out (``skipped``)."""
         tags, key = run_tags(config, seed, self.code), run_key("run", config, seed)
         found = dict(arm=arm, seed=seed, config=config, claim=claim, parent=claim_id)
         done = finished_run(self.tracker, tags)
         if done:
-            self.budget.done.add(key)
+            self.budget.finish({key})
             return ArmRun(**found, result=self.tracker.load_result(done), run_id=done.info.run_id, reused=True)
         estimate = self.budget.run_estimate(key, config)
         if not self.budget.fits(estimate):
@@ -81,11 +81,11 @@ class Runner:
             return ArmRun(**found, result=None, run_id=run_id, reused=False, skipped=True)
         ckpt.discard(checkpoint)
         self.trained += 1
-        self.budget.done.add(key)
+        self.budget.finish({key})
         progress.pace.trained(estimate, time.monotonic() - begin)
         return ArmRun(**found, result=result, run_id=run_id, reused=False)
 
-    def _train(self, claim: Claim, arm: str, config: Config, seed: int, checkpoint: Path, progress: Progress):
+    def _train(self, claim: Claim, arm: str, config: Config, seed: int, checkpoint: Path, progress: SuiteProgress):
         """``train`` with each epoch logged as it ends; a damaged or foreign checkpoint is moved
         aside (``*.corrupt``, noted on the run) and the run starts from epoch 1."""
         logged = set()
@@ -95,7 +95,7 @@ class Runner:
             logged.add(record["epoch"])
             progress.status(f"{claim.id}: {arm}, seed {seed}, epoch {record['epoch']}/{config.epochs}, "
                             f"test acc {record['test_acc']:.3f}")
-            if record["epoch"] < config.epochs and time.monotonic() > self.budget.deadline:
+            if record["epoch"] < config.epochs and self.budget.spent():
                 raise BudgetSpent(record["epoch"])  # after the epoch's checkpoint: resumable
 
         try:
@@ -112,11 +112,11 @@ class Runner:
                 self.tracker.log_epoch(record)
         return result
 
-    def wait(self, runs: list[ArmRun], progress: Progress) -> None:
+    def wait(self, runs: list[ArmRun], progress: SuiteProgress) -> None:
         """Until every run is finished: poll the ones other workers hold; take over any whose worker
         died. Runs left out by the budget are not waited for, nor is anything past the deadline."""
         while (pending := [r for r in runs if r.result is None and not r.skipped]) \
-                and time.monotonic() < self.budget.deadline:
+                and not self.budget.spent():
             progress.status(f"waiting for {len(pending)} runs that other workers train")
             time.sleep(self.poll_s * random.uniform(0.5, 1.5))  # jitter: two workers that both gave way retry apart
             for r in pending:

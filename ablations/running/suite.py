@@ -1,13 +1,15 @@
 """The suite's claim loop: trains every arm x seed run a set of claims needs (or finds it in the
-store), then judges each claim and logs its verdict. Its pieces: ``ablations.running.runs`` (reserving
-and reusing runs), ``ablations.running.tuning`` (lr studies), ``ablations.running.budget`` (estimates, budget, ETA).
+store), then judges each claim. Its pieces: ``ablations.running.schedule`` (the plan),
+``ablations.running.runs`` (reserving and reusing runs), ``ablations.running.tuning`` (lr
+studies), ``ablations.running.budget`` (estimates, budget, ETA); ``ablations.looks`` records
+the verdicts and runs the ``--seeds auto`` policy.
 
 Several Suites (processes, GPUs, machines) may share one store: runs are reserved before they
 are trained (``ablations.running.leasing``), so every one is trained exactly once; a worker with nothing
 left to reserve waits for the others' runs, then every worker judges all claims from the store
 (``ablations.verdicts.judge``).
 
-Before training, ``schedule`` lists every run and what will happen to it, and ``estimate``
+Before training, ``plan.rows`` lists every run and what will happen to it, and ``plan.estimate``
 times the distinct configurations on this device (``ablations.running.speed``). With a budget, the
 suite trains whole claims first: it does not start a claim, or a run, that cannot finish in
 the time left by its estimate, stops a run that overruns at an epoch boundary (resumable from
@@ -16,20 +18,18 @@ its checkpoint), and judges only the claims whose runs all finished."""
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ablations.claims import Claim, Scale
-from ablations.reporting.record import log_verdicts
-from ablations.running.budget import Budget, Pace, Progress
-from ablations.running.plan import PlannedRun, configs, run_key
+from ablations.running.budget import Budget, Pace, SuiteProgress
+from ablations.running.plan import run_key
 from ablations.running.runs import Runner
+from ablations.running.schedule import Schedule
 from ablations.running.tuning import LrTuning
-from ablations.stats.significance import ALPHA, alpha_per_look, looks
-from ablations.verdicts.judge import ArmRun, ClaimReport, judge_all, undecided
-from ablations.verdicts.rules import RULES
+from ablations.stats.significance import ALPHA
+from ablations.verdicts.judge import ArmRun, ClaimReport, judge_all
 from alexnet.config import Config
 from alexnet.data import FashionMNIST
 from alexnet.env import code_version, device_slug, environment, resolve_device
@@ -66,19 +66,20 @@ class ClaimRuns:
 
 
 class Suite:
+    """Runs a claims table at a scale: ``plan`` (a ``Schedule``) lists and costs the runs,
+    ``run_claims`` trains what the store lacks and judges each claim whose runs all finished.
+    Recording the verdicts in the store is the caller's (``ablations.looks``)."""
+
     def __init__(self, scale: Scale, tracker: Tracker, data: FashionMNIST, options: SuiteOptions = SuiteOptions()):
         self.scale, self.tracker, self.data, self.options = scale, tracker, data, options
-        self.seeds = list(range(options.seeds or scale.seeds))
         self.device = resolve_device(options.device)
         self.code = code_version()
         self.budget = Budget(options.budget_s)
         self.runner = Runner(tracker, data, self.device, self.code, scale.name, options.checkpoint_dir, self.budget)
         self.tuning = LrTuning(options.storage, tracker, data, scale.validation_size,
                                options.tune_lr or scale.tune_trials, self.code)
-        # claim id -> its seeds, where the scale or --seeds auto gives it more (--seeds N: N for every claim)
-        self.counts: dict[str, int] = {} if options.seeds or options.max_seeds else dict(scale.claim_seeds)
-        self.alpha = ALPHA  # family-wise level of each judgement (below 0.05 at each look of --seeds auto)
-        self.looks: list[str] = []  # --seeds auto: what each look decided
+        self.plan = Schedule(scale, options, self.device, self.runner, self.tuning, self.budget, tracker, data)
+        self.run_id = ""  # the suite's MLflow run of the latest run_claims
         self.unfinished: dict[str, list[str]] = {}  # claim id -> its runs left unfinished by the budget
         self.timing: dict[str, float] = {}  # probe, estimated and actual seconds of the runs trained (run_claims)
 
@@ -87,83 +88,26 @@ class Suite:
         """Arm x seed runs trained by this invocation (the rest came from the store)."""
         return self.runner.trained
 
-    def configs(self, claims: list[Claim]) -> dict[str, dict[str, Config]]:
-        return configs(claims, self.scale, self.device, self.options.epochs, self.options.precision)
-
-    def seeds_of(self, claim: Claim) -> list[int]:
-        return list(range(self.counts.get(claim.id, len(self.seeds))))
-
-    def seeds_text(self, claims: list[Claim]) -> str:
-        """``5 seeds (maxpool 8, augment 8)``: the claims' seed counts."""
-        more = [f"{c.id} {len(self.seeds_of(c))}" for c in claims if len(self.seeds_of(c)) != len(self.seeds)]
-        return f"{len(self.seeds)} seeds" + (f" ({', '.join(more)})" if more else "")
-
-    def fair(self, claim: Claim) -> bool:
-        """Whether --tune-lr also runs the claim's arms at tuned lrs (its rule says if it can)."""
-        return bool(self.options.tune_lr) and RULES[claim.rule].tunable
-
-    def schedule(self, claims: list[Claim], plans: dict[str, dict[str, Config]]) -> list[PlannedRun]:
-        """Every arm x seed run of the claims, in training order, with what will happen to it:
-        trained, resumed from its checkpoint (and from which epoch), reused from the store, or
-        shared with an earlier claim. Reads the store and the checkpoints; trains nothing."""
-        rows, first = [], {}
-        for claim in claims:
-            claim_rows = [PlannedRun(claim.id, arm, seed, config, "train") for arm, config in plans[claim.id].items()
-                          if arm not in claim.tuned_arms for seed in self.seeds_of(claim)]
-            claim_rows += self.tuned_rows(claim, {a: c for a, c in plans[claim.id].items() if a in claim.tuned_arms})
-            if self.fair(claim):  # an SVM has no lr: its runs serve both modes
-                claim_rows += self.tuned_rows(claim, {a: c for a, c in plans[claim.id].items() if c.sgd})
-            for row in claim_rows:
-                if row.key in first:
-                    row.state, row.first_claim = "shared", first[row.key]
-                else:
-                    first[row.key] = claim.id
-                    if row.state == "train" and not row.tuned:
-                        row.state, row.from_epoch = self.runner.state(row.config, row.seed)
-                rows.append(row)
-        self.budget.rows = rows
-        return rows
-
-    def tuned_rows(self, claim: Claim, configs: dict[str, Config]) -> list[PlannedRun]:
-        """The fair mode's extra rows: each arm's missing tuning trials, then its seeds at the tuned
-        lr (known only once its study is complete)."""
-        rows = []
-        for arm, config in configs.items():
-            missing, lr = self.tuning.state(config)
-            if missing:
-                rows.append(PlannedRun(claim.id, f"{arm} (tuning lr)", -1, self.tuning.trial(config), "tune",
-                                       trials=missing))
-            rows += [PlannedRun(claim.id, f"{arm} (tuned lr)", seed, config if lr is None else replace(config, lr=lr),
-                                "train", tuned=lr is None) for seed in self.seeds_of(claim)]
-        return rows
-
-    def estimate(self, rows: list[PlannedRun], on_probe=None, again: bool = False) -> float:
-        """Fills each row's ``seconds`` from a probe of this device (``again``: a second probe, the
-        faster of the two kept); returns the plan's total."""
-        return self.budget.estimate(rows, self.tracker, self.data, self.device, self.code, on_probe, again)
-
-    def run_claims(self, claims: list[Claim], command: str, plans: dict | None = None) -> list[ClaimReport]:
+    def run_claims(self, claims: list[Claim], command: str, plans: dict | None = None,
+                   alpha: float = ALPHA, look: int = 1) -> list[ClaimReport]:
         """Train what the store lacks (within the budget) and judge every claim whose runs all
-        finished; ``command`` (credentials redacted) is recorded on the suite's run."""
-        plans = plans or self.configs(claims)
+        finished, at family-wise level ``alpha``; ``command`` (credentials redacted) and the
+        ``--seeds auto`` look are recorded on the suite's run."""
+        plans = plans or self.plan.configs(claims)
         if not self.budget.rows:
-            self.schedule(claims, plans)
+            self.plan.rows(claims, plans)
         self.tracker.reap()  # runs left RUNNING by workers that died
         tags = {"kind": "suite", "scale": self.scale.name, "code_version": self.code,
                 "device": device_slug(self.device)}
         with self.tracker.open_run(f"suite {self.scale.name}", tags) as suite_id:
-            self.tracker.log_params({"scale": self.scale.name, "versus_lecture": self.scale.versus_lecture(),
-                                     "seeds": len(self.seeds), "epochs": self.options.epochs,
-                                     "claims": ",".join(c.id for c in claims), "command": command,
-                                     "budget_s": self.options.budget_s, "max_seeds": self.options.max_seeds,
-                                     "alpha": self.alpha, "look": len(self.looks) + 1,
-                                     "seeds_per_claim": ",".join(f"{c.id}:{len(self.seeds_of(c))}" for c in claims)})
+            self.run_id = suite_id
+            self.tracker.log_params(self.suite_params(claims, command, alpha, look))
             self.tracker.set_tags({f"env.{k}": v for k, v in environment(self.device).items()})
             self.tracker.log_metrics(self.budget.probe_metrics())
             begin = time.monotonic()
             claim_runs, pace = self.train(claims, plans, suite_id)
             finished = self.finished(claims, claim_runs, suite_id)
-            reports = self.verdicts([c for c in claims if c.id in finished], finished, suite_id)
+            reports = self.verdicts([c for c in claims if c.id in finished], finished, alpha)
             self.tracker.log_metrics({"trained_runs": self.trained, "claims_reproduced":
                                       sum(r.verdict == "reproduced" for r in reports),
                                       "claims_unfinished": len(self.unfinished),
@@ -173,12 +117,20 @@ class Suite:
             self.timing = {k: self.timing.get(k, 0.0) + v for k, v in looked.items()}  # summed over looks
         return reports
 
+    def suite_params(self, claims: list[Claim], command: str, alpha: float, look: int) -> dict:
+        """What the suite's MLflow run records of how it was asked to run."""
+        return {"scale": self.scale.name, "versus_lecture": self.scale.versus_lecture(),
+                "seeds": len(self.plan.seeds), "epochs": self.options.epochs,
+                "claims": ",".join(c.id for c in claims), "command": command,
+                "budget_s": self.options.budget_s, "max_seeds": self.options.max_seeds, "alpha": alpha, "look": look,
+                "seeds_per_claim": ",".join(f"{c.id}:{len(self.plan.seeds_of(c))}" for c in claims)}
+
     def train(self, claims: list[Claim], plans: dict, suite_id: str) -> tuple[dict[str, ClaimRuns], Pace]:
         """Each claim's runs, whole claims first (not one that cannot finish in the budget), then
         the wait for the runs other workers train."""
-        total = sum(len(c.arms) * (1 + self.fair(c)) * len(self.seeds_of(c)) for c in claims)
+        total = sum(len(c.arms) * (1 + self.plan.fair(c)) * len(self.plan.seeds_of(c)) for c in claims)
         bar = progress_bar(self.options.progress, transient=False, remaining=False)
-        progress = Progress(total, Pace(sum(r.seconds for r in self.budget.rows)), bar)
+        progress = SuiteProgress(total, Pace(sum(r.seconds for r in self.budget.rows)), bar)
         claim_runs = {}
         with bar or contextlib.nullcontext():
             if bar:
@@ -204,76 +156,50 @@ class Suite:
                     self.tracker.set_tags({"verdict": "unfinished", "unfinished_runs": len(self.unfinished[claim.id])})
         return finished
 
-    def run_claim(self, claim: Claim, configs: dict[str, Config], suite_id: str, progress: Progress) -> ClaimRuns:
+    def run_claim(self, claim: Claim, configs: dict[str, Config], suite_id: str, progress: SuiteProgress) -> ClaimRuns:
         """Reserve and train this claim's runs (the fair mode: also tune each arm's lr, then its runs
         at that lr); runs other workers hold are left pending."""
         tags = {"kind": "claim", "claim": claim.id, "scale": self.scale.name, "code_version": self.code}
         with self.tracker.open_run(claim.id, tags, parent=suite_id) as claim_id:
-            fair = self.fair(claim) and time.monotonic() < self.budget.deadline
+            fair = self.plan.fair(claim) and not self.budget.spent()
             tuned_lr = {arm: self.tuning.tuned_lr(c) for arm, c in configs.items()
                         if c.sgd and (fair or arm in claim.tuned_arms)}
-            tuned_keys = {run_key("tune", self.tuning.trial(configs[arm])) for arm in tuned_lr} - self.budget.done
-            progress.pace.left_s -= sum(self.budget.seconds(k) for k in tuned_keys)  # the studies are done
-            self.budget.done |= tuned_keys
+            studied = self.budget.finish({run_key("tune", self.tuning.trial(configs[arm])) for arm in tuned_lr})
+            progress.pace.left_s -= studied  # the studies are done
             at_tuned = {arm: replace(c, lr=tuned_lr[arm]) if arm in tuned_lr else c for arm, c in configs.items()
                         if arm in tuned_lr or fair}  # fair: an SVM arm as it is
             runs = self.arm_runs(claim, {arm: at_tuned[arm] if arm in claim.tuned_arms else c
                                          for arm, c in configs.items()}, claim_id, progress)
             tuned_runs = self.arm_runs(claim, at_tuned, claim_id, progress) if fair else []
-            self.budget.done |= {run_key("tuned", configs[r.arm], r.seed) for r in runs + tuned_runs
-                                 if r.result is not None and (fair or r.arm in claim.tuned_arms)}
+            self.budget.finish({run_key("tuned", configs[r.arm], r.seed) for r in runs + tuned_runs
+                                if r.result is not None and (fair or r.arm in claim.tuned_arms)})
             self.tracker.log_params({f"tuned_lr.{key_name(arm)}": lr for arm, lr in tuned_lr.items()})
             self.tracker.log_params({"rule": claim.rule, "metric": claim.metric, "min_effect": claim.min_effect,
                                      "arms": "; ".join(f"{a}: {str(o) or 'lecture'}" for a, o in claim.arms.items())})
         return ClaimRuns(runs, tuned_runs, tuned_lr, claim_id)
 
-    def arm_runs(self, claim: Claim, configs: dict[str, Config], claim_id: str, progress: Progress) -> list[ArmRun]:
+    def arm_runs(self, claim: Claim, configs: dict[str, Config], claim_id: str,
+                 progress: SuiteProgress) -> list[ArmRun]:
         runs = []
         for arm, config in configs.items():
-            for seed in self.seeds_of(claim):
+            for seed in self.plan.seeds_of(claim):
                 progress.status(f"{claim.id}: {arm}, seed {seed}")
                 runs.append(self.runner.get(claim, arm, config, seed, claim_id, progress))
                 if runs[-1].result is not None:
                     progress.finished(runs[-1])
         return runs
 
-    def verdicts(self, claims: list[Claim], finished: dict[str, ClaimRuns], suite_id: str) -> list[ClaimReport]:
-        """The finished claims' verdicts — their comparisons, at the scale's lr and at tuned lrs, one
-        Holm family — each logged on its claim's run, with a one-table summary on the suite's run."""
-        reports = judge_all([(c, finished[c.id].runs) for c in claims], self.scale, self.alpha,
+    def verdicts(self, claims: list[Claim], finished: dict[str, ClaimRuns], alpha: float) -> list[ClaimReport]:
+        """The finished claims' verdicts: their comparisons, at the scale's lr and at tuned lrs, one
+        Holm family at level ``alpha``."""
+        reports = judge_all([(c, finished[c.id].runs) for c in claims], self.scale, alpha,
                             tuned=[(c, finished[c.id].tuned_runs) for c in claims if finished[c.id].tuned_runs])
         for report in reports:
             report.tuned_lr = finished[report.claim.id].tuned_lr
             report.run_id = finished[report.claim.id].run_id
             for arm in report.tuned_lr:  # a study that found nothing says so beside the runs at its lr
-                note = self.tuning.at_chance(self.configs([report.claim])[report.claim.id][arm])
+                note = self.tuning.at_chance(self.plan.configs([report.claim])[report.claim.id][arm])
                 if note:
                     report.evidence.append(f"lr of {arm}: {note}")
                     report.caveats.append(f"{arm}'s lr study found no lr that trains it")
-        log_verdicts(self.tracker, reports, suite_id)
-        return reports
-
-    def run_sequential(self, claims: list[Claim], command: str, plans: dict) -> list[ClaimReport]:
-        """``--seeds auto:MAX``: judge at the scale's seeds, then give the claims still undecided 2
-        more seeds at a time, up to MAX, until all are decided. Every look judges at family-wise
-        alpha / looks (Bonferroni alpha spending: stopping at the first decisive look keeps the
-        false-positive rate at most alpha); finished seeds are reused from the store."""
-        seed_counts = looks(self.options.max_seeds, first=len(self.seeds))
-        self.alpha = alpha_per_look(ALPHA, len(seed_counts))
-        decided: dict[str, ClaimReport] = {}  # each claim as judged at the look that decided it
-        for i, n in enumerate(seed_counts):
-            reports = self.run_claims(claims, command, plans)
-            left = undecided(reports)
-            for r in reports:
-                if r.claim.id not in decided and r.claim not in left and r.comparisons:
-                    r.look = f"decided at look {i + 1} of {len(seed_counts)} ({n} seeds, α {self.alpha:.3g})"
-                    decided[r.claim.id] = r
-            reports = [decided.get(r.claim.id, r) for r in reports]
-            self.looks.append(f"look {i + 1} of {len(seed_counts)}: {'up to ' if self.counts else ''}{n} seeds, "
-                              f"{len(left)} claims undecided" + (f" ({', '.join(c.id for c in left)})" if left else ""))
-            print(f"--seeds auto: {self.looks[-1]}", file=sys.stderr, flush=True)
-            if not left or i + 1 == len(seed_counts) or self.unfinished:
-                return reports
-            self.counts |= {c.id: seed_counts[i + 1] for c in left}
-            self.estimate(self.schedule(claims, plans))  # the next look's runs
         return reports
