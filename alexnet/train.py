@@ -88,9 +88,9 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def build(config: Config, device: torch.device, seed: int, rank: int = 0, world: int = 1) -> Step:
+def build(config: Config, device: torch.device, seed: int, rank: int = 0, world: int = 1) -> TrainState:
     """The initialised network; the model that trains it (wrapped in DistributedDataParallel
-    across ranks, compiled when asked); SGD — as the ``Step`` every training step takes."""
+    across ranks, compiled when asked); SGD — as the ``TrainState`` every training step takes."""
     torch.manual_seed(seed)  # weights (the same on every rank), then dropout masks
     net = build_model(config)
     init_weights(net)
@@ -101,11 +101,11 @@ def build(config: Config, device: torch.device, seed: int, rank: int = 0, world:
     if world > 1:
         torch.manual_seed(seed * 1_000_003 + rank)  # each rank its own dropout masks, reproducible per world size
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    return Step(net, torch.compile(model) if config.compile else model, optimizer, config, device, world)
+    return TrainState(net, torch.compile(model) if config.compile else model, optimizer, config, device, world)
 
 
 @dataclass(frozen=True)
-class Step:
+class TrainState:
     """What every SGD step of a run shares."""
     net: nn.Sequential  # the bare network (its state is what a checkpoint saves)
     model: nn.Module  # the network as trained: DDP-wrapped and/or compiled
@@ -115,7 +115,7 @@ class Step:
     world: int = 1
 
 
-def train_step(step: Step, x: torch.Tensor, y: torch.Tensor, *, global_batch: int = 0,
+def train_step(step: TrainState, x: torch.Tensor, y: torch.Tensor, *, global_batch: int = 0,
                after_backward: Callable[[], None] | None = None):
     """One SGD step on the mean cross-entropy of a minibatch; returns (loss, logits), unsynchronised.
 
@@ -215,7 +215,7 @@ def loaders(config: Config, data: FashionMNIST, seed: int, device: torch.device,
             DeviceLoader(fit_x, fit_y, config, device, shard=shard))
 
 
-def train_epoch(step: Step, loader: DeviceLoader, epoch: int, norms: GradNorms | None,
+def train_epoch(step: TrainState, loader: DeviceLoader, epoch: int, norms: GradNorms | None,
                 bars: EpochBars) -> dict | None:
     """One pass over the training set: a record with train_loss and train_acc (accumulated over
     the epoch in train mode, as d2l does), examples/s, the batch count and the start time; None
@@ -251,7 +251,7 @@ def train_epoch(step: Step, loader: DeviceLoader, epoch: int, norms: GradNorms |
             "examples_per_s": seen / train_time, "batches": i + 1, "start": start}
 
 
-def resume(path: Path, step: Step, result: TrainResult, rank: int) -> None:
+def resume(path: Path, step: TrainState, result: TrainResult, rank: int) -> None:
     """Load a checkpoint of this very run (read weights-only, checked field by field) into the
     model, optimizer, result and random number generators."""
     saved = ckpt.load(path)
@@ -262,7 +262,7 @@ def resume(path: Path, step: Step, result: TrainResult, rank: int) -> None:
     _set_rng_state(saved["rng"][rank] if step.world > 1 else saved["rng"], step.device)
 
 
-def save(path: Path, step: Step, result: TrainResult, rank: int) -> None:
+def save(path: Path, step: TrainState, result: TrainResult, rank: int) -> None:
     """The checkpoint after an epoch: written by rank 0, with every rank's RNG state."""
     rng = _rng_state(step.device)
     if step.world > 1:  # each rank's dropout stream, so that a resume is exact

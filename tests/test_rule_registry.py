@@ -45,7 +45,7 @@ def test_each_row_of_the_notes_table_is_the_code_s_the_paper_s_or_a_slip_with_it
         ("Dense3", {"units": 10}, {"units": 1000})])
     summary = ("6 rows: 2 as the code, 1 the 2012 paper's ImageNet network (its RGB input, 55-px maps and 1,000 "
                "classes), 3 slips of the notes")
-    assert [v.verdict for v in found.parts] == ["contradicted"] and found.parts[0].evidence == summary
+    assert [v.outcome for v in found.parts] == ["contradicted"] and found.parts[0].evidence == summary
     assert found.stats == {"rows": 6, "slips": 3, "paper_rows": 1}
     assert found.evidence == [
         summary,
@@ -67,24 +67,24 @@ def test_a_pooling_row_first_or_without_slips_is_judged_on_the_paper_s_row(monke
                                  "the paper's (the paper's row is (96, 27, 27))")  # no input channels to compare
     clean = _judge_table(monkeypatch, [("Conv1", {"shape": (96, 55, 55)}, {"shape": (96, 55, 55)}),
                                        ("Dense1", {"units": 4096}, {"units": 4096})])
-    assert [v.verdict for v in clean.parts] == ["reproduced"]
+    assert [v.outcome for v in clean.parts] == ["reproduced"]
     assert clean.stats == {"rows": 2, "slips": 0, "paper_rows": 1}
     assert clean.evidence[0].startswith("2 rows: 1 as the code, 1 the 2012 paper's")
 
 
 def test_the_shape_rule_compares_every_layer_and_the_layer_count(monkeypatch):
     found = RULES["shapes"].apply(BY_ID["shapes"], [], None)
-    assert [v.verdict for v in found.parts] == ["reproduced"] and found.stats == {"layers": len(LECTURE_TRACE)}
+    assert [v.outcome for v in found.parts] == ["reproduced"] and found.stats == {"layers": len(LECTURE_TRACE)}
     assert found.evidence == [f"all {len(LECTURE_TRACE)} layers match the printout"]
     wrong = list(LECTURE_TRACE)
     wrong[2] = ("MaxPool2d", (1, 96, 27, 27))
     monkeypatch.setattr(rules, "LECTURE_TRACE", wrong)
     found = RULES["shapes"].apply(BY_ID["shapes"], [], None)
-    assert [v.verdict for v in found.parts] == ["contradicted"]
+    assert [v.outcome for v in found.parts] == ["contradicted"]
     assert found.evidence == ["layer 2: ('MaxPool2d', (1, 96, 26, 26)) vs lecture ('MaxPool2d', (1, 96, 27, 27))"]
     monkeypatch.setattr(rules, "LECTURE_TRACE", LECTURE_TRACE[:-1])  # every printed layer right, one missing
     found = RULES["shapes"].apply(BY_ID["shapes"], [], None)
-    assert [(v.verdict, v.evidence) for v in found.parts] == [("contradicted", "")]
+    assert [(v.outcome, v.evidence) for v in found.parts] == [("contradicted", "")]
     assert found.evidence == [f"the model has {len(LECTURE_TRACE)} layers, the printout {len(LECTURE_TRACE) - 1}"]
     monkeypatch.setattr(rules, "LECTURE_TRACE", wrong[:-1])  # both
     assert RULES["shapes"].apply(BY_ID["shapes"], [], None).evidence == [

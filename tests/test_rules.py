@@ -39,8 +39,8 @@ def test_each_rule_p_and_decision_match_scipy_on_random_cases(rule, higher_is_be
         v = V.compare(RULES[rule].test, dict(enumerate(a)), dict(enumerate(b)), m, higher_is_better=higher_is_better)
         p, outcome = _scipy_p(rule, a - b, m, sign)
         assert v.stats["p"] == pytest.approx(p, rel=1e-6, abs=1e-12)
-        assert v.verdict == (outcome if p < 0.05 else "inconclusive")
-        decided.add(v.verdict)
+        assert v.outcome == (outcome if p < 0.05 else "inconclusive")
+        decided.add(v.outcome)
     assert decided == {"reproduced", "contradicted", "inconclusive"}  # every branch was exercised
 
 
@@ -50,7 +50,7 @@ def test_same_rule_is_two_one_sided_tests_against_the_margin():
         n, m = int(rng.integers(3, 9)), 0.01
         b = rng.uniform(0.5, 0.9, n)
         d = rng.normal(rng.uniform(-0.02, 0.02), 0.005, n)
-        v = V.same(dict(enumerate(b + d)), dict(enumerate(b)), m)
+        v = V.compare_same(dict(enumerate(b + d)), dict(enumerate(b)), m)
         if abs(d.mean()) < m:
             p = 2 * max(stats.ttest_1samp(d + m, 0, alternative="greater").pvalue,
                         stats.ttest_1samp(d - m, 0, alternative="less").pvalue)
@@ -100,7 +100,7 @@ def test_a_sample_of_ties_decides_no_more_often_than_alpha():
     for _ in range(1000):
         a = np.where(rng.random(10) < 0.5, 0.1, rng.uniform(0.2, 0.6, 10))
         b = np.where(rng.random(10) < 0.5, 0.1, rng.uniform(0.2, 0.6, 10))
-        hits += V.better(dict(enumerate(a)), dict(enumerate(b)), 0.02).verdict == "reproduced"
+        hits += V.compare_better(dict(enumerate(a)), dict(enumerate(b)), 0.02).outcome == "reproduced"
     assert hits / 1000 <= 0.065
 
 
@@ -159,20 +159,20 @@ def test_matches_contradicts_a_printed_run_from_its_own_distribution_at_most_5_p
         for _ in range(2000):
             runs, printed = rng.normal(0.88, 0.015, n), rng.normal(0.88, 0.015)
             contradicted += V.matches({"test_acc": list(runs)}, {"test_acc": printed},
-                                      {"test_acc": 0.02}).verdict == "contradicted"
+                                      {"test_acc": 0.02}).outcome == "contradicted"
         assert contradicted / 2000 <= 0.05, (n, contradicted / 2000)  # 2,000 suites: SE 0.5 points
     far = V.matches({"test_acc": [0.70, 0.72, 0.71, 0.73, 0.69]}, {"test_acc": 0.883}, {"test_acc": 0.02})
     near = V.matches({"test_acc": [0.880, 0.885, 0.882, 0.884, 0.881]}, {"test_acc": 0.883}, {"test_acc": 0.02})
-    assert far.verdict == "contradicted" and near.verdict == "reproduced"
+    assert far.outcome == "contradicted" and near.outcome == "reproduced"
 
 
 def test_power_and_seeds_are_printed_only_where_undecided_as_a_range_at_the_alpha_the_family_leaves():
-    decided = V.better([0.72, 0.70, 0.74, 0.71], [0.65, 0.66, 0.64, 0.67], 0.02)
-    assert decided.verdict == "reproduced" and "power" not in decided.evidence and "power_low" not in decided.stats
+    decided = V.compare_better([0.72, 0.70, 0.74, 0.71], [0.65, 0.66, 0.64, 0.67], 0.02)
+    assert decided.outcome == "reproduced" and "power" not in decided.evidence and "power_low" not in decided.stats
     a, b = [0.72, 0.70, 0.74, 0.71], [0.70, 0.69, 0.70, 0.72]
-    alone = V.better(a, b, 0.02)
-    six = V.better(a, b, 0.02, p_adjusted=0.9, family=6)
-    assert alone.verdict == six.verdict == "inconclusive" and six.stats["power_alpha"] == pytest.approx(0.05 / 6)
+    alone = V.compare_better(a, b, 0.02)
+    six = V.compare_better(a, b, 0.02, p_adjusted=0.9, family=6)
+    assert alone.outcome == six.outcome == "inconclusive" and six.stats["power_alpha"] == pytest.approx(0.05 / 6)
     assert six.stats["power_high"] < alone.stats["power_high"]
     assert six.stats["seeds_needed_low"] > alone.stats["seeds_needed_low"]
     assert six.stats["seeds_needed_low"] < six.stats["seeds_needed_high"]  # 4 seeds: a wide range of spreads
@@ -205,11 +205,11 @@ def test_the_review_s_edge_cases_print_no_nan_and_decide_nothing_without_spread(
     for nc in np.linspace(8.0, 15.0, 15):  # scipy's noncentral t returns nan for the lower tail out here
         power = paired_power(5, nc * 0.01 / math.sqrt(5), 0.01, 0.05 / 7)
         assert math.isfinite(power) and 0.0 < power <= 1.0
-    assert V.matches({"test_acc": [0.8, 0.8, 0.8]}, {"test_acc": 0.8}, {"test_acc": 0.01}).verdict == "inconclusive"
-    flat = V.better({0: 0.9, 1: 0.8}, {0: 0.5, 1: 0.4}, 0.01)
-    assert flat.verdict == "inconclusive" and "power of this rule" not in flat.evidence
+    assert V.matches({"test_acc": [0.8, 0.8, 0.8]}, {"test_acc": 0.8}, {"test_acc": 0.01}).outcome == "inconclusive"
+    flat = V.compare_better({0: 0.9, 1: 0.8}, {0: 0.5, 1: 0.4}, 0.01)
+    assert flat.outcome == "inconclusive" and "power of this rule" not in flat.evidence
     assert "power_low" not in flat.stats and "the 2 paired differences leave no variance" in flat.evidence
-    welch = V.better([0.9, 0.9], [0.5, 0.5], 0.01)  # arms that cannot pair, each without spread
+    welch = V.compare_better([0.9, 0.9], [0.5, 0.5], 0.01)  # arms that cannot pair, each without spread
     assert "the 2 runs of each arm leave no variance" in welch.evidence and "paired differences" not in welch.evidence
     assert holm({"x": math.nan, "y": 1e-6, "z": 1e-5}) == pytest.approx({"x": 1.0, "y": 3e-6, "z": 2e-5})
     # an interaction equal on every seed up to float jitter has no spread: not a finding

@@ -9,104 +9,105 @@ from ablations.stats import decision as V
 
 
 def test_clear_win_is_reproduced():
-    v = V.better([0.85, 0.86, 0.855], [0.60, 0.62, 0.61], 0.02, names=("relu", "sigmoid"), metric="test_acc")
-    assert v.verdict == "reproduced"
+    v = V.compare_better([0.85, 0.86, 0.855], [0.60, 0.62, 0.61], 0.02, names=("relu", "sigmoid"), metric="test_acc")
+    assert v.outcome == "reproduced"
     assert v.stats["p"] < 0.001 and v.stats["diff"] > 0.2 and v.stats["cohens_d"] > 10
     assert "relu 0.8550" in v.evidence and "sigmoid 0.6100" in v.evidence
 
 
 def test_clear_loss_is_contradicted():
-    assert V.better([0.60, 0.62, 0.61], [0.85, 0.86, 0.855], 0.02).verdict == "contradicted"
+    assert V.compare_better([0.60, 0.62, 0.61], [0.85, 0.86, 0.855], 0.02).outcome == "contradicted"
 
 
 def test_noise_is_inconclusive():
-    v = V.better([0.80, 0.86, 0.83], [0.82, 0.84, 0.81], 0.01)
-    assert v.verdict == "inconclusive" and v.stats["p"] > 0.05
+    v = V.compare_better([0.80, 0.86, 0.83], [0.82, 0.84, 0.81], 0.01)
+    assert v.outcome == "inconclusive" and v.stats["p"] > 0.05
 
 
 def test_a_significant_but_tiny_effect_is_no_gain_of_m_and_contradicts_better():
-    v = V.better([0.8010, 0.8011, 0.8013], [0.8000, 0.8001, 0.8002], 0.01)
+    v = V.compare_better([0.8010, 0.8011, 0.8013], [0.8000, 0.8001, 0.8002], 0.01)
     # above 0 for sure, and for sure below the minimum effect 0.01: no gain of m or more
-    assert v.stats["ci_low"] > 0 and v.stats["ci_high"] < 0.01 and v.stats["p"] < 0.05 and v.verdict == "contradicted"
+    assert v.stats["ci_low"] > 0 and v.stats["ci_high"] < 0.01 and v.stats["p"] < 0.05 and v.outcome == "contradicted"
 
 
 def test_lower_is_better_metric_flips_direction():
     # dropout: a smaller train-test gap is the expected win
-    assert V.better([0.01, 0.012, 0.011], [0.08, 0.09, 0.085], 0.005, higher_is_better=False).verdict == "reproduced"
-    assert V.better([0.08, 0.09, 0.085], [0.01, 0.012, 0.011], 0.005, higher_is_better=False).verdict == "contradicted"
+    low, high = [0.01, 0.012, 0.011], [0.08, 0.09, 0.085]
+    assert V.compare_better(low, high, 0.005, higher_is_better=False).outcome == "reproduced"
+    assert V.compare_better(high, low, 0.005, higher_is_better=False).outcome == "contradicted"
 
 
 def test_a_sample_without_spread_decides_nothing():
     paired_flat = ({0: 0.302, 1: 0.514, 2: 0.4}, {0: 0.102, 1: 0.314, 2: 0.2})  # +0.2 on each seed, up to rounding
     for a, b in (([0.9, 0.9], [0.5, 0.5]), ([0.5, 0.5], [0.5, 0.5]), paired_flat):
-        v = V.better(a, b, 0.01, p_adjusted=0.5, family=6)
+        v = V.compare_better(a, b, 0.01, p_adjusted=0.5, family=6)
         what = "paired differences" if isinstance(a, dict) else "runs of each arm"  # lists: arms that cannot pair
-        assert v.verdict == "inconclusive" and v.stats["lacks"].startswith(f"spread: the {len(a)} {what}")
+        assert v.outcome == "inconclusive" and v.stats["lacks"].startswith(f"spread: the {len(a)} {what}")
 
 
 def test_one_seed_is_never_enough():
-    assert V.better([0.9], [0.1], 0.01).verdict == "inconclusive"
+    assert V.compare_better([0.9], [0.1], 0.01).outcome == "inconclusive"
 
 
 def test_no_gain_rule():
-    assert V.no_gain([0.880, 0.882, 0.881], [0.879, 0.883, 0.880], 0.01).verdict == "reproduced"
-    assert V.no_gain([0.92, 0.935, 0.925], [0.85, 0.86, 0.855], 0.01).verdict == "contradicted"
-    assert V.no_gain([0.80, 0.95, 0.88], [0.85, 0.86, 0.855], 0.01).verdict == "inconclusive"
+    assert V.compare_no_gain([0.880, 0.882, 0.881], [0.879, 0.883, 0.880], 0.01).outcome == "reproduced"
+    assert V.compare_no_gain([0.92, 0.935, 0.925], [0.85, 0.86, 0.855], 0.01).outcome == "contradicted"
+    assert V.compare_no_gain([0.80, 0.95, 0.88], [0.85, 0.86, 0.855], 0.01).outcome == "inconclusive"
 
 
 def test_matches_and_ratio():
     targets, tol = {"test_acc": 0.883}, {"test_acc": 0.02}
-    assert V.matches({"test_acc": [0.882, 0.884, 0.883]}, targets, tol).verdict == "reproduced"
-    assert V.matches({"test_acc": [0.80, 0.81, 0.805]}, targets, tol).verdict == "contradicted"
+    assert V.matches({"test_acc": [0.882, 0.884, 0.883]}, targets, tol).outcome == "reproduced"
+    assert V.matches({"test_acc": [0.80, 0.81, 0.805]}, targets, tol).outcome == "contradicted"
     # two seeds' mean 0.885 is near 0.883, but its 95% interval (±0.064) is wider than the tolerance
     wide = V.matches({"test_acc": [0.88, 0.89]}, targets, tol)
-    assert wide.verdict == "inconclusive" and "over 2 seeds vs the printout's single run" in wide.evidence
-    assert V.matches({"test_acc": [0.95]}, targets, tol).verdict == "inconclusive"  # one seed: no interval
-    assert V.ratio(300, 260, "FLOPs").verdict == "reproduced"
-    assert V.ratio(2204, 260, "FLOPs").verdict == "contradicted"
+    assert wide.outcome == "inconclusive" and "over 2 seeds vs the printout's single run" in wide.evidence
+    assert V.matches({"test_acc": [0.95]}, targets, tol).outcome == "inconclusive"  # one seed: no interval
+    assert V.ratio(300, 260, "FLOPs").outcome == "reproduced"
+    assert V.ratio(2204, 260, "FLOPs").outcome == "contradicted"
     assert V.combine([V.Verdict("reproduced", ""), V.Verdict("inconclusive", "")]) == "inconclusive"
     assert V.combine([V.Verdict("reproduced", ""), V.Verdict("contradicted", "")]) == "contradicted"
 
 
 def test_same_rule_is_equivalence_within_the_margin():
-    close = V.same([0.881, 0.884, 0.879], [0.882, 0.880, 0.883], 0.01)
-    assert close.verdict == "reproduced" and -0.01 < close.stats["ci_low"] < close.stats["ci_high"] < 0.01
-    far = V.same([0.85, 0.851, 0.849], [0.88, 0.881, 0.879], 0.01)
-    assert far.verdict == "contradicted" and far.stats["ci_high"] <= -0.01
-    noisy = V.same([0.80, 0.88, 0.84], [0.86, 0.82, 0.87], 0.01)  # too few, too noisy seeds to tell
-    assert noisy.verdict == "inconclusive"
-    assert V.same([0.88], [0.88], 0.01).verdict == "inconclusive"
+    close = V.compare_same([0.881, 0.884, 0.879], [0.882, 0.880, 0.883], 0.01)
+    assert close.outcome == "reproduced" and -0.01 < close.stats["ci_low"] < close.stats["ci_high"] < 0.01
+    far = V.compare_same([0.85, 0.851, 0.849], [0.88, 0.881, 0.879], 0.01)
+    assert far.outcome == "contradicted" and far.stats["ci_high"] <= -0.01
+    noisy = V.compare_same([0.80, 0.88, 0.84], [0.86, 0.82, 0.87], 0.01)  # too few, too noisy seeds to tell
+    assert noisy.outcome == "inconclusive"
+    assert V.compare_same([0.88], [0.88], 0.01).outcome == "inconclusive"
 
 
 def test_arms_given_by_seed_are_paired_and_the_seed_effect_cancels():
     # seeds move both arms together; arm a is 0.03 better on every seed
     base = {0: 0.50, 1: 0.62, 2: 0.55, 3: 0.45}
     a, b = {s: x + 0.03 + j for (s, x), j in zip(base.items(), (0.001, -0.002, 0.0, 0.001))}, dict(base)
-    paired = V.better(a, b, 0.02, names=("a", "b"), metric="test_acc")
-    unpaired = V.better(list(a.values()), list(b.values()), 0.02)
-    assert paired.verdict == "reproduced" and paired.stats["paired"] == 1 and "paired by seed" in paired.evidence
-    assert unpaired.verdict == "inconclusive" and unpaired.stats["paired"] == 0 and unpaired.stats["p"] > 0.5
+    paired = V.compare_better(a, b, 0.02, names=("a", "b"), metric="test_acc")
+    unpaired = V.compare_better(list(a.values()), list(b.values()), 0.02)
+    assert paired.outcome == "reproduced" and paired.stats["paired"] == 1 and "paired by seed" in paired.evidence
+    assert unpaired.outcome == "inconclusive" and unpaired.stats["paired"] == 0 and unpaired.stats["p"] > 0.5
     assert paired.stats["p_improvement"] == pytest.approx(unpaired.stats["p_improvement"])  # over all pairs of runs
 
 
 def test_a_seed_finished_in_one_arm_only_is_left_out_of_the_pairs():
-    v = V.better({0: 0.9, 1: 0.91, 2: 0.92}, {0: 0.5, 2: 0.52}, 0.02)
+    v = V.compare_better({0: 0.9, 1: 0.91, 2: 0.92}, {0: 0.5, 2: 0.52}, 0.02)
     assert v.stats["n_a"] == v.stats["n_b"] == 2 and "seeds 1 finished in one arm only" in v.evidence
 
 
 def test_holm_adjusted_p_decides_and_the_report_says_so():
     a, b = {0: 0.63, 1: 0.635, 2: 0.66}, {0: 0.57, 1: 0.575, 2: 0.585}
-    alone = V.better(a, b, 0.02)
-    assert alone.verdict == "reproduced" and alone.stats["p"] < 0.05
-    in_family = V.better(a, b, 0.02, p_adjusted=min(1.0, alone.stats["p"] * 8), family=8)
-    assert in_family.verdict == "inconclusive" and in_family.stats["p"] == alone.stats["p"]
+    alone = V.compare_better(a, b, 0.02)
+    assert alone.outcome == "reproduced" and alone.stats["p"] < 0.05
+    in_family = V.compare_better(a, b, 0.02, p_adjusted=min(1.0, alone.stats["p"] * 8), family=8)
+    assert in_family.outcome == "inconclusive" and in_family.stats["p"] == alone.stats["p"]
     assert "Holm-adjusted" in in_family.evidence and "multiple-comparison correction" in in_family.stats["lacks"]
 
 
 def test_inconclusive_names_what_it_lacks():
-    noisy = V.better({0: 0.80, 1: 0.86, 2: 0.83}, {0: 0.82, 1: 0.84, 2: 0.81}, 0.01, images=1000, accuracy=0.83,
+    noisy = V.compare_better({0: 0.80, 1: 0.86, 2: 0.83}, {0: 0.82, 1: 0.84, 2: 0.81}, 0.01, images=1000, accuracy=0.83,
                      metric="test_acc")
-    assert noisy.verdict == "inconclusive"
+    assert noisy.outcome == "inconclusive"
     assert "seeds:" in noisy.stats["lacks"] and noisy.stats["seeds_needed_high"] > noisy.stats["seeds_needed_low"] > 3
     assert "test images" not in noisy.stats["lacks"] and noisy.stats["binomial_se"] == pytest.approx(0.01188, 1e-3)
     assert "noise floor:" in noisy.evidence and "what would decide it: power of this rule at 3 seeds" in noisy.evidence
@@ -116,11 +117,11 @@ def test_power_figures_agree_with_the_paired_t_test():
     from ablations.stats.significance import paired_power, seeds_needed
 
     a, b = {0: 0.60, 1: 0.64, 2: 0.61, 3: 0.66}, {0: 0.58, 1: 0.60, 2: 0.60, 3: 0.61}
-    v = V.better(a, b, 0.02)
+    v = V.compare_better(a, b, 0.02)
     sd = stdev([a[s] - b[s] for s in a])
     from ablations.stats.significance import sd_interval
 
-    assert v.verdict == "inconclusive" and v.stats["sd_diff"] == pytest.approx(sd)
+    assert v.outcome == "inconclusive" and v.stats["sd_diff"] == pytest.approx(sd)
     low, high = sd_interval(sd, 4)  # the true spread's 95% interval: power and seeds at both ends
     assert v.stats["power_low"] == pytest.approx(paired_power(4, 0.02, high))
     assert v.stats["power_high"] == pytest.approx(paired_power(4, 0.02, low))
@@ -255,7 +256,7 @@ def test_a_stated_ratio_holds_within_a_factor_of_2_either_way_and_not_beyond():
 
     for factor, word in ((1.9, "reproduced"), (2.1, "contradicted"), (0.51, "reproduced"), (0.49, "contradicted"),
                          (2.0, "reproduced"), (0.5, "reproduced")):
-        assert V.ratio(1000 * factor, 1000, "parameters").verdict == word, factor
+        assert V.ratio(1000 * factor, 1000, "parameters").outcome == word, factor
 
 
 def test_matches_contradicts_on_the_prediction_interval_not_on_the_seed_mean():
@@ -266,10 +267,10 @@ def test_matches_contradicts_on_the_prediction_interval_not_on_the_seed_mean():
 
     xs = [0.85, 0.88, 0.91]
     near = V.matches({"test_acc": xs}, {"test_acc": 0.91}, {"test_acc": 0.02})
-    assert near.verdict == "inconclusive"
+    assert near.outcome == "inconclusive"
     beyond = 0.88 + prediction_half_width(xs) + 0.02 + 0.001
-    assert V.matches({"test_acc": xs}, {"test_acc": beyond}, {"test_acc": 0.02}).verdict == "contradicted"
-    assert V.matches({"test_acc": xs}, {"test_acc": beyond - 0.002}, {"test_acc": 0.02}).verdict == "inconclusive"
+    assert V.matches({"test_acc": xs}, {"test_acc": beyond}, {"test_acc": 0.02}).outcome == "contradicted"
+    assert V.matches({"test_acc": xs}, {"test_acc": beyond - 0.002}, {"test_acc": 0.02}).outcome == "inconclusive"
 
 
 def test_the_binomial_floor_is_at_each_arms_mean_accuracy_over_its_finished_runs_only():
@@ -352,8 +353,8 @@ def test_a_context_metric_is_compared_beside_and_a_sure_cost_is_a_caveat_of_a_re
 
 def test_a_stated_ratio_is_reported_with_the_measured_one_and_the_factor():
     inside, outside = V.ratio(3.0, 4.0, "FLOPs"), V.ratio(9.0, 4.0, "FLOPs", factor=2)
-    assert (inside.verdict, inside.evidence) == ("reproduced", "FLOPs: measured 3x vs stated 4x (within a factor of 2)")
-    assert (outside.verdict, outside.evidence) == ("contradicted",
+    assert (inside.outcome, inside.evidence) == ("reproduced", "FLOPs: measured 3x vs stated 4x (within a factor of 2)")
+    assert (outside.outcome, outside.evidence) == ("contradicted",
                                                    "FLOPs: measured 9x vs stated 4x (outside a factor of 2)")
     assert inside.stats == {"measured": 3.0, "stated": 4.0}
 
@@ -375,7 +376,8 @@ def test_no_gain_p_values_are_the_doubled_one_sided_tail_and_a_gain_of_exactly_m
     assert V.decide_no_gain(d, d.diff)[1] == "contradicted"  # not below m: no gain of less than m shown
     lower = V.decide_no_gain(paired([0.60, 0.61, 0.60], [0.60, 0.62, 0.61]), 0.02, higher_is_better=False)
     assert lower == V.decide_no_gain(d, 0.02)  # lower is better: the sign flips, the same decision
-    assert V.no_gain([0.60, 0.62, 0.61], [0.60, 0.61, 0.60], 0.02, names=("x", "y")).evidence.startswith("value: x ")
+    no_gain = V.compare_no_gain([0.60, 0.62, 0.61], [0.60, 0.61, 0.60], 0.02, names=("x", "y"))
+    assert no_gain.evidence.startswith("value: x ")
 
 
 def stats_t_p(diffs, m, alternative):
@@ -414,7 +416,7 @@ def test_a_comparison_reports_every_figure_it_decides_with_under_its_own_name():
     """Each figure of a paired comparison, recomputed here with numpy, and each line of its evidence:
     the test, the Holm step and the look's alpha, the noise floor, the seed left out of the pairs."""
     a, b = {0: 0.80, 1: 0.84, 2: 0.83, 3: 0.81}, {0: 0.70, 1: 0.71, 2: 0.74, 3: 0.70, 5: 0.9}
-    v = V.better(a, b, 0.02, names=("relu", "sigmoid"), metric="test_acc", images=1000, accuracy=(0.82, 0.71),
+    v = V.compare_better(a, b, 0.02, names=("relu", "sigmoid"), metric="test_acc", images=1000, accuracy=(0.82, 0.71),
                  p_adjusted=0.004, family=3, alpha=0.0253)
     xa, xb = np.array([a[s] for s in range(4)]), np.array([b[s] for s in range(4)])
     d, s = xa - xb, v.stats
@@ -425,7 +427,7 @@ def test_a_comparison_reports_every_figure_it_decides_with_under_its_own_name():
     assert s["cohens_d"] == pytest.approx(d.mean() / np.sqrt((sd_a**2 + sd_b**2) / 2))
     assert (s["paired"], s["method"], s["flat"], s["min_effect"], s["family"]) == (1, "paired t", 0, 0.02, 3)
     assert (s["p_holm"], s["alpha"], s["power_alpha"]) == (0.004, 0.0253, pytest.approx(0.0253 / 3))
-    assert s["images"] == 1000 and v.verdict == "reproduced" and s["p_improvement"] == 1.0  # relu above every time
+    assert s["images"] == 1000 and v.outcome == "reproduced" and s["p_improvement"] == 1.0  # relu above every time
     first, floor, note = v.evidence.split("\n")
     assert first.startswith(f"test_acc: relu {xa.mean():.4f} ± {sd_a:.4f} vs sigmoid {xb.mean():.4f} ± {sd_b:.4f} "
                             f"(4 seeds, paired by seed); difference {d.mean():+.4f} [unadjusted 95% CI ")
@@ -439,7 +441,7 @@ def test_a_comparison_reports_every_figure_it_decides_with_under_its_own_name():
 
 def test_a_lower_is_better_comparison_of_unpaired_arms_says_so_and_a_lone_look_adds_nothing():
     xa, xb = [0.02, 0.03, 0.025], [0.08, 0.10]
-    v = V.better(xa, xb, 0.01, names=("p=0.5", "p=0"), metric="gap", higher_is_better=False)
+    v = V.compare_better(xa, xb, 0.01, names=("p=0.5", "p=0"), metric="gap", higher_is_better=False)
     sd = np.sqrt(np.var(xa, ddof=1) + np.var(xb, ddof=1))
     assert v.stats["gain"] == -v.stats["diff"] == pytest.approx(np.mean(xb) - np.mean(xa))
     assert (v.stats["paired"], v.stats["method"], v.stats["sd_diff"]) == (0, "Welch t", pytest.approx(sd))
@@ -453,22 +455,22 @@ def test_a_lower_is_better_comparison_of_unpaired_arms_says_so_and_a_lone_look_a
     from ablations.stats.significance import prob_improvement
 
     assert v.stats["p_improvement"] == prob_improvement(xb, xa) == 1.0  # lower is better: p=0.5 below p=0 each time
-    two = V.better(xa, xb, 0.01, higher_is_better=False, family=2, p_adjusted=0.5)
+    two = V.compare_better(xa, xb, 0.01, higher_is_better=False, family=2, p_adjusted=0.5)
     assert f", p {two.stats['p']:.3g}, Holm-adjusted 0.5 over 2 comparisons; expected" in two.evidence
 
 
 def test_too_few_seeds_say_how_many_each_arm_has_and_what_was_left_out():
-    v = V.better({0: 0.9, 2: 0.8}, {0: 0.1, 1: 0.2}, 0.01, metric="test_acc")
-    assert (v.verdict, v.evidence) == ("inconclusive", "test_acc: needs at least 2 seeds per arm (have 1 and 1); "
+    v = V.compare_better({0: 0.9, 2: 0.8}, {0: 0.1, 1: 0.2}, 0.01, metric="test_acc")
+    assert (v.outcome, v.evidence) == ("inconclusive", "test_acc: needs at least 2 seeds per arm (have 1 and 1); "
                                                        "seeds 1, 2 finished in one arm only: left out of the pairs")
-    assert V.better([0.9], [0.1, 0.2], 0.01).evidence == "value: needs at least 2 seeds per arm (have 1 and 2)"
-    assert V.better([0.9, 0.8], [0.1], 0.01).evidence.endswith("(have 2 and 1)")
+    assert V.compare_better([0.9], [0.1, 0.2], 0.01).evidence == "value: needs at least 2 seeds per arm (have 1 and 2)"
+    assert V.compare_better([0.9, 0.8], [0.1], 0.01).evidence.endswith("(have 2 and 1)")
 
 
 @pytest.mark.parametrize("a, b, expected", [([0.9, 0.9], [0.5, 0.5], np.inf), ([0.5, 0.5], [0.9, 0.9], -np.inf),
                                             ([0.5, 0.5], [0.5, 0.5], 0.0)])
 def test_an_effect_size_without_spread_is_infinite_in_its_direction_or_zero(a, b, expected):
-    assert V.better(a, b, 0.01).stats["cohens_d"] == expected
+    assert V.compare_better(a, b, 0.01).stats["cohens_d"] == expected
 
 
 def test_a_comparison_paired_by_image_is_described_so_and_needs_every_seed_s_outcomes():
@@ -488,10 +490,10 @@ def test_matches_says_which_printed_number_it_lacks_or_cannot_judge():
     assert V.matches({}, {"test_acc": 0.883}, {"test_acc": 0.02}).evidence == (
         "no finished runs to compare with test_acc 0.883")
     flat = V.matches({"test_acc": [0.88, 0.88]}, {"test_acc": 0.883}, {"test_acc": 0.02})
-    assert (flat.verdict, flat.evidence) == ("inconclusive", "test_acc: the 2 seeds all gave 0.8800; a sample without "
+    assert (flat.outcome, flat.evidence) == ("inconclusive", "test_acc: the 2 seeds all gave 0.8800; a sample without "
                                                              "spread decides nothing")
     one = V.matches({"test_acc": [0.88]}, {"test_acc": 0.883}, {"test_acc": 0.02})  # one seed: no interval
-    assert one.verdict == "inconclusive" and "(tolerance ±0.02: neither)" in one.evidence
+    assert one.outcome == "inconclusive" and "(tolerance ±0.02: neither)" in one.evidence
 
 
 def test_judging_a_claim_lists_the_runs_left_out_and_passes_on_the_family_and_its_alpha():
@@ -639,7 +641,8 @@ def test_power_figures_print_as_percentages_and_ranges_and_alpha_as_it_came():
 
 
 def test_an_undecided_comparison_prints_what_it_lacks_and_the_power_range_that_would_decide_it():
-    noisy = V.better({0: 0.80, 1: 0.86, 2: 0.83}, {0: 0.82, 1: 0.84, 2: 0.81}, 0.01, metric="test_acc", images=1000)
+    noisy = V.compare_better({0: 0.80, 1: 0.86, 2: 0.83}, {0: 0.82, 1: 0.84, 2: 0.81}, 0.01, metric="test_acc",
+                             images=1000)
     s, lines = noisy.stats, noisy.evidence.split("\n")
     assert "binomial" not in noisy.evidence  # a test-set size without the arms' accuracy: no binomial floor
     assert lines[-2] == "inconclusive — it lacks " + s["lacks"]
@@ -650,7 +653,7 @@ def test_an_undecided_comparison_prints_what_it_lacks_and_the_power_range_that_w
         "from 3 seeds)")
     from ablations.stats.significance import seeds_needed, tost_power
 
-    same = V.same({0: 0.80, 1: 0.86, 2: 0.83}, {0: 0.82, 1: 0.84, 2: 0.81}, 0.01, alpha=0.02)
+    same = V.compare_same({0: 0.80, 1: 0.86, 2: 0.83}, {0: 0.82, 1: 0.84, 2: 0.81}, 0.01, alpha=0.02)
     assert same.stats["seeds_needed_high"] == seeds_needed(0.01, V.significance.sd_interval(
         same.stats["sd_diff"], 3)[1], alpha=0.02, test=tost_power)  # the rule's own power at the look's alpha
     assert same.stats["alpha"] == 0.02
@@ -663,12 +666,12 @@ def test_a_flat_difference_decides_nothing_and_a_p_at_alpha_is_not_below_it():
     from ablations.stats.significance import FLAT_SE, Difference
 
     flat = Difference(0.1, FLAT_SE, 2, "paired t", True)
-    assert V.decide(V.BETTER, flat, 0.01) == ("inconclusive", 1.0, 1.0)
-    assert V.decide(V.BETTER, flat, 0.01, p_adjusted=0.3) == ("inconclusive", 1.0, 0.3)
+    assert V.decide(V.BETTER_TEST, flat, 0.01) == ("inconclusive", 1.0, 1.0)
+    assert V.decide(V.BETTER_TEST, flat, 0.01, p_adjusted=0.3) == ("inconclusive", 1.0, 0.3)
     clear = Difference(0.3, 0.01, 4, "paired t", True)
-    assert V.decide(V.BETTER, clear, 0.01)[0] == "reproduced"
-    assert V.decide(V.BETTER, clear, 0.01, p_adjusted=0.05)[0] == "inconclusive"  # not below 0.05
-    assert V.decide(V.BETTER, clear, 0.01, p_adjusted=0.05, alpha=0.0501)[0] == "reproduced"
+    assert V.decide(V.BETTER_TEST, clear, 0.01)[0] == "reproduced"
+    assert V.decide(V.BETTER_TEST, clear, 0.01, p_adjusted=0.05)[0] == "inconclusive"  # not below 0.05
+    assert V.decide(V.BETTER_TEST, clear, 0.01, p_adjusted=0.05, alpha=0.0501)[0] == "reproduced"
 
 
 def test_matches_reports_each_printed_number_s_intervals_under_its_name():
@@ -688,8 +691,8 @@ def test_matches_reports_each_printed_number_s_intervals_under_its_name():
         parts.append(f"{name} {m:.3f} [95% CI {m - half:.3f}, {m + half:.3f}; 95% prediction interval of one run "
                      f"{m - predict:.3f}, {m + predict:.3f}] over 3 seeds vs the printout's single run {target} "
                      f"(tolerance ±{tol}: {where})")
-    assert v.verdict == "contradicted" and v.stats == pytest.approx(expected) and v.evidence == "; ".join(parts)
-    assert V.matches({}, {"test_acc": 0.883}, {"test_acc": 0.02}).verdict == "inconclusive"
+    assert v.outcome == "contradicted" and v.stats == pytest.approx(expected) and v.evidence == "; ".join(parts)
+    assert V.matches({}, {"test_acc": 0.883}, {"test_acc": 0.02}).outcome == "inconclusive"
 
 
 def test_the_ladder_claim_compares_its_top_rung_with_its_bottom_one():
@@ -704,7 +707,7 @@ def test_the_ladder_claim_compares_its_top_rung_with_its_bottom_one():
     per_seed[rungs[-1]][1] += 0.004  # some spread in the top rung's gain
     report = judge_claim(claim, _runs(claim, per_seed), SCALES["quick"])
     (pair, v), = report.comparisons.items()
-    assert pair == (rungs[-1], rungs[0]) and len(rungs) > 2 and v.verdict == "reproduced"
+    assert pair == (rungs[-1], rungs[0]) and len(rungs) > 2 and v.outcome == "reproduced"
     assert v.stats["diff"] == pytest.approx(0.05 * (len(rungs) - 1) + 0.004 / 3)
 
 

@@ -25,7 +25,7 @@ from alexnet.config import Config
 from alexnet.result import TrainResult
 from alexnet.untrusted import first_line, formula_free, printable, quoted
 
-RUN_KEY = ("config_key", "seed", "code_version")  # the tags by which a suite finds a run to reuse
+REUSE_TAGS = ("config_key", "seed", "code_version")  # the tags by which a suite finds a run to reuse
 VERDICTS = {"reproduced", "contradicted", "inconclusive", "unfinished"}
 IMPORT_TAG_PREFIX = "import."  # the tags the import sets on the runs it brings
 
@@ -55,7 +55,7 @@ def _artifacts(root: Path, store: NodeStore, name: str) -> None:
         folder = artifacts(root, run)
         if folder.exists() and not folder.resolve().is_relative_to((root / "mlruns").resolve()):
             raise ArchiveError(f"{name}: run {run['run_uuid']}'s artifacts lead outside it")
-        key = {k: store.tag(run["run_uuid"], k) for k in RUN_KEY}
+        key = {k: store.tag(run["run_uuid"], k) for k in REUSE_TAGS}
         reused = run["status"] == "FINISHED" and (None not in key.values() or store.tag(run["run_uuid"], "kind")
                                                   == "arm")  # what a suite finds by its run key and reuses
         checks = (("result.json", _reusable(key, params.get(run["run_uuid"], {})) if reused else _result),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from statistics import mean, stdev
 
-from ablations.running.speed import images
+from ablations.running.speed import image_counts
 from ablations.stats import ladder
 from ablations.stats.significance import mean_sd
 from ablations.verdicts.evidence import arm_costs
@@ -108,7 +108,7 @@ def plot_flops_vs_accuracy(report: ClaimReport, path: Path) -> None:
             for e in run.result.epochs:
                 per_epoch[e["epoch"]].append(e["test_acc"])
         epochs = sorted(per_epoch)
-        step = 3 * runs[0].result.flops_per_image * images(runs[0].config)[0]  # training FLOPs per epoch
+        step = 3 * runs[0].result.flops_per_image * image_counts(runs[0].config)[0]  # training FLOPs per epoch
         m, s = zip(*(mean_sd(per_epoch[e]) for e in epochs))
         x = [e * step for e in epochs]
         ax.plot(x, m, marker="o", color=f"C{i}", label=f"{arm} ({runs[0].config.epochs} epochs)")

@@ -42,7 +42,7 @@ def summary_rows(reports: list[ClaimReport]) -> list[list[str]]:
         for (a, b), v in r.comparisons.items():
             s = v.stats
             if "p" not in s:
-                rows.append([r.claim.id, f"{a} vs {b}", "", "", "", "", "", "", "", v.verdict, v.evidence])
+                rows.append([r.claim.id, f"{a} vs {b}", "", "", "", "", "", "", "", v.outcome, v.evidence])
                 continue
             power = ("", "")
             if "power_low" in s:  # undecided: what would decide it
@@ -50,7 +50,7 @@ def summary_rows(reports: list[ClaimReport]) -> list[list[str]]:
                          _span(_seeds(s["seeds_needed_low"]), _seeds(s["seeds_needed_high"])))
             rows.append([r.claim.id, f"{a} vs {b}", str(s["n_a"]),
                          f"{s['diff']:+.4f} [{s['ci_low']:+.4f}, {s['ci_high']:+.4f}]", f"{s['p_improvement']:.2f}",
-                         f"{s['p']:.3g}", f"{s['p_holm']:.3g}", *power, v.verdict, s.get("lacks", "")])
+                         f"{s['p']:.3g}", f"{s['p_holm']:.3g}", *power, v.outcome, s.get("lacks", "")])
     return rows
 
 

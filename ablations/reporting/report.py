@@ -14,7 +14,7 @@ from rich.table import Table
 from ablations.reporting import plots, table
 from ablations.reporting.record import summary_markdown
 from ablations.running.plan import PlannedRun
-from ablations.running.speed import duration, images
+from ablations.running.speed import duration, image_counts
 from ablations.stats.significance import ALPHA
 from ablations.verdicts.judge import ClaimReport, label
 from ablations.verdicts.rules import describe_rules
@@ -54,7 +54,7 @@ def plan_table(rows: list[PlannedRun], title: str, over: list[str] = ()) -> Tabl
                           ("images (train + eval)", "right"), ("estimate", "right")):
         table.add_column(name, justify=justify)
     for r in rows:
-        train, test = images(r.config)
+        train, test = image_counts(r.config)
         epochs = (r.config.epochs - r.from_epoch) * max(1, r.trials)
         work = f"{epochs * train:,} + {epochs * test:,}" if r.to_do else "—"
         what = STATES[r.state].format(**vars(r)) + (" (lr found by its tuning)" if r.tuned else "")

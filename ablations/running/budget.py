@@ -12,9 +12,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from ablations.running.leasing import finished_run, run_tags
+from ablations.running.leasing import finished_run, reuse_tags
 from ablations.running.plan import PlannedRun
-from ablations.running.speed import PROBE_S, duration, images, probe, run_seconds, speed_key
+from ablations.running.speed import PROBE_S, duration, image_counts, probe, run_seconds, speed_key
 from alexnet.config import Config
 from alexnet.data import FashionMNIST
 from alexnet.tracking import RunStopped, Tracker
@@ -62,7 +62,7 @@ class Budget:
         work = {}
         for r in rows:
             if r.to_do:
-                steps = math.ceil(images(r.config)[0] / r.config.batch_size) * (r.config.epochs - r.from_epoch)
+                steps = math.ceil(image_counts(r.config)[0] / r.config.batch_size) * (r.config.epochs - r.from_epoch)
                 config, planned = work.get(speed_key(r.config), (r.config, 0))
                 work[speed_key(r.config)] = (config, planned + steps * max(1, r.trials))
         begin = time.perf_counter()
@@ -70,7 +70,7 @@ class Budget:
             work = {k: w for k, w in work.items() if k not in self.speeds}  # a later look of --seeds auto: known
         if work:
             t = time.perf_counter()
-            finished_run(tracker, run_tags(Config(), -1, code))  # one store round trip
+            finished_run(tracker, reuse_tags(Config(), -1, code))  # one store round trip
             self.store_s = time.perf_counter() - t
             fresh = probe(work, data, device, budget_s=REPROBE_S if again else PROBE_S, on_start=on_probe)
             if again:
@@ -156,8 +156,8 @@ class Pace:
 
 @dataclass
 class SuiteProgress:
-    """The suite's bar over arm x seed runs, or one plain line per finished run when the bar is
-    off; both show the time left (``Pace``)."""
+    """The suite's bar over arm x seed runs, and one plain line per finished run when the bar is
+    disabled; both show the time left (``Pace``)."""
     total: int
     pace: Pace
     bar: object = None
@@ -166,13 +166,12 @@ class SuiteProgress:
     started: float = field(default_factory=time.monotonic)
 
     def status(self, text: str) -> None:
-        if self.bar:
-            self.bar.update(self.task, status=f"{text} · {self.pace.eta()}")
+        self.bar.update(self.task, status=f"{text} · {self.pace.eta()}")
 
     def finished(self, run) -> None:
         self.done += 1
-        if self.bar:
-            self.bar.update(self.task, advance=1)
+        self.bar.update(self.task, advance=1)
+        if not self.bar.disable:
             return
         result = run.result
         acc = f"{result.eval_key} {result.final(result.eval_key):.3f}" if result.status == "finished" else result.status

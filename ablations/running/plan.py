@@ -108,7 +108,7 @@ def configs(claims: list[Claim], scale: Scale, device: torch.device, epochs: int
     return plans
 
 
-def run_key(kind: str, config: Config, seed: int | None = None) -> tuple:
+def plan_key(kind: str, config: Config, seed: int | None = None) -> tuple:
     """A planned run's identity (equal keys are one run, shared between claims): ``run`` (an arm
     x seed run), ``tuned`` (one at its arm's tuned lr, keyed by the arm's config) or ``tune`` (an
     arm's lr study: no seed)."""
@@ -132,7 +132,7 @@ class PlannedRun:
     @property
     def key(self) -> tuple:
         """Equal keys are one run (shared between claims)."""
-        return run_key("tune" if self.state == "tune" else "tuned" if self.tuned else "run", self.config, self.seed)
+        return plan_key("tune" if self.state == "tune" else "tuned" if self.tuned else "run", self.config, self.seed)
 
     @property
     def to_do(self) -> bool:

@@ -14,8 +14,8 @@ import torch
 
 from ablations.claims import Claim
 from ablations.running.budget import Budget, BudgetSpent, SuiteProgress
-from ablations.running.leasing import finished_run, reserve_run, run_tags
-from ablations.running.plan import run_key
+from ablations.running.leasing import finished_run, reserve_run, reuse_tags
+from ablations.running.plan import plan_key
 from ablations.verdicts.judge import ArmRun
 from alexnet import checkpoint as ckpt
 from alexnet.config import Config
@@ -41,7 +41,7 @@ class Runner:
 
     def state(self, config: Config, seed: int) -> tuple[str, int]:
         """What will happen to the run: reuse, resume (from which epoch) or train. Trains nothing."""
-        if finished_run(self.tracker, run_tags(config, seed, self.code)):
+        if finished_run(self.tracker, reuse_tags(config, seed, self.code)):
             return "reuse", 0
         path = self.checkpoint(config, seed)
         if path.exists():
@@ -54,7 +54,7 @@ class Runner:
     def get(self, claim: Claim, arm: str, config: Config, seed: int, claim_id: str, progress: SuiteProgress) -> ArmRun:
         """The finished run for (config, seed): from the store, or trained here; ``result`` None
         while another worker trains it, or when the budget left it out (``skipped``)."""
-        tags, key = run_tags(config, seed, self.code), run_key("run", config, seed)
+        tags, key = reuse_tags(config, seed, self.code), plan_key("run", config, seed)
         found = dict(arm=arm, seed=seed, config=config, claim=claim, parent=claim_id)
         done = finished_run(self.tracker, tags)
         if done:

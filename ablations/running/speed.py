@@ -54,7 +54,7 @@ def speed_key(config: Config) -> str:
     one without a name, by its kind and images."""
     kind = kind_of(config)
     if not kind.sgd:
-        return kind.cost_name(config) if kind.cost_name else f"{config.arch}-n{images(config)[0]}"
+        return kind.cost_name(config) if kind.cost_name else f"{config.arch}-n{image_counts(config)[0]}"
     parts = ([] if config.arch == "alexnet" else [config.arch]) + [f"{config.input_size}px", f"b{config.batch_size}",
                                                                    config.precision]
     parts += [f"w{config.width:g}"] * (config.arch == "alexnet" and config.width != 1)
@@ -65,7 +65,7 @@ def speed_key(config: Config) -> str:
     return "-".join(parts)
 
 
-def images(config: Config) -> tuple[int, int]:
+def image_counts(config: Config) -> tuple[int, int]:
     """(training images, evaluation images) of one epoch of a run with this config."""
     train = config.train_size or TRAIN_IMAGES - (config.validation_size or 0)
     return train, config.validation_size or config.test_size or TEST_IMAGES
@@ -76,7 +76,7 @@ def run_seconds(config: Config, speed: Speed, store_s: float, from_epoch: int = 
     epochs = config.epochs - from_epoch
     if epochs <= 0:
         return 0.0
-    train, test = images(config)
+    train, test = image_counts(config)
     # the trainer evaluates twice an epoch: the evaluation set, and a training sample as large (train_eval_acc)
     eval_batches = math.ceil(test / config.batch_size) + math.ceil(min(train, test) / config.batch_size)
     epoch = math.ceil(train / config.batch_size) * speed.step_s + eval_batches * speed.eval_batch_s
@@ -104,7 +104,7 @@ def probe(work: dict[str, tuple[Config, int]], data: FashionMNIST, device: torch
 def _probe_one(config: Config, data: FashionMNIST, device: torch.device, share: float, planned_steps: int) -> Speed:
     n = config.batch_size
     if not config.sgd:  # fitted once, on the CPU: its time per batch of the config's size
-        train, test = images(config)
+        train, test = image_counts(config)
         fit_s, eval_s = fitted_seconds(config, data, train, test)
         return Speed(fit_s * n / train, eval_s * n / test, fit_s * n / train, 0.0, 0, n)
     x_all, y_all = data.train_images[:n * (MAX_STEPS + 1)], data.train_labels[:n * (MAX_STEPS + 1)]

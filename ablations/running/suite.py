@@ -17,14 +17,13 @@ its checkpoint), and judges only the claims whose runs all finished."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ablations.claims import Claim, Scale
 from ablations.running.budget import Budget, Pace, SuiteProgress
-from ablations.running.plan import run_key
+from ablations.running.plan import plan_key
 from ablations.running.runs import Runner
 from ablations.running.schedule import Schedule
 from ablations.running.tuning import LrTuning
@@ -132,9 +131,8 @@ class Suite:
         bar = progress_bar(self.options.progress, transient=False, remaining=False)
         progress = SuiteProgress(total, Pace(sum(r.seconds for r in self.budget.rows)), bar)
         claim_runs = {}
-        with bar or contextlib.nullcontext():
-            if bar:
-                progress.task = bar.add_task("arm x seed runs", total=progress.total, status="")
+        with bar:
+            progress.task = bar.add_task("arm x seed runs", total=progress.total, status="")
             for claim in claims:
                 if self.budget.fits(self.budget.claim_seconds(claim.id)):
                     claim_runs[claim.id] = self.run_claim(claim, plans[claim.id], suite_id, progress)
@@ -164,14 +162,14 @@ class Suite:
             fair = self.plan.fair(claim) and not self.budget.spent()
             tuned_lr = {arm: self.tuning.tuned_lr(c) for arm, c in configs.items()
                         if c.sgd and (fair or arm in claim.tuned_arms)}
-            studied = self.budget.finish({run_key("tune", self.tuning.trial(configs[arm])) for arm in tuned_lr})
+            studied = self.budget.finish({plan_key("tune", self.tuning.trial(configs[arm])) for arm in tuned_lr})
             progress.pace.left_s -= studied  # the studies are done
             at_tuned = {arm: replace(c, lr=tuned_lr[arm]) if arm in tuned_lr else c for arm, c in configs.items()
                         if arm in tuned_lr or fair}  # fair: an SVM arm as it is
             runs = self.arm_runs(claim, {arm: at_tuned[arm] if arm in claim.tuned_arms else c
                                          for arm, c in configs.items()}, claim_id, progress)
             tuned_runs = self.arm_runs(claim, at_tuned, claim_id, progress) if fair else []
-            self.budget.finish({run_key("tuned", configs[r.arm], r.seed) for r in runs + tuned_runs
+            self.budget.finish({plan_key("tuned", configs[r.arm], r.seed) for r in runs + tuned_runs
                                 if r.result is not None and (fair or r.arm in claim.tuned_arms)})
             self.tracker.log_params({f"tuned_lr.{key_name(arm)}": lr for arm, lr in tuned_lr.items()})
             self.tracker.log_params({"rule": claim.rule, "metric": claim.metric, "min_effect": claim.min_effect,

@@ -23,7 +23,7 @@ ACCURACY_METRICS = ("test_acc", "gap")  # metrics that carry the test set's samp
 
 @dataclass(frozen=True)
 class Verdict:
-    verdict: str  # reproduced | contradicted | inconclusive
+    outcome: str  # reproduced | contradicted | inconclusive
     evidence: str  # lines joined by newlines
     stats: dict = field(default_factory=dict)
     precondition: bool = False  # what must hold for the claim to be testable at all (dropout: overfitting)
@@ -224,12 +224,13 @@ def decide_same(d: Difference, m: float, higher_is_better: bool = True) -> tuple
     return min(1.0, 2 * (d.p_above(m) if d.diff > 0 else d.p_below(-m))), "contradicted"
 
 
-BETTER = Test(decide_better, "expected {a} {direction} by more than {m} (the gain's interval above {m}; below "
-              "{m}: contradicted)", "a true gain of 0 or of 2 x {m}, {m} from the bound either way")
-NO_GAIN = Test(decide_no_gain, "claim holds if {a} gains less than {m} (the gain's interval below {m})",
-               "a true gain of 0 or of 2 x {m}, {m} from the bound either way")
-SAME = Test(decide_same, "the same if the difference's interval lies inside ±{m}", "a true difference of 0",
-            power=significance.tost_power)
+# the tests of the rules "better", "no_gain" and "same" (ablations.verdicts.rules registers them)
+BETTER_TEST = Test(decide_better, "expected {a} {direction} by more than {m} (the gain's interval above {m}; below "
+                   "{m}: contradicted)", "a true gain of 0 or of 2 x {m}, {m} from the bound either way")
+NO_GAIN_TEST = Test(decide_no_gain, "claim holds if {a} gains less than {m} (the gain's interval below {m})",
+                    "a true gain of 0 or of 2 x {m}, {m} from the bound either way")
+SAME_TEST = Test(decide_same, "the same if the difference's interval lies inside ±{m}", "a true difference of 0",
+                 power=significance.tost_power)
 
 
 def lacks(s: dict, n: int) -> str:
@@ -248,19 +249,19 @@ def lacks(s: dict, n: int) -> str:
     return "; ".join(missing) or "precision: the interval still straddles the bound (more seeds would narrow it)"
 
 
-def better(a, b, min_effect: float, **kw) -> Verdict:
+def compare_better(a, b, min_effect: float, **kw) -> Verdict:
     """The claim: arm a beats arm b by at least ``min_effect`` (``decide_better``)."""
-    return compare(BETTER, a, b, min_effect, **kw)
+    return compare(BETTER_TEST, a, b, min_effect, **kw)
 
 
-def no_gain(a, b, min_effect: float, **kw) -> Verdict:
+def compare_no_gain(a, b, min_effect: float, **kw) -> Verdict:
     """The claim: arm a gains less than ``min_effect`` over arm b."""
-    return compare(NO_GAIN, a, b, min_effect, **kw)
+    return compare(NO_GAIN_TEST, a, b, min_effect, **kw)
 
 
-def same(a, b, margin: float, **kw) -> Verdict:
+def compare_same(a, b, margin: float, **kw) -> Verdict:
     """The claim: arms a and b give the same result, within ±``margin`` (equivalence)."""
-    return compare(SAME, a, b, margin, **kw)
+    return compare(SAME_TEST, a, b, margin, **kw)
 
 
 def matches(values: dict[str, list[float]], targets: dict[str, float], tolerances: dict[str, float]) -> Verdict:
@@ -310,9 +311,9 @@ def ratio(measured: float, stated: float, what: str, factor: float = 2.0) -> Ver
 def combine(verdicts: list[Verdict]) -> str:
     """All parts must hold for a claim to be reproduced; any contradiction contradicts it; a
     precondition not shown to hold leaves it untestable (inconclusive) whatever the rest says."""
-    if any(v.precondition and v.verdict != "reproduced" for v in verdicts):
+    if any(v.precondition and v.outcome != "reproduced" for v in verdicts):
         return "inconclusive"
-    words = {v.verdict for v in verdicts}
+    words = {v.outcome for v in verdicts}
     if "contradicted" in words:
         return "contradicted"
     return "reproduced" if words == {"reproduced"} else "inconclusive"

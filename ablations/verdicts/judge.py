@@ -119,9 +119,9 @@ def _reason(parts: list[decision.Verdict], comparisons: dict) -> str:
     overfits) comes first, then what each undecided comparison lacks."""
     judged = list(comparisons.values())
     for v in parts:
-        if v.verdict == "inconclusive" and v not in judged:
+        if v.outcome == "inconclusive" and v not in judged:
             return v.evidence.split("\n")[0]
     lacking = [f"{a} vs {b} lacks {v.stats['lacks']}" if "lacks" in v.stats else  # or too few seeds to compare
                f"{a} vs {b}: " + v.evidence.split("\n")[0] for (a, b), v in comparisons.items()
-               if v.verdict == "inconclusive"]
+               if v.outcome == "inconclusive"]
     return "; ".join(lacking) or "its parts disagree"

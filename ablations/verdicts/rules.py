@@ -102,7 +102,7 @@ def judge_pairs(claim: Claim, runs: list, ctx: Context, test: decision.Test, pai
             found.evidence.append("context: " + decision.describe(d, xa, xb, (arms[0], arms[1]), name, METRICS[name]))
             low, high = d.interval()
             worse = high < 0 if METRICS[name] else low > 0  # the favoured arm surely worse on it
-            if worse and found.parts[0].verdict == "reproduced":
+            if worse and found.parts[0].outcome == "reproduced":
                 bounds = sorted((abs(low), abs(high)))
                 found.caveats.append(f"at a cost: {arms[0]}'s {name} is {'lower' if METRICS[name] else 'higher'} by "
                                      f"{abs(d.diff):.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]")
@@ -157,18 +157,18 @@ def comparison(name: str, test: decision.Test, describes: str, tunable: bool = F
                          describes, tunable, test, _two_arms))
 
 
-comparison("better", decision.BETTER, "reproduced when the favoured arm's gain is significantly above m, contradicted "
-           "when it is significantly below m (no gain of m or more: a loss, or nothing), else inconclusive",
-           tunable=True)
-comparison("no_gain", decision.NO_GAIN, "reproduced when the gain is significantly below m, contradicted when it is "
-           "significantly above m", tunable=True)
-comparison("same", decision.SAME, "reproduced when the difference is significantly inside ±m (two one-sided tests), "
-           "contradicted when significantly outside")
+comparison("better", decision.BETTER_TEST, "reproduced when the favoured arm's gain is significantly above m, "
+           "contradicted when it is significantly below m (no gain of m or more: a loss, or nothing), else "
+           "inconclusive", tunable=True)
+comparison("no_gain", decision.NO_GAIN_TEST, "reproduced when the gain is significantly below m, contradicted when it "
+           "is significantly above m", tunable=True)
+comparison("same", decision.SAME_TEST, "reproduced when the difference is significantly inside ±m (two one-sided "
+           "tests), contradicted when significantly outside")
 
 
 def _ladder(claim: Claim, runs: list, ctx: Context) -> Judged:
     rungs, _ = ladder.roles(claim.arms)
-    return judge_pairs(claim, runs, ctx, decision.BETTER, [(rungs[-1], rungs[0])])
+    return judge_pairs(claim, runs, ctx, decision.BETTER_TEST, [(rungs[-1], rungs[0])])
 
 
 def _rungs(claim: Claim) -> str:
@@ -178,7 +178,7 @@ def _rungs(claim: Claim) -> str:
 
 register(Rule("ladder", _ladder, "the top rung beats the bottom one by the *better* rule, with each change's gain "
               "attributed both ways and interactions Holm-corrected among themselves", tunable=True,
-              test=decision.BETTER, check=_rungs))
+              test=decision.BETTER_TEST, check=_rungs))
 
 
 def _matches(claim: Claim, runs: list, ctx: Context) -> Judged:
