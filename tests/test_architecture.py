@@ -183,6 +183,11 @@ def test_a_claim_declared_in_a_test_file_gets_a_full_report(tmp_path, fmnist, mo
         ("weight_decay", ("wd", "none")), ("sigmoid_worse", ("sigmoid", "relu"))) for a in arms for s in "01"}
     claim_run = tracker.find({"kind": "claim", "claim": "weight_decay"})[0]
     assert claim_run.data.tags["verdict"] == report.verdict and "loss_ratio" in claim_run.data.metrics
+    runs = tracker.client.search_runs([e.experiment_id for e in tracker.client.search_experiments()])
+    assert sorted({r.data.tags.get("kind", "no kind") for r in runs}) == ["arm", "claim", "suite"]  # none started by itself
+    suite_run = tracker.find({"kind": "suite"})[0]
+    summary = Path(tracker.client.download_artifacts(suite_run.info.run_id, "summary.md", str(tmp_path)))
+    assert "| weight_decay | wd vs none |" in summary.read_text()  # on the suite's own run
 
 
 def nearest_centroid(config, seed, data, on_epoch=None):

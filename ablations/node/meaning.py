@@ -17,16 +17,15 @@ store reports or does. Each refusal is one line naming the run, the field and th
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-from ablations.node.archive import ArchiveError, NodeStore, artifacts, of_kind
+from ablations.node.archive import ArchiveError, NodeStore, artifacts
+from ablations.verdicts import verdict_file
 from alexnet.config import Config
 from alexnet.result import TrainResult
 from alexnet.untrusted import first_line, formula_free, printable, quoted
 
 REUSE_TAGS = ("config_key", "seed", "code_version")  # the tags by which a suite finds a run to reuse
-VERDICTS = {"reproduced", "contradicted", "inconclusive", "unfinished"}
 IMPORT_TAG_PREFIX = "import."  # the tags the import sets on the runs it brings
 
 
@@ -105,39 +104,20 @@ def _reusable(key: dict, params: dict):
 
 
 def _verdict(store: NodeStore):
-    """The check of a claim run's verdict.json: its fields, printable text, and arm runs that are
-    the archive's own (``python -m ablations runs`` loads each by its id)."""
+    """The check of a claim run's verdict.json: its schema (``ablations.verdicts.verdict_file``:
+    fields, printable text, arms that do not start like a formula), and arm runs that are the
+    archive's own, each once (``python -m ablations runs`` loads each by its id)."""
     ids = {r["run_uuid"] for r in store.runs}
 
     def check(d, run_id: str) -> None:
-        if not isinstance(d, dict) or d.get("verdict") not in VERDICTS:
-            raise ValueError(f"verdict: expected one of {', '.join(sorted(VERDICTS))}")
-        if not (isinstance(d.get("evidence"), list) and all(_text(e) for e in d["evidence"])):
-            raise ValueError("evidence: expected a list of printable lines")
-        tuned = d.get("tuned_lr") or {}
-        if not (isinstance(tuned, dict) and all(_text(k) and _lr(v) for k, v in tuned.items())):
-            raise ValueError("tuned_lr: expected arm -> a finite learning rate > 0")
-        runs = d.get("runs")
-        if not (isinstance(runs, list) and all(
-                isinstance(r, dict) and _text(r.get("arm")) and formula_free(r["arm"])
-                and of_kind(r.get("seed"), ("int", False)) and _lr(r.get("lr")) for r in runs)):
-            raise ValueError("runs: expected a list of {arm (printable, not starting like a formula), seed, "
-                             "lr (finite, > 0), run_id}")
-        stray = next((r.get("run_id") for r in runs if r.get("run_id") not in ids), False)
+        runs = verdict_file.parse(d).runs
+        stray = next((r.run_id for r in runs if r.run_id not in ids), False)
         if stray is not False:
             raise ValueError(f"runs: run_id {quoted(stray)} is not a run of this archive")
-        if len({r["run_id"] for r in runs}) != len(runs):
+        if len({r.run_id for r in runs}) != len(runs):
             raise ValueError("runs: a run_id repeats")
-        store.links.setdefault(run_id, set()).update(r["run_id"] for r in runs)
+        store.links.setdefault(run_id, set()).update(r.run_id for r in runs)
     return check
-
-
-def _lr(value) -> bool:
-    return of_kind(value, ("num",)) and math.isfinite(value) and value > 0
-
-
-def _text(value, limit: int = 8000) -> bool:
-    return isinstance(value, str) and len(value) <= limit and value.isprintable()
 
 
 def _why(exc: BaseException) -> str:

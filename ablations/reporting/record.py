@@ -9,6 +9,7 @@ from statistics import mean, stdev
 
 from ablations.stats.significance import t_interval
 from ablations.verdicts.judge import ClaimReport, label
+from ablations.verdicts.verdict_file import ArmRunEntry, VerdictFile
 from alexnet.tracking import Tracker, key_name
 
 
@@ -87,7 +88,7 @@ def summary_markdown(reports: list[ClaimReport]) -> str:
 
 def log_verdicts(tracker: Tracker, reports: list[ClaimReport], suite_id: str) -> None:
     """Each verdict on its claim's run (reopened: its arm runs may have finished elsewhere) — tags,
-    the note, metrics and verdict.json — and the one-table summary on the suite's run."""
+    the note, metrics and verdict.json — and the one-table summary on the suite's run (reopened)."""
     for report in reports:
         runs = report.runs + (report.tuned.runs if report.tuned else [])
         with tracker.open_run("", {}, parent=suite_id, run_id=report.run_id):
@@ -97,9 +98,11 @@ def log_verdicts(tracker: Tracker, reports: list[ClaimReport], suite_id: str) ->
                               **({"verdict_reason": report.reason} if report.reason else {}),
                               **({"verdict_tuned_lr": report.tuned.verdict} if report.tuned else {})})
             tracker.log_metrics(claim_metrics(report))
-            tracker.log_dict({"verdict": report.verdict, "evidence": report.evidence, "tuned_lr": report.tuned_lr,
-                              "verdict_tuned_lr": report.tuned.verdict if report.tuned else None,
-                              "runs": [{"arm": r.arm, "seed": r.seed, "lr": r.config.lr, "run_id": r.run_id,
-                                        "reused": r.reused} for r in runs]}, "verdict.json")
+            tracker.log_dict(VerdictFile.model_construct(  # its schema, not checked here: the import checks it
+                verdict=report.verdict, evidence=report.evidence, tuned_lr=report.tuned_lr,
+                verdict_tuned_lr=report.tuned.verdict if report.tuned else None,
+                runs=[ArmRunEntry.model_construct(arm=r.arm, seed=r.seed, lr=r.config.lr, run_id=r.run_id,
+                                                  reused=r.reused) for r in runs]).model_dump(), "verdict.json")
     if reports:
-        tracker.log_text(summary_markdown(reports), "summary.md")
+        with tracker.open_run("", {}, run_id=suite_id):  # reopened too: the suite's run has ended
+            tracker.log_text(summary_markdown(reports), "summary.md")
