@@ -34,7 +34,8 @@ GROUPS = {
                                  "ablations.stats.ladder.*"], 0.90),
     "count gate thresholds": (["bench.reference.x_compare__*", "bench.reference.x_fallback__*",
                                "bench.gate.x_verdict__*"], 0.90),
-    "archive import checks": (["ablations.node.archive.*", "ablations.node.meaning.*"], 0.90),
+    "archive import checks": (["ablations.node.archive.*", "ablations.node.meaning.*",
+                               "ablations.verdicts.verdict_file.*"], 0.90),
     "trainer resume and checkpoint": (["alexnet.checkpoint.*", "alexnet.train.x_resume__*", "alexnet.train.x_save__*",
                                        "alexnet.train.x__rng_state__*", "alexnet.train.x__set_rng_state__*"], 0.80),
 }
