@@ -42,10 +42,12 @@ from ablations.looks import Looked, look, sequential
 from ablations.reporting.plots import PLOTS
 from ablations.reporting.report import (
     ReportBlocked,
+    answer,
     plan_summary,
     plan_table,
     timing_line,
     verdict_table,
+    where_lines,
     write_results,
 )
 from ablations.running.plan import select_claims, validate
@@ -107,6 +109,9 @@ def parse(argv):
                    help="numerics of every run: auto is bf16 autocast + channels_last on CUDA (tensor "
                         "cores; the optional precision claim checks it changes no verdict) and fp32 on a CPU; "
                         "fp32 keeps the lecture's numerics (TF32 off). Recorded on every run and in claims.md")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print every claim's evidence (the table of claims.md) on the console; by default "
+                        "one row per claim: verdict, deciding difference, reason")
     p.add_argument("--plan", action="store_true",
                    help="print every arm x seed run (train, resume, reuse, shared) with this machine's estimate, "
                         "then exit without training")
@@ -250,8 +255,12 @@ def report(args, scale, suite, looked: Looked, command: str) -> int:
         console.print(f"[red]error:[/] {shown(exc)}", soft_wrap=True)
         return 2
     proxy = "" if scale.name == "full" else ", a CPU proxy of the lecture's settings"
-    Console().print(verdict_table(reports, f"verdicts, {scale.name} scale{proxy} ({suite.trained} runs trained, "
-                                           f"the rest reused) — details in {folder}/claims.md"))
+    title = f"verdicts, {scale.name} scale{proxy} ({suite.trained} runs trained, the rest reused)"
+    out = Console(highlight=False)
+    if args.verbose:
+        out.print(verdict_table(reports, f"{title} — the evidence of each claim"))
+    out.print("\n".join(answer(reports, title, colour=out.is_terminal)), markup=out.is_terminal, soft_wrap=True)
+    out.print("\n".join(where_lines(folder, suite.tracker.shown_uri)), markup=False, soft_wrap=True)
     console.print(timing_line(suite.timing, suite.trained), highlight=False)
     if suite.unfinished:
         console.print(f"[yellow]budget of {args.budget_min:g} min reached:[/] not judged yet: "

@@ -5,12 +5,21 @@ but regular files of its own."""
 import csv
 
 import pytest
+from rich.console import Console
 
 from ablations.__main__ import main
 from ablations.claims import SCALES, SVM, Claim
 from ablations.looks import look
-from ablations.reporting.report import ReportBlocked, write_results
+from ablations.reporting.report import (
+    REASON_CHARS,
+    ReportBlocked,
+    answer,
+    short_reason,
+    write_results,
+)
 from ablations.running.suite import Suite, SuiteOptions
+from ablations.stats.decision import Verdict
+from ablations.verdicts.judge import ClaimReport
 from alexnet import classical
 from alexnet.tracking import Tracker
 from alexnet.untrusted import FORMULA_START, csv_cell
@@ -97,3 +106,29 @@ def test_quoting_formula_cells_leaves_every_number_as_it_was(tmp_path):
     frame = pd.DataFrame({"arm": ["+ ReLU", "relu", "x"], "value": [30035746, 0.721, float("nan")]}, dtype=object)
     write_csv(frame, tmp_path / "t.csv")
     assert (tmp_path / "t.csv").read_text() == "arm,value\n'+ ReLU,30035746\nrelu,0.721\nx,nan\n"
+
+
+def _report(claim_id: str, verdict: str, reason: str = "", diff: tuple | None = None, proxy: str = "quick"):
+    comparisons = {} if diff is None else {("a", "b"): Verdict(verdict, "", {"diff": diff[0], "ci_low": diff[1],
+                                                                           "ci_high": diff[2]})}
+    return ClaimReport(Claim(claim_id, "x", "better", {"a": {}, "b": {}}), verdict, ["a long line of evidence"] * 30,
+                       comparisons=comparisons, reason=reason, proxy=proxy)
+
+
+def test_the_console_answer_is_a_line_per_claim_with_its_deciding_difference_and_a_short_reason():
+    """Ten claims fit one screen (at most 40 lines) on an 80-column terminal: a line per claim,
+    its reason below, cut at a word; the evidence stays in claims.md; piped, the same plain lines."""
+    why = "relu vs sigmoid lacks seeds: 60 to 1,400 for 80% power at the scale's spread and more"
+    reports = [_report(f"claim{i}", ("reproduced", "contradicted", "inconclusive")[i % 3], why * (i % 2),
+                       (0.0891, 0.0612, 0.1173) if i % 4 else None) for i in range(10)]
+    console = Console(width=80, force_terminal=True, record=True)
+    console.print("\n".join(answer(reports, "verdicts, quick scale", colour=True)))
+    shown = console.export_text().splitlines()
+    assert len(shown) == 16 and max(map(len, shown)) <= 80 and "a long line of evidence" not in "\n".join(shown)
+    lines = answer(reports, "verdicts, quick scale")
+    assert lines == shown  # the colours aside, what a pipe gets
+    assert lines[2:4] == ["  claim1  contradicted (quick proxy)  a − b +0.089 [+0.061, +0.117]",
+                          "          relu vs sigmoid lacks seeds: 60 to 1,400 for 80% power at the…"]
+    assert short_reason(reports[1], ("relu", "sigmoid")).startswith("lacks seeds: 60 to 1,400")
+    assert lines[1] == "  claim0  reproduced (quick proxy)"  # no comparison, no reason: nothing else
+    assert len(short_reason(reports[1])) <= REASON_CHARS and short_reason(reports[3]) == short_reason(reports[1])

@@ -44,7 +44,13 @@ def test_smoke_suite_writes_reports_with_computed_verdicts(smoke_suite):
     for png in ("final_accuracy.png", "input224_flops_vs_accuracy.png", "relu_grad_norms.png", "curves_relu.png",
                 "ladder_waterfall.png", "features_accuracy_vs_cost.png"):
         assert (folder / png).stat().st_size > 10_000
-    assert "verdicts, smoke scale" in out.stdout
+    answer = out.stdout[out.stdout.index("verdicts, smoke scale"):].splitlines()  # piped: plain lines
+    assert len(answer) <= 40, "\n".join(answer)  # the one-screen answer: one line per claim, then where the rest is
+    assert [line.split()[0] for line in answer if line.startswith("  ") and not line.startswith("   ")] == [
+        c.id for c in DEFAULT_SMOKE]  # a line per claim, in order; its reason indented below it
+    assert f"every claim's evidence: {folder}/claims.md" in out.stdout
+    assert "mlflow ui --backend-store-uri" in out.stdout
+    assert "| the lecture says |" not in out.stdout and "test_acc: relu" not in out.stdout
 
 
 @pytest.mark.slow

@@ -42,6 +42,67 @@ def verdict_table(reports: list[ClaimReport], title: str) -> Table:
     return table
 
 
+REASON_CHARS = 64  # the console summary's reason, cut to one short line
+
+
+def deciding(r: ClaimReport) -> tuple[tuple[str, str], str]:
+    """The comparison that decides the claim (its first with an interval) and its difference with
+    the 95% interval (``relu − sigmoid +0.089 [+0.061, +0.117]``); ((), '') for a rule judged
+    without one."""
+    for (a, b), v in r.comparisons.items():
+        if {"diff", "ci_low", "ci_high"} <= v.stats.keys():
+            s = v.stats
+            return (a, b), f"{a} − {b} {s['diff']:+.3f} [{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]"
+    return (), ""
+
+
+def short_reason(r: ClaimReport, pair: tuple = ()) -> str:
+    """Why the verdict is what it is, in at most REASON_CHARS characters (cut at a word): the
+    reason it is undecided, else its first caveat (claims.md has them whole); without the
+    "A vs B" of the deciding ``pair``, which its line names already."""
+    why = (r.reason or (r.caveats[0] if r.caveats else "")).removeprefix(" vs ".join(pair) + " " if pair else "")
+    return why if len(why) <= REASON_CHARS else why[:REASON_CHARS - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
+def answer_rows(reports: list[ClaimReport]) -> list[list[str]]:
+    """The one-screen answer, one row per claim: id, verdict (and at tuned lrs, with --tune-lr),
+    the deciding difference and a short reason."""
+    tuned = any(r.tuned for r in reports)
+
+    def verdict(r: ClaimReport) -> str:
+        return f"{r.verdict} / tuned lr: {r.tuned.verdict if r.tuned else '—'}" if tuned else r.verdict
+    rows = []
+    for r in reports:
+        pair, diff = deciding(r)
+        rows.append([r.claim.id, label(verdict(r), r.proxy), diff, short_reason(r, pair)])
+    return rows
+
+
+def where_lines(folder: Path, shown_uri: str) -> list[str]:
+    """Where the rest of the answer is: the report's files and the command that shows the runs."""
+    ui = f"open {shown_uri}" if shown_uri.startswith(("http://", "https://")) else \
+        f"mlflow ui --backend-store-uri '{shown_uri}'"
+    return [f"every claim's evidence: {folder}/claims.md; every run's numbers: {folder}/claims.csv; "
+            f"plots: {folder}/*.png",
+            f"the runs in MLflow: {ui}",
+            "the evidence on this console: the same command with --verbose (it reuses every run)"]
+
+
+def answer(reports: list[ClaimReport], title: str, colour: bool = False) -> list[str]:
+    """The one-screen answer: a line per claim (its id, verdict with the scale, and the deciding
+    difference), its reason indented below; rich markup when ``colour`` (a terminal), plain
+    lines for a pipe or a log. ``verdict_table`` has every claim's full evidence."""
+    rows = answer_rows(reports)
+    iw, vw = (max((len(r[i]) for r in rows), default=0) for i in (0, 1))
+    lines = [escape(title) if colour else title]
+    for (claim, verdict, diff, why), r in zip(rows, reports):
+        shown = f"[{COLOURS[r.verdict]}]{escape(verdict)}[/]" if colour else verdict
+        lines.append(f"  {claim:<{iw}}  {shown}{' ' * (vw - len(verdict))}  {diff}".rstrip())
+        if why:
+            lines.append(f"  {' ' * iw}  {escape(why) if colour else why}")
+    return lines
+
+
 STATES = {"train": "train", "resume": "resume from epoch {from_epoch}", "reuse": "reuse (finished in the store)",
           "shared": "shared: {first_claim}'s run", "tune": "tune: {trials} lr trials"}
 
