@@ -37,7 +37,9 @@ def test_measure_reports_throughput_flops_and_ceiling_fraction(fmnist):
     assert row["flops_per_image"] == 3 * 474_565_738  # training: 3x the model's forward count
     # the same quotient up to float rounding (tflops was divided by 1e12 and is multiplied back here)
     assert 0 < row["fraction_of_ceiling"] == pytest.approx(row["tflops"] * 1e12 / ceilings["fp32"], rel=1e-12)
-    assert row["fraction_of_ceiling"] < 1  # a 1024 matmul timed long enough is a ceiling (256 once gave 5-9x)
+    # a 1024 matmul timed long enough is a ceiling (256 once gave 5-9x); measured while the other test
+    # worker is busy it reads low, and this case reached 1.05 of it in CI at 311501a: the bound is the bug's
+    assert row["fraction_of_ceiling"] < 2
     lecture = measure(Case("infer", 28, 8, "fp32", False, False, "lecture"), images, labels, device, ceilings,
                       **timing)
     assert lecture["status"] == "ok"
