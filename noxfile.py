@@ -58,6 +58,17 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site into site/ (mkdocs-material, offline): ``mkdocs build --strict``, so a
+    broken link, a missing anchor or a page left out of the nav fails; the README's verdict table
+    is checked against results/ first. ``-- serve``: serve it on http://127.0.0.1:8000."""
+    py = python(session)
+    session.run(py, "-m", "ablations.reporting.frontpage", "--check")
+    command = session.posargs or ["build", "--strict"]
+    session.run(py, "-m", "mkdocs", *command, env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session
 def train(session: nox.Session) -> None:
     """One training run: ``nox -s train -- --input-size 28 --epochs 1``."""
     session.run(python(session), "-m", "alexnet", "train", *session.posargs)
@@ -99,7 +110,8 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def reliability(session: nox.Session) -> None:
-    """Fault, bad-input, security, concurrency and DDP-agreement tests; figures to results/reliability/ (README)."""
+    """Fault, bad-input, security, concurrency and DDP-agreement tests; figures to results/reliability/
+    (docs/reliability.md includes them)."""
     tests = ["tests/test_faults.py", "tests/test_workers.py", "tests/test_data.py", "tests/test_config_properties.py",
              "tests/test_distributed.py", "tests/test_suite.py::test_unknown_claim_is_rejected",
              "tests/test_security.py", "tests/test_secrets.py", "tests/test_import.py", "tests/test_fuzz.py",

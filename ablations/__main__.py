@@ -226,7 +226,7 @@ def start(args, scale, claims, suite, rows) -> int | None:
         console.print(f"[red]not started:[/] the estimate, {shown_estimate}, is "
                       f"over --max-hours {args.max_hours:g}. Faster: --scale quick (CPU-sized), --only CLAIM ... "
                       "(fewer claims), --seeds N (fewer seeds), --budget-min M (whole claims within M minutes), or a "
-                      "GPU node (scripts/gpu-run; see the README). --plan lists every run; --yes runs anyway.")
+                      "GPU node (scripts/gpu-run; see docs/gpu-node.md). --plan lists every run; --yes runs anyway.")
         return 2
     return None
 

@@ -33,6 +33,10 @@ def _opt(default, help, choices=None):
 
 @dataclass(frozen=True)
 class Config:
+    """One run's configuration; every default is the lecture's (AlexNet at 224 px, SGD lr 0.01,
+    batch 128, 10 epochs). Make variants with ``dataclasses.replace``; a bad value fails here,
+    naming the field, the value and what is allowed. ``arch`` names a registered kind of arm."""
+
     # model
     arch: str = _opt("alexnet", "network: alexnet, or d2l's LeNet-5 (28 px only; its 2x2 pooling, no pool_kernel, "
                      "pool_stride or lrn), or svm: the 2000s pipeline, hand-engineered features and a support vector "

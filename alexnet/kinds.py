@@ -23,6 +23,9 @@ def _no_refusal(config) -> None:
 
 @dataclass(frozen=True)
 class Kind:
+    """A kind of arm: a network trained by the SGD loop, or a pipeline fitted once, with what the
+    suite needs to check, key, run and cost it (see the module's docstring)."""
+
     name: str
     describes: str  # one line for --help and the docs
     network: Callable | None = None  # (config) -> nn.Sequential: trained by the SGD loop, ``alexnet.train``

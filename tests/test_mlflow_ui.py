@@ -1,13 +1,18 @@
 """The MLflow UI, in real headless Chromium, shows the smoke suite's claim runs and metrics."""
 
+import os
+import shutil
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import mlflow
 import pytest
 
 from ablations.claims import CLAIMS
 from conftest import CHROMEDRIVER, mlflow_server
+
+SHOTS = "ALEXNET_SCREENSHOTS"  # a folder to keep the screenshot in (docs/img: the MLflow page's picture)
 
 
 @pytest.fixture
@@ -51,6 +56,9 @@ def test_ui_lists_claim_runs_and_shows_their_metrics(mlflow_ui, browser, tmp_pat
     wait.until(lambda d: all(any(d.find_elements(By.PARTIAL_LINK_TEXT, f"{n} — {v}") for v in verdicts)
                              for n in names))
     browser.save_screenshot(str(tmp_path / "runs.png"))
+    assert (tmp_path / "runs.png").stat().st_size > 20_000  # a page, not a blank
+    if os.environ.get(SHOTS):  # the docs' picture of the claim runs: ALEXNET_SCREENSHOTS=docs/img
+        shutil.copy(tmp_path / "runs.png", Path(os.environ[SHOTS]) / "mlflow-claim-runs.png")
 
     browser.find_elements(By.PARTIAL_LINK_TEXT, "relu — ")[0].click()
     wait.until(lambda d: all(t in d.find_element(By.TAG_NAME, "body").text for t in ("cohens_d", "suite smoke")))

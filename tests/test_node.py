@@ -66,7 +66,7 @@ def node_python(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def wheelhouse(tmp_path_factory) -> Path:
-    """The wheelhouse for a Python 3.12 node, built from the registry as the README says."""
+    """The wheelhouse for a Python 3.12 node, built from the registry as docs/gpu-node.md says."""
     wheels = tmp_path_factory.mktemp("wheels") / "wheelhouse"
     built = subprocess.run([sys.executable, REPO / "scripts" / "wheelhouse.py", wheels, "--python-version", "3.12"],
                            capture_output=True, text=True)
@@ -95,7 +95,7 @@ def gpu_run(tmp: Path, py: Path, wheels: Path, *args: str) -> subprocess.Complet
            "PIP_NO_INDEX": "1", "COLUMNS": "200"}
     return subprocess.run(["bash", REPO / "scripts" / "gpu-run", "out", "--budget-min", "6", "--scale", "smoke",
                            "--device", "cpu", "--wheelhouse", wheels, *args], capture_output=True, text=True, env=env,
-                          cwd=tmp, timeout=600)  # a relative OUTDIR, as the README
+                          cwd=tmp, timeout=600)  # a relative OUTDIR, as docs/gpu-node.md
 
 
 def _runs(uri: str) -> dict:

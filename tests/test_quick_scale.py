@@ -164,10 +164,10 @@ def test_compare_refuses_a_file_that_is_not_a_claims_md(tmp_path, capsys, conten
 
 
 def test_the_committed_thread_comparison_is_what_compare_reports(capsys):
-    """The committed check (README, 'Robust to the CPU'): the quick suite at --threads 1 and at the
+    """The committed check (docs/findings.md, 'Robust to the CPU'): the quick suite at --threads 1 and at the
     machine's 2 threads, each on a fresh store (another summation order, as on another CPU model),
     under issue 45's rules: 9 of 11 verdicts the same; dropout and input224 at equal epochs sit at
-    their bounds and move with the summation order, as the README says."""
+    their bounds and move with the summation order, as docs/findings.md says."""
     two, one = (RESULTS / f"threads-{n}" / "quick" / "cpu" / "claims.md" for n in (2, 1))
     assert "cpu-x86_64-2threads" in two.read_text() and "cpu-x86_64-1threads" in one.read_text()
     for side in (two, one):
