@@ -17,6 +17,7 @@ def test_the_readme_is_a_front_page_with_the_commands_the_verdicts_and_the_links
     assert len(lines) <= 250
     first_screen = "\n".join(lines[:60])
     assert "python -m nox -s ablations" in first_screen and "python -m nox -s tests" in first_screen
+    assert "| relu | **" in first_screen and "](docs/findings.md)" in first_screen  # the verdicts, the links
     assert "-m nox -s tests" in (REPO / ".ci" / "run").read_text()  # CI runs the README's test command
     verdicts = frontpage.verdicts(REPO / frontpage.SOURCE / "claims.md")
     assert set(verdicts) and all(f"| {claim} | **{v}** |" in README for claim, v in verdicts.items())
