@@ -68,7 +68,10 @@ class ResultFile(BaseModel):
     def _config(cls, config: dict) -> dict:
         from .config import Config
 
-        Config(**config)  # names a bad field itself
+        try:
+            Config(**config)  # names a bad field itself
+        except (TypeError, OverflowError) as exc:  # an unknown field, a value of no comparable type, a huge int
+            raise ValueError(f"config: expected {EXPECTED['config']} ({exc})") from None
         return config
 
     @model_validator(mode="after")

@@ -514,6 +514,10 @@ def test_an_arm_run_without_its_run_key_is_reused_and_checked_too(tmp_path):
 @pytest.mark.parametrize("content, why", [
     ("{not json", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
     ({"seed": 3}, "config: expected an object of Config fields"),
+    # a config field the Config does not have, or of no comparable type: still one ValueError line
+    (_result(config={**Config(input_size=28).to_dict(), "nope": 1}),
+     "config: expected an object of Config fields (Config.__init__() got an unexpected keyword argument 'nope')"),
+    (_result(config={**Config(input_size=28).to_dict(), "lr": "fast"}), "config: expected an object of Config fields"),
     (_result(env={"code_version": "v1", "torch": "=HYPERLINK(1)", "git_commit": "abc", "device": "cpu"}),
      "env.torch '=HYPERLINK(1)': expected a value that does not start with = + - @, a tab or a carriage return (a "
      "spreadsheet formula)"),
@@ -577,9 +581,17 @@ def _verdict(**changes) -> dict:
      f"runs: run_id '{'c' * 32}' is not a run of this archive"),
     ({"runs": [{"arm": "relu", "seed": 0, "lr": 0.01}]}, "runs: run_id 'None' is not a run of this archive"),
     ({"runs": [{"arm": "relu", "seed": s, "lr": 0.01, "run_id": OTHER} for s in (0, 1)]}, "runs: a run_id repeats"),
+    # what a review of the pydantic schema found accepted: no runs at all, integers past what the store keeps
+    ({"runs": None}, RUNS_SHAPE),
+    ({"runs": [{"arm": "relu", "seed": 0, "lr": 2**64, "run_id": OTHER}]}, RUNS_SHAPE),
+    ({"runs": [{"arm": "relu", "seed": 0, "lr": 10**300, "run_id": OTHER}]}, RUNS_SHAPE),
+    ({"tuned_lr": {"relu": 2**63}}, "tuned_lr: expected arm -> a finite learning rate > 0"),
 ])
 def test_a_verdict_is_refused_on_each_field_it_gets_wrong(tmp_path, changes, why):
-    _write(tmp_path, RUN, "verdict.json", _verdict(**changes))
+    verdict = _verdict(**changes)
+    if "runs" in changes and changes["runs"] is None:
+        del verdict["runs"]  # missing, not null
+    _write(tmp_path, RUN, "verdict.json", verdict)
     assert _meaning_refused(tmp_path, _node(status="KILLED")) == f"run {RUN}'s verdict.json is malformed ({why})"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from alexnet.untrusted import formula_free
 
@@ -25,8 +25,15 @@ def _no_formula(text: str) -> str:
     return text
 
 
+def _not_past_int64(value):
+    """An integer as the store keeps numbers: below 2**63 in size (a float is range-checked after)."""
+    if type(value) is int and abs(value) >= 2**63:
+        raise ValueError("an integer past 2**63")
+    return value
+
+
 Text = Annotated[str, Field(max_length=8000), AfterValidator(_printable)]  # one printable line
-LearningRate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+LearningRate = Annotated[float, BeforeValidator(_not_past_int64), Field(gt=0, allow_inf_nan=False)]
 Seed = Annotated[int, Field(strict=True, gt=-2**63, lt=2**63)]
 
 
@@ -47,7 +54,7 @@ class VerdictFile(BaseModel):
     evidence: list[Text]
     tuned_lr: dict[Text, LearningRate] | None = None
     verdict_tuned_lr: Literal[VERDICTS] | None = None
-    runs: list[ArmRunEntry] = []
+    runs: list[ArmRunEntry]  # required: the runs table reads it
 
 
 EXPECTED = {  # field -> what it allows, as a refusal says it
