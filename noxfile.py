@@ -21,7 +21,7 @@ def python(session: nox.Session) -> str:
     if not (stamp.exists() and stamp.read_text() == wanted):
         if not py.exists():
             session.run(sys.executable, "-m", "venv", str(SHARED))
-        session.run(str(py), "-m", "pip", "install", "-q", "-e", ".[dev]", "-c", "constraints.txt")
+        session.run(str(py), "-m", "pip", "install", "-q", "-e", ".[dev,cluster]", "-c", "constraints.txt")
         stamp.write_text(wanted)
     return str(py)
 

@@ -14,7 +14,6 @@ time, and re-running continues.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import shlex
@@ -26,9 +25,8 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from ablations.claims import BY_ID, SCALES
+from ablations.claims import SCALES
 from ablations.commands import (
-    MAX_EPOCHS,
     compare_verdicts,
     console,
     import_node,
@@ -38,7 +36,9 @@ from ablations.commands import (
     terminate,
     tune_arm,
 )
+from ablations.launch import launch
 from ablations.looks import Looked, look, sequential
+from ablations.options import parse
 from ablations.reporting.plots import PLOTS
 from ablations.reporting.report import (
     ReportBlocked,
@@ -54,106 +54,12 @@ from ablations.running.plan import select_claims, validate
 from ablations.running.speed import duration
 from ablations.running.suite import Suite, SuiteOptions
 from alexnet.checkpoint import CheckpointBusy
-from alexnet.data import ENV_VAR, DataError, load_fashion_mnist
+from alexnet.data import DataError, load_fashion_mnist
 from alexnet.env import device_name, device_slug, environment
 from alexnet.stores import TrackingError
-from alexnet.tracking import DEFAULT_URI, STORE_ERRORS, Tracker
-from alexnet.tune import DEFAULT_STORAGE, STORAGE_ENV, storage
-from alexnet.untrusted import Parser, first_line, redact, writable_dir, writable_later
-
-TUNE_HELP = ("To tune one arm's hyperparameters instead: python -m ablations tune CLAIM:ARM [--scale S] "
-             "[--trials N] ... (python -m ablations tune --help). To bring a GPU node's archive home: "
-             "python -m ablations import ARCHIVE (python -m ablations import --help). To compare two suites' verdicts: "
-             "python -m ablations compare A/claims.md B/claims.md. The runs as one table (CSV, Parquet): "
-             "python -m ablations runs.")
-MAX_SEEDS = 1000
-MAX_TRIALS = 10_000
-AUTO_MAX = 9  # --seeds auto: looks at 3, 5, 7 and 9 seeds
-REPROBE_PAUSE_S = 5.0  # before probing again: a busy spell of the machine may pass
-
-
-def parse(argv):
-    p = Parser(prog="python -m ablations", description=__doc__ + "\n" + TUNE_HELP,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scale", choices=list(SCALES), help="default: full with a GPU, else quick")
-    p.add_argument("--only", nargs="+", metavar="CLAIM",
-                   help=f"run only these claims (any of: {', '.join(BY_ID)}); default: all non-optional "
-                        "claims of the scale")
-    p.add_argument("--seeds", metavar="N|auto[:MAX]",
-                   help="seeds per arm (default: the scale's: full 3, quick 5 (relu 3, maxpool 8, augment 12), "
-                        "smoke 2; N: N for every claim); auto[:MAX]: start every claim at the scale's seeds and "
-                        f"give the claims still undecided 2 more at a time, up to MAX (default {AUTO_MAX}), each "
-                        "look judged at alpha 0.05 / looks so that stopping early adds no false positives; finished "
-                        "seeds are reused")
-    p.add_argument("--epochs", type=int, help="epochs per run (default: the scale's)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads of every run (torch.set_num_threads; default: torch's, one per core); the "
-                        "sums' order changes with it, as between CPU models, so verdicts should not; recorded as "
-                        "the device name (cpu-...-Nthreads)")
-    p.add_argument("--tracking-uri", help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI})")
-    p.add_argument("--data-dir", help=f"Fashion-MNIST folder (default: ${ENV_VAR}, else a torchvision download)")
-    p.add_argument("--results-dir", default="results", help="reports go to RESULTS_DIR/<scale>/<device>/")
-    p.add_argument("--checkpoint-dir", default="checkpoints", help="per-run checkpoints of unfinished runs")
-    p.add_argument("--tune-lr", type=int, default=0, metavar="TRIALS",
-                   help="fair mode: first tune each arm's learning rate with an Optuna study of TRIALS trials on a "
-                        "validation split of the training set, then also run its seeds at that lr; verdicts are "
-                        "reported at the lecture's lr and at the tuned ones (default 0: off)")
-    p.add_argument("--storage", default=os.environ.get(STORAGE_ENV, DEFAULT_STORAGE),
-                   help=f"Optuna storage URL of the lr studies (--tune-lr; the ladder's sigmoid rungs) "
-                        f"(default: ${STORAGE_ENV}, else {DEFAULT_STORAGE}); "
-                        "keep passwords off the command line: PGPASSWORD or ~/.pgpass for PostgreSQL")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: only when stderr is a terminal)")
-    p.add_argument("--precision", choices=["auto", "fp32", "tf32", "bf16"], default="auto",
-                   help="numerics of every run: auto is bf16 autocast + channels_last on CUDA (tensor "
-                        "cores; the optional precision claim checks it changes no verdict) and fp32 on a CPU; "
-                        "fp32 keeps the lecture's numerics (TF32 off). Recorded on every run and in claims.md")
-    p.add_argument("--verbose", action="store_true",
-                   help="also print every claim's evidence (the table of claims.md) on the console; by default "
-                        "one row per claim: verdict, deciding difference, reason")
-    p.add_argument("--plan", action="store_true",
-                   help="print every arm x seed run (train, resume, reuse, shared) with this machine's estimate, "
-                        "then exit without training")
-    p.add_argument("--max-hours", type=float, default=2.0,
-                   help="do not start a suite estimated to take longer than this (default 2); --yes runs it anyway")
-    p.add_argument("--yes", action="store_true", help="run even when the estimate exceeds --max-hours")
-    p.add_argument("--budget-min", type=float, metavar="M",
-                   help="wall-clock budget in minutes: whole claims first, no run started that cannot finish by "
-                        "its estimate, a clean stop with the report of what finished; re-run to continue")
-    return checked(p, p.parse_args(argv))
-
-
-def checked(p: argparse.ArgumentParser, args):
-    """The parsed options, each range checked (``p.error`` names the bad value and what is allowed)."""
-    for name in ("max_hours", "budget_min"):
-        value = getattr(args, name)
-        if value is not None and not (value > 0 and math.isfinite(value)):
-            p.error(f"invalid --{name.replace('_', '-')} {value}: expected a finite number of "
-                    f"{'hours' if name == 'max_hours' else 'minutes'} > 0")
-    args.max_seeds = None
-    if args.seeds is not None:
-        args.seeds, args.max_seeds = parse_seeds(p, args.seeds, SCALES[args.scale or "quick"].seeds)
-    if not 0 <= args.tune_lr <= MAX_TRIALS:
-        p.error(f"invalid --tune-lr {args.tune_lr}: expected 0 (off) or a number of trials up to {MAX_TRIALS:,}")
-    if args.threads is not None and not 1 <= args.threads <= 1024:
-        p.error(f"invalid --threads {args.threads}: expected an integer from 1 to 1,024 (CPU threads)")
-    if args.epochs is not None and not 1 <= args.epochs <= MAX_EPOCHS:
-        p.error(f"invalid --epochs {args.epochs}: expected an integer from 1 to {MAX_EPOCHS:,}")
-    return args
-
-
-def parse_seeds(p: argparse.ArgumentParser, text: str, first: int) -> tuple[int | None, int | None]:
-    """--seeds N -> (N, None); auto[:MAX] -> (None, MAX): the scale's seeds first, MAX at most."""
-    expected = f"expected an integer from 1 to {MAX_SEEDS}, auto, or auto:MAX with MAX from {first} to {MAX_SEEDS}"
-    head, _, tail = text.partition(":")
-    try:
-        n = int(tail or AUTO_MAX) if head == "auto" else int(text)
-    except ValueError:
-        p.error(f"invalid --seeds {text}: {expected}")
-    if not (first if head == "auto" else 1) <= n <= MAX_SEEDS:
-        p.error(f"invalid --seeds {text}: {expected}")
-    return (None, n) if head == "auto" else (n, None)
+from alexnet.tracking import STORE_ERRORS, Tracker
+from alexnet.tune import storage
+from alexnet.untrusted import first_line, redact, writable_dir, writable_later
 
 
 def _lost(exc: BaseException, tracker: Tracker, args) -> int:
@@ -165,7 +71,11 @@ def _lost(exc: BaseException, tracker: Tracker, args) -> int:
     return 3
 
 
-SUBCOMMANDS = {"tune": tune_arm, "import": import_node, "compare": compare_verdicts, "runs": list_runs}
+REPROBE_PAUSE_S = 5.0  # before probing again: a busy spell of the machine may pass
+
+
+SUBCOMMANDS = {"launch": launch, "tune": tune_arm, "import": import_node, "compare": compare_verdicts,
+               "runs": list_runs}
 
 
 def prepare(args, scale):
@@ -186,7 +96,7 @@ def prepare(args, scale):
         seeds=args.seeds, max_seeds=args.max_seeds, epochs=args.epochs, device=args.device,
         checkpoint_dir=Path(args.checkpoint_dir), progress=args.progress, tune_lr=args.tune_lr, storage=args.storage,
         budget_s=None if args.budget_min is None else args.budget_min * 60,
-        precision=None if args.precision == "auto" else args.precision))
+        precision=None if args.precision == "auto" else args.precision, train=not args.report_only))
     plans = suite.plan.configs(claims)  # every arm's config checked before any work
     if (args.tune_lr or any(c.tuned_arms for c in claims)) and not args.plan:
         storage(args.storage).remove_session()  # the Optuna database opens now, not after the first claims
@@ -202,12 +112,18 @@ def start(args, scale, claims, suite, rows) -> int | None:
                   + (f" (auto: up to {args.max_seeds} for claims still undecided)" if args.max_seeds else "")
                   + f"; MLflow store {shown(suite.tracker.shown_uri)}")
     device = device_name(suite.device)
+    if args.report_only:  # no probe, no estimate: nothing is trained
+        left = [r for r in rows if r.state not in ("reuse", "shared")]
+        console.print(f"report only: {len(rows) - len(left)} of the plan's {len(rows)} runs are in the store"
+                      + (f"; the claims of the {len(left)} missing are left unjudged" if left else ""), highlight=False)
+        return None
     on_probe = lambda key: console.print(f"probing {key} on {device}", highlight=False)  # noqa: E731
     estimate = suite.plan.estimate(rows, on_probe=on_probe)
     if args.plan:
         over = suite.budget.over([c.id for c in claims])  # [] without a budget
         Console().print(plan_table(rows, f"plan: scale {scale.name}, {suite.plan.seeds_text(claims)}", over))
-        Console(highlight=False).print("\n".join(plan_summary(rows, device, over)))
+        Console(highlight=False).print("\n".join(plan_summary(rows, device, over, args.workers,
+                                                            suite.budget.probe_s)))
         return 0
     limit = min(args.budget_min * 60 if args.budget_min else math.inf, math.inf if args.yes else args.max_hours * 3600)
     if estimate > limit:  # one slow probe (a busy or throttled machine) must not refuse the suite or drop claims
@@ -263,9 +179,13 @@ def report(args, scale, suite, looked: Looked, command: str) -> int:
     out.print("\n".join(where_lines(folder, suite.tracker.shown_uri)), markup=False, soft_wrap=True)
     console.print(timing_line(suite.timing, suite.trained), highlight=False)
     if suite.unfinished:
-        console.print(f"[yellow]budget of {args.budget_min:g} min reached:[/] not judged yet: "
-                      + "; ".join(f"{c} ({len(left)} runs left)" for c, left in suite.unfinished.items())
-                      + ". Re-run the same command, with a new --budget-min, to continue.")
+        left = "; ".join(f"{c} ({len(left)} runs left)" for c, left in suite.unfinished.items())
+        if args.report_only:
+            console.print(f"[yellow]runs missing from the store:[/] not judged yet: {left}. Their workers are still "
+                          "running or ended first; re-run the launch (or suite) command to train them.")
+            return 4
+        console.print(f"[yellow]budget of {args.budget_min:g} min reached:[/] not judged yet: {left}. "
+                      "Re-run the same command, with a new --budget-min, to continue.")
     return 0
 
 

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ablations.reporting import plots, table
 from ablations.reporting.record import summary_markdown
-from ablations.running.plan import PlannedRun
+from ablations.running.plan import PlannedRun, workers_wall_s
 from ablations.running.speed import duration, image_counts
 from ablations.stats.significance import ALPHA
 from ablations.verdicts.judge import ClaimReport, label
@@ -125,9 +125,11 @@ def plan_table(rows: list[PlannedRun], title: str, over: list[str] = ()) -> Tabl
     return table
 
 
-def plan_summary(rows: list[PlannedRun], device: str, over: list[str] = ()) -> list[str]:
-    """Per-claim estimates, then the totals: runs to train, resumed, reused, shared; then the
-    claims ``over`` the budget, which the start would leave for the next one."""
+def plan_summary(rows: list[PlannedRun], device: str, over: list[str] = (), workers: int = 1,
+                 probe_s: float = 0.0) -> list[str]:
+    """Per-claim estimates, then the totals: runs to train, resumed, reused, shared; with several
+    ``workers``, the wall time they need (``workers_wall_s``); then the claims ``over`` the budget,
+    which the start would leave for the next one."""
     claims: dict[str, float] = {}
     for r in rows:
         claims[r.claim] = claims.get(r.claim, 0.0) + r.seconds
@@ -138,6 +140,10 @@ def plan_summary(rows: list[PlannedRun], device: str, over: list[str] = ()) -> l
             + (f", {count['tune']} arms to tune" if count["tune"] else "")
             + f", {count['reuse']} reused from the store, {sum(r.state == 'shared' for r in rows)} shared between "
             f"claims: ~{duration(sum(r.seconds for r in rows))} on {device}"] + [
+        f"with {workers} workers, one {device} each: ~{duration(workers_wall_s(rows, workers, probe_s))} per worker, "
+        f"the probe of {duration(probe_s)} included (the longest run is "
+        f"{duration(max([r.seconds for r in rows if r.to_do], default=0.0))}); give launch --time-min more than "
+        "that"] * (workers > 1) + [
         f"the budget leaves {', '.join(over)} for the next start: their "
         f"{sum(r.to_do for r in rows if r.claim in over)} runs do not fit in what is left of it (whole claims "
         "first, in order)"] * bool(over)

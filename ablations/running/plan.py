@@ -137,3 +137,15 @@ class PlannedRun:
     @property
     def to_do(self) -> bool:
         return self.state in ("train", "resume", "tune")
+
+
+def workers_wall_s(rows: list[PlannedRun], workers: int, probe_s: float = 0.0) -> float:
+    """The plan's wall time with ``workers`` sharing one store: each worker probes, then takes the
+    next run to do, in plan order, whenever it is free (as the suite's workers reserve them); the
+    time is that of the last to finish. One worker: the plan's total plus the probe."""
+    free = [probe_s] * workers  # when each worker is next free
+    for row in rows:
+        if row.to_do:
+            soonest = free.index(min(free))
+            free[soonest] += row.seconds
+    return max(free)

@@ -30,9 +30,10 @@ POLL_S = 5.0  # default seconds between looks at runs other workers hold ($ALEXN
 
 class Runner:
     def __init__(self, tracker: Tracker, data: FashionMNIST, device: torch.device, code: str, scale: str,
-                 checkpoint_dir: Path, budget: Budget):
+                 checkpoint_dir: Path, budget: Budget, train: bool = True):
         self.tracker, self.data, self.device, self.code, self.scale = tracker, data, device, code, scale
         self.checkpoint_dir, self.budget = checkpoint_dir, budget
+        self.train = train  # False (--report-only): a run the store lacks is left out, as the budget leaves one
         self.poll_s = env_number("ALEXNET_POLL_S", POLL_S, low=0.0)
         self.trained = 0  # arm x seed runs trained by this invocation (the rest came from the store)
 
@@ -61,7 +62,7 @@ class Runner:
             self.budget.finish({key})
             return ArmRun(**found, result=self.tracker.load_result(done), run_id=done.info.run_id, reused=True)
         estimate = self.budget.run_estimate(key, config)
-        if not self.budget.fits(estimate):
+        if not self.train or not self.budget.fits(estimate):
             return ArmRun(**found, result=None, run_id="", reused=True, skipped=True)
         checkpoint = self.checkpoint(config, seed)
         run_id, holder = reserve_run(self.tracker, tags, f"{claim.id}/{arm}/seed{seed}",

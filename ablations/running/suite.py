@@ -49,6 +49,7 @@ class SuiteOptions:
     storage: str = DEFAULT_STORAGE  # Optuna storage of the fair-lr studies
     budget_s: float | None = None  # wall time from the Suite's creation; None: no limit
     precision: str | None = None  # fp32 | tf32 | bf16; None: bf16 on CUDA, fp32 on a CPU
+    train: bool = True  # False (--report-only): judge what the store holds; a claim missing runs is unfinished
 
 
 @dataclass
@@ -74,7 +75,8 @@ class Suite:
         self.device = resolve_device(options.device)
         self.code = code_version()
         self.budget = Budget(options.budget_s)
-        self.runner = Runner(tracker, data, self.device, self.code, scale.name, options.checkpoint_dir, self.budget)
+        self.runner = Runner(tracker, data, self.device, self.code, scale.name, options.checkpoint_dir, self.budget,
+                             options.train)
         self.tuning = LrTuning(options.storage, tracker, data, scale.validation_size,
                                options.tune_lr or scale.tune_trials, self.code)
         self.plan = Schedule(scale, options, self.device, self.runner, self.tuning, self.budget, tracker, data)
