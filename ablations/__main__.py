@@ -113,8 +113,9 @@ def start(args, scale, claims, suite, rows) -> int | None:
                   + f"; MLflow store {shown(suite.tracker.shown_uri)}")
     device = device_name(suite.device)
     if args.report_only:  # no probe, no estimate: nothing is trained
-        left = [r for r in rows if r.state not in ("reuse", "shared")]
-        console.print(f"report only: {len(rows) - len(left)} of the plan's {len(rows)} runs are in the store"
+        runs = {r.key: r for r in rows if r.state != "shared"}  # each distinct run once
+        left = [r for r in runs.values() if r.state != "reuse"]
+        console.print(f"report only: {len(runs) - len(left)} of the plan's {len(runs)} runs are in the store"
                       + (f"; the claims of the {len(left)} missing are left unjudged" if left else ""), highlight=False)
         return None
     on_probe = lambda key: console.print(f"probing {key} on {device}", highlight=False)  # noqa: E731

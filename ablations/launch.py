@@ -43,6 +43,7 @@ JOB_NAME = "alexnet-claims"
 MAX_WORKERS = 10_000
 SERVER_RECIPE = "docs/cluster.md#the-store"
 SEE = "See python -m ablations launch --help."
+STOP_S = 60.0  # a worker's suite, told to stop, gets this long to end its run before it is killed
 
 
 class Refused(ValueError):
@@ -194,10 +195,21 @@ def without(argv: list[str], *options: str) -> list[str]:
 def worker(index: int, argv: list[str], status: str, gpus: str | None) -> int:
     """One worker, as submitit runs it on its node: ``python -m ablations ARGV`` (its output goes to
     the job's log); its exit status is written to ``status`` as JSON, which the launcher reads (no
-    pickle). A failed suite fails the job, so squeue/sacct show it."""
+    pickle). A failed suite fails the job, so squeue/sacct show it. When submitit stops the job (out
+    of time, preempted), the suite gets SIGTERM first, so its run is handed over without waiting
+    for its lease to expire."""
     env = dict(os.environ) if gpus is None else {**os.environ, "CUDA_VISIBLE_DEVICES": gpus}
     begin = time.monotonic()
-    code = subprocess.run([sys.executable, "-m", "ablations", *argv], env=env).returncode
+    suite = subprocess.Popen([sys.executable, "-m", "ablations", *argv], env=env)
+    try:
+        code = suite.wait()
+    except BaseException:  # submitit's handlers: out of time (USR2 before the limit) or preempted (requeued)
+        suite.terminate()  # the suite ends its run KILLED at once (its checkpoint kept) for another worker to take
+        try:
+            suite.wait(timeout=STOP_S)
+        except subprocess.TimeoutExpired:
+            suite.kill()
+        raise
     Path(status).write_text(json.dumps({"worker": index, "exit": code, "host": socket.gethostname(),
                                         "seconds": round(time.monotonic() - begin, 1)}))
     if code:
