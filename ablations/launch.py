@@ -43,6 +43,7 @@ JOB_NAME = "alexnet-claims"
 MAX_WORKERS = 10_000
 SERVER_RECIPE = "docs/cluster.md#the-store"
 SEE = "See python -m ablations launch --help."
+STOPPED = 130  # the suite's exit status after SIGTERM or Ctrl-C: its run ended KILLED, resumable
 STOP_S = 60.0  # a worker's suite, told to stop, gets this long to end its run before it is killed
 
 
@@ -210,8 +211,9 @@ def worker(index: int, argv: list[str], status: str, gpus: str | None) -> int:
         except subprocess.TimeoutExpired:
             suite.kill()
         raise
-    Path(status).write_text(json.dumps({"worker": index, "exit": code, "host": socket.gethostname(),
-                                        "seconds": round(time.monotonic() - begin, 1)}))
+    finally:
+        Path(status).write_text(json.dumps({"worker": index, "exit": suite.wait(), "host": socket.gethostname(),
+                                            "seconds": round(time.monotonic() - begin, 1)}))
     if code:
         raise RuntimeError(f"worker {index}: python -m ablations exited with status {code}")
     return code
@@ -226,6 +228,8 @@ def worker_status(path: Path) -> str:
         return "ended without a status (killed, preempted or out of time): its run goes to another worker's lease"
     if code == 0:
         return f"finished on {shown(host)}"
+    if code == STOPPED:
+        return f"stopped on {shown(host)} (out of time or preempted): its run was handed over, its checkpoint kept"
     if code < 0:
         return (f"killed by {signal.Signals(-code).name if -code in signal.valid_signals() else -code} on "
                 f"{shown(host)}: its unfinished run goes to another worker's lease")

@@ -36,6 +36,7 @@ COMMANDS = {  # name -> (module with main, argv before the options, positional v
     "python -m ablations import": ("ablations.__main__", ["import"], ["{archive}"]),
     "python -m ablations compare": ("ablations.__main__", ["compare"], ["{claims}", "{claims}"]),
     "python -m ablations runs": ("ablations.__main__", ["runs"], []),
+    "python -m ablations launch": ("ablations.__main__", ["launch", "--executor", "local", "--workers", "1"], []),
     "python -m bench": ("bench.__main__", [], []),
     "scripts/wheelhouse.py": ("wheelhouse", [], ["{tmp}/wheels"]),
 }
@@ -44,7 +45,7 @@ STARTS = [("alexnet.data", "load_fashion_mnist"), ("alexnet.train", "load_fashio
           ("alexnet.tracking", "Tracker"),  # a study's stores (imported where they are used)
           ("ablations.__main__", "load_fashion_mnist"),
           ("bench.__main__", "load_fashion_mnist"), ("ablations.node.transfer", "import_archive"),
-          ("wheelhouse", "requirements")]
+          ("wheelhouse", "requirements"), ("ablations.launch", "folder_of")]  # launch: past its refusals
 READ_ONLY = {"python -m alexnet shapes", "python -m ablations compare", "python -m ablations runs"}
 
 INTS = ["0", "-0", "-1", str(2**63), str(-2**63 - 1), "9" * 30, "1e3", "0x10", "1_000", "+5", "x", "", "\u0663",
@@ -85,7 +86,8 @@ def parsers() -> dict[str, Parser]:
 
     def catch(self, *args, **kwargs):
         raise Caught(self)
-    argparse.ArgumentParser.parse_args = catch
+    real_known = argparse.ArgumentParser.parse_known_args  # launch reads its own options, the rest are the suite's
+    argparse.ArgumentParser.parse_args = argparse.ArgumentParser.parse_known_args = catch
     try:
         for name, (module, head, _) in COMMANDS.items():
             try:
@@ -97,7 +99,7 @@ def parsers() -> dict[str, Parser]:
                                   ).choices[head[0]]
                 found[name] = parser
     finally:
-        argparse.ArgumentParser.parse_args = real
+        argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args = real, real_known
     return found
 
 

@@ -286,3 +286,21 @@ def test_a_worker_killed_mid_run_leaves_its_run_to_the_other(tmp_path):
     assert re.search(r"worker \d: killed by SIGKILL", err), err[-2000:]
     assert "report only: 6 of the plan's 6 runs are in the store" in err
     assert "not judged yet" not in err and "relu" in out and "maxpool" in out
+
+
+@pytest.mark.slow
+def test_a_worker_out_of_time_stops_its_suite_which_hands_its_run_over_at_once(tmp_path):
+    """submitit's local executor signals USR2 30 s before a job's limit (here 1 min), as Slurm does
+    with --signal: the worker stops its suite, whose run ends KILLED with its checkpoint, not RUNNING
+    until its lease expires; the report then names what is missing."""
+    cmd, env = launch_command(tmp_path, "--epochs", "40")  # runs of over a minute: none finishes in time
+    cmd[cmd.index("--workers") + 1] = "1"
+    out = subprocess.run([*cmd, "--time-min", "1"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 4, out.stderr[-3000:]
+    assert "worker 0: stopped on" in out.stderr and "its checkpoint kept" in out.stderr
+    state = store_state(f"sqlite:///{tmp_path}/mlflow.db", 6)
+    assert state["stuck_running"] == 0 and not state["finished"]
+    stopped = [r for r in state["arms"] if r.info.status == "KILLED"]
+    assert len(stopped) == 1 and list((tmp_path / "checkpoints").glob("*.pt")), "no run stopped with its checkpoint"
+    assert "not judged yet: relu (4 runs left); maxpool (4 runs left)" in " ".join(out.stderr.split())
