@@ -35,7 +35,7 @@ from ablations.running.plan import select_claims
 from alexnet.stores import TrackingError
 from alexnet.tracking import STORE_ERRORS, Tracker, store_uri
 from alexnet.tune import STORAGE_ENV
-from alexnet.untrusted import Parser, first_line, redact, writable_dir
+from alexnet.untrusted import Parser, first_line, printable, redact, writable_dir
 
 SET_BY_LAUNCH = {"time", "mem", "gpus_per_node", "partition", "job_name", "map_count", "additional_parameters"}
 LISTS = {"setup", "teardown", "srun_args"}  # --slurm-setup LINE may be given several times
@@ -83,6 +83,10 @@ def parser() -> Parser:
 
 def parse_launch(argv: list[str]):
     """(launch options, the suite's arguments, the --slurm-* parameters), each checked."""
+    odd = next((a for a in argv if not a.isprintable()), None)
+    if odd is not None:  # a newline would end a line of the job script and start a command of its own
+        raise Refused(f"argument '{printable(odd[:80])}' holds a control character: every launch argument becomes "
+                      "part of one line of the job script")
     argv, slurm = slurm_parameters(argv)
     p = parser()
     args, suite_argv = p.parse_known_args(argv)

@@ -70,6 +70,9 @@ REFUSED = {  # launch arguments -> what the one-line error says
                       "http://mlflow.example.org:5000", "--checkpoint-dir", "."], "--executor slurm found no srun"),
     "a bad suite option": (["--executor", "local", "--workers", "2", "--epochs", "0"], "invalid --epochs 0"),
     "no workers": (["--executor", "local", "--workers", "0"], "invalid --workers 0"),
+    "a newline that would add a command to the job script": (
+        ["--executor", "slurm", "--workers", "2", "--only", "relu", "--data-dir", "x\ntouch /tmp/pwned"],
+        "argument 'x\\x0atouch /tmp/pwned' holds a control character"),
 }
 
 
