@@ -18,11 +18,14 @@ import datetime
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
+import typing
 import urllib.parse
 from pathlib import Path
 
@@ -35,9 +38,11 @@ from ablations.running.plan import select_claims
 from alexnet.stores import TrackingError
 from alexnet.tracking import STORE_ERRORS, Tracker, store_uri
 from alexnet.tune import STORAGE_ENV
-from alexnet.untrusted import Parser, first_line, printable, redact, writable_dir
+from alexnet.untrusted import Parser, first_line, has_secret, printable, redact
 
+LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "ip6-localhost"}
 SET_BY_LAUNCH = {"time", "mem", "gpus_per_node", "partition", "job_name", "map_count", "additional_parameters"}
+BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 LISTS = {"setup", "teardown", "srun_args"}  # --slurm-setup LINE may be given several times
 JOB_NAME = "alexnet-claims"
 MAX_WORKERS = 10_000
@@ -104,9 +109,9 @@ def parse_launch(argv: list[str]):
         p.error(f"invalid --status-every {args.status_every}: expected seconds from 1 to 3,600")
     if slurm and args.executor != "slurm":
         p.error(f"--slurm-{next(iter(slurm)).replace('_', '-')} is for --executor slurm, not {args.executor}")
-    if "--report-only" in suite_argv:
-        p.error("--report-only is not for launch: with --wait, the launcher writes the report once the workers end")
     args.suite = parse(suite_argv, prog="python -m ablations launch")  # the suite's own checks
+    if args.suite.report_only:
+        p.error("--report-only is not for launch: with --wait, the launcher writes the report once the workers end")
     args.folder = args.folder or f"launches/{datetime.datetime.now():%Y%m%d-%H%M%S}"
     return args, suite_argv, slurm
 
@@ -134,39 +139,53 @@ def slurm_parameters(argv: list[str]) -> tuple[list[str], dict]:
     return rest, params
 
 
-def slurm_keys() -> dict:
-    """submitit's Slurm parameters (name -> default) that --slurm-* may set."""
-    from submitit.slurm.slurm import _get_default_parameters  # the names its update_parameters accepts
+def slurm_keys() -> dict[str, set]:
+    """submitit's Slurm parameters that --slurm-* may set: name -> the types its value may take."""
+    from submitit.slurm.slurm import _get_default_parameters, _make_sbatch_string  # what update_parameters takes
 
-    return {k: v for k, v in _get_default_parameters().items() if k not in SET_BY_LAUNCH}
+    hints = typing.get_type_hints(_make_sbatch_string)
+    return {k: set(typing.get_args(hints[k]) or [hints[k]]) - {type(None)} for k in _get_default_parameters()
+            if k not in SET_BY_LAUNCH}
 
 
 def typed(key: str, value: str, token: str):
-    """A --slurm-* value as submitit expects it: an int where its default is one."""
-    if isinstance(slurm_keys()[key], int) and not isinstance(slurm_keys()[key], bool):
-        try:
+    """A --slurm-* value as submitit's signature types it: a bool (true/false), a count, or text."""
+    kinds, name = slurm_keys()[key], token.split("=")[0]
+    if bool in kinds and value.lower() in BOOLS:
+        return BOOLS[value.lower()]
+    if int in kinds:
+        low = 0 if key == "signal_delay_s" else 1
+        if value.isascii() and value.isdigit() and low <= int(value) <= 1_000_000:
             return int(value)
-        except ValueError:
-            raise Refused(f"invalid {token.split('=')[0]} {value!r}: expected an integer") from None
+        raise Refused(f"invalid {name} {printable(value[:40])!r}: expected an integer from {low} to 1,000,000")
+    if str not in kinds:
+        raise Refused(f"invalid {name} {printable(value[:40])!r}: expected true or false")
     return value
 
 
 def refusals(args, uri: str) -> None:
     """What cannot work, as one Refused line, before anything is submitted."""
-    storage = args.suite.storage
+    storage, args.folder = args.suite.storage, Path(args.folder).expanduser().absolute()
+    for what, text in (("--tracking-uri", uri), ("--storage", storage), ("--folder", str(args.folder))):
+        if not text.isprintable():  # from $MLFLOW_TRACKING_URI, $ALEXNET_OPTUNA_STORAGE or the working folder
+            raise Refused(f"{what} '{printable(text[:120])}' holds a control character: it becomes part of one line "
+                          "of the job script")
     for what, url in (("--tracking-uri", uri), ("--storage", storage)):
-        if redact(url) != url:
-            raise Refused(f"{what} {redact(url)} holds a password, which would sit in every worker's job file and "
+        if has_secret(url):
+            raise Refused(f"{what} holds a password (not shown here), which would sit in every worker's job file and "
                           f"log: give MLflow's login as MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD and a "
                           f"database's as PGPASSWORD or ~/.pgpass, in the environment the jobs inherit")
     if args.executor != "slurm":
         return
-    if urllib.parse.urlparse(uri).scheme in ("", "file", "sqlite"):
+    if scheme(uri) in ("", "file", "sqlite"):
         raise Refused(f"--tracking-uri {uri} is a store on this machine's disk: workers on other nodes cannot share "
                       f"it (SQLite over a network file system corrupts). Start an MLflow server on PostgreSQL and "
                       f"pass its URL, e.g. --tracking-uri https://SERVER:5000 ({SERVER_RECIPE})")
+    if urllib.parse.urlsplit(uri).hostname in LOOPBACK:  # one node's Slurm can use it; a cluster's nodes cannot
+        console.print(f"[yellow]warning:[/] --tracking-uri {uri} is this machine's loopback: only workers on this "
+                      "node reach it; on a cluster, pass the server's name as the nodes see it", highlight=False)
     claims = select_claims(args.suite.only, SCALES[args.suite.scale or "full"])
-    if urllib.parse.urlparse(storage).scheme == "sqlite" and (args.suite.tune_lr or any(c.tuned_arms for c in claims)):
+    if scheme(storage) == "sqlite" and (args.suite.tune_lr or any(c.tuned_arms for c in claims)):
         raise Refused(f"--storage {storage} is an Optuna database on this machine's disk, and these claims tune "
                       f"learning rates in it from every worker: pass a PostgreSQL URL (--storage "
                       f"postgresql+psycopg://USER@HOST/optuna, or ${STORAGE_ENV}; {SERVER_RECIPE})")
@@ -175,6 +194,14 @@ def refusals(args, uri: str) -> None:
         raise Refused(f"--checkpoint-dir {shown(checkpoints)} does not exist: with --executor slurm it must be a "
                       "folder every node mounts (e.g. --checkpoint-dir /shared/alexnet-checkpoints), made before the "
                       "launch, so that a worker taking over a dead one's run resumes it from its last epoch")
+    if not args.dry_run and shutil.which("srun") is None:
+        raise Refused("--executor slurm found no srun here: launch from a Slurm login node, or --dry-run to write "
+                      "the sbatch script")
+
+
+def scheme(url: str) -> str:
+    """A URL's scheme without its driver (``sqlite+pysqlite`` -> ``sqlite``); "" for a path."""
+    return urllib.parse.urlsplit(url).scheme.split("+")[0].lower()
 
 
 def worker_argv(suite_argv: list[str], uri: str, folder: Path, index: int) -> list[str]:
@@ -224,19 +251,28 @@ def worker(index: int, argv: list[str], status: str, gpus: str | None) -> int:
 
 
 def worker_status(path: Path) -> str:
-    """A worker's end as one phrase, from its status file (untrusted: only its ints and host are read)."""
+    """A worker's end as one phrase, from its status file (untrusted: a plain file's first 10 kB as
+    JSON, of which only an integer exit status and a host name are read)."""
     try:
-        data = json.loads(path.read_text()[:10_000])
-        code, host = int(data["exit"]), str(data["host"])[:64]
-    except (OSError, ValueError, KeyError, TypeError):
+        if not stat.S_ISREG(path.lstat().st_mode):  # not a link, a fifo or a device
+            raise ValueError(path)
+        with path.open("rb") as f:
+            data = json.loads(f.read(10_000))
+        code, host = data["exit"], str(data["host"])[:64]
+        if type(code) is not int or not -255 <= code <= 255:
+            raise ValueError(code)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return "ended without a status (killed, preempted or out of time): its run goes to another worker's lease"
     if code == 0:
         return f"finished on {shown(host)}"
     if code == STOPPED:
         return f"stopped on {shown(host)} (out of time or preempted): its run was handed over, its checkpoint kept"
     if code < 0:
-        return (f"killed by {signal.Signals(-code).name if -code in signal.valid_signals() else -code} on "
-                f"{shown(host)}: its unfinished run goes to another worker's lease")
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:  # a real-time signal has no name
+            name = f"signal {-code}"
+        return f"killed by {name} on {shown(host)}: its unfinished run goes to another worker's lease"
     return f"exited with status {code} on {shown(host)} (its log says why)"
 
 
@@ -257,11 +293,7 @@ def executor(args, folder: Path, slurm: dict):
         def affinity(cls) -> int:  # writing the script needs no srun
             return 1
 
-    try:
-        ex = (ScriptOnly if args.dry_run else submitit.SlurmExecutor)(folder)
-    except RuntimeError:
-        raise Refused("--executor slurm found no srun here: launch from a Slurm login node, or --dry-run to write "
-                      "the sbatch script") from None
+    ex = (ScriptOnly if args.dry_run else submitit.SlurmExecutor)(folder)
     comment = (f"# each array task runs (through submitit.core._submit below): python -m ablations "
                f"{shlex.join(worker_argv(args.suite_argv, args.uri, folder, 'I'))} with I its task id")
     optional = {"gpus_per_node": args.gpus_per_worker or None, "partition": args.partition,
@@ -309,10 +341,22 @@ def follow(jobs: list, tracker: Tracker, since_ms: int, every: float) -> None:
         time.sleep(every)
 
 
-def folder_of(path: str) -> Path:
-    """The launch folder, made private (submitit keeps the jobs' pickles in it)."""
-    folder = writable_dir(Path(path).expanduser().absolute(), "--folder")
-    folder.chmod(0o700)
+def folder_of(folder: Path) -> Path:
+    """The launch folder, made private (0700); or an earlier one of this user's that nobody else can
+    write and a link does not lead to: submitit keeps the jobs' pickles in it, which the workers load."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        st = folder.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022 or not os.access(folder,
+                                                                                                      os.W_OK):
+            raise Refused(f"--folder {shown(folder)} exists, but is not a folder of yours that only you can write "
+                          "(a link, another's, or group- or world-writable): submitit keeps the jobs' pickles there, "
+                          "which the workers load. Pass a new folder") from None
+    except OSError as exc:
+        raise Refused(f"--folder {shown(folder)}: cannot create it ({exc.strerror or exc}); pass a folder you can "
+                      "write to") from None
     return folder
 
 
@@ -326,12 +370,12 @@ def launch(argv: list[str]) -> int:
         if args.suite.plan:  # the plan with the per-worker estimate, timed on this machine
             return subprocess.run([sys.executable, "-m", "ablations", *args.suite_argv,
                                    "--workers", str(args.workers)]).returncode
-        folder = folder_of(args.folder)
+        gpus = local_gpus(args.workers, args.gpus_per_worker) if args.executor == "local" else [None] * args.workers
+        tracker = None if args.dry_run else Tracker(args.uri)  # reachable, made once, before any worker starts
+        folder = folder_of(args.folder)  # the first thing written
         ex = executor(args, folder, slurm)
         if args.dry_run:
             return dry_run(args, ex, folder)
-        gpus = local_gpus(args.workers, args.gpus_per_worker) if args.executor == "local" else [None] * args.workers
-        tracker = Tracker(args.uri)  # reachable, and made once, before any worker starts
     except (Refused, ValueError, TrackingError) as exc:
         console.print(f"[red]error:[/] {shown(redact(str(exc)))}", highlight=False, soft_wrap=True)
         return 2

@@ -11,6 +11,7 @@ this host, or no heartbeat for $ALEXNET_LEASE_S, default 120, seconds) is marked
 
 from __future__ import annotations
 
+import http.client
 import os
 import posixpath
 import re
@@ -106,7 +107,7 @@ class Tracker:
         if self.uri.startswith(("http://", "https://")):  # fail in seconds, not after MLflow's retries
             try:
                 urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=10).read()
-            except OSError as exc:
+            except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, timed out, or a bad URL
                 raise TrackingError(f"MLflow server {self.shown_uri} is unreachable ({redact(str(exc))}): start it "
                                     "(mlflow server --backend-store-uri ... --host ... --port ...) or pass another "
                                     "--tracking-uri") from None

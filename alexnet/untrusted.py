@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 # user:password@ in any URL (scheme://user:password@host), and password-like query parameters
@@ -31,6 +32,22 @@ def redact(text: str) -> str:
     (``postgresql://user:***@host/db``); use it on anything recorded or printed."""
     text = _USERINFO.sub(lambda m: f"{m['head']}:***@", str(text))
     return _QUERY.sub(lambda m: f"{m['head']}***", text)
+
+
+SECRET_KEYS = {"password", "passwd", "pwd", "token", "secret", "api_key", "apikey"}
+
+
+def has_secret(url: str) -> bool:
+    """Whether a URL carries a credential in any form a client reads one: a userinfo password as
+    urllib or SQLAlchemy parse it (``u:p/ss@``, ``u:p w@``), or a query key naming one, percent-
+    encoded or not. Stricter than ``redact``: for refusing a URL that would be written down."""
+    if redact(url) != url:
+        return True
+    parts = urllib.parse.urlsplit(url)
+    if parts.password or any(k.lower() in SECRET_KEYS for k, _ in urllib.parse.parse_qsl(parts.query)):
+        return True
+    scheme, _, rest = url.partition("://")  # a database URL as SQLAlchemy reads it: user:password@, the password
+    return not scheme.startswith("http") and re.match(r"[^:/]*:[^@]*@", rest) is not None  # anything but '@'
 
 
 def safe_name(value: str, what: str) -> str:
@@ -158,7 +175,7 @@ class Parser(argparse.ArgumentParser):
         return super().parse_known_args(given, namespace)
 
     def error(self, message: str):
-        text = printable(" ".join(message.split()))
+        text = printable(" ".join(redact(message).split()))  # a URL given to the wrong option keeps its password
         if len(text) > 600:
             text = text[:600] + "..."
         self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")

@@ -55,10 +55,10 @@ REFUSED = {  # launch arguments -> what the one-line error says
                              "--checkpoint-dir /nonexistent/ckpt does not exist"),
     "password in the store URI": (["--executor", "local", "--workers", "2", "--tracking-uri",
                                    "postgresql://me:hunter2@db/mlflow"],
-                                  "postgresql://me:***@db/mlflow holds a password"),
+                                  "--tracking-uri holds a password (not shown here)"),
     "password in the Optuna URL": (["--executor", "local", "--workers", "2", "--storage",
                                     "postgresql://me:hunter2@db/optuna"],
-                                   "--storage postgresql://me:***@db/optuna holds"),
+                                   "--storage holds a password"),
     "the ladder's lr studies in SQLite": (["--executor", "slurm", "--workers", "2", "--scale", "quick", "--only",
                                            "ladder", "--tracking-uri", "http://mlflow.example.org:5000"],
                                           "--storage sqlite:///optuna.db is an Optuna database on this machine's disk"),
@@ -70,10 +70,31 @@ REFUSED = {  # launch arguments -> what the one-line error says
                       "http://mlflow.example.org:5000", "--checkpoint-dir", "."], "--executor slurm found no srun"),
     "a bad suite option": (["--executor", "local", "--workers", "2", "--epochs", "0"], "invalid --epochs 0"),
     "no workers": (["--executor", "local", "--workers", "0"], "invalid --workers 0"),
+    "SQLite under a driver's name": (["--executor", "slurm", "--workers", "2", "--tune-lr", "5", "--tracking-uri",
+                                      "http://mlflow.example.org:5000", "--storage", "sqlite+pysqlite:////x/o.db"],
+                                     "--storage sqlite+pysqlite:////x/o.db is an Optuna database on this machine"),
+    "a malformed server URL": (["--executor", "local", "--workers", "2", "--only", "relu", "--tracking-uri",
+                                "http://h:abc"], "MLflow server http://h:abc is unreachable"),
+    "a Slurm count that is not one": (["--executor", "slurm", "--workers", "2", "--slurm-cpus-per-task", "abc"],
+                                      "invalid --slurm-cpus-per-task 'abc': expected an integer from 1 to"),
+    "a Slurm array of 0 at a time": (["--executor", "slurm", "--workers", "2", "--slurm-array-parallelism", "0"],
+                                     "invalid --slurm-array-parallelism '0': expected an integer from 1 to"),
+    "a Slurm flag that is not one": (["--executor", "slurm", "--workers", "2", "--slurm-use-srun", "maybe"],
+                                     "invalid --slurm-use-srun 'maybe': expected true or false"),
+    "--report-only abbreviated": (["--executor", "local", "--workers", "2", "--report"],
+                                  "--report-only is not for launch"),
+    "a URL given to a number option": (["--executor", "local", "--workers", "2", "--tune-lr",
+                                        "postgresql://u:hunter2@h/db"], "invalid int value: 'postgresql://u:***@h/db'"),
     "a newline that would add a command to the job script": (
         ["--executor", "slurm", "--workers", "2", "--only", "relu", "--data-dir", "x\ntouch /tmp/pwned"],
         "argument 'x\\x0atouch /tmp/pwned' holds a control character"),
 }
+
+
+SECRETS = ["postgresql://u:hunter2/x@h/db", "postgresql://u:hunter2'x@h/db", "postgresql://u:hunter2 x@h/db",
+           "postgresql://u@h/db?pass%77ord=hunter2", "https://u'x:hunter2@h", "http://user:hunter2@h:5000"]
+REFUSED.update({f"a password as {url}": (["--executor", "local", "--workers", "2", "--storage", url],
+                                         "--storage holds a password") for url in SECRETS})
 
 
 @pytest.mark.parametrize("case", REFUSED)
@@ -87,6 +108,39 @@ def test_what_cannot_work_is_refused_in_one_line_before_anything_is_submitted(ca
     assert "hunter2" not in err + out
     assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").iterdir()), "something was submitted"
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("where", ["MLFLOW_TRACKING_URI", "the working folder"])
+def test_a_newline_from_the_environment_or_the_folder_cannot_reach_the_job_script(where, capsys, monkeypatch,
+                                                                                tmp_path):
+    work = tmp_path / ("proj\ntouch pwned #" if where == "the working folder" else "w")
+    work.mkdir()
+    (work / "ckpt").mkdir()
+    if where == "MLFLOW_TRACKING_URI":
+        monkeypatch.setenv(where, "https://h:5000/x\ntouch pwned #")
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(console, "width", 400)
+    status = main(["launch", "--executor", "slurm", "--workers", "2", "--dry-run", "--only", "relu",
+                   "--checkpoint-dir", "ckpt", *(["--tracking-uri", "https://h:5000"] if where != "MLFLOW_TRACKING_URI"
+                                                 else [])])
+    err = capsys.readouterr().err
+    assert status == 2 and "holds a control character" in err and len(err.strip().splitlines()) == 1, err
+    assert not list(work.rglob("*.sbatch"))
+
+
+def test_the_launch_folder_is_new_and_private_or_an_earlier_private_one(capsys, monkeypatch, tmp_path):
+    argv = ["--executor", "local", "--workers", "1", "--dry-run", *SMOKE]
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o775)
+    shared.chmod(0o775)
+    (tmp_path / "link").symlink_to(tmp_path / "private")
+    (tmp_path / "private").mkdir(mode=0o700)
+    for folder, ok in (("new/launch", True), ("private", True), ("shared", False), ("link", False)):
+        status, _, err = launch([*argv, "--folder", str(tmp_path / folder)], capsys, monkeypatch, tmp_path)
+        assert (status == 0) == ok, (folder, err)
+        assert ok or "is not a folder of yours that only you can write" in err
+    assert oct(shared.stat().st_mode & 0o777) == "0o775", "an existing folder's mode was changed"
+    assert oct((tmp_path / "new" / "launch").stat().st_mode & 0o777) == "0o700"
 
 
 def example(capsys, monkeypatch, tmp_path) -> str:
@@ -152,7 +206,7 @@ def test_an_unreachable_server_is_refused_before_submitting(capsys, monkeypatch,
     status, _, err = launch(["--executor", "local", "--workers", "2", "--folder", str(tmp_path / "l"), *SMOKE,
                              "--tracking-uri", f"http://127.0.0.1:{free_port()}"], capsys, monkeypatch, tmp_path)
     assert status == 2 and "is unreachable" in err and len(err.strip().splitlines()) == 1, err
-    assert not list((tmp_path / "l").glob("*.pkl")), "a worker was submitted"
+    assert not (tmp_path / "l").exists(), "the launch folder was made for nothing"
 
 
 def test_slurm_parameters_pass_through_typed_and_setup_lines_add_up(capsys, monkeypatch, tmp_path):
@@ -160,12 +214,14 @@ def test_slurm_parameters_pass_through_typed_and_setup_lines_add_up(capsys, monk
     status, out, err = launch(["--executor", "slurm", "--workers", "1", "--dry-run", "--folder", str(tmp_path / "l"),
                                "--slurm-account=proj", "--slurm-qos", "high", "--slurm-setup", "module load cuda",
                                "--slurm-setup", "source /shared/venv/bin/activate", "--slurm-signal-delay-s", "120",
+                               "--slurm-stderr-to-stdout", "no", "--slurm-exclusive", "true",
                                "--only", "relu", "--tracking-uri", "http://h:5000", "--checkpoint-dir",
                                str(tmp_path / "ckpt")], capsys, monkeypatch, tmp_path)
     assert status == 0, err
     text = (tmp_path / "l" / "launch.sbatch").read_text()
     assert "#SBATCH --account=proj" in text and "#SBATCH --qos=high" in text and "#SBATCH --signal=USR2@120" in text
     assert "#SBATCH --array" not in text  # one worker: one job, not an array
+    assert "#SBATCH --error=" in text and "#SBATCH --exclusive\n" in text  # "no" is false, "true" a bare flag
     setup = text.split("# setup\n")[1].split("\n\n")[0].splitlines()
     assert setup[1:] == ["module load cuda", "source /shared/venv/bin/activate"]
     status, _, err = launch(["--executor", "slurm", "--workers", "1", "--dry-run", "--slurm-nodes", "two"],
@@ -202,9 +258,21 @@ def test_a_workers_status_file_is_read_as_plain_json(tmp_path):
     assert worker_status(path) == "finished on node7"
     path.write_text('{"worker": 1, "exit": 3, "host": "node7"}')
     assert worker_status(path).startswith("exited with status 3 on node7")
-    for bad in ("", "[]", '{"exit": "x", "host": "h"}', "\x80\x04pickle"):
+    path.write_text('{"worker": 1, "exit": -40, "host": "node7"}')  # a real-time signal: no name
+    assert worker_status(path).startswith("killed by signal 40 on node7")
+    path.write_text('{"exit": 0, "host": "\\u001b]0;x\\u0007[red]n[/]"}')
+    assert "\x1b" not in worker_status(path) and "\x07" not in worker_status(path)
+    hostile = ["", "[]", '{"exit": "x", "host": "h"}', "\x80\x04pickle", '{"exit": Infinity, "host": "h"}',
+               '{"exit": 1e400, "host": "h"}', '{"exit": 7.0, "host": "h"}', '{"exit": 99999, "host": "h"}',
+               "[" * 100_000, '{"exit": 0, "host": "' + "x" * 50_000_000 + '"}']
+    for bad in hostile:
         path.write_text(bad, errors="surrogateescape")
-        assert worker_status(path).startswith("ended without a status")
+        assert worker_status(path).startswith("ended without a status"), bad[:40]
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    assert worker_status(path).startswith("ended without a status")
+    os.mkfifo(tmp_path / "fifo")  # a read would block for ever
+    assert worker_status(tmp_path / "fifo").startswith("ended without a status")
     assert worker_status(tmp_path / "none.json").startswith("ended without a status")
 
 
