@@ -38,7 +38,7 @@ from ablations.running.plan import select_claims
 from alexnet.stores import TrackingError
 from alexnet.tracking import STORE_ERRORS, Tracker, store_uri
 from alexnet.tune import STORAGE_ENV
-from alexnet.untrusted import Parser, first_line, has_secret, printable, redact
+from alexnet.untrusted import Parser, expanded, first_line, has_secret, printable, redact
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "ip6-localhost"}
 SET_BY_LAUNCH = {"time", "mem", "gpus_per_node", "partition", "job_name", "map_count", "additional_parameters"}
@@ -165,7 +165,7 @@ def typed(key: str, value: str, token: str):
 
 def refusals(args, uri: str) -> None:
     """What cannot work, as one Refused line, before anything is submitted."""
-    storage, args.folder = args.suite.storage, Path(args.folder).expanduser().absolute()
+    storage, args.folder = args.suite.storage, expanded(args.folder, "--folder").absolute()
     for what, text in (("--tracking-uri", uri), ("--storage", storage), ("--folder", str(args.folder))):
         if not text.isprintable():  # from $MLFLOW_TRACKING_URI, $ALEXNET_OPTUNA_STORAGE or the working folder
             raise Refused(f"{what} '{printable(text[:120])}' holds a control character: it becomes part of one line "

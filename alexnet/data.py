@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import Config
+from .untrusted import expanded
 
 ENV_VAR = "ALEXNET_DATA_DIR"
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "alexnet-claims-lab"
@@ -52,9 +53,12 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """``data_dir``, else $ALEXNET_DATA_DIR, else torchvision's download into the cache."""
     given = data_dir if data_dir is not None else os.environ.get(ENV_VAR)
     if given is not None:
-        path = Path(given).expanduser()
+        source = "--data-dir" if data_dir is not None else f"${ENV_VAR}"
+        try:
+            path = expanded(given, source)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
         if not path.is_dir():
-            source = "--data-dir" if data_dir is not None else f"${ENV_VAR}"
             raise DataError(f"Fashion-MNIST folder {path} (from {source}) does not exist: {HOW_TO_PROVIDE}")
         return path
     import torchvision  # only for the download

@@ -59,10 +59,20 @@ def safe_name(value: str, what: str) -> str:
     return value
 
 
+def expanded(path: str | os.PathLike, what: str) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded; one with no home folder (an unknown user,
+    no $HOME) is a ValueError naming it, not pathlib's RuntimeError."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise ValueError(f"invalid {what} {quoted(path)}: its '~' names no home folder here; pass a path without "
+                         "it") from None
+
+
 def writable_dir(path: str | os.PathLike, what: str) -> Path:
     """Create ``path`` if needed and prove it writable with a temporary file, before any work
     whose output would go there."""
-    folder = Path(path).expanduser()
+    folder = expanded(path, what)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
@@ -76,7 +86,7 @@ def writable_dir(path: str | os.PathLike, what: str) -> Path:
 def writable_later(path: str | os.PathLike, what: str) -> Path:
     """A folder that will be written once the work is done: writable if it exists; else its
     nearest existing parent must be a writable folder (it is created then, not now)."""
-    folder = Path(path).expanduser()
+    folder = expanded(path, what)
     if os.path.exists(folder):
         return writable_dir(folder, what)
     try:
@@ -100,7 +110,7 @@ def writable_later(path: str | os.PathLike, what: str) -> Path:
 def writable_file(path: str | os.PathLike, what: str) -> Path:
     """An output file that can be written when the work is done: its folder is writable (created,
     with a message, when it does not exist) and the path is not a folder."""
-    target = Path(path).expanduser()
+    target = expanded(path, what)
     if os.path.isdir(target):
         raise ValueError(f"invalid {what} {quoted(path)}: it is a folder; pass a file name")
     if len(target.name.encode()) > 255:

@@ -45,7 +45,8 @@ STARTS = [("alexnet.data", "load_fashion_mnist"), ("alexnet.train", "load_fashio
           ("alexnet.tracking", "Tracker"),  # a study's stores (imported where they are used)
           ("ablations.__main__", "load_fashion_mnist"),
           ("bench.__main__", "load_fashion_mnist"), ("ablations.node.transfer", "import_archive"),
-          ("wheelhouse", "requirements"), ("ablations.launch", "folder_of")]  # launch: past its refusals
+          ("wheelhouse", "requirements"), ("ablations.launch", "Tracker"),  # launch: past its refusals, the store
+          ("ablations.launch", "folder_of")]  # (--dry-run: the first thing it writes)
 READ_ONLY = {"python -m alexnet shapes", "python -m ablations compare", "python -m ablations runs"}
 
 INTS = ["0", "-0", "-1", str(2**63), str(-2**63 - 1), "9" * 30, "1e3", "0x10", "1_000", "+5", "x", "", "\u0663",

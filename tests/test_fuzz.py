@@ -132,6 +132,18 @@ def gpu_run(argv: list[str]) -> int:
     return done.returncode
 
 
+FOUND = [  # what the draw found, kept as cases: a '~user' with no home was pathlib's RuntimeError, a traceback
+    Case("python -m ablations", "--checkpoint-dir", "~0", "path"), Case("python -m ablations", "--results-dir",
+                                                                        "~nobody-here/x", "path"),
+    Case("python -m ablations launch", "--folder", "~0", "text"), Case("python -m alexnet train", "--json", "~0/x",
+                                                                       "path")]
+
+
+@pytest.mark.parametrize("case", FOUND, ids=str)
+def test_the_cases_the_draw_found_are_refused_in_one_line(case, fuzz_env, capfd):
+    assert fuzz_env(case, capfd) == "refused"
+
+
 @settings(max_examples=FAST_CASES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=a_case())
