@@ -13,6 +13,7 @@ import time
 import traceback
 
 import pytest
+import torch
 from fuzz_cli import (
     COMMANDS,
     FLOATS,
@@ -65,6 +66,7 @@ def fuzz_env(tmp_path_factory, monkeypatch):
             raise TimeoutError(f"{case}: still running after {HANG_S} s")
         signal.signal(signal.SIGALRM, hung)
         signal.alarm(HANG_S)
+        threads = torch.get_num_threads()  # a valid --threads N sets this process's torch threads: restored below
         try:
             if case.command == "scripts/gpu-run":
                 status = gpu_run(argv)
@@ -81,6 +83,7 @@ def fuzz_env(tmp_path_factory, monkeypatch):
         finally:
             signal.alarm(0)
             os.chdir(cwd)
+            torch.set_num_threads(threads)  # else every later test of this worker runs on up to 1,024 threads
         out = capfd.readouterr()
         changed = sorted(set(listing(home, work).items()) ^ set(before.items()))
         if status == 0 and case.command in READ_ONLY:
