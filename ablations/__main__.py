@@ -1,4 +1,5 @@
-"""``python -m ablations``: re-run the AlexNet lecture's claims, log to MLflow, write verdicts.
+"""``python -m ablations``: re-run the AlexNet lecture's claims, log to MLflow, write verdicts
+(the options: ``ablations.options``); its subcommands: launch, tune, import, compare, runs.
 
 Scales: full (the lecture's settings, for a GPU), quick (a CPU proxy: AlexNet at 1/4 width on
 4,000 28-px images, about 12 min on 2 cores), smoke (CI, a few minutes). Default: full when a

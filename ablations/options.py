@@ -31,7 +31,8 @@ TUNE_HELP = ("To tune one arm's hyperparameters instead: python -m ablations tun
              "[--trials N] ... (python -m ablations tune --help). To bring a GPU node's archive home: "
              "python -m ablations import ARCHIVE (python -m ablations import --help). To compare two suites' verdicts: "
              "python -m ablations compare A/claims.md B/claims.md. The runs as one table (CSV, Parquet): "
-             "python -m ablations runs.")
+             "python -m ablations runs. Workers on a Slurm cluster (or this machine), started for you: "
+             "python -m ablations launch --help.")
 MAX_SEEDS = 1000
 MAX_TRIALS = 10_000
 MAX_WORKERS = 10_000  # far beyond any cluster allocation this suite could use
