@@ -33,7 +33,7 @@ import torch
 
 from ablations.claims import SCALES
 from ablations.commands import console, shown
-from ablations.options import parse
+from ablations.options import MAX_WORKERS, parse
 from ablations.running.plan import select_claims
 from alexnet.stores import TrackingError
 from alexnet.tracking import STORE_ERRORS, Tracker, store_uri
@@ -45,7 +45,6 @@ SET_BY_LAUNCH = {"time", "mem", "gpus_per_node", "partition", "job_name", "map_c
 BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 LISTS = {"setup", "teardown", "srun_args"}  # --slurm-setup LINE may be given several times
 JOB_NAME = "alexnet-claims"
-MAX_WORKERS = 10_000
 SERVER_RECIPE = "docs/cluster.md#the-store"
 SEE = "See python -m ablations launch --help."
 STOPPED = 130  # the suite's exit status after SIGTERM or Ctrl-C: its run ended KILLED, resumable
@@ -139,8 +138,18 @@ def slurm_parameters(argv: list[str]) -> tuple[list[str], dict]:
     return rest, params
 
 
+def submitit():
+    """The submitit package, or a Refused line saying how to install it."""
+    try:
+        import submitit
+    except ImportError:
+        raise Refused("python -m ablations launch needs submitit: pip install -e '.[cluster]'") from None
+    return submitit
+
+
 def slurm_keys() -> dict[str, set]:
     """submitit's Slurm parameters that --slurm-* may set: name -> the types its value may take."""
+    submitit()
     from submitit.slurm.slurm import _get_default_parameters, _make_sbatch_string  # what update_parameters takes
 
     hints = typing.get_type_hints(_make_sbatch_string)
@@ -165,6 +174,7 @@ def typed(key: str, value: str, token: str):
 
 def refusals(args, uri: str) -> None:
     """What cannot work, as one Refused line, before anything is submitted."""
+    submitit()
     storage, args.folder = args.suite.storage, expanded(args.folder, "--folder").absolute()
     for what, text in (("--tracking-uri", uri), ("--storage", storage), ("--folder", str(args.folder))):
         if not text.isprintable():  # from $MLFLOW_TRACKING_URI, $ALEXNET_OPTUNA_STORAGE or the working folder
@@ -279,21 +289,18 @@ def worker_status(path: Path) -> str:
 def executor(args, folder: Path, slurm: dict):
     """submitit's executor for --executor, its parameters set (with --dry-run, a Slurm one that
     needs no srun: it only writes the script)."""
-    try:
-        import submitit
-    except ImportError:
-        raise Refused("python -m ablations launch needs submitit: pip install -e '.[cluster]'") from None
+    package = submitit()
     if args.executor == "local":
-        local = submitit.LocalExecutor(folder)
+        local = package.LocalExecutor(folder)
         local.update_parameters(timeout_min=args.time_min)
         return local
 
-    class ScriptOnly(submitit.SlurmExecutor):
+    class ScriptOnly(package.SlurmExecutor):
         @classmethod
         def affinity(cls) -> int:  # writing the script needs no srun
             return 1
 
-    ex = (ScriptOnly if args.dry_run else submitit.SlurmExecutor)(folder)
+    ex = (ScriptOnly if args.dry_run else package.SlurmExecutor)(folder)
     comment = (f"# each array task runs (through submitit.core._submit below): python -m ablations "
                f"{shlex.join(worker_argv(args.suite_argv, args.uri, folder, 'I'))} with I its task id")
     optional = {"gpus_per_node": args.gpus_per_worker or None, "partition": args.partition,
@@ -381,8 +388,13 @@ def launch(argv: list[str]) -> int:
         return 2
     since_ms = int(time.time() * 1000)
     indices = list(range(args.workers))
-    jobs = ex.map_array(worker, indices, [worker_argv(args.suite_argv, args.uri, folder, i) for i in indices],
-                        [str(folder / f"worker-{i}.status.json") for i in indices], gpus)
+    try:
+        jobs = ex.map_array(worker, indices, [worker_argv(args.suite_argv, args.uri, folder, i) for i in indices],
+                            [str(folder / f"worker-{i}.status.json") for i in indices], gpus)
+    except Exception as exc:  # noqa: BLE001  sbatch's refusal (a partition, an account, a limit), as submitit raises it
+        console.print(f"[red]error:[/] the submission failed: {shown(redact(first_line(exc, 500)))}",
+                      highlight=False, soft_wrap=True)
+        return 3
     report = ["python", "-m", "ablations", *without(args.suite_argv, "--tracking-uri"), "--tracking-uri", args.uri,
               "--report-only"]
     array = jobs[0].job_id.split("_")[0]
@@ -395,9 +407,11 @@ def launch(argv: list[str]) -> int:
         return 0
     try:
         follow(jobs, tracker, since_ms, args.status_every)
-    except KeyboardInterrupt:
-        console.print(f"[yellow]stopped following:[/] the workers keep running ({watch}); the report, once they "
-                      f"end: {shlex.join(report)}", highlight=False, soft_wrap=True)
+    except KeyboardInterrupt:  # local workers share this terminal's Ctrl-C: they stop too, their runs resumable
+        left = (f"the workers keep running ({watch}); the report, once they end" if args.executor == "slurm" else
+                "the local workers got the Ctrl-C too and stop, their runs ended KILLED and resumable; to go on, "
+                "run the same launch again; the report of what finished")
+        console.print(f"[yellow]stopped following:[/] {left}: {shlex.join(report)}", highlight=False, soft_wrap=True)
         return 130
     for i in indices:
         console.print(f"worker {i}: {worker_status(folder / f'worker-{i}.status.json')}", highlight=False)

@@ -200,6 +200,13 @@ def test_submitit_hands_sbatch_the_dry_runs_script_and_the_array_gets_one_job_pe
     assert "job ids " + ", ".join(f"4242_{i}" for i in range(16)) in err
     assert "squeue --job 4242" in err and f"--tracking-uri {url} --report-only" in err
     assert len(list((tmp_path / "dry").glob("4242_*_submitted.pkl"))) == 16
+    (bin_dir / "sbatch").write_text('#!/bin/sh\necho "sbatch: error: invalid partition specified: gpu" >&2\nexit 1\n')
+    with mlflow_server(f"sqlite:///{tmp_path}/server.db", tmp_path) as (url, _):  # a refusal only Slurm can make
+        status, _, err = launch([*argv[:-4], "--tracking-uri", url, "--checkpoint-dir", str(tmp_path / "checkpoints"),
+                                 "--folder", str(tmp_path / "refused")], capsys, monkeypatch, tmp_path)
+    last = err.strip().splitlines()[-1]  # after the loopback warning and sbatch's own message
+    assert status == 3 and last.startswith("error: the submission failed: sbatch: error: invalid partition"), err
+    assert "Traceback" not in err and not list((tmp_path / "refused").glob("*_submitted.pkl"))
 
 
 def test_an_unreachable_server_is_refused_before_submitting(capsys, monkeypatch, tmp_path):
