@@ -1,17 +1,5 @@
-"""``python -m ablations``: re-run the AlexNet lecture's claims, log to MLflow, write verdicts
-(the options: ``ablations.options``); its subcommands: launch, tune, import, compare, runs.
-
-Scales: full (the lecture's settings, for a GPU), quick (a CPU proxy: AlexNet at 1/4 width on
-4,000 28-px images, about 12 min on 2 cores), smoke (CI, a few minutes). Default: full when a
-GPU is present, else quick. Arm x seed runs already finished in the MLflow store with the same
-config and code version are reused, interrupted ones resume from their checkpoint, so
-re-running a finished suite trains nothing.
-
-Before training, a probe of at most ~30 s times each distinct configuration on this device and
-the suite prints its estimate; --plan prints every run and stops there. A suite estimated over
---max-hours does not start without --yes; --budget-min trains whole claims first and stops in
-time, and re-running continues.
-"""
+"""``python -m ablations``: the claims suite (its options and what it does: ``ablations.options``,
+``--help``) and its subcommands launch, tune, import, compare and runs."""
 
 from __future__ import annotations
 

@@ -111,7 +111,7 @@ def parse_launch(argv: list[str]):
     args.suite = parse(suite_argv, prog="python -m ablations launch")  # the suite's own checks
     if args.suite.report_only:
         p.error("--report-only is not for launch: with --wait, the launcher writes the report once the workers end")
-    args.folder = args.folder or f"launches/{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    args.folder = expanded(args.folder or f"launches/{datetime.datetime.now():%Y%m%d-%H%M%S}", "--folder").absolute()
     return args, suite_argv, slurm
 
 
@@ -119,6 +119,7 @@ def slurm_parameters(argv: list[str]) -> tuple[list[str], dict]:
     """argv without its ``--slurm-KEY VALUE`` (or ``--slurm-KEY=VALUE``) pairs, and those as submitit
     Slurm parameters; a key submitit does not know, or one the launch options set, is refused."""
     rest, params, tokens = [], {}, iter(argv)
+    allowed = slurm_keys() if any(t.startswith("--slurm-") for t in argv) else {}
     for token in tokens:
         if not token.startswith("--slurm-"):
             rest.append(token)
@@ -129,12 +130,11 @@ def slurm_parameters(argv: list[str]) -> tuple[list[str], dict]:
             value = next(tokens, None)
             if value is None:
                 raise Refused(f"{token} needs a value (--slurm-{name} VALUE). {SEE}")
-        allowed = slurm_keys()
         if key not in allowed:
             raise Refused(f"unknown {token.split('=')[0]}: submitit's Slurm parameters are "
                           f"{', '.join(sorted(k.replace('_', '-') for k in allowed))}; the launch options set the "
                           "time, memory, GPUs, partition and job name")
-        params[key] = params.get(key, []) + [value] if key in LISTS else typed(key, value, token)
+        params[key] = params.get(key, []) + [value] if key in LISTS else typed(key, allowed[key], value, token)
     return rest, params
 
 
@@ -157,9 +157,9 @@ def slurm_keys() -> dict[str, set]:
             if k not in SET_BY_LAUNCH}
 
 
-def typed(key: str, value: str, token: str):
-    """A --slurm-* value as submitit's signature types it: a bool (true/false), a count, or text."""
-    kinds, name = slurm_keys()[key], token.split("=")[0]
+def typed(key: str, kinds: set, value: str, token: str):
+    """A --slurm-* value as submitit's signature types it (``kinds``): a bool (true/false), a count, or text."""
+    name = token.split("=")[0]
     if bool in kinds and value.lower() in BOOLS:
         return BOOLS[value.lower()]
     if int in kinds:
@@ -175,7 +175,7 @@ def typed(key: str, value: str, token: str):
 def refusals(args, uri: str) -> None:
     """What cannot work, as one Refused line, before anything is submitted."""
     submitit()
-    storage, args.folder = args.suite.storage, expanded(args.folder, "--folder").absolute()
+    storage = args.suite.storage
     for what, text in (("--tracking-uri", uri), ("--storage", storage), ("--folder", str(args.folder))):
         if not text.isprintable():  # from $MLFLOW_TRACKING_URI, $ALEXNET_OPTUNA_STORAGE or the working folder
             raise Refused(f"{what} '{printable(text[:120])}' holds a control character: it becomes part of one line "

@@ -10,15 +10,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .untrusted import one_line
+
 ACCURACIES = ("train_acc", "test_acc", "val_acc", "train_eval_acc")  # fractions of images right: in [0, 1]
 MAX_GRAD_NORM = 1e12  # far above any layer's mean gradient norm of a run that did not diverge
 ENV_NEEDS = ("code_version", "torch", "git_commit", "device")
-
-
-def _printable(text: str) -> str:
-    if not text.isprintable():
-        raise ValueError("not printable")
-    return text
 
 
 Count = Annotated[int, Field(strict=True, ge=0, lt=2**63)]
@@ -50,7 +46,7 @@ class ResultFile(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     config: dict
     seed: Count
-    env: dict[str, Annotated[str, Field(max_length=999), AfterValidator(_printable)]]
+    env: dict[str, Annotated[str, Field(max_length=999), AfterValidator(one_line)]]
     eval_split: Literal["test", "val"]
     params: Count
     flops_per_image: Positive  # each of these three divides a figure

@@ -151,6 +151,14 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else "?" for c in text)
 
 
+def one_line(text: str) -> str:
+    """``text`` if every character is printable (one line, no escape sequences), else a ValueError:
+    a pydantic validator of the untrusted files' text fields."""
+    if not text.isprintable():
+        raise ValueError("not printable")
+    return text
+
+
 def quoted(value) -> str:
     """An untrusted value (an archive's name or path) as it may be printed: escaped, length bounded."""
     return repr(printable(str(value)[:120]))

@@ -8,15 +8,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from alexnet.untrusted import formula_free
+from alexnet.untrusted import formula_free, one_line
 
 VERDICTS = ("contradicted", "inconclusive", "reproduced", "unfinished")
-
-
-def _printable(text: str) -> str:
-    if not text.isprintable():
-        raise ValueError("not printable")
-    return text
 
 
 def _no_formula(text: str) -> str:
@@ -32,7 +26,7 @@ def _not_past_int64(value):
     return value
 
 
-Text = Annotated[str, Field(max_length=8000), AfterValidator(_printable)]  # one printable line
+Text = Annotated[str, Field(max_length=8000), AfterValidator(one_line)]  # one printable line
 LearningRate = Annotated[float, BeforeValidator(_not_past_int64), Field(gt=0, allow_inf_nan=False)]
 Seed = Annotated[int, Field(strict=True, gt=-2**63, lt=2**63)]
 
